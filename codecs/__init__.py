@@ -1,0 +1,1 @@
+"""Pure functions over RTP payload bytes: keyframes, layers, audio level."""

@@ -1,0 +1,1 @@
+"""Password hashing, token signing, SRTP profile policy."""

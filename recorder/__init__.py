@@ -1,0 +1,1 @@
+"""Recording subscribers and the recordings library."""

@@ -1,0 +1,1 @@
+"""How peers reach the media plane: WebSocket rooms, REST admin API, authentication."""
