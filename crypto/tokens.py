@@ -1,0 +1,107 @@
+"""Invite links: signed, self-expiring tokens that admit one role to one room."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+__all__ = ["ROLES", "InvalidInvite", "Invite", "InviteSigner", "Role"]
+
+Role = Literal["chair", "participant"]
+ROLES: tuple[Role, ...] = ("chair", "participant")
+_SALT = "room-invite"
+
+
+@dataclass(frozen=True)
+class Invite:
+    """What a verified invite grants."""
+
+    room_id: str
+    """The only room the invite admits to."""
+    role: Role
+    """The role the holder joins with."""
+    expires_at: float
+    """Unix time after which the invite is refused."""
+    issued_at: float
+    """Unix time it was signed; lets a re-created room refuse its predecessor's invites."""
+
+
+class InvalidInvite(Exception):
+    """An invite was refused; ``reason`` is ``bad_signature``, ``malformed``, ``wrong_room``,
+    ``expired`` or ``revoked``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InviteSigner:
+    """Issues and checks invite tokens with an HMAC key; each token carries its own expiry."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("invite signing secret must be at least 16 bytes")
+        self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
+
+    def issue(self, room_id: str, role: str, ttl_seconds: int, now: float | None = None) -> str:
+        """A URL-safe token admitting ``role`` to ``room_id`` for ``ttl_seconds`` from ``now``."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        issued = time.time() if now is None else now
+        payload = {"room": room_id, "role": role, "iat": issued, "exp": issued + ttl_seconds}
+        return self._serializer.dumps(payload)
+
+    def verify(
+        self,
+        token: str,
+        room_id: str,
+        now: float | None = None,
+        *,
+        room_created_at: float | None = None,
+    ) -> Invite:
+        """The invite in ``token`` if it is genuine, for ``room_id`` and unexpired at ``now``.
+
+        Pass ``room_created_at`` to refuse invites signed before the room (re)appeared, so a
+        deleted and re-created room id does not admit its predecessor's guests.
+        """
+        try:
+            # Expiry is ours to check (per-token TTL, injectable clock), so no max_age here.
+            payload: Any = self._serializer.loads(token)
+        except BadSignature:
+            raise InvalidInvite("bad_signature") from None
+        invite = _parse(payload)
+        if invite.room_id != room_id:
+            raise InvalidInvite("wrong_room")
+        if (time.time() if now is None else now) >= invite.expires_at:
+            raise InvalidInvite("expired")
+        if room_created_at is not None and invite.issued_at < room_created_at:
+            raise InvalidInvite("revoked")
+        return invite
+
+
+def _parse(payload: Any) -> Invite:
+    # Only we can sign, but a key shared with an older format must not crash the join path.
+    if not isinstance(payload, dict):
+        raise InvalidInvite("malformed")
+    room, role = payload.get("room"), payload.get("role")
+    issued, expires = payload.get("iat"), payload.get("exp")
+    numbers = (issued, expires)
+    if (
+        not isinstance(room, str)
+        or role not in ROLES
+        or not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers)
+        or not all(math.isfinite(cast(float, n)) for n in numbers)
+    ):
+        raise InvalidInvite("malformed")
+    return Invite(
+        room_id=room,
+        role=cast(Role, role),
+        expires_at=float(cast(float, expires)),
+        issued_at=float(cast(float, issued)),
+    )

@@ -1,0 +1,444 @@
+"""Server configuration: one validated, frozen model and the layered loader that fills it.
+
+Precedence, lowest first: the defaults below, a TOML file (``--config``), ``MCU_*`` environment
+variables, command-line flags. Every layer is validated together, so a bad value is reported
+once, naming the field and the layer it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import ipaddress
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = ["Config", "ConfigError", "IceServer", "build_arg_parser", "load_config"]
+
+ENV_PREFIX = "MCU_"
+_ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+_TURN_SCHEMES = ("turn:", "turns:")
+# Values never echoed back in error messages.
+_SECRET_FIELDS = frozenset({"admin_token", "credential"})
+_MIN_ADMIN_TOKEN_CHARS = 16
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, malformed or inconsistent; the message says which."""
+
+
+class _CrossFieldError(ValueError):
+    """A rule spanning several fields; carries them so the error can name every source."""
+
+    def __init__(self, message: str, fields: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class IceServer(BaseModel):
+    """A STUN or TURN server handed to browsers as an ``RTCIceServer``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    urls: list[str]
+    """``stun:``, ``stuns:``, ``turn:`` or ``turns:`` URLs of one server."""
+    username: str | None = None
+    """TURN user name; browsers refuse a TURN URL without one."""
+    # Browsers need it in clear, so not a SecretStr; kept out of repr so logs don't leak it.
+    credential: str | None = Field(default=None, repr=False)
+    """TURN password."""
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        if not urls:
+            raise ValueError("urls must list at least one URL")
+        for url in urls:
+            scheme = next((s for s in _ICE_SCHEMES if url.startswith(s)), None)
+            if scheme is None or not url[len(scheme) :].strip():
+                raise ValueError(
+                    f"ICE server URL must start with stun:, stuns:, turn: or turns: "
+                    f"and name a host, got {url!r}"
+                )
+        return urls
+
+    @model_validator(mode="after")
+    def _turn_needs_credentials(self) -> IceServer:
+        # RTCPeerConnection throws on a TURN URL without both; catch it here, not in every browser.
+        needs = any(url.startswith(_TURN_SCHEMES) for url in self.urls)
+        if needs and (not self.username or not self.credential):
+            raise ValueError(
+                "TURN servers need a username and credential (set them in the TOML file or "
+                f"MCU_ICE_SERVERS), got none for {', '.join(self.urls)}"
+            )
+        return self
+
+
+def _normalise_ip(field: str, value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError(f"{field} must be an IP address, got {value!r}") from None
+    if address.is_unspecified or address.is_multicast:
+        raise ValueError(f"{field} must be a unicast host address, got {value!r}")
+    return str(address)
+
+
+class Config(BaseModel):
+    """Everything the server reads at start-up; immutable once loaded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    """Address the HTTP/WebSocket listener binds to."""
+    port: int = 8080
+    """TCP port of the HTTP/WebSocket listener."""
+    data_dir: Path = Path("data")
+    """Directory for the room database, secrets and recordings."""
+    admin_token: SecretStr | None = None
+    """Bearer token for ``/api``; when unset one is generated in ``data_dir/secrets``."""
+    public_ip: str | None = None
+    """Address announced in ICE candidates instead of the bind address (1:1 NAT)."""
+    media_addresses: list[str] = []
+    """Addresses to gather ICE host candidates on; empty means every interface, loopback too."""
+    rtc_port_min: int | None = None
+    """Lowest UDP port for media; set together with ``rtc_port_max``."""
+    rtc_port_max: int | None = None
+    """Highest UDP port for media."""
+    ice_servers: list[IceServer] = []
+    """STUN/TURN servers offered to browsers."""
+    srtp_require_gcm: bool = False
+    """Accept only AES-GCM SRTP protection profiles."""
+    tls_cert: Path | None = None
+    """PEM certificate chain for HTTPS; set together with ``tls_key``."""
+    tls_key: Path | None = None
+    """PEM private key for HTTPS."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest severity logged."""
+    log_format: Literal["text", "json"] = "text"
+    """Human-readable lines or one JSON object per line."""
+    max_message_bytes: int = 131072
+    """Largest signalling WebSocket message accepted."""
+    max_participants_default: int = 16
+    """Room capacity when a room sets no ``max_participants``."""
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("host must not be empty")
+        return value.strip()
+
+    @field_validator("port")
+    @classmethod
+    def _check_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"port must be between 1 and 65535, got {value}")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"admin_token must be at least {_MIN_ADMIN_TOKEN_CHARS} characters")
+        return value
+
+    @field_validator("public_ip")
+    @classmethod
+    def _check_public_ip(cls, value: str | None) -> str | None:
+        return None if value is None else _normalise_ip("public_ip", value)
+
+    @field_validator("media_addresses")
+    @classmethod
+    def _check_media_addresses(cls, values: list[str]) -> list[str]:
+        normalised = [_normalise_ip("media_addresses", value) for value in values]
+        return list(dict.fromkeys(normalised))
+
+    @field_validator("rtc_port_min", "rtc_port_max")
+    @classmethod
+    def _check_rtc_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Below 1024 needs privileges and collides with well-known services.
+        if value is not None and not 1024 <= value <= 65535:
+            raise ValueError(f"{info.field_name} must be between 1024 and 65535, got {value}")
+        return value
+
+    @field_validator("max_message_bytes")
+    @classmethod
+    def _check_max_message_bytes(cls, value: int) -> int:
+        if not 1024 <= value <= 16 * 1024 * 1024:
+            raise ValueError(f"max_message_bytes must be between 1024 and 16777216, got {value}")
+        return value
+
+    @field_validator("max_participants_default")
+    @classmethod
+    def _check_max_participants(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError(f"max_participants_default must be between 1 and 1000, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Config:
+        ports = ("rtc_port_min", "rtc_port_max")
+        if (self.rtc_port_min is None) != (self.rtc_port_max is None):
+            raise _CrossFieldError("rtc_port_min and rtc_port_max must be set together", ports)
+        if (
+            self.rtc_port_min is not None
+            and self.rtc_port_max is not None
+            and self.rtc_port_min > self.rtc_port_max
+        ):
+            raise _CrossFieldError(
+                f"rtc_port_min ({self.rtc_port_min}) must not exceed "
+                f"rtc_port_max ({self.rtc_port_max})",
+                ports,
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise _CrossFieldError(
+                "tls_cert and tls_key must be set together", ("tls_cert", "tls_key")
+            )
+        return self
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Reports bad flags as ``ConfigError`` so callers handle every config mistake one way."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"command line: {message}")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """The ``mcu`` command line; only flags actually given appear in the parsed namespace."""
+    parser = _ArgumentParser(
+        prog="mcu",
+        description="Selective forwarding media server for telemedicine rooms and lessons.",
+        epilog=(
+            "Settings come from, lowest precedence first: built-in defaults, the TOML file "
+            "(--config), MCU_* environment variables, then these flags. "
+            "See docs/configuration.md."
+        ),
+        argument_default=argparse.SUPPRESS,
+    )
+    add = parser.add_argument
+    add("--config", metavar="PATH", help="TOML configuration file (env MCU_CONFIG)")
+    add(
+        "--host",
+        metavar="ADDR",
+        help="address to listen on for HTTP/WebSocket (env MCU_HOST; default 127.0.0.1)",
+    )
+    add("--port", metavar="N", help="TCP port to listen on, 1-65535 (env MCU_PORT; default 8080)")
+    add(
+        "--data-dir",
+        metavar="DIR",
+        dest="data_dir",
+        help="directory for the room database, "
+        "secrets and recordings (env MCU_DATA_DIR; default ./data)",
+    )
+    add(
+        "--admin-token",
+        metavar="TOKEN",
+        dest="admin_token",
+        help="bearer token for the /api "
+        "admin API, at least 16 characters; prefer MCU_ADMIN_TOKEN, since flags are visible "
+        "in the process list (default: generated into DATA_DIR/secrets/admin-token)",
+    )
+    add(
+        "--public-ip",
+        metavar="ADDR",
+        dest="public_ip",
+        help="IP address to announce in ICE "
+        "candidates instead of the local one, for 1:1 NAT (env MCU_PUBLIC_IP)",
+    )
+    add(
+        "--media-address",
+        metavar="ADDR",
+        dest="media_addresses",
+        action="append",
+        help="IP address to gather ICE host candidates on; repeat for several "
+        "(env MCU_MEDIA_ADDRESSES, comma-separated; default: every interface "
+        "address, loopback included)",
+    )
+    add(
+        "--rtc-port-min",
+        metavar="N",
+        dest="rtc_port_min",
+        help="lowest UDP port for media, "
+        "1024-65535; needs --rtc-port-max (env MCU_RTC_PORT_MIN; default: any port)",
+    )
+    add(
+        "--rtc-port-max",
+        metavar="N",
+        dest="rtc_port_max",
+        help="highest UDP port for media, 1024-65535 (env MCU_RTC_PORT_MAX)",
+    )
+    add(
+        "--ice-server",
+        metavar="URL",
+        dest="ice_servers",
+        action="append",
+        help="STUN URL offered to browsers (stun:host:port); repeat for several. TURN servers "
+        "need credentials, so give those in the TOML file or MCU_ICE_SERVERS (JSON)",
+    )
+    add(
+        "--srtp-require-gcm",
+        dest="srtp_require_gcm",
+        action=argparse.BooleanOptionalAction,
+        help="accept only AES-GCM SRTP profiles (env MCU_SRTP_REQUIRE_GCM; default off)",
+    )
+    add(
+        "--tls-cert",
+        metavar="PATH",
+        dest="tls_cert",
+        help="PEM certificate chain to serve HTTPS; needs --tls-key (env MCU_TLS_CERT)",
+    )
+    add(
+        "--tls-key",
+        metavar="PATH",
+        dest="tls_key",
+        help="PEM private key for --tls-cert (env MCU_TLS_KEY)",
+    )
+    add(
+        "--log-level",
+        metavar="LEVEL",
+        dest="log_level",
+        help="debug, info, warning or error (env MCU_LOG_LEVEL; default info)",
+    )
+    add(
+        "--log-format",
+        metavar="FORMAT",
+        dest="log_format",
+        help="text or json (env MCU_LOG_FORMAT; default text)",
+    )
+    return parser
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for key in data:
+        if key not in Config.model_fields:
+            close = difflib.get_close_matches(key, Config.model_fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}")
+    return data
+
+
+def _read_environ(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """Field name -> (variable name, raw value); empty variables count as unset."""
+    values: dict[str, tuple[str, Any]] = {}
+    for field in Config.model_fields:
+        name = ENV_PREFIX + field.upper()
+        raw = environ.get(name, "")
+        if not raw.strip():
+            continue
+        value: Any = raw
+        if field == "media_addresses":
+            value = [part.strip() for part in raw.split(",") if part.strip()]
+        elif field == "ice_servers":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name}: invalid JSON: {exc}") from None
+        values[field] = (name, value)
+    return values
+
+
+def _flag_name(field: str) -> str:
+    return {"media_addresses": "--media-address", "ice_servers": "--ice-server"}.get(
+        field, "--" + field.replace("_", "-")
+    )
+
+
+def _loc_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+_TYPE_MESSAGES = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "string_type": "must be a string",
+    "missing": "is required",
+}
+
+
+def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    loc: tuple[int | str, ...] = tuple(error["loc"])
+    field = str(loc[0]) if loc else ""
+    source = sources.get(field, "default")
+    path = _loc_path(loc)
+    kind = error["type"]
+    if kind == "value_error":
+        exc = error["ctx"]["error"]
+        message = str(exc)
+        if isinstance(exc, _CrossFieldError):
+            given = [sources[f] for f in exc.fields if f in sources]
+            source = ", ".join(dict.fromkeys(given)) or "default"
+        elif len(loc) > 1:
+            message = f"{path}: {message}"
+        return f"{source}: {message}"
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key {path!r}"
+    if kind == "literal_error":
+        message = f"{path} must be {error['ctx']['expected']}"
+    elif kind in _TYPE_MESSAGES:
+        message = f"{path} {_TYPE_MESSAGES[kind]}"
+    else:
+        message = f"{path}: {str(error['msg'])[:1].lower()}{str(error['msg'])[1:]}"
+    value = error.get("input")
+    secret = any(part in _SECRET_FIELDS for part in loc)
+    if kind != "missing" and not secret and isinstance(value, str | int | float | bool):
+        message += f", got {value!r}"
+    return f"{source}: {message}"
+
+
+def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
+    """Build the configuration from flags (``argv``, default ``sys.argv[1:]``), ``environ`` and
+    the TOML file they name; raises ``ConfigError`` naming the field and source of a bad value.
+    """
+    flags = vars(build_arg_parser().parse_args(argv))
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    config_path = flags.pop("config", None) or environ.get(ENV_PREFIX + "CONFIG") or None
+    if config_path is not None:
+        path = Path(config_path)
+        for field, value in _read_toml(path).items():
+            raw[field], sources[field] = value, str(path)
+
+    for field, (name, value) in _read_environ(environ).items():
+        raw[field], sources[field] = value, name
+
+    for field, value in flags.items():
+        if field == "ice_servers":
+            value = [{"urls": [url]} for url in value]
+        raw[field], sources[field] = value, _flag_name(field)
+
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = dict.fromkeys(_describe(error, sources) for error in exc.errors())
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,265 @@
+"""Durable room definitions in SQLite, behind an asyncio interface.
+
+One connection lives on one worker thread: every call is queued to it, so statements are
+serialised without locks and the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import enum
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+__all__ = ["DB_FILENAME", "UNSET", "RoomExists", "RoomRecord", "RoomStore", "StoreError", "Unset"]
+
+DB_FILENAME = "mcu.sqlite3"
+"""The database's file name inside ``data_dir``."""
+SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+
+_SCHEMA_V1 = """
+CREATE TABLE rooms (
+    id TEXT PRIMARY KEY NOT NULL,
+    title TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    opens_at REAL,
+    closes_at REAL,
+    max_participants INTEGER
+) STRICT;
+"""
+_COLUMNS = "id, title, password_hash, created_at, opens_at, closes_at, max_participants"
+
+
+class Unset(enum.Enum):
+    """The type of ``UNSET``."""
+
+    UNSET = enum.auto()
+
+
+UNSET: Final = Unset.UNSET
+"""Marks an ``update`` argument as not given, so that None can clear a field."""
+
+
+class StoreError(Exception):
+    """The room database cannot be used (newer schema, not started, closed)."""
+
+
+class RoomExists(Exception):
+    """A room with that id already exists."""
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    """A room as an administrator defined it; who is in it lives elsewhere."""
+
+    id: str
+    """Stable identifier used in URLs and joins."""
+    title: str
+    """Shown to participants."""
+    password_hash: str
+    """Argon2id hash of the room password."""
+    created_at: float
+    """Unix time of creation."""
+    opens_at: float | None
+    """Unix time before which joins are refused; None for no limit."""
+    closes_at: float | None
+    """Unix time from which joins are refused; None for no limit."""
+    max_participants: int | None
+    """Capacity; None means the server default."""
+
+    def is_open(self, now: float) -> bool:
+        """Whether joins are allowed at Unix time ``now``."""
+        if self.opens_at is not None and now < self.opens_at:
+            return False
+        return self.closes_at is None or now < self.closes_at
+
+
+def _record(row: tuple[Any, ...]) -> RoomRecord:
+    return RoomRecord(*row)
+
+
+class RoomStore:
+    """Room records in ``path`` (usually ``data_dir / DB_FILENAME``).
+
+    Use ``await RoomStore.open(path)``, or construct and ``await start()``; ``await close()``
+    when done.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> RoomStore:
+        """A started store for the database at ``path``."""
+        store = cls(path)
+        await store.start()
+        return store
+
+    async def start(self) -> None:
+        """Open (creating if needed) the database and bring its schema up to date."""
+        if self._executor is not None:
+            raise StoreError("room store already started")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="room-store")
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        """Close the database; the store cannot be used afterwards."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, self._disconnect)
+        executor.shutdown(wait=False)
+
+    async def create(self, record: RoomRecord) -> RoomRecord:
+        """Store a new room; raises ``RoomExists`` if its id is taken."""
+
+        def insert(db: sqlite3.Connection) -> RoomRecord:
+            try:
+                with db:
+                    db.execute(
+                        f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            record.id,
+                            record.title,
+                            record.password_hash,
+                            record.created_at,
+                            record.opens_at,
+                            record.closes_at,
+                            record.max_participants,
+                        ),
+                    )
+            except sqlite3.IntegrityError:
+                raise RoomExists(record.id) from None
+            return record
+
+        return await self._run(insert)
+
+    async def get(self, room_id: str) -> RoomRecord | None:
+        """The room with ``room_id``, or None."""
+        return await self._run(lambda db: self._select(db, room_id))
+
+    async def list(self) -> builtins.list[RoomRecord]:
+        """Every room, ordered by id."""
+
+        def select_all(db: sqlite3.Connection) -> builtins.list[RoomRecord]:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM rooms ORDER BY id").fetchall()
+            return [_record(row) for row in rows]
+
+        return await self._run(select_all)
+
+    async def update(
+        self,
+        room_id: str,
+        *,
+        title: str | Unset = UNSET,
+        password_hash: str | Unset = UNSET,
+        opens_at: float | Unset | None = UNSET,
+        closes_at: float | Unset | None = UNSET,
+        max_participants: int | Unset | None = UNSET,
+    ) -> RoomRecord | None:
+        """Change only the fields given (None clears an optional one); the updated room, or
+        None if there is no such room."""
+        changes: dict[str, object] = {
+            name: value
+            for name, value in (
+                ("title", title),
+                ("password_hash", password_hash),
+                ("opens_at", opens_at),
+                ("closes_at", closes_at),
+                ("max_participants", max_participants),
+            )
+            if value is not UNSET
+        }
+
+        def apply(db: sqlite3.Connection) -> RoomRecord | None:
+            if changes:
+                # Column names come from the fixed tuple above, never from the caller.
+                assignments = ", ".join(f"{name} = ?" for name in changes)
+                with db:
+                    db.execute(
+                        f"UPDATE rooms SET {assignments} WHERE id = ?",
+                        (*changes.values(), room_id),
+                    )
+            return self._select(db, room_id)
+
+        return await self._run(apply)
+
+    async def delete(self, room_id: str) -> bool:
+        """Remove the room; whether it existed."""
+
+        def remove(db: sqlite3.Connection) -> bool:
+            with db:
+                return db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
+
+        return await self._run(remove)
+
+    # Everything below runs on the store's thread.
+
+    async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._executor is None:
+            raise StoreError("room store is not started")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._with_connection, job)
+
+    def _with_connection(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._connection is None:
+            raise StoreError("room store is closed")
+        return job(self._connection)
+
+    @staticmethod
+    def _select(db: sqlite3.Connection, room_id: str) -> RoomRecord | None:
+        row = db.execute(f"SELECT {_COLUMNS} FROM rooms WHERE id = ?", (room_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level="DEFERRED")
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode and much faster.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA busy_timeout = 5000")
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        self._connection = db
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        with db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            version = 0 if row is None or row[0] is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database schema version {version} is newer than this server "
+                    f"understands ({SCHEMA_VERSION}); upgrade the server"
+                )
+            if version < 1:
+                # execute, not executescript: the latter commits mid-transaction.
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (1,))

@@ -1,0 +1,251 @@
+"""Configuration loading: defaults, layer precedence and error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mcu.config import Config, ConfigError, IceServer, build_arg_parser, load_config
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mcu.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config([], {})
+    assert config == Config()
+    assert (config.host, config.port, config.data_dir) == ("127.0.0.1", 8080, Path("data"))
+    assert config.admin_token is None
+    assert config.public_ip is None
+    assert config.media_addresses == []
+    assert (config.rtc_port_min, config.rtc_port_max) == (None, None)
+    assert config.ice_servers == []
+    assert config.srtp_require_gcm is False
+    assert (config.tls_cert, config.tls_key) == (None, None)
+    assert (config.log_level, config.log_format) == ("info", "text")
+    assert config.max_message_bytes == 131072
+    assert config.max_participants_default == 16
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(ValidationError):
+        config.port = 1  # type: ignore[misc]
+
+
+def test_toml_then_env_then_flags(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        'host = "0.0.0.0"\nport = 1000\nlog_level = "debug"\nsrtp_require_gcm = true\n'
+        "max_participants_default = 4\n",
+    )
+    toml_only = load_config(["--config", str(path)], {})
+    assert (toml_only.host, toml_only.port, toml_only.log_level) == ("0.0.0.0", 1000, "debug")
+    assert toml_only.max_participants_default == 4
+
+    environ = {"MCU_PORT": "2000", "MCU_LOG_LEVEL": "warning"}
+    with_env = load_config(["--config", str(path)], environ)
+    assert (with_env.host, with_env.port, with_env.log_level) == ("0.0.0.0", 2000, "warning")
+
+    flags = ["--config", str(path), "--port", "3000", "--no-srtp-require-gcm"]
+    with_flags = load_config(flags, environ)
+    assert with_flags.port == 3000
+    assert with_flags.srtp_require_gcm is False
+    assert with_flags.log_level == "warning"
+    assert with_flags.host == "0.0.0.0"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "port = 4444\n")
+    assert load_config([], {"MCU_CONFIG": str(path)}).port == 4444
+
+
+def test_every_field_from_toml(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        """
+        host = "::1"
+        port = 8443
+        data_dir = "/var/lib/mcu"
+        admin_token = "0123456789abcdef0123"
+        public_ip = "203.0.113.7"
+        media_addresses = ["10.0.0.5", "10.0.0.5", "fe80::1"]
+        rtc_port_min = 40000
+        rtc_port_max = 40100
+        srtp_require_gcm = true
+        tls_cert = "cert.pem"
+        tls_key = "key.pem"
+        log_level = "error"
+        log_format = "json"
+        max_message_bytes = 65536
+        max_participants_default = 8
+
+        [[ice_servers]]
+        urls = ["stun:stun.example.org:3478"]
+
+        [[ice_servers]]
+        urls = ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"]
+        username = "mcu"
+        credential = "s3cret"
+        """,
+    )
+    config = load_config(["--config", str(path)], {})
+    assert config.admin_token is not None
+    assert config.admin_token.get_secret_value() == "0123456789abcdef0123"
+    assert config.media_addresses == ["10.0.0.5", "fe80::1"]
+    assert (config.rtc_port_min, config.rtc_port_max) == (40000, 40100)
+    assert config.ice_servers == [
+        IceServer(urls=["stun:stun.example.org:3478"]),
+        IceServer(
+            urls=["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+            username="mcu",
+            credential="s3cret",
+        ),
+    ]
+    assert (config.tls_cert, config.tls_key) == (Path("cert.pem"), Path("key.pem"))
+    assert (config.log_level, config.log_format) == ("error", "json")
+
+
+def test_environment_lists_and_json() -> None:
+    environ = {
+        "MCU_MEDIA_ADDRESSES": "10.0.0.1, 192.168.1.2,",
+        "MCU_ICE_SERVERS": (
+            '[{"urls": ["turn:t.example:3478"], "username": "u", "credential": "c"}]'
+        ),
+        "MCU_SRTP_REQUIRE_GCM": "true",
+        "MCU_PUBLIC_IP": "198.51.100.1",
+        "MCU_HOST": "",  # empty counts as unset
+    }
+    config = load_config([], environ)
+    assert config.media_addresses == ["10.0.0.1", "192.168.1.2"]
+    assert config.ice_servers[0].username == "u"
+    assert config.srtp_require_gcm is True
+    assert config.public_ip == "198.51.100.1"
+    assert config.host == "127.0.0.1"
+
+
+def test_repeatable_flags_replace_lower_layers() -> None:
+    argv = [
+        "--media-address",
+        "10.0.0.9",
+        "--media-address",
+        "10.0.0.10",
+        "--ice-server",
+        "stun:a.example:3478",
+        "--ice-server",
+        "stun:b.example:3478",
+    ]
+    config = load_config(argv, {"MCU_MEDIA_ADDRESSES": "10.0.0.1"})
+    assert config.media_addresses == ["10.0.0.9", "10.0.0.10"]
+    assert [server.urls for server in config.ice_servers] == [
+        ["stun:a.example:3478"],
+        ["stun:b.example:3478"],
+    ]
+
+
+def error_for(argv: list[str], environ: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(argv, environ)
+    return str(caught.value)
+
+
+def test_port_out_of_range_names_variable() -> None:
+    assert error_for([], {"MCU_PORT": "70000"}) == (
+        "MCU_PORT: port must be between 1 and 65535, got 70000"
+    )
+    assert error_for(["--port", "0"], {}) == "--port: port must be between 1 and 65535, got 0"
+    assert error_for(["--port", "http"], {}) == "--port: port must be a whole number, got 'http'"
+
+
+def test_toml_errors(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "prot = 80\n")
+    assert error_for(["--config", str(path)], {}) == (
+        f"{path}: unknown key 'prot' (did you mean 'port'?)"
+    )
+    path = write_toml(tmp_path, 'log_format = "xml"\n')
+    assert error_for(["--config", str(path)], {}) == (
+        f"{path}: log_format must be 'text' or 'json', got 'xml'"
+    )
+    path = write_toml(tmp_path, "port = \n")
+    assert error_for(["--config", str(path)], {}).startswith(f"{path}: invalid TOML:")
+    missing = tmp_path / "absent.toml"
+    assert error_for(["--config", str(missing)], {}).startswith(
+        f"{missing}: cannot read configuration file"
+    )
+    path = write_toml(tmp_path, '[[ice_servers]]\nurls = ["stun:x"]\npasword = "x"\n')
+    assert error_for(["--config", str(path)], {}) == (
+        f"{path}: unknown key 'ice_servers[0].pasword'"
+    )
+
+
+def test_paired_settings() -> None:
+    assert error_for(["--rtc-port-min", "40000"], {}) == (
+        "--rtc-port-min: rtc_port_min and rtc_port_max must be set together"
+    )
+    assert error_for(["--rtc-port-min", "40100"], {"MCU_RTC_PORT_MAX": "40000"}) == (
+        "--rtc-port-min, MCU_RTC_PORT_MAX: rtc_port_min (40100) must not exceed "
+        "rtc_port_max (40000)"
+    )
+    assert error_for(["--rtc-port-min", "80", "--rtc-port-max", "90"], {}) == (
+        "--rtc-port-min: rtc_port_min must be between 1024 and 65535, got 80\n"
+        "--rtc-port-max: rtc_port_max must be between 1024 and 65535, got 90"
+    )
+    assert error_for([], {"MCU_TLS_KEY": "key.pem"}) == (
+        "MCU_TLS_KEY: tls_cert and tls_key must be set together"
+    )
+
+
+def test_address_and_ice_server_errors() -> None:
+    assert error_for(["--public-ip", "example.org"], {}) == (
+        "--public-ip: public_ip must be an IP address, got 'example.org'"
+    )
+    assert error_for([], {"MCU_MEDIA_ADDRESSES": "10.0.0.1,0.0.0.0"}) == (
+        "MCU_MEDIA_ADDRESSES: media_addresses must be a unicast host address, got '0.0.0.0'"
+    )
+    assert "must start with stun:, stuns:, turn: or turns:" in error_for(
+        ["--ice-server", "https://stun.example"], {}
+    )
+    assert "TURN servers need a username and credential" in error_for(
+        ["--ice-server", "turn:turn.example:3478"], {}
+    )
+    assert error_for([], {"MCU_ICE_SERVERS": "[{"}).startswith("MCU_ICE_SERVERS: invalid JSON")
+    assert error_for([], {"MCU_ICE_SERVERS": '{"urls": ["stun:x"]}'}) == (
+        "MCU_ICE_SERVERS: ice_servers must be a list"
+    )
+
+
+def test_admin_token_errors_do_not_echo_it() -> None:
+    message = error_for([], {"MCU_ADMIN_TOKEN": "hunter2"})
+    assert message == "MCU_ADMIN_TOKEN: admin_token must be at least 16 characters"
+    assert "hunter2" not in message
+
+
+def test_bad_flags_are_config_errors() -> None:
+    assert error_for(["--bogus"], {}) == "command line: unrecognized arguments: --bogus"
+    assert error_for(["--port"], {}).startswith("command line: argument --port")
+
+
+def test_help_names_environment_variables() -> None:
+    text = " ".join(build_arg_parser().format_help().split())
+    for field in (
+        "host",
+        "port",
+        "data_dir",
+        "admin_token",
+        "public_ip",
+        "media_addresses",
+        "rtc_port_min",
+        "rtc_port_max",
+        "ice_servers",
+        "srtp_require_gcm",
+        "tls_cert",
+        "tls_key",
+        "log_level",
+        "log_format",
+    ):
+        assert f"MCU_{field.upper()}" in text, field

@@ -1,0 +1,95 @@
+"""Signed, expiring room invites."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcu.crypto.tokens import InvalidInvite, Invite, InviteSigner
+
+SECRET = bytes(range(32))
+NOW = 1_700_000_000.0
+
+
+def reason(signer: InviteSigner, token: str, room_id: str, now: float = NOW) -> str:
+    with pytest.raises(InvalidInvite) as caught:
+        signer.verify(token, room_id, now=now)
+    why: str = caught.value.reason
+    return why
+
+
+def test_valid_invite_round_trips() -> None:
+    signer = InviteSigner(SECRET)
+    token = signer.issue("cardio-1", "chair", 3600, now=NOW)
+    invite = signer.verify(token, "cardio-1", now=NOW + 10)
+    assert invite == Invite(room_id="cardio-1", role="chair", expires_at=NOW + 3600, issued_at=NOW)
+    # A fresh signer with the same secret (e.g. after a restart) accepts it too.
+    assert InviteSigner(SECRET).verify(token, "cardio-1", now=NOW).role == "chair"
+
+
+def test_token_is_url_safe() -> None:
+    token = InviteSigner(SECRET).issue("r", "participant", 60, now=NOW)
+    assert all(c.isalnum() or c in "-_." for c in token)
+
+
+def test_tampered_token_is_refused() -> None:
+    signer = InviteSigner(SECRET)
+    token = signer.issue("cardio-1", "participant", 3600, now=NOW)
+    # Change the signature's first character: the last one may only carry base64 padding bits.
+    body, signature = token.rsplit(".", 1)
+    first = "A" if signature[0] != "A" else "B"
+    assert reason(signer, f"{body}.{first}{signature[1:]}", "cardio-1") == "bad_signature"
+    # Promote the invite: graft a chair payload onto the participant token's signature.
+    chair = signer.issue("cardio-1", "chair", 3600, now=NOW)
+    chair_payload = chair.rsplit(".", 2)[0]
+    _, timestamp, signature = token.rsplit(".", 2)
+    forged = f"{chair_payload}.{timestamp}.{signature}"
+    assert reason(signer, forged, "cardio-1") == "bad_signature"
+    assert reason(signer, "", "cardio-1") == "bad_signature"
+    assert reason(signer, "not-a-token", "cardio-1") == "bad_signature"
+
+
+def test_other_secret_is_refused() -> None:
+    token = InviteSigner(bytes(32)).issue("cardio-1", "chair", 3600, now=NOW)
+    assert reason(InviteSigner(SECRET), token, "cardio-1") == "bad_signature"
+
+
+def test_expiry_is_checked_against_now() -> None:
+    signer = InviteSigner(SECRET)
+    token = signer.issue("cardio-1", "participant", 60, now=NOW)
+    assert signer.verify(token, "cardio-1", now=NOW + 59.9).expires_at == NOW + 60
+    assert reason(signer, token, "cardio-1", now=NOW + 60) == "expired"
+    assert reason(signer, token, "cardio-1", now=NOW + 86_400) == "expired"
+
+
+def test_each_invite_has_its_own_ttl() -> None:
+    signer = InviteSigner(SECRET)
+    short = signer.issue("r", "participant", 60, now=NOW)
+    long = signer.issue("r", "participant", 7 * 86_400, now=NOW)
+    later = NOW + 3600
+    assert reason(signer, short, "r", now=later) == "expired"
+    assert signer.verify(long, "r", now=later).role == "participant"
+
+
+def test_wrong_room_is_refused() -> None:
+    signer = InviteSigner(SECRET)
+    token = signer.issue("cardio-1", "chair", 3600, now=NOW)
+    assert reason(signer, token, "cardio-2") == "wrong_room"
+
+
+def test_invites_older_than_the_room_are_revoked() -> None:
+    signer = InviteSigner(SECRET)
+    token = signer.issue("cardio-1", "chair", 3600, now=NOW)
+    assert signer.verify(token, "cardio-1", now=NOW + 1, room_created_at=NOW).role == "chair"
+    with pytest.raises(InvalidInvite) as caught:
+        signer.verify(token, "cardio-1", now=NOW + 1, room_created_at=NOW + 0.5)
+    assert caught.value.reason == "revoked"
+
+
+def test_issue_rejects_bad_arguments() -> None:
+    signer = InviteSigner(SECRET)
+    with pytest.raises(ValueError, match="role"):
+        signer.issue("r", "admin", 60, now=NOW)
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        signer.issue("r", "chair", 0, now=NOW)
+    with pytest.raises(ValueError, match="16 bytes"):
+        InviteSigner(b"short")
