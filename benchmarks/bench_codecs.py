@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiortc.codecs.vpx import vp8_depayload
 from aiortc.rtp import RtpPacket
+
 from mcu.codecs import h264, vp8
 
 ITERATIONS = 500_000

@@ -1,6 +1,7 @@
 """H.264 payloads (RFC 6184) and Annex-B reassembly over hand-built payloads."""
 
 import pytest
+
 from mcu.codecs import h264
 
 SC = b"\x00\x00\x00\x01"  # Annex-B start code

@@ -1,6 +1,7 @@
 """The codec dispatch used by the forwarding core."""
 
 import pytest
+
 from mcu.codecs import h264, vp8
 from mcu.codecs.inspect import keyframe_detector
 

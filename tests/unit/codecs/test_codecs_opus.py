@@ -1,6 +1,7 @@
 """Opus audio level (RFC 6464) and DTX detection."""
 
 import pytest
+
 from mcu.codecs import opus
 
 

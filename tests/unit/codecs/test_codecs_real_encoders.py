@@ -6,6 +6,7 @@ import av
 import numpy as np
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+
 from mcu.codecs import h264, vp8
 
 TIME_BASE = fractions.Fraction(1, 90000)

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 from aiortc.codecs.vpx import VpxPayloadDescriptor
+
 from mcu.codecs import vp8
 
 # VP8 payload header of a keyframe, then the start code and 320x240:

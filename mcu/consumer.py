@@ -1,0 +1,259 @@
+"""A consumer: one producer's packets, rewritten for one subscriber's leg.
+
+Per packet the consumer does only what differs between subscribers: a new SSRC, sequence number,
+timestamp and payload type, the header extensions with this leg's ids, then protect and send. The
+mapping from incoming to outgoing sequence numbers is a fixed offset chosen when the consumer
+starts, so retransmissions and NACKs map back without per-packet bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .history import PacketHistory
+from .media import IncomingPacket, KeyframeSource
+from .rtp import (
+    abs_send_time,
+    extend_sequence,
+    extension_block_header,
+    mid_element,
+    pack_fixed_header,
+    rtx_payload,
+    shared_extension_elements,
+)
+
+logger = logging.getLogger(__name__)
+
+# While a video consumer waits for its first keyframe it asks again this often (the producer
+# coalesces requests from all consumers).
+KEYFRAME_RETRY_INTERVAL = 1.0
+
+
+class Transmitter(Protocol):
+    """Protects and sends one RTP packet on a subscriber's transport."""
+
+    def send(self, packet: bytes) -> bool:
+        """Send; False when the transport is not ready or the packet was dropped."""
+
+    def ready(self) -> bool:
+        """Whether the transport can send (DTLS done, a candidate pair chosen)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerLeg:
+    """What the subscriber's connection negotiated for this consumer's media section."""
+
+    payload_type: int
+    "Payload type of the codec on this leg."
+    ssrc: int
+    "SSRC announced in the subscriber's SDP."
+    mid: str
+    "The media section's mid."
+    rtx_payload_type: int | None = None
+    "RTX payload type when the subscriber negotiated RTX for the codec."
+    rtx_ssrc: int = 0
+    "SSRC of the RTX stream."
+    mid_id: int = 0
+    "Header-extension id of sdes:mid on this leg (0: not negotiated)."
+    abs_send_time_id: int = 0
+    "Header-extension id of abs-send-time on this leg (0: not negotiated)."
+    audio_level_id: int = 0
+    "Header-extension id of ssrc-audio-level on this leg (0: not negotiated)."
+
+
+SenderReportSink = Callable[[int, int, int, int], None]
+"Receives (ntp_time, rtp_time, packet_count, octet_count) for this leg's RTCP sender reports."
+
+
+class Consumer:
+    """Forwards one producer to one subscriber."""
+
+    def __init__(
+        self,
+        leg: ConsumerLeg,
+        transmitter: Transmitter,
+        history: PacketHistory,
+        keyframes: KeyframeSource,
+        *,
+        video: bool,
+        sender_report_sink: SenderReportSink | None = None,
+    ) -> None:
+        self.leg = leg
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.packets_dropped = 0
+        self.retransmissions = 0
+        self.nacks_received = 0
+        self.keyframe_requests_received = 0
+        self.remb_bitrate: int | None = None
+        self._transmitter = transmitter
+        self._history = history
+        self._keyframes = keyframes
+        self._video = video
+        self._sender_report_sink = sender_report_sink
+        self._started = False
+        self._closed = False
+        self._start_ext = 0
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._first_sequence = random.randrange(0x8000)  # low half: SRTP rollover guard
+        self._first_timestamp = random.randrange(1 << 32)
+        self._rtx_sequence = random.randrange(0x8000)
+        self._last_keyframe_ask = float("-inf")
+        self._profile = (leg.abs_send_time_id, leg.audio_level_id, 0)
+        self._mid_element = mid_element(leg.mid_id, leg.mid)
+        self._frames: dict[int, tuple[bytes, bytes]] = {}
+        self._has_extensions = bool(leg.mid_id or leg.abs_send_time_id or leg.audio_level_id)
+
+    # -- forwarding (hot path) -------------------------------------------------------------
+
+    def on_packet(self, packet: IncomingPacket) -> None:
+        """Rewrite and send one packet of the producer."""
+        if self._closed:
+            return
+        if not self._started:
+            # Start only once packets can leave, so the first one sent is the keyframe.
+            if not self._transmitter.ready():
+                return
+            if self._video and not packet.keyframe:
+                self._ask_keyframe(packet.arrival)
+                return
+            self._start(packet)
+        elif packet.ext_sequence < self._start_ext:
+            return  # from before this consumer's first keyframe
+        data = self._build(
+            self.leg.payload_type,
+            packet.marker,
+            (packet.ext_sequence + self._seq_offset) & 0xFFFF,
+            (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            self.leg.ssrc,
+            packet,
+            packet.payload,
+        )
+        if self._transmitter.send(data):
+            self.packets_sent += 1
+            self.bytes_sent += len(packet.payload)
+        else:
+            self.packets_dropped += 1
+
+    def _start(self, packet: IncomingPacket) -> None:
+        self._started = True
+        self._start_ext = packet.ext_sequence
+        self._seq_offset = self._first_sequence - packet.ext_sequence
+        self._ts_offset = (self._first_timestamp - packet.timestamp) & 0xFFFFFFFF
+
+    def _build(
+        self,
+        payload_type: int,
+        marker: bool,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        packet: IncomingPacket,
+        payload: bytes,
+    ) -> bytes:
+        if not self._has_extensions:
+            return (
+                pack_fixed_header(payload_type, marker, sequence, timestamp, ssrc, False) + payload
+            )
+        shared = packet.ext_cache.get(self._profile)
+        if shared is None:
+            # Built once per packet for all consumers with this leg profile.
+            shared = shared_extension_elements(
+                self.leg.abs_send_time_id,
+                self.leg.audio_level_id,
+                abs_send_time(packet.arrival),
+                packet.audio_level,
+            )
+            packet.ext_cache[self._profile] = shared
+        frame = self._frames.get(len(shared))
+        if frame is None:
+            head, pad = extension_block_header(len(shared) + len(self._mid_element))
+            frame = self._frames[len(shared)] = (head, self._mid_element + pad)
+        return b"".join(
+            (
+                pack_fixed_header(payload_type, marker, sequence, timestamp, ssrc, True),
+                frame[0],
+                shared,
+                frame[1],
+                payload,
+            )
+        )
+
+    # -- feedback from the subscriber ------------------------------------------------------
+
+    def on_nack(self, sequences: list[int]) -> int:
+        """Resend the packets a subscriber reported lost; returns how many were resent."""
+        self.nacks_received += 1
+        if not self._started or self._closed:
+            return 0
+        resent = 0
+        highest = self._history.highest
+        leg = self.leg
+        for seq in sequences:
+            ext = extend_sequence((seq - self._seq_offset) & 0xFFFF, highest)
+            if ext < self._start_ext:
+                continue
+            packet = self._history.get(ext)
+            if packet is None:
+                continue
+            sequence = (ext + self._seq_offset) & 0xFFFF
+            timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+            if leg.rtx_payload_type is not None:
+                data = self._build(
+                    leg.rtx_payload_type,
+                    packet.marker,
+                    self._rtx_sequence,
+                    timestamp,
+                    leg.rtx_ssrc,
+                    packet,
+                    rtx_payload(sequence, packet.payload),
+                )
+                self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+            else:
+                data = self._build(
+                    leg.payload_type, packet.marker, sequence, timestamp, leg.ssrc, packet,
+                    packet.payload,
+                )  # fmt: skip
+            if self._transmitter.send(data):
+                resent += 1
+        self.retransmissions += resent
+        return resent
+
+    def on_keyframe_request(self, now: float) -> None:
+        """The subscriber sent PLI or FIR."""
+        self.keyframe_requests_received += 1
+        self._keyframes.request_keyframe(now)
+
+    def on_remb(self, bitrate: int) -> None:
+        """The subscriber's receive-side bandwidth estimate."""
+        self.remb_bitrate = bitrate
+
+    def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
+        """Translate the publisher's clock mapping into this leg's timestamps."""
+        if not self._started or self._sender_report_sink is None:
+            return
+        self._sender_report_sink(
+            ntp_time,
+            (rtp_time + self._ts_offset) & 0xFFFFFFFF,
+            self.packets_sent,
+            self.bytes_sent,
+        )
+
+    def _ask_keyframe(self, now: float) -> None:
+        if now - self._last_keyframe_ask >= KEYFRAME_RETRY_INTERVAL:
+            self._last_keyframe_ask = now
+            self._keyframes.request_keyframe(now)
+
+    @property
+    def started(self) -> bool:
+        """Whether the first packet (a keyframe for video) has been sent."""
+        return self._started
+
+    def close(self) -> None:
+        """Stop forwarding for good."""
+        self._closed = True

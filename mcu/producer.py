@@ -1,0 +1,138 @@
+"""A producer: one incoming track, fanned out to its consumers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from .codecs.inspect import keyframe_detector
+from .history import PacketHistory
+from .media import CodecInfo, IncomingPacket, PacketSink, TrackSource
+from .rtp import SequenceUnwrapper
+
+logger = logging.getLogger(__name__)
+
+# A keyframe costs a publisher several times the bits of a normal frame; many viewers asking at
+# once (joins, losses) must cost it one keyframe, not a storm.
+KEYFRAME_REQUEST_INTERVAL = 0.5
+
+
+class Producer:
+    """One publisher's track: parses each packet once and hands it to every consumer."""
+
+    def __init__(
+        self,
+        track_id: str,
+        participant_id: str,
+        source: TrackSource,
+        codec: CodecInfo,
+        send_keyframe_request: Callable[[], None],
+        *,
+        keyframe_interval: float = KEYFRAME_REQUEST_INTERVAL,
+    ) -> None:
+        self.track_id = track_id
+        self.participant_id = participant_id
+        self.source = source
+        self.codec = codec
+        self.kind = codec.kind
+        self.history = PacketHistory()
+        self.sinks: list[PacketSink] = []
+        self.paused = False
+        "Set by the chair's mute: nothing is forwarded until it is cleared."
+        self.packets_received = 0
+        self.bytes_received = 0
+        self.keyframe_requests_sent = 0
+        self._level_sum = 0
+        self._level_count = 0
+        self.last_sender_report: tuple[int, int] | None = None
+        self._is_keyframe = keyframe_detector(codec.mime_type)
+        self._unwrapper = SequenceUnwrapper()
+        self._send_keyframe_request = send_keyframe_request
+        self._keyframe_interval = keyframe_interval
+        self._last_keyframe_request = float("-inf")
+        self._closed = False
+
+    def on_rtp(
+        self,
+        sequence: int,
+        timestamp: int,
+        marker: bool,
+        payload: bytes,
+        audio_level: int | None,
+        arrival: float,
+    ) -> None:
+        """Take one (already decrypted, RTX-unwrapped) packet and forward it to every sink."""
+        if self._closed:
+            return
+        packet = IncomingPacket(
+            self._unwrapper.unwrap(sequence),
+            timestamp,
+            marker,
+            payload,
+            self.kind == "video" and bool(payload) and self._is_keyframe(payload),
+            audio_level,
+            arrival,
+        )
+        self.packets_received += 1
+        self.bytes_received += len(payload)
+        if audio_level is not None:
+            self._level_sum += audio_level
+            self._level_count += 1
+        self.history.put(packet)
+        if self.paused:
+            return
+        for sink in self.sinks:
+            try:
+                sink.on_packet(packet)
+            except Exception:  # one broken subscriber must not stop the others
+                logger.exception("sink %r failed on a packet of %s", sink, self.track_id)
+
+    def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
+        """The publisher's RTCP sender report: pass its clock mapping to every sink."""
+        self.last_sender_report = (ntp_time, rtp_time)
+        for sink in self.sinks:
+            try:
+                sink.on_sender_report(ntp_time, rtp_time)
+            except Exception:
+                logger.exception("sink %r failed on a sender report", sink)
+
+    def take_mean_audio_level(self) -> float | None:
+        """Mean audio level (-dBov) since the last call, or None if no packet carried one."""
+        if not self._level_count:
+            return None
+        mean = self._level_sum / self._level_count
+        self._level_sum = self._level_count = 0
+        return mean
+
+    def request_keyframe(self, now: float) -> None:
+        """Ask the publisher for a keyframe, at most once per ``keyframe_interval``."""
+        if self.kind != "video" or self._closed:
+            return
+        if now - self._last_keyframe_request < self._keyframe_interval:
+            return
+        self._last_keyframe_request = now
+        self.keyframe_requests_sent += 1
+        self._send_keyframe_request()
+
+    def add_sink(self, sink: PacketSink) -> None:
+        """Start forwarding to ``sink``; a known sender report is passed on at once."""
+        self.sinks.append(sink)
+        if self.last_sender_report is not None:
+            sink.on_sender_report(*self.last_sender_report)
+
+    def remove_sink(self, sink: PacketSink) -> None:
+        """Stop forwarding to ``sink`` (it is not closed here)."""
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
+    def close(self) -> None:
+        """The track ended: close every sink."""
+        if self._closed:
+            return
+        self._closed = True
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception:
+                logger.exception("sink %r failed to close", sink)

@@ -1,0 +1,154 @@
+"""Validated WebSocket messages (docs/protocol.md is the prose version of this module)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+RequestId = int | Annotated[str, StringConstraints(max_length=64)]
+Source = Literal["microphone", "camera", "content"]
+SOURCES: tuple[Source, ...] = ("microphone", "camera", "content")
+MAX_SDP_CHARS = 100_000
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: RequestId | None = None
+    "Optional request id, copied into the reply."
+
+
+class Join(_Message):
+    """Enter a room with a password or an invite token."""
+
+    type: Literal["join"]
+    room: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(max_length=256)] | None = None
+    invite: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+class PublishedTrackSpec(BaseModel):
+    """One media section of a publish offer and what it carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mid: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    source: Source
+
+
+class Publish(_Message):
+    """The publish connection's offer."""
+
+    type: Literal["publish"]
+    sdp: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_CHARS)]
+    tracks: Annotated[list[PublishedTrackSpec], Field(max_length=8)]
+
+
+class SubscribeAnswer(_Message):
+    """The answer to the server's latest subscribe offer."""
+
+    type: Literal["subscribe_answer"]
+    sdp: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_CHARS)]
+
+
+class Subscription(_Message):
+    """Which sources (and optionally which publishers) to receive."""
+
+    type: Literal["subscription"]
+    sources: Annotated[list[Source], Field(max_length=3)] = list(SOURCES)
+    participants: Annotated[list[str], Field(max_length=256)] | None = None
+
+
+class Mute(_Message):
+    """The client muted or unmuted its own track."""
+
+    type: Literal["mute"]
+    source: Source
+    muted: bool
+
+
+class Chair(_Message):
+    """A chair's action on the room."""
+
+    type: Literal["chair"]
+    action: Literal["mute", "remove", "end"]
+    participant_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    source: Source | None = None
+
+
+class Leave(_Message):
+    """Leave the room."""
+
+    type: Literal["leave"]
+
+
+class Ping(_Message):
+    """Keep-alive; answered with pong."""
+
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[
+    Join | Publish | SubscribeAnswer | Subscription | Mute | Chair | Leave | Ping,
+    Field(discriminator="type"),
+]
+_client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+class ProtocolError(Exception):
+    """A request the server refuses; sent to the client as an ``error`` message."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        request_id: RequestId | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``error`` message for the client."""
+        out: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.request_id is not None:
+            out["id"] = self.request_id
+        if self.retry_after is not None:
+            out["retry_after"] = round(self.retry_after, 1)
+        return out
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse and validate one client frame; raises ProtocolError naming the problem."""
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
+    request_id = raw.get("id") if isinstance(raw, dict) else None
+    if not isinstance(request_id, int | str) or (
+        isinstance(request_id, str) and len(request_id) > 64
+    ):
+        request_id = None
+    if isinstance(raw, dict) and raw.get("type") == "join" and raw.get("password") is not None:
+        if raw.get("invite") is not None:
+            raise ProtocolError(
+                "bad_message", "join takes a password or an invite, not both", request_id=request_id
+            )
+    try:
+        return _client_message.validate_python(raw)
+    except ValidationError as exc:
+        raise ProtocolError("bad_message", _describe(exc), request_id=request_id) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)

@@ -1,0 +1,402 @@
+"""Live rooms: who is in them, what they publish, and what each one receives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcu import metrics
+from mcu.media import TrackSource
+from mcu.peer import (
+    IceServerConfig,
+    NegotiationError,
+    PublisherConnection,
+    SubscriberConnection,
+    close_quietly,
+)
+from mcu.producer import Producer
+from mcu.speaker import SpeakerDetector
+
+from .messages import SOURCES, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["chair", "participant"]
+SendFn = Callable[[dict[str, Any]], Awaitable[None]]
+SPEAKER_TICK_SECONDS = 0.3
+
+
+@dataclass
+class PublishedTrack:
+    """A track a participant publishes, with its protocol-visible state."""
+
+    producer: Producer
+    mid: str
+    muted: bool = False
+    muted_by: Literal["self", "chair"] = "self"
+
+    def describe(self) -> dict[str, Any]:
+        """The protocol's track object."""
+        p = self.producer
+        return {
+            "id": p.track_id,
+            "participant_id": p.participant_id,
+            "kind": p.kind,
+            "source": str(p.source),
+            "muted": self.muted,
+        }
+
+
+@dataclass
+class Participant:
+    """One person in a room, with their two peer connections."""
+
+    id: str
+    name: str
+    role: Role
+    send: SendFn
+    room: Room
+    publisher: PublisherConnection | None = None
+    subscriber: SubscriberConnection | None = None
+    tracks: dict[str, PublishedTrack] = field(default_factory=dict)
+    "Published tracks by mid."
+    wanted_sources: frozenset[str] = frozenset(SOURCES)
+    wanted_participants: frozenset[str] | None = None
+    negotiation_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    resubscribe_pending: bool = False
+    closed: bool = False
+    on_removed: Callable[[], None] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The protocol's participant object."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "tracks": [t.describe() for t in self.tracks.values()],
+        }
+
+    def wants(self, producer: Producer) -> bool:
+        """Whether this participant's subscription covers ``producer``."""
+        if producer.participant_id == self.id or str(producer.source) not in self.wanted_sources:
+            return False
+        return (
+            self.wanted_participants is None or producer.participant_id in self.wanted_participants
+        )
+
+
+class Room:
+    """A live room: participants, their tracks, and active-speaker detection."""
+
+    def __init__(self, room_id: str, title: str, ice_servers: list[IceServerConfig]) -> None:
+        self.id = room_id
+        self.title = title
+        self.ice_servers = ice_servers
+        self.participants: dict[str, Participant] = {}
+        self._track_ids = itertools.count(1)
+        self._speaker = SpeakerDetector()
+        self._speaker_task: asyncio.Task[None] | None = None
+
+    # -- membership --------------------------------------------------------------------------
+
+    async def add(self, name: str, role: Role, send: SendFn) -> Participant:
+        """Admit a participant, tell the others, and start their subscriptions."""
+        participant = Participant(
+            id="p" + secrets.token_hex(4), name=name, role=role, send=send, room=self
+        )
+        participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
+        self._watch(participant, participant.subscriber.pc)
+        others = [p.describe() for p in self.participants.values()]
+        self.participants[participant.id] = participant
+        metrics.PARTICIPANTS.labels(role).inc()
+        if self._speaker_task is None:
+            self._speaker_task = asyncio.create_task(self._detect_speakers())
+        await send(
+            {
+                "type": "joined",
+                "participant": participant.describe(),
+                "room": {"id": self.id, "title": self.title},
+                "participants": others,
+                "ice_servers": [
+                    {"urls": list(s.urls)}
+                    | ({"username": s.username} if s.username else {})
+                    | ({"credential": s.credential} if s.credential else {})
+                    for s in self.ice_servers
+                ],
+            }
+        )
+        await self.broadcast(
+            {"type": "participant_joined", "participant": participant.describe()},
+            exclude=participant.id,
+        )
+        await self.resubscribe(participant)
+        return participant
+
+    async def remove(
+        self, participant: Participant, reason: Literal["left", "disconnected", "removed"]
+    ) -> None:
+        """Take a participant out: end their tracks for everyone and close their connections."""
+        if participant.closed:
+            return
+        participant.closed = True
+        self.participants.pop(participant.id, None)
+        metrics.PARTICIPANTS.labels(participant.role).dec()
+        for mid in list(participant.tracks):
+            await self._unpublish(participant, mid, resubscribe=False)
+        if self._speaker.forget(participant.id):
+            await self.broadcast({"type": "active_speaker", "participant_id": None})
+        await self.broadcast(
+            {"type": "participant_left", "participant_id": participant.id, "reason": reason}
+        )
+        await close_quietly(participant.publisher, participant.subscriber)
+        for other in list(self.participants.values()):
+            await self.resubscribe(other)
+        if participant.on_removed is not None:
+            participant.on_removed()
+        if not self.participants and self._speaker_task is not None:
+            self._speaker_task.cancel()
+            self._speaker_task = None
+
+    async def end(self, reason: str) -> None:
+        """End the room: tell everyone and disconnect them."""
+        for participant in list(self.participants.values()):
+            with contextlib.suppress(Exception):
+                await participant.send({"type": "room_ended", "reason": reason})
+            await self.remove(participant, "removed")
+
+    async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
+        """Send ``message`` to every participant but ``exclude``."""
+        for participant in list(self.participants.values()):
+            if participant.id != exclude:
+                await _send_quietly(participant, message)
+
+    def _watch(self, participant: Participant, pc: Any) -> None:
+        async def on_state() -> None:
+            if pc.connectionState == "failed" and not participant.closed:
+                logger.info("room %s: %s connection failed", self.id, participant.id)
+                await self.remove(participant, "disconnected")
+
+        pc.on("connectionstatechange", on_state)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self, participant: Participant, offer_sdp: str, sources: dict[str, TrackSource]
+    ) -> tuple[str, list[dict[str, str]]]:
+        """Apply a publish offer; returns the answer and the mid → track id mapping."""
+        seen: set[TrackSource] = set()
+        for source in sources.values():
+            if source in seen:
+                raise ProtocolError("bad_message", f"source {source} is listed twice")
+            seen.add(source)
+        async with participant.negotiation_lock:
+            if participant.publisher is None:
+                participant.publisher = PublisherConnection(self.ice_servers)
+                self._watch(participant, participant.publisher.pc)
+            try:
+                answer, offered = await participant.publisher.negotiate(offer_sdp, sources)
+            except NegotiationError as exc:
+                raise ProtocolError("bad_sdp", str(exc)) from None
+            live = {t.mid: t for t in offered}
+            for mid in list(participant.tracks):
+                track = participant.tracks[mid]
+                if mid not in live or live[mid].source is not track.producer.source:
+                    await self._unpublish(participant, mid, resubscribe=False)
+            added: list[PublishedTrack] = []
+            for mid, offered_track in live.items():
+                if mid in participant.tracks:
+                    continue
+                producer = Producer(
+                    track_id=f"t{next(self._track_ids)}",
+                    participant_id=participant.id,
+                    source=offered_track.source,
+                    codec=offered_track.codec,
+                    send_keyframe_request=lambda: None,
+                )
+                participant.publisher.bind(offered_track, producer)
+                track = PublishedTrack(producer, mid)
+                participant.tracks[mid] = track
+                metrics.TRACKS.labels(producer.kind).inc()
+                added.append(track)
+            mapping = [
+                {"mid": mid, "track_id": t.producer.track_id}
+                for mid, t in participant.tracks.items()
+            ]
+        for track in added:
+            await self.broadcast(
+                {"type": "track_published", "track": track.describe()}, exclude=participant.id
+            )
+        for other in list(self.participants.values()):
+            if other is not participant:
+                await self.resubscribe(other)
+        return answer, mapping
+
+    async def _unpublish(self, participant: Participant, mid: str, *, resubscribe: bool) -> None:
+        track = participant.tracks.pop(mid)
+        if participant.publisher is not None:
+            participant.publisher.unbind_mid(mid)
+        track.producer.close()
+        metrics.TRACKS.labels(track.producer.kind).dec()
+        await self.broadcast(
+            {
+                "type": "track_unpublished",
+                "track_id": track.producer.track_id,
+                "participant_id": participant.id,
+            }
+        )
+        if resubscribe:
+            for other in list(self.participants.values()):
+                await self.resubscribe(other)
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    def producers(self) -> list[Producer]:
+        """Every live producer in the room."""
+        return [t.producer for p in self.participants.values() for t in p.tracks.values()]
+
+    async def resubscribe(self, participant: Participant) -> None:
+        """Renegotiate ``participant``'s subscribe connection if what it should carry changed."""
+        subscriber = participant.subscriber
+        if participant.closed or subscriber is None:
+            return
+        if subscriber.offer_outstanding:
+            participant.resubscribe_pending = True  # the next offer waits for the answer
+            return
+        wanted = [p for p in self.producers() if participant.wants(p)]
+        if {p.track_id for p in wanted} == subscriber.track_ids:
+            return
+        async with participant.negotiation_lock:
+            sdp, carried = await subscriber.offer(wanted)
+        await _send_quietly(
+            participant,
+            {
+                "type": "subscribe_offer",
+                "sdp": sdp,
+                "tracks": [
+                    {
+                        "mid": mid,
+                        "track_id": p.track_id,
+                        "participant_id": p.participant_id,
+                        "kind": p.kind,
+                        "source": str(p.source),
+                    }
+                    for mid, p in carried
+                ],
+            },
+        )
+
+    async def subscribe_answer(self, participant: Participant, answer_sdp: str) -> None:
+        """Apply the answer to the last subscribe offer; send the next one if changes waited."""
+        assert participant.subscriber is not None
+        async with participant.negotiation_lock:
+            try:
+                await participant.subscriber.answer(answer_sdp)
+            except NegotiationError as exc:
+                raise ProtocolError("bad_sdp", str(exc)) from None
+        if participant.resubscribe_pending:
+            participant.resubscribe_pending = False
+            await self.resubscribe(participant)
+
+    # -- mute and chair actions --------------------------------------------------------------
+
+    def track_by_source(self, participant: Participant, source: str) -> PublishedTrack | None:
+        """The participant's published track of ``source``."""
+        return next((t for t in participant.tracks.values() if t.producer.source == source), None)
+
+    async def set_muted(
+        self, participant: Participant, source: str, muted: bool, by: Literal["self", "chair"]
+    ) -> None:
+        """Record and announce a mute change; the chair's mute also stops forwarding."""
+        track = self.track_by_source(participant, source)
+        if track is None:
+            raise ProtocolError("bad_message", f"{participant.id} publishes no {source}")
+        track.muted, track.muted_by = muted, by
+        track.producer.paused = muted and by == "chair"
+        await self.broadcast(
+            {
+                "type": "track_muted",
+                "track_id": track.producer.track_id,
+                "participant_id": participant.id,
+                "source": source,
+                "muted": muted,
+                "by": by,
+            }
+        )
+
+    # -- active speaker ----------------------------------------------------------------------
+
+    async def _detect_speakers(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_TICK_SECONDS)
+            levels: dict[str, float] = {}
+            for participant in self.participants.values():
+                for track in participant.tracks.values():
+                    if track.producer.kind == "audio" and not track.muted:
+                        level = track.producer.take_mean_audio_level()
+                        if level is not None:
+                            levels[participant.id] = level
+            speaker = self._speaker.tick(levels)
+            if speaker is not None:
+                await self.broadcast({"type": "active_speaker", "participant_id": speaker})
+
+
+def _count_consumers(delta: int) -> None:
+    metrics.CONSUMERS.inc(delta)
+
+
+async def _send_quietly(participant: Participant, message: dict[str, Any]) -> None:
+    try:
+        await participant.send(message)
+    except Exception:  # a dead socket is cleaned up by its own reader
+        logger.debug("send to %s failed", participant.id, exc_info=True)
+
+
+class Rooms:
+    """All live rooms of this process (the admin API's view of live state)."""
+
+    def __init__(self, ice_servers: list[IceServerConfig]) -> None:
+        self.ice_servers = ice_servers
+        self.rooms: dict[str, Room] = {}
+
+    def get_or_create(self, room_id: str, title: str) -> Room:
+        """The live room, created on first join."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = Room(room_id, title, self.ice_servers)
+            metrics.ROOMS.set(len(self.rooms))
+        return room
+
+    def discard_if_empty(self, room: Room) -> None:
+        """Forget a room nobody is in."""
+        if not room.participants and self.rooms.get(room.id) is room:
+            del self.rooms[room.id]
+            metrics.ROOMS.set(len(self.rooms))
+
+    def participant_count(self, room_id: str) -> int:
+        """Participants in a live room (0 if it is not live)."""
+        room = self.rooms.get(room_id)
+        return len(room.participants) if room else 0
+
+    async def end_room(self, room_id: str, reason: str) -> None:
+        """End a live room (the room was deleted, or the chair ended it)."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            await room.end(reason)
+            self.discard_if_empty(room)
+
+    async def close_all(self) -> None:
+        """Server shutdown: end every room, closing every peer connection."""
+        for room_id in list(self.rooms):
+            await self.end_room(room_id, "server shutting down")
+
+    def stats(self) -> dict[str, int]:
+        """Totals for health checks and metrics."""
+        participants = sum(len(r.participants) for r in self.rooms.values())
+        return {"rooms": len(self.rooms), "participants": participants, "time": int(time.time())}

@@ -1,0 +1,267 @@
+"""The WebSocket endpoint: reads client frames, validates them, and drives the room."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from mcu import metrics
+from mcu.crypto.passwords import verify_password
+from mcu.crypto.tokens import InvalidInvite, InviteSigner
+from mcu.media import TrackSource
+
+from .messages import (
+    Chair,
+    ClientMessage,
+    Join,
+    Leave,
+    Mute,
+    Ping,
+    ProtocolError,
+    Publish,
+    SubscribeAnswer,
+    Subscription,
+    parse_client_message,
+)
+from .session import Participant, Role, Room, Rooms
+from .store import RoomStore
+from .throttle import LoginThrottle
+
+logger = logging.getLogger(__name__)
+
+# aiohttp closes the socket (1009) beyond this; below it, oversize frames get a polite error.
+HARD_FRAME_LIMIT = 1024 * 1024
+
+
+@dataclass
+class SignalingServices:
+    """What a client connection needs from the server."""
+
+    rooms: Rooms
+    store: RoomStore
+    signer: InviteSigner
+    throttle: LoginThrottle
+    max_message_bytes: int
+    max_participants_default: int
+
+
+class ClientConnection:
+    """One WebSocket client: at most one participant in one room."""
+
+    def __init__(self, ws: web.WebSocketResponse, address: str, services: SignalingServices):
+        self.ws = ws
+        self.address = address
+        self.services = services
+        self.participant: Participant | None = None
+        self.room: Room | None = None
+        self._send_lock = asyncio.Lock()
+        self._closing: asyncio.Future[None] | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message (serialised, so frames never interleave)."""
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            await self.ws.send_json(message)
+
+    async def run(self) -> None:
+        """Read frames until the socket closes, then leave the room."""
+        try:
+            async for frame in self.ws:
+                if frame.type == WSMsgType.TEXT:
+                    await self._handle_text(frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    await self._reply_error(
+                        ProtocolError("bad_message", "binary frames are not used")
+                    )
+                elif frame.type == WSMsgType.ERROR:
+                    break
+                if self.ws.closed:
+                    break
+        finally:
+            await self._leave("disconnected")
+
+    async def _handle_text(self, text: str) -> None:
+        if len(text) > self.services.max_message_bytes:
+            await self._reply_error(
+                ProtocolError(
+                    "too_large",
+                    f"frame of {len(text)} bytes exceeds {self.services.max_message_bytes}",
+                )
+            )
+            return
+        try:
+            message = parse_client_message(text)
+            await self._dispatch(message)
+        except ProtocolError as exc:
+            await self._reply_error(exc)
+        except Exception:
+            logger.exception("internal error handling a %s frame", _type_of(text))
+            await self._reply_error(ProtocolError("internal", "internal server error"))
+
+    async def _reply_error(self, exc: ProtocolError) -> None:
+        metrics.SIGNALING_ERRORS.labels(exc.code).inc()
+        with contextlib.suppress(Exception):
+            await self.send(exc.to_message())
+
+    async def _dispatch(self, message: ClientMessage) -> None:
+        if isinstance(message, Ping):
+            await self.send(_reply({"type": "pong"}, message.id))
+            return
+        if isinstance(message, Join):
+            await self._join(message)
+            return
+        participant, room = self.participant, self.room
+        if participant is None or room is None:
+            raise ProtocolError("not_joined", "join a room first", request_id=message.id)
+        try:
+            if isinstance(message, Publish):
+                sources = {t.mid: TrackSource(t.source) for t in message.tracks}
+                answer, tracks = await room.publish(participant, message.sdp, sources)
+                await self.send(
+                    _reply({"type": "publish_answer", "sdp": answer, "tracks": tracks}, message.id)
+                )
+            elif isinstance(message, SubscribeAnswer):
+                await room.subscribe_answer(participant, message.sdp)
+            elif isinstance(message, Subscription):
+                participant.wanted_sources = frozenset(message.sources)
+                participant.wanted_participants = (
+                    frozenset(message.participants) if message.participants is not None else None
+                )
+                await room.resubscribe(participant)
+            elif isinstance(message, Mute):
+                await room.set_muted(participant, message.source, message.muted, "self")
+            elif isinstance(message, Chair):
+                await self._chair(message, participant, room)
+            elif isinstance(message, Leave):
+                await self._leave("left")
+                await self.ws.close()
+        except ProtocolError as exc:
+            exc.request_id = exc.request_id if exc.request_id is not None else message.id
+            raise
+
+    async def _join(self, message: Join) -> None:
+        services = self.services
+        if self.participant is not None:
+            raise ProtocolError(
+                "already_joined", "this connection is already in a room", request_id=message.id
+            )
+        if (message.password is None) == (message.invite is None):
+            raise ProtocolError(
+                "bad_message", "join needs a password or an invite", request_id=message.id
+            )
+        now = time.time()
+        retry = services.throttle.retry_after(self.address, now)
+        if retry is not None:
+            raise ProtocolError(
+                "rate_limited", "too many failed attempts", request_id=message.id, retry_after=retry
+            )
+        record = await services.store.get(message.room)
+        if record is None:
+            await self._failed_attempt(now)
+            raise ProtocolError("unknown_room", f"no room {message.room!r}", request_id=message.id)
+        role: Role = "participant"
+        if message.invite is not None:
+            try:
+                # Invites issued before the room (id) was re-created are void.
+                invite = services.signer.verify(
+                    message.invite, message.room, room_created_at=record.created_at
+                )
+            except InvalidInvite as exc:
+                await self._failed_attempt(now)
+                raise ProtocolError("bad_invite", str(exc), request_id=message.id) from None
+            role = invite.role
+        if message.password is not None:
+            if not await verify_password(record.password_hash, message.password):
+                await self._failed_attempt(now)
+                raise ProtocolError("wrong_password", "wrong room password", request_id=message.id)
+        services.throttle.record_success(self.address)
+        if not record.is_open(now):
+            raise ProtocolError(
+                "room_not_open", "the room is not open at this time", request_id=message.id
+            )
+        limit = record.max_participants or services.max_participants_default
+        if services.rooms.participant_count(record.id) >= limit:
+            raise ProtocolError(
+                "room_full", f"the room holds {limit} participants", request_id=message.id
+            )
+        room = services.rooms.get_or_create(record.id, record.title)
+        self.room = room
+
+        async def send_joined_then_events(msg: dict[str, Any]) -> None:
+            if msg.get("type") == "joined":
+                msg = _reply(msg, message.id)
+            await self.send(msg)
+
+        participant = await room.add(message.name, role, send_joined_then_events)
+        participant.on_removed = self._on_removed_by_room
+        self.participant = participant
+        logger.info("room %s: %s (%s) joined as %s", room.id, participant.id, message.name, role)
+
+    async def _failed_attempt(self, now: float) -> None:
+        throttle = self.services.throttle
+        delay = throttle.failure_delay(self.address, now)
+        throttle.record_failure(self.address, now)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _chair(self, message: Chair, participant: Participant, room: Room) -> None:
+        if participant.role != "chair":
+            raise ProtocolError("forbidden", "only the chair can do that")
+        if message.action == "end":
+            await room.end("ended by the chair")
+            self.services.rooms.discard_if_empty(room)
+            return
+        target = room.participants.get(message.participant_id or "")
+        if target is None:
+            raise ProtocolError("unknown_participant", f"no participant {message.participant_id!r}")
+        if message.action == "mute":
+            if message.source is None:
+                raise ProtocolError("bad_message", "mute needs a source")
+            await room.set_muted(target, message.source, True, "chair")
+        else:
+            with contextlib.suppress(Exception):
+                await target.send({"type": "removed", "reason": f"removed by {participant.name}"})
+            await room.remove(target, "removed")
+
+    def _on_removed_by_room(self) -> None:
+        self._closing = asyncio.ensure_future(self._closed_by_room())
+
+    async def _closed_by_room(self) -> None:
+        # The room removed us (chair, room ended, connection failed): close the socket.
+        self.participant = None
+        await self.ws.close()
+
+    async def _leave(self, reason: str) -> None:
+        participant, room = self.participant, self.room
+        self.participant = None
+        if participant is not None and room is not None:
+            participant.on_removed = None
+            await room.remove(participant, "left" if reason == "left" else "disconnected")
+            self.services.rooms.discard_if_empty(room)
+
+
+def _reply(message: dict[str, Any], request_id: int | str | None) -> dict[str, Any]:
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+def _type_of(text: str) -> str:
+    return text[:40].replace("\n", " ")
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    """``GET /ws``: one signalling session."""
+    services: SignalingServices = request.app["signaling"]
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=HARD_FRAME_LIMIT)
+    await ws.prepare(request)
+    connection = ClientConnection(ws, request.remote or "unknown", services)
+    await connection.run()
+    return ws

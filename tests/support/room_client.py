@@ -1,0 +1,286 @@
+"""A Python room client over the real protocol (aiortc peer connections), for tests.
+
+It publishes synthetic media (a coloured picture, a tone) and decodes what it receives, so a test
+can check that media really flowed end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+VIDEO_CLOCK = 90000
+AUDIO_RATE = 48000
+
+
+class ColourTrack(MediaStreamTrack):
+    """A video track of a solid colour (with a moving bar so the encoder sends real deltas)."""
+
+    kind = "video"
+
+    def __init__(
+        self, colour: tuple[int, int, int], width: int = 320, height: int = 240, fps: int = 15
+    ):
+        super().__init__()
+        self.colour = colour
+        self.width, self.height, self.fps = width, height, fps
+        self._count = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._count / self.fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        image = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        image[:] = self.colour
+        x = (self._count * 4) % self.width
+        image[:, x : x + 8] = 255 - np.array(self.colour, dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = self._count * VIDEO_CLOCK // self.fps
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._count += 1
+        return frame
+
+
+class ToneTrack(MediaStreamTrack):
+    """An audio track playing a sine tone (loud enough to count as speech)."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float = 440.0, amplitude: float = 0.3):
+        super().__init__()
+        self.frequency, self.amplitude = frequency, amplitude
+        self._samples = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        n = AUDIO_RATE // 50
+        due = self._start + self._samples / AUDIO_RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        t = (np.arange(n) + self._samples) / AUDIO_RATE
+        pcm = (np.sin(2 * math.pi * self.frequency * t) * self.amplitude * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self._samples
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._samples += n
+        return frame
+
+
+@dataclass
+class ReceivedTrack:
+    """A track this client receives, and what it decoded of it."""
+
+    track_id: str
+    participant_id: str
+    kind: str
+    source: str
+    frames: int = 0
+    last_frame: Any = None
+    ended: bool = False
+
+
+@dataclass
+class RoomClient:
+    """One participant, driven by a test."""
+
+    ws_url: str
+    name: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    received: dict[str, ReceivedTrack] = field(default_factory=dict)
+    participant_id: str | None = None
+    publish_pc: RTCPeerConnection | None = None
+    subscribe_pc: RTCPeerConnection | None = None
+    _session: aiohttp.ClientSession | None = None
+    _ws: aiohttp.ClientWebSocketResponse | None = None
+    _reader: asyncio.Task[None] | None = None
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _mid_tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _next_id: int = 0
+
+    async def connect(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.ws_url)
+        self._reader = asyncio.create_task(self._read())
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(json.dumps(message))
+
+    async def send_raw(self, text: str) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(text)
+
+    async def request(self, message: dict[str, Any], timeout: float = 20) -> dict[str, Any]:
+        """Send a message with an id and wait for the reply (or error) carrying that id."""
+        self._next_id += 1
+        request_id = f"r{self._next_id}"
+        await self.send(message | {"id": request_id})
+        return await self.wait_for(lambda m: m.get("id") == request_id, timeout)
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20
+    ) -> dict[str, Any]:
+        """The first message (already received or coming) that satisfies ``predicate``."""
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: any(predicate(m) for m in self.messages)), timeout
+            )
+            return next(m for m in self.messages if predicate(m))
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 20) -> None:
+        """Wait (bounded) until ``condition`` holds, re-checked on every message and frame."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.25)
+
+    async def join(
+        self, room: str, password: str | None = None, invite: str | None = None
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": "join", "room": room, "name": self.name}
+        if password is not None:
+            message["password"] = password
+        if invite is not None:
+            message["invite"] = invite
+        reply = await self.request(message)
+        if reply["type"] == "joined":
+            self.participant_id = reply["participant"]["id"]
+            self.subscribe_pc = _new_pc()
+            self.subscribe_pc.on("track", self._on_track)
+        return reply
+
+    async def publish(
+        self, tracks: dict[str, MediaStreamTrack], video_codec: str = "video/VP8"
+    ) -> dict[str, Any]:
+        """Publish ``{source: track}`` on a (new or existing) publish connection."""
+        if self.publish_pc is None:
+            self.publish_pc = _new_pc()
+        pc = self.publish_pc
+        specs = []
+        for source, track in tracks.items():
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            if track.kind == "video":
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                preferred = [c for c in caps if c.mimeType == video_codec]
+                rest = [c for c in caps if c.mimeType != video_codec]
+                transceiver.setCodecPreferences(preferred + rest)
+            specs.append((transceiver, source))
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await self.request(
+            {
+                "type": "publish",
+                "sdp": pc.localDescription.sdp,
+                "tracks": [{"mid": t.mid, "source": s} for t, s in specs],
+            }
+        )
+        if reply["type"] == "publish_answer":
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        return reply
+
+    def frames_from(self, participant_id: str, kind: str) -> int:
+        return sum(
+            t.frames
+            for t in self.received.values()
+            if t.participant_id == participant_id and t.kind == kind
+        )
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for frame in self._ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            message = json.loads(frame.data)
+            if message.get("type") == "subscribe_offer":
+                await self._answer(message)
+            async with self._changed:
+                self.messages.append(message)
+                self._changed.notify_all()
+        async with self._changed:
+            self.messages.append({"type": "_socket_closed"})
+            self._changed.notify_all()
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        assert self.subscribe_pc is not None
+        for t in offer["tracks"]:
+            self._mid_tracks[t["mid"]] = t
+        pc = self.subscribe_pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.send({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.subscribe_pc is not None
+        transceiver = next(
+            t for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track
+        )
+        info = self._mid_tracks.get(transceiver.mid or "", {})
+        received = ReceivedTrack(
+            track_id=info.get("track_id", f"mid{transceiver.mid}"),
+            participant_id=info.get("participant_id", "?"),
+            kind=track.kind,
+            source=info.get("source", "?"),
+        )
+        self.received[received.track_id] = received
+        self._tasks.append(asyncio.create_task(self._consume(track, received)))
+
+    async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                received.frames += 1
+                received.last_frame = frame
+                async with self._changed:
+                    self._changed.notify_all()
+        except MediaStreamError:
+            received.ended = True
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for pc in (self.publish_pc, self.subscribe_pc):
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)
+        if self._session is not None:
+            await self._session.close()
+
+
+def _new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )

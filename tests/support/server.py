@@ -1,0 +1,103 @@
+"""Runs the real server (``python -m mcu``) in a subprocess on loopback for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """A running server and an admin client for it."""
+
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self.admin_token = secrets.token_urlsafe(24)
+        self.data_dir = data_dir
+        self.extra_args = extra_args or []
+        self.process: asyncio.subprocess.Process | None = None
+        self.log_path = data_dir / "server.log"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: ASYNC230 - tiny, once per test
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mcu",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--data-dir", str(self.data_dir), "--media-address", "127.0.0.1",
+            *self.extra_args,
+            env=os.environ | {"MCU_ADMIN_TOKEN": self.admin_token},
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
+        for _ in range(100):
+            if self.process.returncode is not None:
+                raise RuntimeError(f"server exited: {self.log()}")
+            try:
+                async with self._session.get(self.base_url + "/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        return self._session
+
+    async def create_room(self, room_id: str, password: str, title: str = "Consultation") -> None:
+        body = {"id": room_id, "title": title, "password": password}
+        async with self.http.post(self.base_url + "/api/rooms", json=body) as r:
+            assert r.status == 201, await r.text()
+
+    async def invite(self, room_id: str, role: str = "participant") -> str:
+        async with self.http.post(
+            self.base_url + f"/api/rooms/{room_id}/invites", json={"role": role}
+        ) as r:
+            assert r.status == 201, await r.text()
+            url: str = (await r.json())["url"]
+            return url
+
+    async def metric(self, name: str) -> float:
+        async with self.http.get(self.base_url + "/metrics") as r:
+            text = await r.text()
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    async def decoded_frames(self) -> int:
+        return int(await self.metric("mcu_decoded_frames_total"))
+
+    async def stop(self) -> int | None:
+        if self._session is not None:
+            await self._session.close()
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        return self.process.returncode if self.process else None

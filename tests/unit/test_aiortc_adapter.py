@@ -1,0 +1,62 @@
+"""Fails loudly if an aiortc/aioice upgrade moves the private internals the adapter enters.
+
+mcu/aiortc_adapter.py and mcu/ice.py are the only modules that touch these names.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice
+import aioice.ice
+import aiortc
+import aiortc.rtcicetransport
+import aiortc.rtcrtpreceiver
+from aiortc import RTCPeerConnection
+from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+
+
+def test_pinned_versions() -> None:
+    assert aiortc.__version__ == "1.16.0"
+
+
+def test_dtls_transport_entry_points() -> None:
+    params = list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters)
+    assert params == ["self", "data", "arrival_time_ms"]
+    source = inspect.getsource(RTCDtlsTransport)
+    for name in ("self._tx_srtp", "self._rtp_router", "self._rtp_header_extensions_map"):
+        assert name in source, name
+    assert "self._handle_rtp_data(data" in inspect.getsource(RTCDtlsTransport._recv_next)
+    assert all(hasattr(p, "openssl_profile") for p in SRTP_PROFILES)
+
+
+async def test_receiver_and_sender_internals() -> None:
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        receiver, sender = transceiver.receiver, transceiver.sender
+        assert hasattr(receiver, "_RTCRtpReceiver__jitter_buffer")
+        assert "self.__jitter_buffer.add(packet)" in inspect.getsource(RTCRtpReceiver)
+        for name in ("_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_pli"):
+            assert callable(getattr(receiver, name)), name
+        for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
+            assert hasattr(sender, f"_RTCRtpSender__{name}"), name
+        assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+        assert callable(sender._handle_rtcp_packet)
+        assert "self.__track.recv()" in inspect.getsource(RTCRtpSender._next_encoded_frame)
+        for name in ("_codecs", "_headerExtensions", "_offerDirection"):
+            assert hasattr(transceiver, name), name
+    finally:
+        await pc.close()
+
+
+def test_decoder_and_ice_hooks_exist() -> None:
+    assert "get_decoder(codec)" in inspect.getsource(aiortc.rtcrtpreceiver.decoder_worker)
+    assert aiortc.rtcicetransport.Connection is not None
+    params = list(inspect.signature(aioice.Connection.get_component_candidates).parameters)
+    assert params[:3] == ["self", "component", "addresses"]
+    source = inspect.getsource(aioice.Connection)
+    assert "self._nominated" in source and "self._protocols" in source
+    assert "remote_addr" in inspect.getsource(aioice.ice.CandidatePair)

@@ -1,0 +1,94 @@
+"""Producer fan-out and keyframe coalescing; active-speaker hysteresis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mcu.media import CodecInfo, IncomingPacket, TrackSource
+from mcu.producer import Producer
+from mcu.speaker import SpeakerDetector
+
+VP8 = CodecInfo("video/VP8", 90000)
+# VP8 payload descriptor S=1, PID=0, then a payload header with P=0: the start of a keyframe.
+KEYFRAME = bytes([0x10, 0x00, 0x00, 0x00])
+DELTA = bytes([0x10, 0x01, 0x00, 0x00])
+
+
+@dataclass
+class Sink:
+    packets: list[IncomingPacket] = field(default_factory=list)
+    reports: list[tuple[int, int]] = field(default_factory=list)
+    closed: bool = False
+    explode: bool = False
+
+    def on_packet(self, packet: IncomingPacket) -> None:
+        if self.explode:
+            raise RuntimeError("broken subscriber")
+        self.packets.append(packet)
+
+    def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
+        self.reports.append((ntp_time, rtp_time))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _producer(requests: list[int]) -> Producer:
+    return Producer("t1", "p1", TrackSource.CAMERA, VP8, lambda: requests.append(1))
+
+
+def test_one_parsed_packet_is_shared_by_every_sink_and_a_broken_sink_is_isolated() -> None:
+    producer = _producer([])
+    good, bad, other = Sink(), Sink(explode=True), Sink()
+    for sink in (good, bad, other):
+        producer.add_sink(sink)
+    producer.on_rtp(65535, 0, True, KEYFRAME, None, 1.0)
+    producer.on_rtp(0, 0, True, DELTA, None, 1.0)
+    assert [p.ext_sequence for p in good.packets] == [65535, 65536]
+    assert good.packets[0] is other.packets[0] and good.packets[0].keyframe
+    assert not good.packets[1].keyframe
+    assert producer.history.get(65536) is good.packets[1]
+
+
+def test_keyframe_requests_are_coalesced() -> None:
+    requests: list[int] = []
+    producer = _producer(requests)
+    for now in (10.0, 10.1, 10.2, 10.49, 10.5, 10.6):
+        producer.request_keyframe(now)
+    assert len(requests) == 2
+
+
+def test_chair_pause_stops_forwarding_and_close_closes_sinks() -> None:
+    producer = _producer([])
+    sink = Sink()
+    producer.add_sink(sink)
+    producer.paused = True
+    producer.on_rtp(1, 0, True, KEYFRAME, None, 1.0)
+    assert sink.packets == []
+    producer.on_sender_report(5, 6)
+    assert sink.reports == [(5, 6)]
+    late = Sink()
+    producer.add_sink(late)
+    assert late.reports == [(5, 6)]  # a new sink gets the clock mapping at once
+    producer.close()
+    assert sink.closed and late.closed
+
+
+def test_mean_audio_level() -> None:
+    producer = Producer(
+        "t2", "p1", TrackSource.MICROPHONE, CodecInfo("audio/opus", 48000, 2), lambda: None
+    )
+    assert producer.take_mean_audio_level() is None
+    for level in (20, 40):
+        producer.on_rtp(1, 0, False, b"\x01", level, 1.0)
+    assert producer.take_mean_audio_level() == 30
+    assert producer.take_mean_audio_level() is None
+
+
+def test_speaker_switches_only_after_a_sustained_lead() -> None:
+    d = SpeakerDetector()
+    assert d.tick({"a": 30, "b": 50}) == "a"  # first speaker is announced at once
+    assert d.tick({"a": 40, "b": 20}) is None  # b leads once: not yet
+    assert d.tick({"a": 40, "b": 20}) == "b"
+    assert d.tick({"a": 127, "b": 127}) is None  # silence keeps the last speaker
+    assert d.forget("b") and d.current is None
