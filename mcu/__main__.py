@@ -70,6 +70,9 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     logging.getLogger("mcu").info("shutting down")
+    # End rooms while sockets are still open, so every client is told why before aiohttp closes
+    # them (aiohttp's own shutdown closes WebSockets before its on_shutdown hooks run).
+    await app["rooms"].close_all()
     await runner.cleanup()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
@@ -103,6 +102,7 @@ class Room:
         self._track_ids = itertools.count(1)
         self._speaker = SpeakerDetector()
         self._speaker_task: asyncio.Task[None] | None = None
+        self.ending = False
 
     # -- membership --------------------------------------------------------------------------
 
@@ -165,14 +165,18 @@ class Room:
             self._speaker_task = None
 
     async def end(self, reason: str) -> None:
-        """End the room: tell everyone and disconnect them."""
-        for participant in list(self.participants.values()):
-            with contextlib.suppress(Exception):
-                await participant.send({"type": "room_ended", "reason": reason})
+        """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
+        self.ending = True
+        everyone = list(self.participants.values())
+        for participant in everyone:
+            await _send_quietly(participant, {"type": "room_ended", "reason": reason})
+        for participant in everyone:
             await self.remove(participant, "removed")
 
     async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
         """Send ``message`` to every participant but ``exclude``."""
+        if self.ending:
+            return
         for participant in list(self.participants.values()):
             if participant.id != exclude:
                 await _send_quietly(participant, message)
@@ -264,7 +268,7 @@ class Room:
     async def resubscribe(self, participant: Participant) -> None:
         """Renegotiate ``participant``'s subscribe connection if what it should carry changed."""
         subscriber = participant.subscriber
-        if participant.closed or subscriber is None:
+        if participant.closed or subscriber is None or self.ending:
             return
         if subscriber.offer_outstanding:
             participant.resubscribe_pending = True  # the next offer waits for the answer

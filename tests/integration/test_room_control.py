@@ -113,3 +113,45 @@ async def test_room_deleted_by_admin_ends_the_session(server: ServerProcess) -> 
         await client.wait_for(lambda m: m["type"] == "_socket_closed")
     finally:
         await client.close()
+
+
+async def test_adding_a_track_renegotiates_for_everyone(server: ServerProcess) -> None:
+    await server.create_room("cardio-1", "correct horse")
+    presenter = await _joined(server, "Presenter", password="correct horse")
+    viewer = await _joined(server, "Viewer", password="correct horse")
+    try:
+        await presenter.publish({"microphone": ToneTrack(), "camera": ColourTrack((0, 90, 0))})
+        pid = presenter.participant_id or ""
+        await viewer.wait_until(lambda: viewer.frames_from(pid, "video") > 3)
+        reply = await presenter.publish(
+            {"content": ColourTrack((250, 250, 250), width=640, height=360)}
+        )
+        assert sorted(t["mid"] for t in reply["tracks"]) == ["0", "1", "2"]
+        published = await viewer.wait_for(
+            lambda m: m["type"] == "track_published" and m["track"]["source"] == "content"
+        )
+        content_id = published["track"]["id"]
+        await viewer.wait_until(
+            lambda: content_id in viewer.received and viewer.received[content_id].frames > 3
+        )
+        frame = viewer.received[content_id].last_frame.to_ndarray(format="rgb24")
+        assert frame.shape == (360, 640, 3) and frame[5, -1].min() > 200
+        # The camera kept flowing through the renegotiation, with no track ended.
+        assert not any(m["type"] == "track_unpublished" for m in viewer.messages)
+    finally:
+        await presenter.close()
+        await viewer.close()
+
+
+async def test_active_speaker_follows_the_loudest(server: ServerProcess) -> None:
+    await server.create_room("cardio-1", "correct horse")
+    quiet = await _joined(server, "Quiet", password="correct horse")
+    loud = await _joined(server, "Loud", password="correct horse")
+    try:
+        await quiet.publish({"microphone": ToneTrack(300, amplitude=0.0005)})
+        await loud.publish({"microphone": ToneTrack(500, amplitude=0.5)})
+        event = await quiet.wait_for(lambda m: m["type"] == "active_speaker", timeout=10)
+        assert event["participant_id"] == loud.participant_id
+    finally:
+        await quiet.close()
+        await loud.close()

@@ -121,6 +121,7 @@ class RoomClient:
     _mid_tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _next_id: int = 0
+    _published: list[tuple[Any, str]] = field(default_factory=list)
 
     async def connect(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -184,7 +185,7 @@ class RoomClient:
         if self.publish_pc is None:
             self.publish_pc = _new_pc()
         pc = self.publish_pc
-        specs = []
+        specs = self._published
         for source, track in tracks.items():
             transceiver = pc.addTransceiver(track, direction="sendonly")
             if track.kind == "video":
@@ -219,7 +220,10 @@ class RoomClient:
                 break
             message = json.loads(frame.data)
             if message.get("type") == "subscribe_offer":
-                await self._answer(message)
+                try:
+                    await self._answer(message)
+                except (aiohttp.ClientError, ConnectionError):
+                    pass  # the socket is closing; the close is recorded below
             async with self._changed:
                 self.messages.append(message)
                 self._changed.notify_all()
