@@ -1,0 +1,331 @@
+"""Headless Chromium driven over the Chrome DevTools Protocol, for end-to-end tests.
+
+One browser process per `Chromium` context, a fresh profile directory each time, fake camera and
+microphone, and flags that keep it off the internet (every host name but loopback fails to
+resolve, and any proxied request goes to a dead local port). Pages are driven through one
+WebSocket to the browser endpoint using flattened target sessions:
+
+    async with Chromium() as browser:
+        page = await browser.open("http://127.0.0.1:8080/r/room?invite=...&name=Ann")
+        state = await page.evaluate("window.mcu.state")
+        stats = await page.evaluate("window.mcu.stats()")  # promises are awaited
+
+The browser is killed (its whole process group) and the profile removed however the block ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+CHROMIUM_PATH = os.environ.get("MCU_CHROMIUM", "/usr/lib/chromium/chromium")
+
+# Measured on this machine class (shared notes "real clients"): without
+# --allow-loopback-in-peer-connection Chromium gathers no loopback candidate; mDNS candidates would
+# hide the address from the server. Chromium honours only the last --disable-features switch, so
+# all disabled features share one.
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+    "--mute-audio",
+    "--disable-crash-reporter",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints",
+    "--proxy-server=127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+)
+
+
+class ChromiumError(RuntimeError):
+    """The browser failed to start, a CDP command failed, or page script threw."""
+
+
+def chromium_available(path: str = CHROMIUM_PATH) -> bool:
+    """Whether the Chromium binary exists and is executable."""
+    return os.access(path, os.X_OK)
+
+
+class Page:
+    """One browser tab, attached with a flattened CDP session."""
+
+    def __init__(self, browser: Chromium, target_id: str, session_id: str) -> None:
+        self._browser = browser
+        self.target_id = target_id
+        self.session_id = session_id
+        self.console: list[str] = []
+        """Console messages and uncaught exceptions of the page, oldest first (for diagnostics)."""
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a CDP command to this page's session and return its result."""
+        return await self._browser.send(method, params, session_id=self.session_id)
+
+    async def evaluate(self, expression: str, timeout: float = 30.0) -> Any:
+        """Evaluate a JS expression in the page, awaiting a returned promise; return its JSON value.
+
+        Raises `ChromiumError` with the JS exception text if the expression throws or rejects.
+        """
+        params = {
+            "expression": expression,
+            "awaitPromise": True,
+            "returnByValue": True,
+            "userGesture": True,
+        }
+        result = await asyncio.wait_for(self.send("Runtime.evaluate", params), timeout)
+        details = result.get("exceptionDetails")
+        if details is not None:
+            exception = details.get("exception", {})
+            text = exception.get("description") or exception.get("value") or details.get("text")
+            raise ChromiumError(f"page script failed: {text}")
+        return result.get("result", {}).get("value")
+
+    async def wait_for(self, expression: str, timeout: float = 30.0, interval: float = 0.5) -> Any:
+        """Poll `expression` until it yields a truthy value and return it, or raise TimeoutError.
+
+        Script errors while polling (e.g. the page has not defined its globals yet) count as falsy.
+        """
+        deadline = time.monotonic() + timeout
+        last_error: str | None = None
+        while True:
+            try:
+                value = await self.evaluate(expression, timeout=max(interval, 5.0))
+                if value:
+                    return value
+            except ChromiumError as exc:
+                last_error = str(exc)
+            if time.monotonic() >= deadline:
+                suffix = f" (last error: {last_error})" if last_error else ""
+                raise TimeoutError(f"{expression!r} not truthy after {timeout} s{suffix}")
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        """Close the tab."""
+        await self._browser.send("Target.closeTarget", {"targetId": self.target_id})
+        self._browser.pages.pop(self.session_id, None)
+
+
+class Chromium:
+    """A headless Chromium process with a throwaway profile, driven over CDP."""
+
+    def __init__(
+        self,
+        path: str = CHROMIUM_PATH,
+        extra_args: tuple[str, ...] = (),
+        startup_timeout: float = 20.0,
+    ) -> None:
+        self.path = path
+        self.extra_args = extra_args
+        self.startup_timeout = startup_timeout
+        self.pages: dict[str, Page] = {}
+        self._profile: Path | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    async def __aenter__(self) -> Chromium:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Launch the browser and connect to its DevTools endpoint."""
+        if not chromium_available(self.path):
+            raise ChromiumError(f"no Chromium binary at {self.path}")
+        self._profile = Path(tempfile.mkdtemp(prefix="mcu-chromium-"))
+        args = [
+            *FLAGS,
+            f"--user-data-dir={self._profile}",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            *self.extra_args,
+            "about:blank",
+        ]
+        # Its own process group, so stop() reaches the renderer, GPU and utility children too.
+        self._process = await asyncio.create_subprocess_exec(
+            self.path,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        port, browser_path = await self._read_devtools_port()
+        self._http = aiohttp.ClientSession()
+        self._ws = await self._http.ws_connect(
+            f"ws://127.0.0.1:{port}{browser_path}", max_msg_size=0, autoping=True
+        )
+        self._reader = asyncio.create_task(self._read_messages())
+
+    async def _read_devtools_port(self) -> tuple[int, str]:
+        """Wait for Chromium to write `DevToolsActivePort` (port, then browser endpoint path)."""
+        assert self._profile is not None and self._process is not None
+        port_file = self._profile / "DevToolsActivePort"
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.returncode is not None:
+                raise ChromiumError(
+                    f"Chromium exited at start with code {self._process.returncode}"
+                )
+            with contextlib.suppress(FileNotFoundError):
+                lines = port_file.read_text().splitlines()
+                if len(lines) >= 2 and lines[0].strip().isdigit():
+                    return int(lines[0]), lines[1].strip()
+            await asyncio.sleep(0.05)
+        raise ChromiumError(f"Chromium wrote no {port_file.name} within {self.startup_timeout} s")
+
+    async def _read_messages(self) -> None:
+        assert self._ws is not None
+        try:
+            async for message in self._ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(message.data)
+                if "id" in data:
+                    future = self._pending.pop(data["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(data)
+                else:
+                    self._on_event(data)
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ChromiumError("DevTools connection closed"))
+            self._pending.clear()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        page = self.pages.get(event.get("sessionId", ""))
+        method = event.get("method")
+        params = event.get("params", {})
+        if page is not None and method == "Runtime.consoleAPICalled":
+            parts = [_remote_object_text(arg) for arg in params.get("args", [])]
+            page.console.append(f"console.{params.get('type')}: {' '.join(parts)}")
+        elif page is not None and method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            exception = details.get("exception", {})
+            page.console.append(f"exception: {exception.get('description') or details.get('text')}")
+        for listener in self._listeners:
+            listener(event)
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener` with every CDP event (a dict with method, params, maybe sessionId)."""
+        self._listeners.append(listener)
+
+    async def send(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """Send one CDP command (to the browser, or to a page session) and return its result."""
+        if self._ws is None or self._ws.closed:
+            raise ChromiumError("not connected to Chromium")
+        command_id = next(self._ids)
+        message: dict[str, Any] = {"id": command_id, "method": method, "params": params or {}}
+        if session_id is not None:
+            message["sessionId"] = session_id
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = future
+        await self._ws.send_str(json.dumps(message))
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(command_id, None)
+        if "error" in reply:
+            raise ChromiumError(f"{method} failed: {reply['error']}")
+        result: dict[str, Any] = reply.get("result", {})
+        return result
+
+    async def open(self, url: str) -> Page:
+        """Open `url` in a new tab and return the attached page (console capture enabled)."""
+        created = await self.send("Target.createTarget", {"url": "about:blank"})
+        target_id = created["targetId"]
+        attached = await self.send(
+            "Target.attachToTarget", {"targetId": target_id, "flatten": True}
+        )
+        page = Page(self, target_id, attached["sessionId"])
+        self.pages[page.session_id] = page
+        await page.send("Runtime.enable")
+        await page.send("Page.enable")
+        await page.send("Page.navigate", {"url": url})
+        return page
+
+    async def stop(self) -> None:
+        """Close the connection, kill the browser's process group and delete the profile."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+            self._reader = None
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            self._ws = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._process is not None:
+            await _kill_process_group(self._process)
+            self._process = None
+        if self._profile is not None:
+            shutil.rmtree(self._profile, ignore_errors=True)
+            self._profile = None
+
+
+async def _kill_process_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM the browser's own process group, then SIGKILL it if it lingers."""
+    pgid = process.pid  # start_new_session=True made the browser its group's leader
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+            break
+        except TimeoutError:
+            continue
+    # Children may outlive the leader briefly; make sure none of the group is left.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _remote_object_text(obj: dict[str, Any]) -> str:
+    if "value" in obj:
+        value = obj["value"]
+        return value if isinstance(value, str) else json.dumps(value)
+    return str(obj.get("description") or obj.get("type"))

@@ -1,0 +1,139 @@
+"""End to end: real headless Chromium tabs run the browser client against the server.
+
+Uses the `server` fixture of tests/conftest.py (the `python -m mcu` subprocess on loopback) and
+tests/e2e/chromium.py. Run inside a network namespace (scripts/test does) so that loopback is the
+only interface Chromium can pick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from chromium import CHROMIUM_PATH, Chromium, ChromiumError, Page, chromium_available
+
+pytestmark = pytest.mark.skipif(
+    not chromium_available(),
+    reason=f"no Chromium at {CHROMIUM_PATH} (Debian package `chromium`; CI installs it)",
+)
+
+JOIN_TIMEOUT = 20.0
+MEDIA_TIMEOUT = 30.0
+POLL_INTERVAL = 0.5
+
+
+def with_name(base_url: str, path: str, name: str) -> str:
+    """The invite link `path` (`/r/<room>?invite=<token>`) as a "click to join" URL."""
+    separator = "&" if "?" in path else "?"
+    return f"{base_url}{path}{separator}name={quote(name)}"
+
+
+def received_media(stats: dict[str, Any]) -> bool:
+    """Whether a page decodes remote video and receives remote audio."""
+    inbound = stats.get("inbound") or []
+    video = any(s["kind"] == "video" and s["framesDecoded"] > 0 for s in inbound)
+    audio = any(s["kind"] == "audio" and s["packetsReceived"] > 0 for s in inbound)
+    return video and audio
+
+
+async def wait_for_media(page: Page, timeout: float = MEDIA_TIMEOUT) -> dict[str, Any]:
+    """Poll `window.mcu.stats()` until remote media flows; fail fast if the session ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats: dict[str, Any] = await page.evaluate("window.mcu.stats()")
+        if received_media(stats):
+            return stats
+        if stats.get("state") in ("error", "left"):
+            raise AssertionError(f"session ended while waiting for media: {stats}")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no remote video decoded / audio received in {timeout} s: {stats}")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+async def describe(pages: list[Page]) -> str:
+    """Everything the pages can tell about themselves, for a failure message."""
+    lines = []
+    for index, page in enumerate(pages):
+        try:
+            summary = await page.evaluate(
+                "(async () => ({state: window.mcu?.state, lastError: window.mcu?.lastError,"
+                " participantId: window.mcu?.participantId,"
+                " stats: window.mcu ? await window.mcu.stats() : null}))()",
+                timeout=5.0,
+            )
+        except (ChromiumError, TimeoutError) as exc:
+            summary = {"unavailable": str(exc)}
+        lines.append(f"page {index}: {json.dumps(summary)}")
+        lines.extend(f"  {entry}" for entry in page.console[-20:])
+    return "\n".join(lines)
+
+
+async def test_two_browsers_exchange_media_through_forwarding(server: Any) -> None:
+    """Two invitees (chair and participant) see and hear each other; the server decodes nothing."""
+    room = "e2e-consult"
+    await server.create_room(room, "e2e-secret-pass", title="E2E consultation")
+    chair_link = await server.invite(room, role="chair")
+    patient_link = await server.invite(room)
+    urls = [
+        with_name(server.base_url, chair_link, "Dr Chair"),
+        with_name(server.base_url, patient_link, "Patient"),
+    ]
+
+    async with Chromium() as browser:
+        pages: list[Page] = []
+        try:
+            for url in urls:
+                pages.append(await browser.open(url))
+            for page in pages:
+                await page.wait_for("window.mcu?.state === 'joined'", timeout=JOIN_TIMEOUT)
+            stats = await asyncio.gather(*(wait_for_media(page) for page in pages))
+            sessions = [
+                await page.evaluate(
+                    "({id: mcu.participantId, role: mcu.role, others: mcu.participants})"
+                )
+                for page in pages
+            ]
+        except (AssertionError, TimeoutError, ChromiumError) as exc:
+            pytest.fail(f"{exc}\n{await describe(pages)}")
+
+    chair, patient = sessions
+    assert chair["role"] == "chair"
+    assert patient["role"] == "participant"
+    assert [other["id"] for other in chair["others"]] == [patient["id"]]
+    assert [other["id"] for other in patient["others"]] == [chair["id"]]
+    for page_stats in stats:
+        # Every received video section is mapped to a server track id via the offer's `tracks`.
+        for inbound in page_stats["inbound"]:
+            if inbound["packetsReceived"] > 0:
+                assert inbound["trackId"], page_stats
+        assert any(s["kind"] == "video" and s["packetsSent"] > 0 for s in page_stats["outbound"])
+    # Forwarding, not transcoding: the server never decoded a frame.
+    assert await server.decoded_frames() == 0
+
+
+async def test_wrong_password_is_reported_on_the_join_screen(server: Any) -> None:
+    """A password join with the wrong password shows the server's refusal and stays retryable."""
+    room = "e2e-locked"
+    await server.create_room(room, "the-right-one", title="Locked")
+    async with Chromium() as browser:
+        page = await browser.open(f"{server.base_url}/r/{room}")
+        try:
+            await page.wait_for("document.getElementById('join-form') !== null && !!window.mcu")
+            await page.evaluate(
+                "document.getElementById('name').value = 'Visitor';"
+                "document.getElementById('password').value = 'not-the-password';"
+                "document.getElementById('join-form').requestSubmit(); true"
+            )
+            await page.wait_for("window.mcu.state === 'error'", timeout=JOIN_TIMEOUT)
+            error = await page.evaluate("window.mcu.lastError")
+            message = await page.evaluate("document.getElementById('join-error').textContent")
+            button_enabled = await page.evaluate("!document.getElementById('join-button').disabled")
+        except (TimeoutError, ChromiumError) as exc:
+            pytest.fail(f"{exc}\n{await describe([page])}")
+    assert error["code"] == "wrong_password"
+    assert "password" in message.lower()
+    assert button_enabled

@@ -1,0 +1,45 @@
+"""The server's ICE candidate policy: loopback, port range, public address (no traffic sent)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mcu import ice
+
+
+@pytest.fixture
+def policy() -> Iterator[None]:
+    yield
+    ice.install(ice.IcePolicy(addresses=("127.0.0.1",)))  # what tests/conftest.py installs
+
+
+async def _gather() -> list[tuple[str, int, str]]:
+    connection = ice.ServerIceConnection(ice_controlling=True)
+    try:
+        await connection.gather_candidates()
+        return [(c.host, c.port, c.type) for c in connection.local_candidates]
+    finally:
+        await connection.close()
+
+
+async def test_loopback_is_offered_when_asked(policy: None) -> None:
+    ice.install(ice.IcePolicy(addresses=("127.0.0.1",)))
+    candidates = await _gather()
+    assert [(h, t) for h, _, t in candidates] == [("127.0.0.1", "host")]
+
+
+async def test_port_range_is_respected(policy: None) -> None:
+    ice.install(ice.IcePolicy(addresses=("127.0.0.1",), port_min=41000, port_max=41003))
+    ports = [(await _gather())[0][1] for _ in range(3)]
+    assert all(41000 <= p <= 41003 for p in ports)
+
+
+async def test_public_ip_is_announced(policy: None) -> None:
+    ice.install(ice.IcePolicy(addresses=("127.0.0.1",), public_ip="203.0.113.7"))
+    assert [h for h, _, _ in await _gather()] == ["203.0.113.7"]
+
+
+def test_default_includes_loopback() -> None:
+    assert "127.0.0.1" in ice.gather_addresses(ice.IcePolicy())
