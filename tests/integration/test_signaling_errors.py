@@ -103,3 +103,29 @@ async def test_garbage_never_disturbs_a_live_room(server: ServerProcess) -> None
     finally:
         for c in (a, b, attacker):
             await c.close()
+
+
+async def test_room_full_and_schedule_window(server: ServerProcess) -> None:
+    body = {"id": "small", "title": "Small", "password": "correct horse", "max_participants": 1}
+    async with server.http.post(server.base_url + "/api/rooms", json=body) as r:
+        assert r.status == 201
+    later = {
+        "id": "tomorrow",
+        "title": "Lesson",
+        "password": "correct horse",
+        "opens_at": "2099-01-01T08:00:00Z",
+        "closes_at": "2099-01-01T10:00:00Z",
+    }
+    async with server.http.post(server.base_url + "/api/rooms", json=later) as r:
+        assert r.status == 201
+    first, second = await _client(server, "first"), await _client(server, "second")
+    try:
+        assert (await first.join("small", password="correct horse"))["type"] == "joined"
+        assert (await second.join("small", password="correct horse"))["code"] == "room_full"
+        assert (await second.join("tomorrow", password="correct horse"))["code"] == "room_not_open"
+        await first.send({"type": "leave"})
+        await first.wait_for(lambda m: m["type"] == "_socket_closed")
+        assert (await second.join("small", password="correct horse"))["type"] == "joined"
+    finally:
+        await first.close()
+        await second.close()
