@@ -61,7 +61,7 @@ def check_offer(offer_sdp: str, sources: dict[str, TrackSource]) -> None:
             raise NegotiationError(f"the offer has no media section with mid {mid!r}")
         if kinds[mid] != source.kind:
             raise NegotiationError(f"mid {mid} is {kinds[mid]}, {source} needs {source.kind}")
-    if sources and not any(m.ice.usernameFragment for m in description.media):
+    if sources and not any(m.ice and m.ice.usernameFragment for m in description.media):
         raise NegotiationError("the offer has no ICE credentials")
 
 

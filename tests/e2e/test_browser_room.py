@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from chromium import CHROMIUM_PATH, Chromium, ChromiumError, Page, chromium_available
+
+from tests.e2e.chromium import CHROMIUM_PATH, Chromium, ChromiumError, Page, chromium_available
 
 pytestmark = pytest.mark.skipif(
     not chromium_available(),
@@ -26,10 +27,12 @@ MEDIA_TIMEOUT = 30.0
 POLL_INTERVAL = 0.5
 
 
-def with_name(base_url: str, path: str, name: str) -> str:
-    """The invite link `path` (`/r/<room>?invite=<token>`) as a "click to join" URL."""
-    separator = "&" if "?" in path else "?"
-    return f"{base_url}{path}{separator}name={quote(name)}"
+def with_name(base_url: str, link: str, name: str, codec: str = "vp8") -> str:
+    """The invite link (`/r/<room>?invite=<token>`) as a "click to join" URL."""
+    url = link if link.startswith(("http://", "https://")) else base_url + link
+    separator = "&" if "?" in url else "?"
+    url = f"{url}{separator}name={quote(name)}"
+    return url if codec == "vp8" else f"{url}&codec={codec}"
 
 
 def received_media(stats: dict[str, Any]) -> bool:
@@ -72,15 +75,20 @@ async def describe(pages: list[Page]) -> str:
     return "\n".join(lines)
 
 
-async def test_two_browsers_exchange_media_through_forwarding(server: Any) -> None:
-    """Two invitees (chair and participant) see and hear each other; the server decodes nothing."""
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+async def test_two_browsers_exchange_media_through_forwarding(server: Any, codec: str) -> None:
+    """Two invitees (chair and participant) see and hear each other; the server decodes nothing.
+
+    With `?codec=h264` the client puts H.264 first (what recorded rooms want) and the forwarded
+    stream keeps the codec it was published with.
+    """
     room = "e2e-consult"
     await server.create_room(room, "e2e-secret-pass", title="E2E consultation")
     chair_link = await server.invite(room, role="chair")
     patient_link = await server.invite(room)
     urls = [
-        with_name(server.base_url, chair_link, "Dr Chair"),
-        with_name(server.base_url, patient_link, "Patient"),
+        with_name(server.base_url, chair_link, "Dr Chair", codec),
+        with_name(server.base_url, patient_link, "Patient", codec),
     ]
 
     async with Chromium() as browser:
@@ -111,6 +119,9 @@ async def test_two_browsers_exchange_media_through_forwarding(server: Any) -> No
             if inbound["packetsReceived"] > 0:
                 assert inbound["trackId"], page_stats
         assert any(s["kind"] == "video" and s["packetsSent"] > 0 for s in page_stats["outbound"])
+        streams = page_stats["inbound"] + page_stats["outbound"]
+        video_codecs = {s["codec"] for s in streams if s["kind"] == "video"}
+        assert video_codecs == {f"video/{codec.upper()}"}, page_stats
     # Forwarding, not transcoding: the server never decoded a frame.
     assert await server.decoded_frames() == 0
 

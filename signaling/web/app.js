@@ -1,0 +1,694 @@
+// The consultation room page: join screen, room view and the session with the server
+// (docs/protocol.md). `window.mcu` exposes the state for tests and diagnostics.
+
+import {
+  listDevices,
+  openLocalMedia,
+  PublishConnection,
+  SubscribeConnection,
+} from "./media.js";
+import { Signaling, signalingUrl } from "./signaling.js";
+import { Grid } from "./tiles.js";
+
+const $ = (id) => document.getElementById(id);
+
+const params = new URLSearchParams(location.search);
+const invite = params.get("invite");
+const roomId = roomFromPath(location.pathname) ?? params.get("room");
+const videoCodec = (params.get("codec") || "").toLowerCase() === "h264" ? "h264" : "vp8";
+
+/** What to tell the person for each error code of `join` (and a few others). */
+const ERROR_TEXT = {
+  unknown_room: "This room does not exist. Please check the link.",
+  wrong_password: "Wrong password. Please try again.",
+  bad_invite: "This invitation link is not valid or has expired. Ask for a new one.",
+  rate_limited: "Too many attempts.",
+  room_full: "The room is full. Please try again later.",
+  room_not_open: "The room is not open yet. Please try again later.",
+  already_joined: "You are already in this room (perhaps in another tab).",
+  forbidden: "Only the chair can do that.",
+  unreachable: "Cannot reach the server. Check your connection and try again.",
+  disconnected: "The connection to the server was lost.",
+};
+
+/** Test and diagnostics handle: session state, the latest error, and a getStats() summary. */
+const mcu = {
+  /** "idle" | "joining" | "joined" | "left" | "error" */
+  state: "idle",
+  /** `{code, message, retryAfter?}` of the latest failure, or null. */
+  lastError: null,
+  participantId: null,
+  role: null,
+  get participants() {
+    return [...session.participants.values()].map((p) => ({ id: p.id, name: p.name }));
+  },
+  stats: () => collectStats(),
+  leave: () => leave(),
+};
+window.mcu = mcu;
+
+const session = {
+  signaling: null,
+  iceServers: [],
+  participants: new Map(), // id -> {id, name, role, tracks: Map(trackId -> track)}
+  received: new Map(), // track id -> {trackId, participantId, kind, source, mid, track}
+  ownTracks: new Map(), // source -> track id, from publish_answer
+  publish: null,
+  subscribe: null,
+  activeSpeaker: null,
+};
+
+const local = { stream: new MediaStream(), mic: null, cam: null, micMuted: false, camMuted: false };
+
+const grid = new Grid($("grid"), $("tile-template"), {
+  onChairMute: (participantId) =>
+    session.signaling?.send({
+      type: "chair",
+      action: "mute",
+      participant_id: participantId,
+      source: "microphone",
+    }),
+  onChairRemove: (participantId) => {
+    const name = session.participants.get(participantId)?.name ?? "this participant";
+    if (confirm(`Remove ${name} from the room?`)) {
+      session.signaling?.send({ type: "chair", action: "remove", participant_id: participantId });
+    }
+  },
+});
+grid.onAudioBlocked = () => {
+  $("sound-banner").hidden = false;
+};
+
+function roomFromPath(pathname) {
+  const match = /^\/r\/([^/]+)\/?$/.exec(pathname);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function setState(state) {
+  mcu.state = state;
+  document.body.dataset.state = state;
+}
+
+function showScreen(id) {
+  for (const screen of ["join-screen", "room-screen", "left-screen"]) {
+    $(screen).hidden = screen !== id;
+  }
+}
+
+let noticeTimer = null;
+function notice(text) {
+  $("notice").textContent = text;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    $("notice").textContent = "";
+  }, 6000);
+}
+
+// ---------------------------------------------------------------- join screen
+
+async function startPreview(choice = {}) {
+  for (const track of local.stream.getTracks()) {
+    track.stop();
+  }
+  const { stream, errors } = await openLocalMedia(choice);
+  local.stream = stream;
+  local.mic = stream.getAudioTracks()[0] ?? null;
+  local.cam = stream.getVideoTracks()[0] ?? null;
+  $("preview").srcObject = local.cam ? stream : null;
+  $("preview-box").classList.toggle("no-video", local.cam === null);
+  const missing = [local.mic ? null : "microphone", local.cam ? null : "camera"].filter(Boolean);
+  if (missing.length === 0) {
+    $("preview-note").textContent = "";
+  } else {
+    const reason = errors.length > 0 ? ` (${errors[errors.length - 1].name})` : "";
+    $("preview-note").textContent =
+      `No ${missing.join(" or ")} available${reason}. You can still join` +
+      (missing.length === 2 ? " to watch and listen." : ".");
+  }
+}
+
+function fillPicker(select, devices, currentId, noneLabel) {
+  select.replaceChildren();
+  if (devices.length === 0) {
+    select.append(new Option(noneLabel, ""));
+    select.disabled = true;
+    return;
+  }
+  select.disabled = false;
+  for (const device of devices) {
+    select.append(new Option(device.label, device.deviceId, false, device.deviceId === currentId));
+  }
+}
+
+async function fillDevicePickers() {
+  try {
+    const devices = await listDevices();
+    fillPicker($("mic-select"), devices.audio, local.mic?.getSettings().deviceId, "No microphone");
+    fillPicker($("cam-select"), devices.video, local.cam?.getSettings().deviceId, "No camera");
+  } catch (error) {
+    console.warn("enumerateDevices failed", error);
+  }
+}
+
+function showJoinError(text) {
+  $("join-error").textContent = text;
+}
+
+let countdown = null;
+function blockJoinFor(seconds) {
+  clearInterval(countdown);
+  let left = Math.max(1, Math.ceil(seconds || 30));
+  const tick = () => {
+    if (left <= 0) {
+      clearInterval(countdown);
+      $("join-button").disabled = false;
+      showJoinError("You can try again now.");
+      return;
+    }
+    $("join-button").disabled = true;
+    showJoinError(`${ERROR_TEXT.rate_limited} Please wait ${left} s before trying again.`);
+    left -= 1;
+  };
+  tick();
+  countdown = setInterval(tick, 1000);
+}
+
+async function join() {
+  if (mcu.state === "joining" || mcu.state === "joined") {
+    return;
+  }
+  const name = $("name").value.trim();
+  if (!roomId) {
+    showJoinError("This link names no room.");
+    return;
+  }
+  if (!name) {
+    showJoinError("Please enter your name.");
+    $("name").focus();
+    return;
+  }
+  if (!invite && !$("password").value) {
+    showJoinError("Please enter the room password.");
+    $("password").focus();
+    return;
+  }
+  setState("joining");
+  showJoinError("");
+  $("join-button").disabled = true;
+  $("join-button").textContent = "Joining…";
+  try {
+    if (!session.signaling?.isOpen) {
+      const signaling = new Signaling(signalingUrl(location));
+      signaling.onMessage = handleMessage;
+      signaling.onClose = () => handleClose(signaling);
+      session.signaling = signaling;
+      await signaling.connect();
+    }
+    const request = { type: "join", room: roomId, name: name.slice(0, 64) };
+    if (invite) {
+      request.invite = invite;
+    } else {
+      request.password = $("password").value;
+    }
+    const joined = await session.signaling.request(request);
+    enterRoom(joined);
+  } catch (error) {
+    joinFailed(error);
+  }
+}
+
+function joinFailed(error) {
+  const code = error.code ?? "internal";
+  mcu.lastError = { code, message: error.message };
+  setState("error");
+  $("join-button").textContent = "Join";
+  $("join-button").disabled = false;
+  if (code === "rate_limited") {
+    mcu.lastError.retryAfter = error.retryAfter ?? null;
+    blockJoinFor(error.retryAfter);
+  } else {
+    showJoinError(ERROR_TEXT[code] ?? error.message ?? "Could not join the room.");
+  }
+  if (code === "wrong_password") {
+    $("password").select();
+  }
+}
+
+// ---------------------------------------------------------------- in the room
+
+function enterRoom(joined) {
+  // Synchronous up to publish: messages after `joined` (offers, joins) find the session ready.
+  mcu.participantId = joined.participant.id;
+  mcu.role = joined.participant.role;
+  mcu.lastError = null;
+  session.iceServers = joined.ice_servers ?? [];
+  session.participants = new Map();
+  for (const participant of joined.participants) {
+    addParticipant(participant);
+  }
+  setState("joined");
+  try {
+    localStorage.setItem("mcu.name", joined.participant.name);
+  } catch {
+    // Storage may be disabled; remembering the name is only a convenience.
+  }
+  const isChair = joined.participant.role === "chair";
+  grid.setChair(isChair);
+  $("end-button").hidden = !isChair;
+  $("room-title").textContent = joined.room?.title || joined.room?.id || roomId;
+  document.title = `${$("room-title").textContent} – consultation room`;
+  $("self-video").srcObject = local.cam ? local.stream : null;
+  $("self-name").textContent = isChair ? `You (chair)` : "You";
+  showScreen("room-screen");
+  updateControls();
+  render();
+  publishLocal().catch((error) => {
+    console.error("publish failed", error);
+    mcu.lastError = { code: error.code ?? "publish_failed", message: error.message };
+    notice(`Your camera and microphone could not be sent: ${error.message}`);
+  });
+}
+
+function addParticipant(participant) {
+  session.participants.set(participant.id, {
+    id: participant.id,
+    name: participant.name,
+    role: participant.role,
+    tracks: new Map((participant.tracks ?? []).map((t) => [t.id, { ...t }])),
+  });
+}
+
+async function publishLocal() {
+  const tracks = [];
+  if (local.mic) {
+    tracks.push(["microphone", local.mic]);
+  }
+  if (local.cam) {
+    tracks.push(["camera", local.cam]);
+  }
+  if (tracks.length === 0) {
+    notice("You joined without camera or microphone.");
+    return;
+  }
+  const publish = new PublishConnection(session.iceServers, videoCodec);
+  session.publish = publish;
+  publish.pc.addEventListener("connectionstatechange", () => {
+    if (publish.pc.connectionState === "failed" && mcu.state === "joined") {
+      notice("Sending your camera and microphone failed (network).");
+    }
+  });
+  publish.addTracks(local.stream, tracks);
+  const offer = await publish.offer();
+  if (mcu.state !== "joined" || session.publish !== publish) {
+    return;
+  }
+  const answer = await session.signaling.request({
+    type: "publish",
+    sdp: offer.sdp,
+    tracks: offer.tracks,
+  });
+  await publish.applyAnswer(answer.sdp);
+  for (const { mid, track_id: trackId } of answer.tracks) {
+    const listed = offer.tracks.find((t) => t.mid === mid);
+    if (listed) {
+      session.ownTracks.set(listed.source, trackId);
+    }
+  }
+  // Mutes chosen while the publish was under way are announced now that the tracks exist.
+  if (local.micMuted) {
+    announceMute("microphone", true);
+  }
+  if (local.camMuted) {
+    announceMute("camera", true);
+  }
+}
+
+function ensureSubscribe() {
+  if (session.subscribe === null) {
+    session.subscribe = new SubscribeConnection(session.iceServers, (carried) => {
+      session.received = new Map(carried.map((c) => [c.trackId, c]));
+      render();
+    });
+  }
+  return session.subscribe;
+}
+
+function handleMessage(message) {
+  if (mcu.state !== "joined") {
+    if (message.type === "error") {
+      console.warn("server error", message);
+    }
+    return;
+  }
+  switch (message.type) {
+    case "subscribe_offer": {
+      const subscribe = ensureSubscribe();
+      subscribe
+        .answer(message)
+        .then((sdp) => session.signaling?.send({ type: "subscribe_answer", sdp }))
+        .catch((error) => {
+          console.error("subscribe offer failed", error);
+          notice(`Receiving media failed: ${error.message}`);
+        });
+      break;
+    }
+    case "participant_joined":
+      addParticipant(message.participant);
+      notice(`${message.participant.name} joined.`);
+      render();
+      break;
+    case "participant_left": {
+      const gone = session.participants.get(message.participant_id);
+      session.participants.delete(message.participant_id);
+      for (const [trackId, received] of session.received) {
+        if (received.participantId === message.participant_id) {
+          session.received.delete(trackId);
+        }
+      }
+      grid.remove(message.participant_id);
+      if (gone) {
+        notice(`${gone.name} left.`);
+      }
+      render();
+      break;
+    }
+    case "track_published": {
+      const owner = session.participants.get(message.track.participant_id);
+      owner?.tracks.set(message.track.id, { ...message.track });
+      render();
+      break;
+    }
+    case "track_unpublished": {
+      session.participants.get(message.participant_id)?.tracks.delete(message.track_id);
+      session.received.delete(message.track_id);
+      render();
+      break;
+    }
+    case "track_muted":
+      onTrackMuted(message);
+      break;
+    case "active_speaker":
+      session.activeSpeaker = message.participant_id ?? null;
+      render();
+      break;
+    case "removed":
+      endSession("left", "The chair removed you from the room.", {
+        code: "removed",
+        message: message.reason ?? "removed",
+      });
+      break;
+    case "room_ended":
+      endSession("left", "The room has ended. Thank you.", {
+        code: "room_ended",
+        message: message.reason ?? "ended",
+      });
+      break;
+    case "error":
+      mcu.lastError = { code: message.code, message: message.message };
+      if (message.code === "not_joined") {
+        endSession("error", "The server ended your session.", mcu.lastError);
+      } else {
+        notice(ERROR_TEXT[message.code] ?? message.message ?? message.code);
+      }
+      break;
+    default:
+      break; // pong, and replies already matched by id
+  }
+}
+
+function onTrackMuted(message) {
+  if (message.participant_id === mcu.participantId) {
+    // The chair muted us: follow locally so the button tells the truth; we may unmute again.
+    if (message.source === "microphone" && message.muted !== local.micMuted) {
+      local.micMuted = message.muted;
+      if (local.mic) {
+        local.mic.enabled = !message.muted;
+      }
+      if (message.by === "chair" && message.muted) {
+        notice("The chair muted your microphone.");
+      }
+    } else if (message.source === "camera" && message.muted !== local.camMuted) {
+      local.camMuted = message.muted;
+      if (local.cam) {
+        local.cam.enabled = !message.muted;
+      }
+    }
+    updateControls();
+    return;
+  }
+  const track = session.participants.get(message.participant_id)?.tracks.get(message.track_id);
+  if (track) {
+    track.muted = message.muted;
+  }
+  render();
+}
+
+function handleClose(signaling) {
+  if (signaling !== session.signaling) {
+    return;
+  }
+  if (mcu.state === "joined") {
+    endSession("error", ERROR_TEXT.disconnected, { code: "disconnected", message: "socket closed" });
+  }
+}
+
+/** The view model of one remote participant for the grid. */
+function viewOf(participant) {
+  const published = (source) => [...participant.tracks.values()].find((t) => t.source === source);
+  const media = (source) => {
+    for (const received of session.received.values()) {
+      if (received.participantId === participant.id && received.source === source) {
+        return received.track;
+      }
+    }
+    return null;
+  };
+  const mic = published("microphone");
+  const cam = published("camera");
+  const micTrack = media("microphone");
+  const camTrack = media("camera");
+  return {
+    id: participant.id,
+    name: participant.name,
+    role: participant.role,
+    speaking: session.activeSpeaker === participant.id,
+    hasMic: mic !== undefined || micTrack !== null,
+    hasCam: cam !== undefined || camTrack !== null,
+    micMuted: mic?.muted ?? false,
+    camMuted: cam?.muted ?? false,
+    micTrack,
+    camTrack,
+    contentTrack: media("content"),
+  };
+}
+
+function render() {
+  for (const participant of session.participants.values()) {
+    grid.update(viewOf(participant));
+  }
+  $("waiting").hidden = session.participants.size > 0;
+  $("self-view").classList.toggle("speaking", session.activeSpeaker === mcu.participantId);
+}
+
+// ---------------------------------------------------------------- controls
+
+function announceMute(source, muted) {
+  if (session.ownTracks.has(source)) {
+    session.signaling?.send({ type: "mute", source, muted });
+  }
+}
+
+function updateControls() {
+  const mic = $("mic-button");
+  mic.disabled = local.mic === null;
+  mic.textContent =
+    local.mic === null
+      ? "No microphone"
+      : local.micMuted
+        ? "Unmute microphone"
+        : "Mute microphone";
+  mic.setAttribute("aria-pressed", String(local.micMuted));
+  const cam = $("cam-button");
+  cam.disabled = local.cam === null;
+  cam.textContent =
+    local.cam === null ? "No camera" : local.camMuted ? "Turn camera on" : "Turn camera off";
+  cam.setAttribute("aria-pressed", String(local.camMuted));
+  $("self-mic-badge").hidden = !(local.micMuted || local.mic === null);
+  $("self-view").classList.toggle("no-video", local.cam === null || local.camMuted);
+}
+
+function toggleMic() {
+  if (local.mic === null) {
+    return;
+  }
+  local.micMuted = !local.micMuted;
+  local.mic.enabled = !local.micMuted;
+  announceMute("microphone", local.micMuted);
+  updateControls();
+}
+
+function toggleCamera() {
+  if (local.cam === null) {
+    return;
+  }
+  local.camMuted = !local.camMuted;
+  local.cam.enabled = !local.camMuted;
+  announceMute("camera", local.camMuted);
+  updateControls();
+}
+
+function endRoom() {
+  if (confirm("End the consultation for everyone?")) {
+    session.signaling?.send({ type: "chair", action: "end" });
+  }
+}
+
+function leave() {
+  if (mcu.state !== "joined") {
+    return;
+  }
+  session.signaling?.send({ type: "leave" });
+  endSession("left", "You left the room.", null);
+}
+
+/** Tears the session down and shows the end screen. */
+function endSession(state, message, error) {
+  if (mcu.state !== "joined") {
+    return;
+  }
+  setState(state);
+  mcu.lastError = error;
+  session.publish?.close();
+  session.subscribe?.close();
+  session.publish = null;
+  session.subscribe = null;
+  session.received.clear();
+  session.ownTracks.clear();
+  if (session.signaling) {
+    session.signaling.onClose = () => {};
+    session.signaling.close();
+    session.signaling = null;
+  }
+  for (const track of local.stream.getTracks()) {
+    track.stop();
+  }
+  grid.clear();
+  $("left-title").textContent = state === "error" ? "Disconnected" : "You are out of the room";
+  $("left-message").textContent = message;
+  showScreen("left-screen");
+  $("rejoin-button").focus();
+}
+
+/** The MIME type ("video/VP8") of an RTP stats entry's codec, or null. */
+function codecOf(report, rtpStats) {
+  return rtpStats.codecId ? (report.get(rtpStats.codecId)?.mimeType ?? null) : null;
+}
+
+async function collectStats() {
+  const out = {
+    state: mcu.state,
+    inbound: [],
+    outbound: [],
+    publishConnection: session.publish?.pc.connectionState ?? null,
+    subscribeConnection: session.subscribe?.pc.connectionState ?? null,
+  };
+  const subscribe = session.subscribe;
+  if (subscribe !== null) {
+    const midOfTrack = new Map();
+    for (const transceiver of subscribe.pc.getTransceivers()) {
+      if (transceiver.receiver.track) {
+        midOfTrack.set(transceiver.receiver.track.id, transceiver.mid);
+      }
+    }
+    const report = await subscribe.pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp") {
+        return;
+      }
+      const mid = s.mid ?? midOfTrack.get(s.trackIdentifier) ?? null;
+      out.inbound.push({
+        kind: s.kind ?? s.mediaType,
+        codec: codecOf(report, s),
+        framesDecoded: s.framesDecoded ?? 0,
+        packetsReceived: s.packetsReceived ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+        trackIdentifier: s.trackIdentifier ?? null,
+        mid,
+        trackId: subscribe.trackIdOfMid(mid) ?? null,
+      });
+    });
+  }
+  if (session.publish !== null) {
+    const report = await session.publish.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "outbound-rtp") {
+        out.outbound.push({
+          kind: s.kind ?? s.mediaType,
+          codec: codecOf(report, s),
+          packetsSent: s.packetsSent ?? 0,
+          framesEncoded: s.framesEncoded ?? 0,
+          mid: s.mid ?? null,
+        });
+      }
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- start
+
+async function main() {
+  setState("idle");
+  showScreen("join-screen");
+  $("room-label").textContent = roomId ?? "(no room)";
+  if (invite) {
+    $("password-row").hidden = true;
+    $("password").required = false;
+  }
+  let savedName = "";
+  try {
+    savedName = localStorage.getItem("mcu.name") ?? "";
+  } catch {
+    savedName = "";
+  }
+  $("name").value = params.get("name") ?? savedName;
+
+  $("join-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    join();
+  });
+  $("mic-button").addEventListener("click", toggleMic);
+  $("cam-button").addEventListener("click", toggleCamera);
+  $("leave-button").addEventListener("click", leave);
+  $("end-button").addEventListener("click", endRoom);
+  $("rejoin-button").addEventListener("click", () => location.reload());
+  $("enable-sound").addEventListener("click", () => {
+    grid.playAudio();
+    $("sound-banner").hidden = true;
+  });
+  const onPick = () =>
+    startPreview({ audioId: $("mic-select").value, videoId: $("cam-select").value });
+  $("mic-select").addEventListener("change", onPick);
+  $("cam-select").addEventListener("change", onPick);
+  window.addEventListener("pagehide", () => {
+    if (mcu.state === "joined") {
+      session.signaling?.send({ type: "leave" });
+    }
+  });
+
+  if (!roomId) {
+    setState("error");
+    mcu.lastError = { code: "no_room", message: "no room in the URL" };
+    showJoinError("This link names no room.");
+    $("join-button").disabled = true;
+    return;
+  }
+  await startPreview();
+  await fillDevicePickers();
+  // "Click to join" links carry everything needed: join at once.
+  if (invite && params.get("name")) {
+    join();
+  }
+}
+
+main();
