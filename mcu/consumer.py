@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # While a video consumer waits for its first keyframe it asks again this often (the producer
 # coalesces requests from all consumers).
 KEYFRAME_RETRY_INTERVAL = 1.0
+# A jump this large in the publisher's numbering (a long outage) is bridged by renumbering rather
+# than passed on: SRTP refuses indexes more than 2^15 behind, and receivers would NACK the gap.
+MAX_SEQUENCE_JUMP = 3000
 
 
 class Transmitter(Protocol):
@@ -98,8 +101,10 @@ class Consumer:
         self._started = False
         self._closed = False
         self._start_ext = 0
+        self._last_ext = 0
         self._seq_offset = 0
         self._ts_offset = 0
+        self._ts_fixed = False
         self._first_sequence = random.randrange(0x8000)  # low half: SRTP rollover guard
         self._first_timestamp = random.randrange(1 << 32)
         self._rtx_sequence = random.randrange(0x8000)
@@ -125,6 +130,12 @@ class Consumer:
             self._start(packet)
         elif packet.ext_sequence < self._start_ext:
             return  # from before this consumer's first keyframe
+        elif packet.ext_sequence - self._last_ext > MAX_SEQUENCE_JUMP:
+            self.resync()
+            self.on_packet(packet)
+            return
+        if packet.ext_sequence > self._last_ext:
+            self._last_ext = packet.ext_sequence
         data = self._build(
             self.leg.payload_type,
             packet.marker,
@@ -142,9 +153,21 @@ class Consumer:
 
     def _start(self, packet: IncomingPacket) -> None:
         self._started = True
-        self._start_ext = packet.ext_sequence
+        self._start_ext = self._last_ext = packet.ext_sequence
         self._seq_offset = self._first_sequence - packet.ext_sequence
-        self._ts_offset = (self._first_timestamp - packet.timestamp) & 0xFFFFFFFF
+        if not self._ts_fixed:
+            # Timestamps keep their offset across a resync: the publisher's clock ran on in real
+            # time, so the gap in timestamps is the true pause.
+            self._ts_offset = (self._first_timestamp - packet.timestamp) & 0xFFFFFFFF
+            self._ts_fixed = True
+
+    def resync(self) -> None:
+        """Continue numbering after a break: the next packet sent (a keyframe for video) follows
+        the last one sent, and nothing from before the break is repaired any more."""
+        if not self._started:
+            return
+        self._started = False
+        self._first_sequence = (self._last_ext + self._seq_offset + 1) & 0xFFFF
 
     def _build(
         self,

@@ -81,6 +81,9 @@ class PacketSink(Protocol):
     def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
         """The publisher's clock mapping (from its RTCP sender report), for A/V sync downstream."""
 
+    def resync(self) -> None:
+        """The stream resumes after a break: continue numbering from the last packet sent."""
+
     def close(self) -> None:
         """The producer ended; release resources."""
 

@@ -37,8 +37,7 @@ class Producer:
         self.kind = codec.kind
         self.history = PacketHistory()
         self.sinks: list[PacketSink] = []
-        self.paused = False
-        "Set by the chair's mute: nothing is forwarded until it is cleared."
+        self._paused = False
         self.packets_received = 0
         self.bytes_received = 0
         self.keyframe_requests_sent = 0
@@ -78,9 +77,9 @@ class Producer:
         if audio_level is not None:
             self._level_sum += audio_level
             self._level_count += 1
+        if self._paused:
+            return  # not even kept for NACKs: a chair mute must not leak through repair
         self.history.put(packet)
-        if self.paused:
-            return
         for sink in self.sinks:
             try:
                 sink.on_packet(packet)
@@ -95,6 +94,20 @@ class Producer:
                 sink.on_sender_report(ntp_time, rtp_time)
             except Exception:
                 logger.exception("sink %r failed on a sender report", sink)
+
+    @property
+    def paused(self) -> bool:
+        """Set by the chair's mute: nothing is forwarded (or kept) until it is cleared."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, paused: bool) -> None:
+        if self._paused and not paused:
+            # The publisher's sequence numbers moved on meanwhile; sinks renumber from where they
+            # stopped so subscribers see no gap (and SRTP no jump).
+            for sink in self.sinks:
+                sink.resync()
+        self._paused = paused
 
     def take_mean_audio_level(self) -> float | None:
         """Mean audio level (-dBov) since the last call, or None if no packet carried one."""

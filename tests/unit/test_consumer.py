@@ -157,3 +157,29 @@ def test_extensions_carry_this_legs_ids_and_mid() -> None:
     words = int.from_bytes(data[14:16], "big")
     block = data[16 : 16 + 4 * words]
     assert block.startswith(bytes([0x20, 30])) and bytes([0x11]) + b"12" in block
+
+
+def test_resync_after_a_pause_continues_numbering_at_a_keyframe() -> None:
+    consumer, tx, keys, feed = _consumer()
+    consumer.on_packet(feed.packet(100, 0, key=True))
+    consumer.on_packet(feed.packet(101, 3000))
+    last_seq = parse_fixed_header(tx.sent[-1])[2]
+    last_ts = parse_fixed_header(tx.sent[-1])[3]
+    consumer.resync()
+    consumer.on_packet(feed.packet(40_101, 90_000 * 300))  # a delta: waits, asks for a keyframe
+    assert len(tx.sent) == 2 and keys.requests
+    consumer.on_packet(feed.packet(40_102, 90_000 * 300 + 3000, key=True))
+    _, _, seq, ts, _, _ = parse_fixed_header(tx.sent[-1])
+    assert seq == (last_seq + 1) & 0xFFFF
+    assert (ts - last_ts) & 0xFFFFFFFF == 90_000 * 300  # the real pause, in timestamp units
+    # A NACK for a packet from before the break is not answered.
+    assert consumer.on_nack([last_seq]) == 0
+
+
+def test_a_long_outage_is_bridged_without_a_sequence_jump() -> None:
+    consumer, tx, _, feed = _consumer(video=False)
+    consumer.on_packet(feed.packet(1, 0))
+    consumer.on_packet(feed.packet(2, 960))
+    consumer.on_packet(feed.packet(20_000, 960 * 20_000))
+    seqs = [parse_fixed_header(p)[2] for p in tx.sent]
+    assert (seqs[2] - seqs[1]) & 0xFFFF == 1

@@ -20,6 +20,7 @@ class Sink:
     reports: list[tuple[int, int]] = field(default_factory=list)
     closed: bool = False
     explode: bool = False
+    resyncs: int = 0
 
     def on_packet(self, packet: IncomingPacket) -> None:
         if self.explode:
@@ -28,6 +29,9 @@ class Sink:
 
     def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
         self.reports.append((ntp_time, rtp_time))
+
+    def resync(self) -> None:
+        self.resyncs += 1
 
     def close(self) -> None:
         self.closed = True
@@ -92,3 +96,14 @@ def test_speaker_switches_only_after_a_sustained_lead() -> None:
     assert d.tick({"a": 40, "b": 20}) == "b"
     assert d.tick({"a": 127, "b": 127}) is None  # silence keeps the last speaker
     assert d.forget("b") and d.current is None
+
+
+def test_paused_packets_are_neither_forwarded_nor_kept_and_sinks_resync() -> None:
+    producer = _producer([])
+    sink = Sink()
+    producer.add_sink(sink)
+    producer.paused = True
+    producer.on_rtp(1, 0, True, KEYFRAME, None, 1.0)
+    assert producer.history.get(1) is None and sink.packets == []
+    producer.paused = False
+    assert sink.resyncs == 1
