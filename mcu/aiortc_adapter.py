@@ -202,7 +202,7 @@ class PublisherTap:
                 metrics.KEYFRAME_REQUESTS.inc()
                 _spawn(receiver._send_rtcp_pli(ingress.ssrc))
 
-        producer._send_keyframe_request = send_pli
+        producer.send_keyframe_request = send_pli
         original = receiver._handle_rtcp_packet
 
         async def handle_rtcp(packet: Any) -> None:

@@ -247,6 +247,11 @@ class Consumer:
         self.retransmissions += resent
         return resent
 
+    def on_transport_ready(self, now: float) -> None:
+        """The subscriber's DTLS just connected: ask for a picture now, not on the next packet."""
+        if self._video and not self._started:
+            self._ask_keyframe(now)
+
     def on_keyframe_request(self, now: float) -> None:
         """The subscriber sent PLI or FIR."""
         self.keyframe_requests_received += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -147,6 +148,7 @@ class SubscriberConnection:
         self._slots: dict[str, _Slot] = {}
         self._on_consumer = on_consumer
         self.offer_outstanding = False
+        self._watching_dtls = False
 
     @property
     def track_ids(self) -> set[str]:
@@ -208,6 +210,18 @@ class SubscriberConnection:
         slot.consumer = consumer
         slot.producer.add_sink(consumer)
         self._on_consumer(+1)
+        dtls = adapter.dtls_transport(transceiver)
+        if dtls.state == "connected":
+            consumer.on_transport_ready(time.monotonic())
+        elif not self._watching_dtls:
+            self._watching_dtls = True
+
+            @dtls.on("statechange")  # type: ignore[untyped-decorator]
+            def on_dtls_state() -> None:
+                if dtls.state == "connected":
+                    now = time.monotonic()
+                    for ready in self.consumers():
+                        ready.on_transport_ready(now)
 
     async def _retire(self, track_id: str) -> None:
         slot = self._slots.pop(track_id)

@@ -46,7 +46,8 @@ class Producer:
         self.last_sender_report: tuple[int, int] | None = None
         self._is_keyframe = keyframe_detector(codec.mime_type)
         self._unwrapper = SequenceUnwrapper()
-        self._send_keyframe_request = send_keyframe_request
+        self.send_keyframe_request = send_keyframe_request
+        "Asks the publisher for a keyframe; set by whoever feeds the producer (RTCP PLI, encoder)."
         self._keyframe_interval = keyframe_interval
         self._last_keyframe_request = float("-inf")
         self._closed = False
@@ -125,7 +126,7 @@ class Producer:
             return
         self._last_keyframe_request = now
         self.keyframe_requests_sent += 1
-        self._send_keyframe_request()
+        self.send_keyframe_request()
 
     def add_sink(self, sink: PacketSink) -> None:
         """Start forwarding to ``sink``; a known sender report is passed on at once."""

@@ -17,6 +17,7 @@ from mcu.signaling.admin import setup_admin_api
 from mcu.signaling.session import Rooms
 from mcu.signaling.store import RoomStore
 from mcu.signaling.throttle import LoginThrottle
+from mcu.signaling.uploads import upload_document
 from mcu.signaling.ws import SignalingServices, websocket_handler
 
 from . import aiortc_adapter, ice
@@ -144,6 +145,7 @@ async def create_app(config: Config) -> web.Application:
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/r/{room}", room_page)
+    app.router.add_post("/rooms/{room}/documents", upload_document)
     app.router.add_static("/static/", WEB_ROOT, show_index=False)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)

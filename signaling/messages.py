@@ -78,6 +78,22 @@ class Chair(_Message):
     source: Source | None = None
 
 
+class Floor(_Message):
+    """Ask for the content floor, or give it back."""
+
+    type: Literal["floor"]
+    action: Literal["request", "release"]
+
+
+class Slides(_Message):
+    """Show, page through, or stop server-rendered slides of an uploaded document."""
+
+    type: Literal["slides"]
+    action: Literal["show", "page", "stop"]
+    document_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    page: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
 class Leave(_Message):
     """Leave the room."""
 
@@ -91,7 +107,7 @@ class Ping(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Publish | SubscribeAnswer | Subscription | Mute | Chair | Leave | Ping,
+    Join | Publish | SubscribeAnswer | Subscription | Mute | Chair | Floor | Slides | Leave | Ping,
     Field(discriminator="type"),
 ]
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)

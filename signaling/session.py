@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import secrets
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcu import metrics
-from mcu.media import TrackSource
+from mcu.media import CodecInfo, TrackSource
 from mcu.peer import (
     IceServerConfig,
     NegotiationError,
@@ -23,6 +24,7 @@ from mcu.peer import (
 from mcu.producer import Producer
 from mcu.speaker import SpeakerDetector
 
+from .content import SLIDES_MID, ContentChannel
 from .messages import SOURCES, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ class Participant:
     resubscribe_pending: bool = False
     closed: bool = False
     on_removed: Callable[[], None] | None = None
+    session_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    "Authorises this participant's HTTP requests (document uploads)."
 
     def describe(self) -> dict[str, Any]:
         """The protocol's participant object."""
@@ -103,6 +107,7 @@ class Room:
         self._speaker = SpeakerDetector()
         self._speaker_task: asyncio.Task[None] | None = None
         self.ending = False
+        self.content = ContentChannel(self)
 
     # -- membership --------------------------------------------------------------------------
 
@@ -124,6 +129,7 @@ class Room:
                 "participant": participant.describe(),
                 "room": {"id": self.id, "title": self.title},
                 "participants": others,
+                "session_token": participant.session_token,
                 "ice_servers": [
                     {"urls": list(s.urls)}
                     | ({"username": s.username} if s.username else {})
@@ -131,6 +137,7 @@ class Room:
                     for s in self.ice_servers
                 ],
             }
+            | self.content.describe()
         )
         await self.broadcast(
             {"type": "participant_joined", "participant": participant.describe()},
@@ -148,6 +155,7 @@ class Room:
         participant.closed = True
         self.participants.pop(participant.id, None)
         metrics.PARTICIPANTS.labels(participant.role).dec()
+        await self.content.participant_left(participant)
         for mid in list(participant.tracks):
             await self._unpublish(participant, mid, resubscribe=False)
         if self._speaker.forget(participant.id):
@@ -167,6 +175,7 @@ class Room:
     async def end(self, reason: str) -> None:
         """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
         self.ending = True
+        await self.content.close()
         everyone = list(self.participants.values())
         for participant in everyone:
             await _send_quietly(participant, {"type": "room_ended", "reason": reason})
@@ -200,6 +209,12 @@ class Room:
             if source in seen:
                 raise ProtocolError("bad_message", f"source {source} is listed twice")
             seen.add(source)
+        streaming = any(
+            t.producer.source is TrackSource.CONTENT and mid != SLIDES_MID
+            for mid, t in participant.tracks.items()
+        )
+        if TrackSource.CONTENT in seen and not streaming:
+            await self.content.claim_for_stream(participant)
         async with participant.negotiation_lock:
             if participant.publisher is None:
                 participant.publisher = PublisherConnection(self.ice_servers)
@@ -211,19 +226,15 @@ class Room:
             live = {t.mid: t for t in offered}
             for mid in list(participant.tracks):
                 track = participant.tracks[mid]
+                if mid == SLIDES_MID:
+                    continue  # server-rendered, not part of the client's offer
                 if mid not in live or live[mid].source is not track.producer.source:
                     await self._unpublish(participant, mid, resubscribe=False)
             added: list[PublishedTrack] = []
             for mid, offered_track in live.items():
                 if mid in participant.tracks:
                     continue
-                producer = Producer(
-                    track_id=f"t{next(self._track_ids)}",
-                    participant_id=participant.id,
-                    source=offered_track.source,
-                    codec=offered_track.codec,
-                    send_keyframe_request=lambda: None,
-                )
+                producer = self.new_producer(participant, offered_track.source, offered_track.codec)
                 participant.publisher.bind(offered_track, producer)
                 track = PublishedTrack(producer, mid)
                 participant.tracks[mid] = track
@@ -232,7 +243,35 @@ class Room:
             mapping = [
                 {"mid": mid, "track_id": t.producer.track_id}
                 for mid, t in participant.tracks.items()
+                if mid != SLIDES_MID
             ]
+        await self._announce(participant, added)
+        if any(t.producer.source is TrackSource.CONTENT for t in added):
+            await self.content.stream_published(participant)
+        return answer, mapping
+
+    def new_producer(
+        self, participant: Participant, source: TrackSource, codec: CodecInfo
+    ) -> Producer:
+        """A producer with a fresh track id; its keyframe requests are wired by whoever feeds it."""
+        return Producer(
+            track_id=f"t{next(self._track_ids)}",
+            participant_id=participant.id,
+            source=source,
+            codec=codec,
+            send_keyframe_request=lambda: None,
+        )
+
+    async def publish_server_track(
+        self, participant: Participant, key: str, producer: Producer
+    ) -> None:
+        """Publish a track the server produces itself (slides) in ``participant``'s name."""
+        track = PublishedTrack(producer, key)
+        participant.tracks[key] = track
+        metrics.TRACKS.labels(producer.kind).inc()
+        await self._announce(participant, [track])
+
+    async def _announce(self, participant: Participant, added: list[PublishedTrack]) -> None:
         for track in added:
             await self.broadcast(
                 {"type": "track_published", "track": track.describe()}, exclude=participant.id
@@ -240,7 +279,11 @@ class Room:
         for other in list(self.participants.values()):
             if other is not participant:
                 await self.resubscribe(other)
-        return answer, mapping
+
+    async def unpublish(self, participant: Participant, mid: str) -> None:
+        """End one of ``participant``'s tracks for everyone."""
+        if mid in participant.tracks:
+            await self._unpublish(participant, mid, resubscribe=True)
 
     async def _unpublish(self, participant: Participant, mid: str, *, resubscribe: bool) -> None:
         track = participant.tracks.pop(mid)
@@ -248,6 +291,8 @@ class Room:
             participant.publisher.unbind_mid(mid)
         track.producer.close()
         metrics.TRACKS.labels(track.producer.kind).dec()
+        if track.producer.source is TrackSource.CONTENT and mid != SLIDES_MID:
+            await self.content.stream_unpublished(participant)
         await self.broadcast(
             {
                 "type": "track_unpublished",
@@ -376,6 +421,16 @@ class Rooms:
             room = self.rooms[room_id] = Room(room_id, title, self.ice_servers)
             metrics.ROOMS.set(len(self.rooms))
         return room
+
+    def participant_by_token(self, room_id: str, token: str) -> tuple[Room, Participant] | None:
+        """The live participant a session token belongs to."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return None
+        for participant in room.participants.values():
+            if hmac.compare_digest(participant.session_token, token):
+                return room, participant
+        return None
 
     def discard_if_empty(self, room: Room) -> None:
         """Forget a room nobody is in."""

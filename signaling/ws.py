@@ -19,12 +19,14 @@ from mcu.media import TrackSource
 from .messages import (
     Chair,
     ClientMessage,
+    Floor,
     Join,
     Leave,
     Mute,
     Ping,
     ProtocolError,
     Publish,
+    Slides,
     SubscribeAnswer,
     Subscription,
     parse_client_message,
@@ -139,6 +141,20 @@ class ClientConnection:
                 await room.set_muted(participant, message.source, message.muted, "self")
             elif isinstance(message, Chair):
                 await self._chair(message, participant, room)
+            elif isinstance(message, Floor):
+                if message.action == "request":
+                    await room.content.request_floor(participant)
+                else:
+                    await room.content.release_floor(participant)
+            elif isinstance(message, Slides):
+                if message.action == "show":
+                    await room.content.show(participant, message.document_id, message.page or 1)
+                elif message.action == "page":
+                    if message.page is None:
+                        raise ProtocolError("bad_page", "page needs a page number")
+                    await room.content.turn_page(participant, message.page)
+                else:
+                    await room.content.stop(participant)
             elif isinstance(message, Leave):
                 await self._leave("left")
                 await self.ws.close()

@@ -1,0 +1,73 @@
+"""``POST /rooms/{room}/documents``: a presenter uploads a document to show as slides."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from mcu.documents import DocumentError, DocumentLimits, load_document
+
+from .session import Rooms
+
+logger = logging.getLogger(__name__)
+
+LIMITS = DocumentLimits()
+_STATUS = {
+    "too_large": 413,
+    "unsupported_type": 415,
+    "too_many_pages": 422,
+    "image_too_large": 422,
+    "corrupt": 400,
+}
+# Rendering a large PDF or DICOM takes memory and a core; a few at a time per process.
+_validations = asyncio.Semaphore(2)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+async def upload_document(request: web.Request) -> web.Response:
+    """Validate and keep an uploaded document for the participant holding the session token."""
+    rooms: Rooms = request.app["rooms"]
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else ""
+    found = rooms.participant_by_token(request.match_info["room"], token) if token else None
+    if found is None:
+        return _error(
+            401, "unauthorized", "a session token of a participant in this room is needed"
+        )
+    room, participant = found
+    if request.content_length is not None and request.content_length > LIMITS.max_bytes:
+        return _error(413, "too_large", f"documents are limited to {LIMITS.max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        body += chunk
+        if len(body) > LIMITS.max_bytes:
+            return _error(413, "too_large", f"documents are limited to {LIMITS.max_bytes} bytes")
+    if not body:
+        return _error(400, "corrupt", "the upload is empty")
+    loop = asyncio.get_running_loop()
+    try:
+        async with _validations:
+            document = await loop.run_in_executor(None, load_document, bytes(body), LIMITS)
+    except DocumentError as exc:
+        return _error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+    if participant.closed:
+        return _error(401, "unauthorized", "the participant has left")
+    document_id = room.content.add_document(participant, document)
+    logger.info(
+        "room %s: %s uploaded %s (%d pages)", room.id, participant.id, document.kind, document.pages
+    )
+    return web.json_response(
+        {
+            "document_id": document_id,
+            "kind": document.kind,
+            "pages": document.pages,
+            "width": document.width,
+            "height": document.height,
+        },
+        status=201,
+    )
