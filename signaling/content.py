@@ -80,6 +80,15 @@ class ContentChannel:
             await participant.send({"type": "floor_queued", "position": outcome})
         elif outcome is not None:
             await self._apply(outcome)
+        else:  # already the holder: confirm, so a client waiting for a grant does not hang
+            await participant.send(
+                {
+                    "type": "floor",
+                    "holder": participant.id,
+                    "mode": self.floor.mode,
+                    "reason": "granted",
+                }
+            )
 
     async def release_floor(self, participant: Participant, reason: str = "released") -> None:
         """A participant gives the floor back (its content ends) or leaves the line."""

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from mcu.documents import DocumentError, DocumentLimits, load_document
+from mcu.documents import DocumentError, DocumentLimits, load_document, sniff
 
 from .session import Rooms
 
@@ -54,6 +54,9 @@ async def upload_document(request: web.Request) -> web.Response:
         async with _validations:
             document = await loop.run_in_executor(None, load_document, bytes(body), LIMITS)
     except DocumentError as exc:
+        if exc.code == "corrupt":  # decoder messages name internals; say what matters
+            kind = sniff(bytes(body[:512])) or "file"
+            return _error(400, "corrupt", f"the {kind.upper()} file is damaged or truncated")
         return _error(_STATUS.get(exc.code, 400), exc.code, exc.message)
     if participant.closed:
         return _error(401, "unauthorized", "the participant has left")

@@ -1,12 +1,15 @@
 // The consultation room page: join screen, room view and the session with the server
 // (docs/protocol.md). `window.mcu` exposes the state for tests and diagnostics.
 
+import { ContentView, contentModel } from "./content.js";
 import {
   listDevices,
   openLocalMedia,
   PublishConnection,
   SubscribeConnection,
 } from "./media.js";
+import { canvasTestPattern, Presenter, UploadError } from "./present.js";
+import { PresentControls } from "./present-controls.js";
 import { Signaling, signalingUrl } from "./signaling.js";
 import { Grid } from "./tiles.js";
 
@@ -27,6 +30,9 @@ const ERROR_TEXT = {
   room_not_open: "The room is not open yet. Please try again later.",
   already_joined: "You are already in this room (perhaps in another tab).",
   forbidden: "Only the chair can do that.",
+  floor_busy: "Someone else is presenting.",
+  unknown_document: "The server no longer has that document.",
+  bad_page: "That page does not exist in the document.",
   unreachable: "Cannot reach the server. Check your connection and try again.",
   disconnected: "The connection to the server was lost.",
 };
@@ -42,13 +48,61 @@ const mcu = {
   get participants() {
     return [...session.participants.values()].map((p) => ({ id: p.id, name: p.name }));
   },
+  /** Who holds the content floor: `{holder, mode, queuePosition}` (queuePosition: ours, if waiting). */
+  get floor() {
+    return { ...presenter.floor, queuePosition: presenter.queuePosition };
+  },
+  /** The slides being shown: `{presenter, documentId, page, pages, trackId}`. */
+  get slides() {
+    return { ...presenter.slides };
+  },
+  /** What we present: "stream", "slides", "waiting" (for the floor) or null. */
+  get presenting() {
+    if (presenter.active !== null) {
+      return presenter.active.kind;
+    }
+    return presenter.pending !== null || presenter.showing ? "waiting" : null;
+  },
+  /** The remote tracks the subscribe connection carries now. */
+  get received() {
+    return [...session.received.values()].map((r) => ({
+      trackId: r.trackId,
+      participantId: r.participantId,
+      kind: r.kind,
+      source: r.source,
+      readyState: r.track.readyState,
+    }));
+  },
+  /** Whether the content area is on screen, and what it says. */
+  get contentView() {
+    return {
+      shown: contentView.shown,
+      caption: document.querySelector("#content .content-caption").textContent,
+      counter: document.querySelector("#content .slide-counter").textContent,
+    };
+  },
+  /** The latest server messages (SDP left out), oldest first, for tests and diagnostics. */
+  messages: [],
   stats: () => collectStats(),
   leave: () => leave(),
+  shareScreen: () => presenter.shareScreen(),
+  stopSharing: () => presenter.stop(),
+  nextPage: () => presenter.nextPage(),
+  previousPage: () => presenter.previousPage(),
+  /**
+   * Test hook: shares a moving 1280x720 test pattern through the same path as "Share screen"
+   * (headless browsers have no screen to pick). Resolves once the content is published.
+   */
+  shareCanvasForTest: () => presenter.shareTrack(canvasTestPattern(), "a test pattern"),
+  /** Test hook: shares a file given as base64 through the same path as "Share file". */
+  shareFileForTest: (base64, name) => presenter.shareFile(fileFromBase64(base64, name)),
 };
 window.mcu = mcu;
 
 const session = {
   signaling: null,
+  roomId: roomId,
+  sessionToken: null,
   iceServers: [],
   participants: new Map(), // id -> {id, name, role, tracks: Map(trackId -> track)}
   received: new Map(), // track id -> {trackId, participantId, kind, source, mid, track}
@@ -79,6 +133,47 @@ grid.onAudioBlocked = () => {
   $("sound-banner").hidden = false;
 };
 
+const contentView = new ContentView($("content"), $("stage"), {
+  onPrevious: () => presenter.previousPage(),
+  onNext: () => presenter.nextPage(),
+});
+
+const presenter = new Presenter({
+  send: (message) => session.signaling?.send(message),
+  me: () => mcu.participantId,
+  nameOf: (participantId) => nameOf(participantId),
+  publishConnection: (create = true) => publishConnection(create),
+  renegotiate: () => renegotiatePublish(),
+  upload: (file) => uploadDocument(file),
+  onChange: () => {
+    if (mcu.state === "joined") {
+      render();
+    }
+  },
+  notify: (text, important = false) => (important ? showAlert(text) : notice(text)),
+  fail: (text, error) => {
+    mcu.lastError = {
+      code: error?.code ?? (error instanceof UploadError ? "upload_failed" : "present_failed"),
+      message: text,
+      ...(error instanceof UploadError ? { status: error.status } : {}),
+    };
+    showAlert(text);
+  },
+});
+
+const presentControls = new PresentControls(presenter, {
+  me: () => mcu.participantId,
+  role: () => mcu.role,
+  joined: () => mcu.state === "joined",
+  nameOf: (participantId) => nameOf(participantId),
+  cameraDeviceId: () => local.cam?.getSettings().deviceId ?? null,
+  showAlert: (text) => showAlert(text),
+  hideAlert: () => hideAlert(),
+  failed: (error) => {
+    mcu.lastError = { code: "present_failed", message: error?.message ?? String(error) };
+  },
+});
+
 function roomFromPath(pathname) {
   const match = /^\/r\/([^/]+)\/?$/.exec(pathname);
   return match ? decodeURIComponent(match[1]) : null;
@@ -102,6 +197,24 @@ function notice(text) {
   noticeTimer = setTimeout(() => {
     $("notice").textContent = "";
   }, 6000);
+}
+
+/** A message that stays until dismissed: refused uploads, a presentation taken over. */
+function showAlert(text) {
+  $("share-error-text").textContent = text;
+  $("share-error").hidden = false;
+}
+
+function hideAlert() {
+  $("share-error").hidden = true;
+  $("share-error-text").textContent = "";
+}
+
+function nameOf(participantId) {
+  if (participantId === mcu.participantId) {
+    return "You";
+  }
+  return session.participants.get(participantId)?.name ?? "Someone";
 }
 
 // ---------------------------------------------------------------- join screen
@@ -242,6 +355,9 @@ function enterRoom(joined) {
   mcu.role = joined.participant.role;
   mcu.lastError = null;
   session.iceServers = joined.ice_servers ?? [];
+  session.roomId = joined.room?.id ?? roomId;
+  session.sessionToken = joined.session_token ?? null;
+  presenter.reset(joined);
   session.participants = new Map();
   for (const participant of joined.participants) {
     addParticipant(participant);
@@ -290,36 +406,111 @@ async function publishLocal() {
     notice("You joined without camera or microphone.");
     return;
   }
-  const publish = new PublishConnection(session.iceServers, videoCodec);
-  session.publish = publish;
-  publish.pc.addEventListener("connectionstatechange", () => {
-    if (publish.pc.connectionState === "failed" && mcu.state === "joined") {
-      notice("Sending your camera and microphone failed (network).");
-    }
-  });
-  publish.addTracks(local.stream, tracks);
-  const offer = await publish.offer();
-  if (mcu.state !== "joined" || session.publish !== publish) {
-    return;
-  }
-  const answer = await session.signaling.request({
-    type: "publish",
-    sdp: offer.sdp,
-    tracks: offer.tracks,
-  });
-  await publish.applyAnswer(answer.sdp);
-  for (const { mid, track_id: trackId } of answer.tracks) {
-    const listed = offer.tracks.find((t) => t.mid === mid);
-    if (listed) {
-      session.ownTracks.set(listed.source, trackId);
-    }
-  }
+  publishConnection().addTracks(local.stream, tracks);
+  await renegotiatePublish();
   // Mutes chosen while the publish was under way are announced now that the tracks exist.
   if (local.micMuted) {
     announceMute("microphone", true);
   }
   if (local.camMuted) {
     announceMute("camera", true);
+  }
+}
+
+/**
+ * The publish connection, made on first use: someone who joined without camera and microphone
+ * has none until they present.
+ */
+function publishConnection(create = true) {
+  if (session.publish === null && create && mcu.state === "joined") {
+    const publish = new PublishConnection(session.iceServers, videoCodec);
+    publish.pc.addEventListener("connectionstatechange", () => {
+      if (publish.pc.connectionState === "failed" && mcu.state === "joined") {
+        notice("Sending your camera and microphone failed (network).");
+      }
+    });
+    session.publish = publish;
+  }
+  return session.publish;
+}
+
+let publishChain = Promise.resolve();
+
+/**
+ * Sends a `publish` with the complete list of what the publish connection sends (the protocol
+ * wants the full list each time). One negotiation at a time, in the order asked.
+ */
+function renegotiatePublish() {
+  const run = () => negotiatePublish();
+  const result = publishChain.then(run, run);
+  publishChain = result.catch(() => {});
+  return result;
+}
+
+async function negotiatePublish() {
+  const publish = session.publish;
+  if (publish === null || mcu.state !== "joined") {
+    return;
+  }
+  const offer = await publish.offer();
+  if (mcu.state !== "joined" || session.publish !== publish) {
+    return;
+  }
+  let answer;
+  try {
+    answer = await session.signaling.request({
+      type: "publish",
+      sdp: offer.sdp,
+      tracks: offer.tracks,
+    });
+  } catch (error) {
+    // Refused (floor_busy, bad_sdp): back to the last agreed state, so the next offer is clean.
+    if (publish.pc.signalingState === "have-local-offer") {
+      await publish.pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+    }
+    throw error;
+  }
+  await publish.applyAnswer(answer.sdp);
+  const ownTracks = new Map();
+  for (const { mid, track_id: trackId } of answer.tracks) {
+    const listed = offer.tracks.find((t) => t.mid === mid);
+    if (listed) {
+      ownTracks.set(listed.source, trackId);
+    }
+  }
+  session.ownTracks = ownTracks;
+}
+
+function uploadDocument(file) {
+  if (!session.sessionToken) {
+    throw new UploadError(0, "This server does not accept shared files.");
+  }
+  return fetch(`/rooms/${encodeURIComponent(session.roomId)}/documents`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${session.sessionToken}` },
+    body: file,
+  });
+}
+
+function fileFromBase64(base64, name) {
+  const binary = atob(base64);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) {
+    bytes[i] = binary.charCodeAt(i);
+  }
+  return new File([bytes], name);
+}
+
+const MESSAGE_LOG_LENGTH = 200;
+
+function recordMessage(message) {
+  const entry = { ...message };
+  if ("sdp" in entry) {
+    entry.sdp = `(${entry.sdp.length} characters)`;
+  }
+  mcu.messages.push(entry);
+  if (mcu.messages.length > MESSAGE_LOG_LENGTH) {
+    mcu.messages.splice(0, mcu.messages.length - MESSAGE_LOG_LENGTH);
   }
 }
 
@@ -340,6 +531,7 @@ function handleMessage(message) {
     }
     return;
   }
+  recordMessage(message);
   switch (message.type) {
     case "subscribe_offer": {
       const subscribe = ensureSubscribe();
@@ -381,9 +573,26 @@ function handleMessage(message) {
     case "track_unpublished": {
       session.participants.get(message.participant_id)?.tracks.delete(message.track_id);
       session.received.delete(message.track_id);
+      if (
+        message.participant_id === mcu.participantId &&
+        message.track_id === session.ownTracks.get("content")
+      ) {
+        // The server ended our content (a chair took over): stop sending it.
+        session.ownTracks.delete("content");
+        presenter.onOwnContentUnpublished();
+      }
       render();
       break;
     }
+    case "floor":
+      presenter.onFloor(message);
+      break;
+    case "floor_queued":
+      presenter.onQueued(message);
+      break;
+    case "slides":
+      presenter.onSlides(message);
+      break;
     case "track_muted":
       onTrackMuted(message);
       break;
@@ -404,6 +613,10 @@ function handleMessage(message) {
       });
       break;
     case "error":
+      if (presenter.owns(message.id)) {
+        presenter.onError(message);
+        break;
+      }
       mcu.lastError = { code: message.code, message: message.message };
       if (message.code === "not_joined") {
         endSession("error", "The server ended your session.", mcu.lastError);
@@ -478,7 +691,6 @@ function viewOf(participant) {
     camMuted: cam?.muted ?? false,
     micTrack,
     camTrack,
-    contentTrack: media("content"),
   };
 }
 
@@ -488,6 +700,9 @@ function render() {
   }
   $("waiting").hidden = session.participants.size > 0;
   $("self-view").classList.toggle("speaking", session.activeSpeaker === mcu.participantId);
+  const content = contentModel(presenter, session.received.values(), nameOf);
+  contentView.render(content);
+  presentControls.render(content);
 }
 
 // ---------------------------------------------------------------- controls
@@ -558,6 +773,12 @@ function endSession(state, message, error) {
   }
   setState(state);
   mcu.lastError = error;
+  for (const share of [presenter.active, presenter.pending]) {
+    share?.track?.stop();
+  }
+  presenter.reset({});
+  contentView.render(null);
+  hideAlert();
   session.publish?.close();
   session.subscribe?.close();
   session.publish = null;
@@ -577,6 +798,15 @@ function endSession(state, message, error) {
   $("left-message").textContent = message;
   showScreen("left-screen");
   $("rejoin-button").focus();
+}
+
+function sourceOfPublishMid(mid) {
+  for (const [source, transceiver] of session.publish?.transceivers ?? []) {
+    if (transceiver.mid === mid) {
+      return source;
+    }
+  }
+  return null;
 }
 
 /** The MIME type ("video/VP8") of an RTP stats entry's codec, or null. */
@@ -606,15 +836,23 @@ async function collectStats() {
         return;
       }
       const mid = s.mid ?? midOfTrack.get(s.trackIdentifier) ?? null;
+      const carried = subscribe.describeMid(mid);
       out.inbound.push({
         kind: s.kind ?? s.mediaType,
         codec: codecOf(report, s),
         framesDecoded: s.framesDecoded ?? 0,
+        frameWidth: s.frameWidth ?? null,
+        frameHeight: s.frameHeight ?? null,
+        framesPerSecond: s.framesPerSecond ?? null,
         packetsReceived: s.packetsReceived ?? 0,
         bytesReceived: s.bytesReceived ?? 0,
         trackIdentifier: s.trackIdentifier ?? null,
         mid,
-        trackId: subscribe.trackIdOfMid(mid) ?? null,
+        // Who sends it and what it is (camera or content), from the latest subscribe offer;
+        // null for a section the server no longer carries (an ended track).
+        trackId: carried?.track_id ?? null,
+        participantId: carried?.participant_id ?? null,
+        source: carried?.source ?? null,
       });
     });
   }
@@ -627,7 +865,10 @@ async function collectStats() {
           codec: codecOf(report, s),
           packetsSent: s.packetsSent ?? 0,
           framesEncoded: s.framesEncoded ?? 0,
+          frameWidth: s.frameWidth ?? null,
+          frameHeight: s.frameHeight ?? null,
           mid: s.mid ?? null,
+          source: sourceOfPublishMid(s.mid),
         });
       }
     });
@@ -666,6 +907,7 @@ async function main() {
     grid.playAudio();
     $("sound-banner").hidden = true;
   });
+  $("share-error-close").addEventListener("click", hideAlert);
   const onPick = () =>
     startPreview({ audioId: $("mic-select").value, videoId: $("cam-select").value });
   $("mic-select").addEventListener("change", onPick);

@@ -56,6 +56,37 @@ export async function openLocalMedia({ audioId = "", videoId = "" } = {}) {
   return { stream: new MediaStream(), errors };
 }
 
+/** Whether this browser can share a screen or window (phones usually cannot). */
+export function canShareScreen() {
+  return typeof navigator.mediaDevices?.getDisplayMedia === "function";
+}
+
+/**
+ * Asks the person to pick a screen, window or tab. Resolution is what matters for content
+ * (a radiograph, a spreadsheet of lab values), so ask for a lot of pixels and few frames.
+ */
+export async function openScreen() {
+  const stream = await navigator.mediaDevices.getDisplayMedia({
+    video: { width: { ideal: 1920 }, height: { ideal: 1080 }, frameRate: { ideal: 15, max: 30 } },
+    audio: false,
+  });
+  return stream.getVideoTracks()[0];
+}
+
+/** Opens a second video input (an ultrasound or endoscope capture card, a document camera). */
+export async function openCaptureDevice(deviceId) {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: {
+      deviceId: { exact: deviceId },
+      width: { ideal: 1920 },
+      height: { ideal: 1080 },
+      frameRate: { ideal: 30 },
+    },
+    audio: false,
+  });
+  return stream.getVideoTracks()[0];
+}
+
 /**
  * Orders the video codecs of a transceiver: the preferred one first (VP8 by default, or H.264),
  * then the other, with their RTX; the server supports nothing else, so nothing else is offered.
@@ -113,13 +144,71 @@ export class PublishConnection {
     }
   }
 
+  /**
+   * Sends `track` as the `content` source. The content section is made once and reused: stopping
+   * sets it inactive, so sharing again does not grow the SDP by a section each time.
+   */
+  async setContent(track) {
+    const existing = this.transceivers.get("content");
+    if (existing !== undefined) {
+      await existing.sender.replaceTrack(track);
+      existing.direction = "sendonly";
+      return existing;
+    }
+    const transceiver = this.pc.addTransceiver(track, {
+      direction: "sendonly",
+      streams: [new MediaStream([track])],
+    });
+    preferVideoCodecs(transceiver, this.videoCodec);
+    this.transceivers.set("content", transceiver);
+    return transceiver;
+  }
+
+  /** Stops sending content; the next offer has the section inactive and no longer lists it. */
+  async clearContent() {
+    const transceiver = this.transceivers.get("content");
+    if (transceiver === undefined) {
+      return;
+    }
+    transceiver.direction = "inactive";
+    await transceiver.sender.replaceTrack(null);
+  }
+
+  /** Whether the content section is sending. */
+  get sendsContent() {
+    const transceiver = this.transceivers.get("content");
+    return transceiver !== undefined && transceiver.direction === "sendonly";
+  }
+
+  /**
+   * Keeps the content at full resolution when bandwidth is short (fewer frames instead of a
+   * blurred picture) where the browser supports choosing; the content hint says the same.
+   */
+  async preferResolutionForContent() {
+    const sender = this.transceivers.get("content")?.sender;
+    if (!sender || typeof sender.getParameters !== "function") {
+      return;
+    }
+    try {
+      const parameters = sender.getParameters();
+      if (parameters.degradationPreference === "maintain-resolution") {
+        return;
+      }
+      parameters.degradationPreference = "maintain-resolution";
+      await sender.setParameters(parameters);
+    } catch (error) {
+      console.info("degradationPreference not supported; the content hint applies", error);
+    }
+  }
+
   /** Creates the offer and gathers; returns the `publish` message's `sdp` and `tracks`. */
   async offer() {
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await iceGatheringComplete(this.pc);
     const tracks = [];
     for (const [source, transceiver] of this.transceivers) {
-      if (transceiver.mid !== null) {
+      // The protocol lists every sending section, and only those: an inactive one is unpublished.
+      if (transceiver.mid !== null && transceiver.direction === "sendonly") {
         tracks.push({ mid: transceiver.mid, source });
       }
     }
@@ -170,6 +259,11 @@ export class SubscribeConnection {
   /** Which track id a receiving mid carries now, or undefined. */
   trackIdOfMid(mid) {
     return this.byMid.get(mid)?.track_id;
+  }
+
+  /** The latest offer's description of a mid (`{mid, track_id, participant_id, kind, source}`). */
+  describeMid(mid) {
+    return this.byMid.get(mid);
   }
 
   _report() {

@@ -1,4 +1,5 @@
-// The participant grid: one tile per remote participant (plus one per shared content track).
+// The participant grid: one tile per remote participant. Shared content is not a tile: it has its
+// own large area (content.js), and the grid becomes a strip of faces beside it.
 
 /** Two initials for the placeholder shown when there is no picture. */
 function initials(name) {
@@ -25,8 +26,8 @@ function attach(element, track, onBlocked) {
 
 /**
  * A participant's view model for `Grid.update`:
- * `{id, name, role, speaking, micMuted, camMuted, hasMic, hasCam, micTrack, camTrack, contentTrack}`
- * (the three *Track fields are MediaStreamTracks or null).
+ * `{id, name, role, speaking, micMuted, camMuted, hasMic, hasCam, micTrack, camTrack}`
+ * (the two *Track fields are MediaStreamTracks or null).
  */
 export class Grid {
   /**
@@ -40,19 +41,19 @@ export class Grid {
     this.actions = actions;
     this.isChair = false;
     this.onAudioBlocked = () => {};
-    this.tiles = new Map(); // key -> tile element; key is the participant id or "<id>:content"
+    this.tiles = new Map(); // participant id -> tile element
   }
 
   setChair(isChair) {
     this.isChair = isChair;
     for (const tile of this.tiles.values()) {
-      tile.querySelector(".chair-controls").hidden = !isChair || tile.dataset.content === "1";
+      tile.querySelector(".chair-controls").hidden = !isChair;
     }
   }
 
-  /** Creates or refreshes a participant's tile (and their content tile, if they share any). */
+  /** Creates or refreshes a participant's tile. */
   update(view) {
-    const tile = this._tile(view.id, false);
+    const tile = this._tile(view.id);
     tile.querySelector(".tile-name").textContent =
       view.role === "chair" ? `${view.name} (chair)` : view.name;
     tile.querySelector(".avatar").textContent = initials(view.name);
@@ -69,21 +70,11 @@ export class Grid {
     muteButton.disabled = micOff;
     muteButton.setAttribute("aria-label", `Mute ${view.name}'s microphone`);
     tile.querySelector(".chair-remove").setAttribute("aria-label", `Remove ${view.name}`);
-
-    const contentKey = `${view.id}:content`;
-    if (view.contentTrack) {
-      const content = this._tile(view.id, true);
-      content.querySelector(".tile-name").textContent = `${view.name}: shared content`;
-      attach(content.querySelector("video"), view.contentTrack, () => {});
-    } else if (this.tiles.has(contentKey)) {
-      this._drop(contentKey);
-    }
     this._refreshCount();
   }
 
   remove(participantId) {
     this._drop(participantId);
-    this._drop(`${participantId}:content`);
     this._refreshCount();
   }
 
@@ -103,32 +94,20 @@ export class Grid {
     }
   }
 
-  _tile(participantId, isContent) {
-    const key = isContent ? `${participantId}:content` : participantId;
-    let tile = this.tiles.get(key);
+  _tile(participantId) {
+    let tile = this.tiles.get(participantId);
     if (tile === undefined) {
       tile = this.template.content.firstElementChild.cloneNode(true);
       tile.dataset.participant = participantId;
-      tile.dataset.content = isContent ? "1" : "0";
-      if (isContent) {
-        tile.classList.add("content");
-        tile.querySelector("audio").remove();
-        tile.querySelector(".badges").remove();
-      }
-      tile.querySelector(".chair-controls").hidden = !this.isChair || isContent;
+      tile.querySelector(".chair-controls").hidden = !this.isChair;
       tile
         .querySelector(".chair-mute")
         .addEventListener("click", () => this.actions.onChairMute(participantId));
       tile
         .querySelector(".chair-remove")
         .addEventListener("click", () => this.actions.onChairRemove(participantId));
-      this.tiles.set(key, tile);
-      // Shared content goes first: it is what everyone needs to see.
-      if (isContent) {
-        this.container.prepend(tile);
-      } else {
-        this.container.append(tile);
-      }
+      this.tiles.set(participantId, tile);
+      this.container.append(tile);
     }
     return tile;
   }
@@ -146,8 +125,7 @@ export class Grid {
   }
 
   _refreshCount() {
-    const people = [...this.tiles.values()].filter((t) => t.dataset.content !== "1").length;
-    this.container.dataset.count = String(Math.min(people, 5));
+    this.container.dataset.count = String(Math.min(this.tiles.size, 5));
     this.container.classList.toggle("empty", this.tiles.size === 0);
   }
 }

@@ -8,71 +8,17 @@ only interface Chromium can pick.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from tests.e2e.chromium import CHROMIUM_PATH, Chromium, ChromiumError, Page, chromium_available
+from tests.e2e.room_page import JOIN_TIMEOUT, describe, wait_for_media, with_name
 
 pytestmark = pytest.mark.skipif(
     not chromium_available(),
     reason=f"no Chromium at {CHROMIUM_PATH} (Debian package `chromium`; CI installs it)",
 )
-
-JOIN_TIMEOUT = 20.0
-MEDIA_TIMEOUT = 30.0
-POLL_INTERVAL = 0.5
-
-
-def with_name(base_url: str, link: str, name: str, codec: str = "vp8") -> str:
-    """The invite link (`/r/<room>?invite=<token>`) as a "click to join" URL."""
-    url = link if link.startswith(("http://", "https://")) else base_url + link
-    separator = "&" if "?" in url else "?"
-    url = f"{url}{separator}name={quote(name)}"
-    return url if codec == "vp8" else f"{url}&codec={codec}"
-
-
-def received_media(stats: dict[str, Any]) -> bool:
-    """Whether a page decodes remote video and receives remote audio."""
-    inbound = stats.get("inbound") or []
-    video = any(s["kind"] == "video" and s["framesDecoded"] > 0 for s in inbound)
-    audio = any(s["kind"] == "audio" and s["packetsReceived"] > 0 for s in inbound)
-    return video and audio
-
-
-async def wait_for_media(page: Page, timeout: float = MEDIA_TIMEOUT) -> dict[str, Any]:
-    """Poll `window.mcu.stats()` until remote media flows; fail fast if the session ended."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats: dict[str, Any] = await page.evaluate("window.mcu.stats()")
-        if received_media(stats):
-            return stats
-        if stats.get("state") in ("error", "left"):
-            raise AssertionError(f"session ended while waiting for media: {stats}")
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"no remote video decoded / audio received in {timeout} s: {stats}")
-        await asyncio.sleep(POLL_INTERVAL)
-
-
-async def describe(pages: list[Page]) -> str:
-    """Everything the pages can tell about themselves, for a failure message."""
-    lines = []
-    for index, page in enumerate(pages):
-        try:
-            summary = await page.evaluate(
-                "(async () => ({state: window.mcu?.state, lastError: window.mcu?.lastError,"
-                " participantId: window.mcu?.participantId,"
-                " stats: window.mcu ? await window.mcu.stats() : null}))()",
-                timeout=5.0,
-            )
-        except (ChromiumError, TimeoutError) as exc:
-            summary = {"unavailable": str(exc)}
-        lines.append(f"page {index}: {json.dumps(summary)}")
-        lines.extend(f"  {entry}" for entry in page.console[-20:])
-    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
@@ -118,7 +64,9 @@ async def test_two_browsers_exchange_media_through_forwarding(server: Any, codec
         for inbound in page_stats["inbound"]:
             if inbound["packetsReceived"] > 0:
                 assert inbound["trackId"], page_stats
-        assert any(s["kind"] == "video" and s["packetsSent"] > 0 for s in page_stats["outbound"])
+        assert any(s["kind"] == "video" and s["packetsSent"] > 0 for s in page_stats["outbound"]), (
+            page_stats
+        )
         streams = page_stats["inbound"] + page_stats["outbound"]
         video_codecs = {s["codec"] for s in streams if s["kind"] == "video"}
         assert video_codecs == {f"video/{codec.upper()}"}, page_stats
