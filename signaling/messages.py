@@ -59,6 +59,12 @@ class Subscription(_Message):
     type: Literal["subscription"]
     sources: Annotated[list[Source], Field(max_length=3)] = list(SOURCES)
     participants: Annotated[list[str], Field(max_length=256)] | None = None
+    mode: Literal["forwarded", "mixed", "room"] | None = None
+    "mixed: one composite picture and N-1 sound; room: follow the room's default."
+    layout: Literal["grid", "speaker", "content"] | None = None
+    resolution: Literal["1280x720", "960x540", "640x360"] | None = None
+    bitrate: Annotated[int, Field(ge=150_000, le=4_000_000)] | None = None
+    page: Annotated[int, Field(ge=0, le=100)] | None = None
 
 
 class Mute(_Message):
@@ -73,9 +79,10 @@ class Chair(_Message):
     """A chair's action on the room."""
 
     type: Literal["chair"]
-    action: Literal["mute", "remove", "end"]
+    action: Literal["mute", "remove", "end", "room_mode"]
     participant_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     source: Source | None = None
+    mode: Literal["forwarded", "mixed"] | None = None
 
 
 class Floor(_Message):

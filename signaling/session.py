@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from mcu import metrics
 from mcu.media import CodecInfo, TrackSource
+from mcu.mixer.session import MixSpec
 from mcu.peer import (
     IceServerConfig,
     NegotiationError,
@@ -26,6 +27,7 @@ from mcu.speaker import SpeakerDetector
 
 from .content import SLIDES_MID, ContentChannel
 from .messages import SOURCES, ProtocolError
+from .mixing import Mode, RoomMix
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,9 @@ class Participant:
     resubscribe_pending: bool = False
     closed: bool = False
     on_removed: Callable[[], None] | None = None
+    mix_mode: Mode | None = None
+    "forwarded or mixed by the participant's own choice; None follows the room's default."
+    mix_spec: MixSpec = field(default_factory=MixSpec)
     session_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     "Authorises this participant's HTTP requests (document uploads)."
 
@@ -88,8 +93,13 @@ class Participant:
 
     def wants(self, producer: Producer) -> bool:
         """Whether this participant's subscription covers ``producer``."""
-        if producer.participant_id == self.id or str(producer.source) not in self.wanted_sources:
+        if str(producer.source) not in self.wanted_sources:
             return False
+        if producer.participant_id == self.id:
+            # Only the slides the server renders for us come back: the presenter sees the page
+            # exactly as everyone else does (a PDF or DICOM page cannot be previewed locally).
+            slides = self.tracks.get(SLIDES_MID)
+            return slides is not None and slides.producer is producer
         return (
             self.wanted_participants is None or producer.participant_id in self.wanted_participants
         )
@@ -108,6 +118,7 @@ class Room:
         self._speaker_task: asyncio.Task[None] | None = None
         self.ending = False
         self.content = ContentChannel(self)
+        self.mix = RoomMix(self)
 
     # -- membership --------------------------------------------------------------------------
 
@@ -136,6 +147,7 @@ class Room:
                     | ({"credential": s.credential} if s.credential else {})
                     for s in self.ice_servers
                 ],
+                "mode": self.mix.mode_of(participant),
             }
             | self.content.describe()
         )
@@ -143,6 +155,8 @@ class Room:
             {"type": "participant_joined", "participant": participant.describe()},
             exclude=participant.id,
         )
+        if self.mix.mode_of(participant) == "mixed":
+            await self.mix.refresh()
         await self.resubscribe(participant)
         return participant
 
@@ -164,8 +178,7 @@ class Room:
             {"type": "participant_left", "participant_id": participant.id, "reason": reason}
         )
         await close_quietly(participant.publisher, participant.subscriber)
-        for other in list(self.participants.values()):
-            await self.resubscribe(other)
+        await self.refresh_subscriptions()
         if participant.on_removed is not None:
             participant.on_removed()
         if not self.participants and self._speaker_task is not None:
@@ -176,6 +189,7 @@ class Room:
         """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
         self.ending = True
         await self.content.close()
+        await self.mix.close()
         everyone = list(self.participants.values())
         for participant in everyone:
             await _send_quietly(participant, {"type": "room_ended", "reason": reason})
@@ -254,13 +268,29 @@ class Room:
         self, participant: Participant, source: TrackSource, codec: CodecInfo
     ) -> Producer:
         """A producer with a fresh track id; its keyframe requests are wired by whoever feeds it."""
+        return self.make_producer(participant.id, source, codec)
+
+    def make_producer(self, participant_id: str, source: TrackSource, codec: CodecInfo) -> Producer:
+        """A producer in the name of ``participant_id`` (or the mix)."""
         return Producer(
             track_id=f"t{next(self._track_ids)}",
-            participant_id=participant.id,
+            participant_id=participant_id,
             source=source,
             codec=codec,
             send_keyframe_request=lambda: None,
         )
+
+    @property
+    def active_speaker(self) -> str | None:
+        """The participant currently detected as speaking."""
+        return self._speaker.current
+
+    async def refresh_subscriptions(self, *, exclude: Participant | None = None) -> None:
+        """Bring the mix and every participant's subscribe connection in line with the room."""
+        await self.mix.refresh()
+        for other in list(self.participants.values()):
+            if other is not exclude:
+                await self.resubscribe(other)
 
     async def publish_server_track(
         self, participant: Participant, key: str, producer: Producer
@@ -276,9 +306,7 @@ class Room:
             await self.broadcast(
                 {"type": "track_published", "track": track.describe()}, exclude=participant.id
             )
-        for other in list(self.participants.values()):
-            if other is not participant:
-                await self.resubscribe(other)
+        await self.refresh_subscriptions(exclude=participant)
 
     async def unpublish(self, participant: Participant, mid: str) -> None:
         """End one of ``participant``'s tracks for everyone."""
@@ -301,8 +329,7 @@ class Room:
             }
         )
         if resubscribe:
-            for other in list(self.participants.values()):
-                await self.resubscribe(other)
+            await self.refresh_subscriptions()
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -318,7 +345,10 @@ class Room:
         if subscriber.offer_outstanding:
             participant.resubscribe_pending = True  # the next offer waits for the answer
             return
-        wanted = [p for p in self.producers() if participant.wants(p)]
+        if self.mix.mode_of(participant) == "mixed" and self.mix.session is not None:
+            wanted = self.mix.wanted(participant)
+        else:
+            wanted = [p for p in self.producers() if participant.wants(p)]
         if {p.track_id for p in wanted} == subscriber.track_ids:
             return
         async with participant.negotiation_lock:

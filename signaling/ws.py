@@ -31,6 +31,7 @@ from .messages import (
     Subscription,
     parse_client_message,
 )
+from .mixing import parse_spec
 from .session import Participant, Role, Room, Rooms
 from .store import RoomStore
 from .throttle import LoginThrottle
@@ -136,6 +137,13 @@ class ClientConnection:
                 participant.wanted_participants = (
                     frozenset(message.participants) if message.participants is not None else None
                 )
+                if message.mode is not None:
+                    participant.mix_mode = None if message.mode == "room" else message.mode
+                participant.mix_spec = parse_spec(
+                    message.layout, message.resolution, message.bitrate, message.page,
+                    participant.mix_spec,
+                )  # fmt: skip
+                await room.mix.refresh()
                 await room.resubscribe(participant)
             elif isinstance(message, Mute):
                 await room.set_muted(participant, message.source, message.muted, "self")
@@ -233,6 +241,13 @@ class ClientConnection:
         if message.action == "end":
             await room.end("ended by the chair")
             self.services.rooms.discard_if_empty(room)
+            return
+        if message.action == "room_mode":
+            if message.mode is None:
+                raise ProtocolError("bad_message", "room_mode needs a mode")
+            room.mix.default_mode = message.mode
+            await room.broadcast({"type": "room_mode", "mode": message.mode})
+            await room.refresh_subscriptions()
             return
         target = room.participants.get(message.participant_id or "")
         if target is None:

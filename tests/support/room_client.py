@@ -101,6 +101,8 @@ class ReceivedTrack:
     frames: int = 0
     last_frame: Any = None
     ended: bool = False
+    audio: list[Any] = field(default_factory=list)
+    "The last few seconds of decoded audio (mono float arrays), for spectrum checks."
 
 
 @dataclass
@@ -261,6 +263,10 @@ class RoomClient:
                 frame = await track.recv()
                 received.frames += 1
                 received.last_frame = frame
+                if received.kind == "audio":
+                    samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+                    received.audio.append(samples.mean(axis=1))
+                    del received.audio[:-150]
                 async with self._changed:
                     self._changed.notify_all()
         except MediaStreamError:
