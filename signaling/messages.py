@@ -63,7 +63,8 @@ class Subscription(_Message):
     "mixed: one composite picture and N-1 sound; room: follow the room's default."
     layout: Literal["grid", "speaker", "content"] | None = None
     resolution: Literal["1280x720", "960x540", "640x360"] | None = None
-    bitrate: Annotated[int, Field(ge=150_000, le=4_000_000)] | None = None
+    bitrate: Annotated[int, Field(ge=250_000, le=1_500_000)] | None = None
+    "The VP8 encoder's range (aiortc's libvpx settings)."
     page: Annotated[int, Field(ge=0, le=100)] | None = None
 
 

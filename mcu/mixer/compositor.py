@@ -8,6 +8,7 @@ into the luma plane from small cached bitmaps. A 3x3 grid at 1280x720 costs abou
 from __future__ import annotations
 
 import functools
+import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,8 +60,24 @@ class _Label:
         return width, height
 
 
+# Names are often Chinese: Pillow's built-in font has no CJK glyphs, so a system font that has
+# them is preferred (Debian: fonts-wqy-microhei or fonts-noto-cjk; MCU_LABEL_FONT overrides).
+LABEL_FONTS = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+
+
 @functools.lru_cache(maxsize=16)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    override = os.environ.get("MCU_LABEL_FONT")
+    for path in ((override,) if override else ()) + LABEL_FONTS:
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            continue
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font

@@ -46,7 +46,7 @@ class MixSpec:
     width: int = 1280
     height: int = 720
     bitrate: int = 1_500_000
-    fps: int = 25
+    fps: int = 30
     page: int = 0
 
 

@@ -142,3 +142,16 @@ def test_any_source_format_and_size() -> None:
 def test_canvas_must_be_even() -> None:
     with pytest.raises(ValueError, match="even"):
         Compositor(641, 360)
+
+
+def test_chinese_names_are_drawn_with_real_glyphs() -> None:
+    """Two different Chinese characters must not render as the same missing-glyph box.
+
+    Needs a CJK font (.ci/run installs fonts-wqy-microhei; see LABEL_FONTS).
+    """
+    from mcu.mixer.compositor import _render_label
+
+    county, li = _render_label("县", 24, 400), _render_label("李", 24, 400)
+    assert county is not None and li is not None
+    assert county.y_add.shape == li.y_add.shape
+    assert not np.array_equal(county.y_add, li.y_add)
