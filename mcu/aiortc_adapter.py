@@ -243,13 +243,25 @@ def remote_sends(transceiver: RTCRtpTransceiver) -> bool:
     return transceiver._offerDirection in ("recvonly", "sendrecv")
 
 
-def narrow_to_first_codec(transceiver: RTCRtpTransceiver) -> CodecInfo:
-    """Answer a publisher with only the first common codec (and its RTX), and describe it.
+def narrow_to_first_codec(transceiver: RTCRtpTransceiver, prefer: str | None = None) -> CodecInfo:
+    """Answer a publisher with only one common codec (and its RTX), and describe it.
 
-    Called between setRemoteDescription(offer) and createAnswer, so the publisher cannot switch
-    codecs under the subscribers, who negotiate exactly this one.
+    The first common codec, or the first of MIME type ``prefer`` when the offer has it (recorded
+    rooms prefer H.264, which MP4 holds as a copy). Called between setRemoteDescription(offer)
+    and createAnswer, so the publisher cannot switch codecs under the subscribers.
     """
     primary, rtx = negotiated_codecs(transceiver)
+    if prefer is not None:
+        codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+        preferred = next(
+            (c for c in codecs if not is_rtx(c) and c.mimeType.lower() == prefer.lower()), None
+        )
+        if preferred is not None:
+            primary = preferred
+            rtx = next(
+                (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
+                None,
+            )
     transceiver._codecs = [primary] + ([rtx] if rtx else [])
     return codec_info(primary)
 

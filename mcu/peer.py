@@ -84,9 +84,12 @@ class PublisherConnection:
         self._taps: dict[int, adapter.PublisherTap] = {}
 
     async def negotiate(
-        self, offer_sdp: str, sources: dict[str, TrackSource]
+        self, offer_sdp: str, sources: dict[str, TrackSource], prefer_video: str | None = None
     ) -> tuple[str, list[OfferedTrack]]:
-        """Apply an offer; returns the answer SDP and the media sections that carry media."""
+        """Apply an offer; returns the answer SDP and the media sections that carry media.
+
+        ``prefer_video`` (a MIME type) is chosen over the offer's first video codec when offered.
+        """
         check_offer(offer_sdp, sources)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -104,7 +107,9 @@ class PublisherConnection:
                 raise NegotiationError(
                     f"mid {mid} is {transceiver.kind}, {source} needs {source.kind}"
                 )
-            codec = adapter.narrow_to_first_codec(transceiver)
+            codec = adapter.narrow_to_first_codec(
+                transceiver, prefer_video if transceiver.kind == "video" else None
+            )
             offered.append(OfferedTrack(mid, source, codec, transceiver))
         try:
             answer = await self.pc.createAnswer()
@@ -230,6 +235,9 @@ class SubscriberConnection:
             slot.consumer.close()
             self._on_consumer(-1)
         slot.transceiver.direction = "inactive"
+        # The section stays in every later offer; its msid must not collide with the same track
+        # coming back in a new section (browsers refuse duplicate msid lines).
+        adapter.set_stream_ids(slot.transceiver, "ended", f"{track_id}-ended-{id(slot)}")
         try:
             await slot.transceiver.sender.stop()
         except Exception:  # the connection may already be closing

@@ -12,6 +12,7 @@ import { canvasTestPattern, Presenter, UploadError } from "./present.js";
 import { PresentControls } from "./present-controls.js";
 import { Signaling, signalingUrl } from "./signaling.js";
 import { Grid } from "./tiles.js";
+import { ViewControl } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -81,6 +82,10 @@ const mcu = {
       counter: document.querySelector("#content .slide-counter").textContent,
     };
   },
+  /** What this participant receives: `{mode: "forwarded" | "mixed", layout, resolution}`. */
+  get view() {
+    return view.state;
+  },
   /** The latest server messages (SDP left out), oldest first, for tests and diagnostics. */
   messages: [],
   stats: () => collectStats(),
@@ -132,6 +137,15 @@ const grid = new Grid($("grid"), $("tile-template"), {
 grid.onAudioBlocked = () => {
   $("sound-banner").hidden = false;
 };
+
+const view = new ViewControl($("stage"), {
+  send: (message) => session.signaling?.send(message),
+  notify: (text) => notice(text),
+  isChair: () => mcu.role === "chair",
+  onAudioBlocked: () => {
+    $("sound-banner").hidden = false;
+  },
+});
 
 const contentView = new ContentView($("content"), $("stage"), {
   onPrevious: () => presenter.previousPage(),
@@ -358,6 +372,7 @@ function enterRoom(joined) {
   session.roomId = joined.room?.id ?? roomId;
   session.sessionToken = joined.session_token ?? null;
   presenter.reset(joined);
+  view.reset(joined);
   session.participants = new Map();
   for (const participant of joined.participants) {
     addParticipant(participant);
@@ -584,6 +599,9 @@ function handleMessage(message) {
       render();
       break;
     }
+    case "room_mode":
+      view.onRoomMode(message);
+      break;
     case "floor":
       presenter.onFloor(message);
       break;
@@ -703,6 +721,7 @@ function render() {
   const content = contentModel(presenter, session.received.values(), nameOf);
   contentView.render(content);
   presentControls.render(content);
+  view.render(session.received.values());
 }
 
 // ---------------------------------------------------------------- controls
@@ -778,6 +797,8 @@ function endSession(state, message, error) {
   }
   presenter.reset({});
   contentView.render(null);
+  view.render([]);
+  view.setMenuOpen(false);
   hideAlert();
   session.publish?.close();
   session.subscribe?.close();
@@ -905,6 +926,7 @@ async function main() {
   $("rejoin-button").addEventListener("click", () => location.reload());
   $("enable-sound").addEventListener("click", () => {
     grid.playAudio();
+    view.playAudio();
     $("sound-banner").hidden = true;
   });
   $("share-error-close").addEventListener("click", hideAlert);

@@ -9,7 +9,7 @@ function initials(name) {
 }
 
 /** Attaches `track` to a media element (or detaches with null), starting playback. */
-function attach(element, track, onBlocked) {
+export function attach(element, track, onBlocked) {
   const current = element.srcObject?.getTracks()[0] ?? null;
   if (current === track) {
     return;

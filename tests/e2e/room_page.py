@@ -7,9 +7,11 @@ Every wait is bounded and fails fast when the page's session has ended.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -92,3 +94,33 @@ async def describe(pages: list[Page]) -> str:
         lines.append(f"page {index}: {json.dumps(summary)}")
         lines.extend(f"  {entry}" for entry in page.console[-20:])
     return "\n".join(lines)
+
+
+async def click(page: Page, selector: str) -> None:
+    """A real mouse click (CDP input) at the middle of the element `selector`."""
+    box = await page.evaluate(
+        f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+        " if (!e) return null; e.scrollIntoView({block: 'nearest'});"
+        " const r = e.getBoundingClientRect();"
+        " return r.width > 0 && r.height > 0 ? {x: r.x + r.width / 2, y: r.y + r.height / 2}"
+        " : null; })()"
+    )
+    if box is None:
+        raise AssertionError(f"nothing visible to click at {selector!r}")
+    point = {"x": box["x"], "y": box["y"]}
+    await page.send("Input.dispatchMouseEvent", {"type": "mouseMoved", **point})
+    for event in ("mousePressed", "mouseReleased"):
+        await page.send(
+            "Input.dispatchMouseEvent", {"type": event, "button": "left", "clickCount": 1, **point}
+        )
+
+
+async def screenshot(page: Page, path: str, width: int, height: int) -> None:
+    """Lay the page out at `width`x`height` CSS pixels (a phone below 600) and save a PNG."""
+    await page.send(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+    await asyncio.sleep(0.5)  # layout, and a frame or two of video at the new size
+    shot = await page.send("Page.captureScreenshot", {"format": "png"})
+    await asyncio.to_thread(Path(path).write_bytes, base64.b64decode(shot["data"]))
