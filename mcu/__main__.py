@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .config import Config, ConfigError, load_config
 from .server import create_app
+from .signaling.recording import wait_for_composites
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,6 +74,7 @@ async def serve(config: Config) -> None:
     # End rooms while sockets are still open, so every client is told why before aiohttp closes
     # them (aiohttp's own shutdown closes WebSockets before its on_shutdown hooks run).
     await app["rooms"].close_all()
+    await wait_for_composites(timeout=300)
     await runner.cleanup()
 
 

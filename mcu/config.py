@@ -135,6 +135,8 @@ class Config(BaseModel):
     """Largest signalling WebSocket message accepted."""
     max_participants_default: int = 16
     """Room capacity when a room sets no ``max_participants``."""
+    encrypt_recordings: bool = True
+    """Encrypt recordings and uploaded courseware at rest (AES-256-GCM, per-file keys)."""
 
     @field_validator("host")
     @classmethod
@@ -296,6 +298,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         dest="srtp_require_gcm",
         action=argparse.BooleanOptionalAction,
         help="accept only AES-GCM SRTP profiles (env MCU_SRTP_REQUIRE_GCM; default off)",
+    )
+    add(
+        "--encrypt-recordings",
+        dest="encrypt_recordings",
+        action=argparse.BooleanOptionalAction,
+        help="encrypt recordings and courseware at rest (env MCU_ENCRYPT_RECORDINGS; default on)",
     )
     add(
         "--tls-cert",

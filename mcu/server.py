@@ -13,7 +13,10 @@ from prometheus_client.registry import Collector
 
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
 from mcu.crypto.tokens import InviteSigner
+from mcu.recorder.catalogue import Catalogue
+from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
 from mcu.signaling.admin import setup_admin_api
+from mcu.signaling.recording import RecordingServices, composite_executor
 from mcu.signaling.session import Rooms
 from mcu.signaling.store import RoomStore
 from mcu.signaling.throttle import LoginThrottle
@@ -84,6 +87,11 @@ async def room_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "room.html", headers={"Cache-Control": "no-cache"})
 
 
+async def library_page(request: web.Request) -> web.FileResponse:
+    """``GET /library``: the recordings and courseware library (staff)."""
+    return web.FileResponse(WEB_ROOT / "library.html", headers={"Cache-Control": "no-cache"})
+
+
 async def index_page(request: web.Request) -> web.Response:
     """``GET /``: a short pointer for people who open the bare address."""
     return web.Response(
@@ -128,7 +136,20 @@ async def create_app(config: Config) -> web.Application:
         else load_or_create_admin_token(config.data_dir)
     )
     signer = InviteSigner(load_or_create_secret(config.data_dir, "invite-key"))
-    rooms = Rooms(ice_servers(config))
+    catalogue = await Catalogue.open(config.data_dir)
+    recovered = await catalogue.recover()
+    for item in recovered:
+        logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
+    master_key = load_or_create_secret(config.data_dir, MASTER_KEY_NAME)
+    composer = composite_executor()
+    recording = RecordingServices(
+        catalogue=catalogue,
+        data_dir=config.data_dir,
+        master_key=master_key,
+        encrypt=config.encrypt_recordings,
+        composer=composer,
+    )
+    rooms = Rooms(ice_servers(config), recording)
     app = web.Application(client_max_size=256 * 1024)
     app["rooms"] = rooms
     app["signaling"] = SignalingServices(
@@ -141,10 +162,20 @@ async def create_app(config: Config) -> web.Application:
     )
     collector = MediaCollector(rooms)
     REGISTRY.register(collector)
+    setup_library(
+        app,
+        catalogue=catalogue,
+        data_dir=config.data_dir,
+        master_key=master_key,
+        admin_token=admin_token,
+        signer=ShareSigner(load_or_create_secret(config.data_dir, SHARE_KEY_NAME)),
+        encrypt_uploads=config.encrypt_recordings,
+    )
     setup_admin_api(app, store=store, signer=signer, admin_token=admin_token, live=rooms)
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/r/{room}", room_page)
+    app.router.add_get("/library", library_page)
     app.router.add_post("/rooms/{room}/documents", upload_document)
     app.router.add_static("/static/", WEB_ROOT, show_index=False)
     app.router.add_get("/metrics", metrics_handler)
@@ -155,6 +186,8 @@ async def create_app(config: Config) -> web.Application:
 
     async def cleanup(app: web.Application) -> None:
         REGISTRY.unregister(collector)
+        composer.shutdown(wait=True)  # a composite being made is finished, not lost
+        await catalogue.close()
         await store.close()
 
     app.on_shutdown.append(shutdown)

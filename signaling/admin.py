@@ -67,6 +67,10 @@ class LiveRooms(Protocol):
         for a room that is not live."""
         ...
 
+    async def set_recording(self, room_id: str, active: bool) -> dict[str, Any] | None:
+        """Start or stop recording a live room; None when the room is not live."""
+        ...
+
 
 class _Body(BaseModel):
     # Strict: "8" is not a capacity; JSON-mode strict still accepts ISO-8601 strings as times.
@@ -328,6 +332,21 @@ class _AdminApi:
         log.info("room %s deleted", room_id)
         return web.Response(status=204)
 
+    async def set_recording(self, request: web.Request) -> web.Response:
+        """``POST /api/rooms/{id}/recording``: start or stop recording a live room."""
+        record = await self._existing(request.match_info["id"])
+        body = await _parse(request, RecordingBody)
+        state = await self.live.set_recording(record.id, body.active)
+        if state is None:
+            return web.json_response(
+                {
+                    "error": "not_live",
+                    "message": "nobody is in the room; recording starts with a session",
+                },
+                status=409,
+            )
+        return web.json_response(state)
+
     async def create_invite(self, request: web.Request) -> web.Response:
         """``POST /api/rooms/{id}/invites``."""
         record = await self._existing(request.match_info["id"])
@@ -344,6 +363,12 @@ class _AdminApi:
         return web.json_response(payload, status=201)
 
 
+class RecordingBody(_Body):
+    """Body of ``POST /api/rooms/{id}/recording``."""
+
+    active: bool
+
+
 def setup_admin_api(
     app: web.Application,
     *,
@@ -351,8 +376,12 @@ def setup_admin_api(
     signer: InviteSigner,
     admin_token: str,
     live: LiveRooms,
-) -> None:
-    """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth)."""
+) -> web.Application:
+    """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
+
+    Returns the sub-application, so other parts of the server can add their ``/api`` routes
+    behind the same authentication.
+    """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
     api = _AdminApi(store, signer, admin_token, live)
@@ -363,4 +392,6 @@ def setup_admin_api(
     sub.router.add_patch("/rooms/{id}", api.update_room)
     sub.router.add_delete("/rooms/{id}", api.delete_room)
     sub.router.add_post("/rooms/{id}/invites", api.create_invite)
+    sub.router.add_post("/rooms/{id}/recording", api.set_recording)
     app.add_subapp("/api", sub)
+    return sub

@@ -80,10 +80,12 @@ class Chair(_Message):
     """A chair's action on the room."""
 
     type: Literal["chair"]
-    action: Literal["mute", "remove", "end", "room_mode"]
+    action: Literal["mute", "remove", "end", "room_mode", "record"]
     participant_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     source: Source | None = None
     mode: Literal["forwarded", "mixed"] | None = None
+    active: bool | None = None
+    "For record: start (true) or stop (false) recording."
 
 
 class Floor(_Message):

@@ -28,6 +28,7 @@ from mcu.speaker import SpeakerDetector
 from .content import SLIDES_MID, ContentChannel
 from .messages import SOURCES, ProtocolError
 from .mixing import Mode, RoomMix
+from .recording import RecordingServices, RoomRecording
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,13 @@ class Participant:
 class Room:
     """A live room: participants, their tracks, and active-speaker detection."""
 
-    def __init__(self, room_id: str, title: str, ice_servers: list[IceServerConfig]) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        title: str,
+        ice_servers: list[IceServerConfig],
+        recording: RecordingServices | None = None,
+    ) -> None:
         self.id = room_id
         self.title = title
         self.ice_servers = ice_servers
@@ -119,6 +126,7 @@ class Room:
         self.ending = False
         self.content = ContentChannel(self)
         self.mix = RoomMix(self)
+        self.recording = RoomRecording(self, recording)
 
     # -- membership --------------------------------------------------------------------------
 
@@ -148,6 +156,7 @@ class Room:
                     for s in self.ice_servers
                 ],
                 "mode": self.mix.mode_of(participant),
+                "recording": {k: v for k, v in self.recording.describe().items() if k != "type"},
             }
             | self.content.describe()
         )
@@ -181,6 +190,8 @@ class Room:
         await self.refresh_subscriptions()
         if participant.on_removed is not None:
             participant.on_removed()
+        if not self.participants:
+            await self.recording.stop()  # nobody left to record
         if not self.participants and self._speaker_task is not None:
             self._speaker_task.cancel()
             self._speaker_task = None
@@ -188,6 +199,7 @@ class Room:
     async def end(self, reason: str) -> None:
         """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
         self.ending = True
+        await self.recording.close()
         await self.content.close()
         await self.mix.close()
         everyone = list(self.participants.values())
@@ -234,7 +246,9 @@ class Room:
                 participant.publisher = PublisherConnection(self.ice_servers)
                 self._watch(participant, participant.publisher.pc)
             try:
-                answer, offered = await participant.publisher.negotiate(offer_sdp, sources)
+                # A recorded room prefers H.264: MP4 then holds a copy instead of a transcode.
+                prefer = "video/H264" if self.recording.active else None
+                answer, offered = await participant.publisher.negotiate(offer_sdp, sources, prefer)
             except NegotiationError as exc:
                 raise ProtocolError("bad_sdp", str(exc)) from None
             live = {t.mid: t for t in offered}
@@ -302,6 +316,8 @@ class Room:
         await self._announce(participant, [track])
 
     async def _announce(self, participant: Participant, added: list[PublishedTrack]) -> None:
+        for track in added:
+            self.recording.track_published(track.producer)
         for track in added:
             await self.broadcast(
                 {"type": "track_published", "track": track.describe()}, exclude=participant.id
@@ -440,15 +456,18 @@ async def _send_quietly(participant: Participant, message: dict[str, Any]) -> No
 class Rooms:
     """All live rooms of this process (the admin API's view of live state)."""
 
-    def __init__(self, ice_servers: list[IceServerConfig]) -> None:
+    def __init__(
+        self, ice_servers: list[IceServerConfig], recording: RecordingServices | None = None
+    ) -> None:
         self.ice_servers = ice_servers
+        self.recording = recording
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, room_id: str, title: str) -> Room:
         """The live room, created on first join."""
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = Room(room_id, title, self.ice_servers)
+            room = self.rooms[room_id] = Room(room_id, title, self.ice_servers, self.recording)
             metrics.ROOMS.set(len(self.rooms))
         return room
 
@@ -479,6 +498,13 @@ class Rooms:
         if room is not None:
             await room.end(reason)
             self.discard_if_empty(room)
+
+    async def set_recording(self, room_id: str, active: bool) -> dict[str, Any] | None:
+        """Start or stop recording a live room (the admin API); None when it is not live."""
+        room = self.rooms.get(room_id)
+        if room is None or not room.participants:
+            return None
+        return await room.recording.set_active(active)
 
     async def close_all(self) -> None:
         """Server shutdown: end every room, closing every peer connection."""

@@ -242,6 +242,11 @@ class ClientConnection:
             await room.end("ended by the chair")
             self.services.rooms.discard_if_empty(room)
             return
+        if message.action == "record":
+            if message.active is None:
+                raise ProtocolError("bad_message", "record needs active: true or false")
+            await room.recording.set_active(message.active)
+            return
         if message.action == "room_mode":
             if message.mode is None:
                 raise ProtocolError("bad_message", "room_mode needs a mode")

@@ -181,7 +181,11 @@ class RoomClient:
         return reply
 
     async def publish(
-        self, tracks: dict[str, MediaStreamTrack], video_codec: str = "video/VP8"
+        self,
+        tracks: dict[str, MediaStreamTrack],
+        video_codec: str = "video/VP8",
+        *,
+        only: bool = False,
     ) -> dict[str, Any]:
         """Publish ``{source: track}`` on a (new or existing) publish connection."""
         if self.publish_pc is None:
@@ -194,6 +198,8 @@ class RoomClient:
                 caps = RTCRtpSender.getCapabilities("video").codecs
                 preferred = [c for c in caps if c.mimeType == video_codec]
                 rest = [c for c in caps if c.mimeType != video_codec]
+                if only:  # offer this codec alone (plus RTX)
+                    rest = [c for c in rest if c.mimeType == "video/rtx"]
                 transceiver.setCodecPreferences(preferred + rest)
             specs.append((transceiver, source))
         await pc.setLocalDescription(await pc.createOffer())

@@ -9,6 +9,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -22,11 +23,13 @@ def free_port() -> int:
 class ServerProcess:
     """A running server and an admin client for it."""
 
-    def __init__(self, data_dir: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, extra_args: list[str] | None = None, admin_token: str | None = None
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        self.admin_token = secrets.token_urlsafe(24)
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.data_dir = data_dir
         self.extra_args = extra_args or []
         self.process: asyncio.subprocess.Process | None = None
@@ -89,6 +92,23 @@ class ServerProcess:
 
     async def decoded_frames(self) -> int:
         return int(await self.metric("mcu_decoded_frames_total"))
+
+    async def kill(self) -> None:
+        """SIGKILL: no chance to finish anything (a power cut, the OOM killer)."""
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+        if self._session is not None:
+            await self._session.close()
+
+    async def get_json(self, path: str) -> Any:
+        async with self.http.get(self.base_url + path) as r:
+            assert r.status == 200, (path, r.status, await r.text())
+            return await r.json()
+
+    async def download(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        async with self.http.get(self.base_url + path, headers=headers or {}) as r:
+            return r.status, await r.read()
 
     async def stop(self) -> int | None:
         if self._session is not None:

@@ -1,0 +1,236 @@
+"""Chunked AES-GCM encryption at rest: round trips, ranges, tampering, crash truncation."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from mcu.crypto.atrest import (
+    CHUNK_SIZE,
+    HEADER_SIZE,
+    MAGIC,
+    AtRestError,
+    DecryptingReader,
+    EncryptingWriter,
+    TamperedError,
+    is_complete,
+    new_data_key,
+    open_encrypted_writer,
+    plaintext_size,
+    read_range,
+    unwrap_key,
+    wrap_key,
+)
+
+SMALL = 1024  # chunk size that makes multi-chunk files cheap
+RECORD = 4 + SMALL + 16
+
+
+def _encrypt(path: Path, data: bytes, key: bytes, *, chunk_size: int = SMALL, step: int = 777):
+    with open_encrypted_writer(path, key, chunk_size=chunk_size) as writer:
+        for start in range(0, len(data), step):
+            writer.write(data[start : start + step])
+    return path
+
+
+@pytest.fixture
+def key() -> bytes:
+    return new_data_key()
+
+
+@pytest.fixture
+def plaintext() -> bytes:
+    return random.Random(7).randbytes(10 * SMALL + 123)
+
+
+def test_roundtrip_default_chunk(tmp_path: Path, key: bytes) -> None:
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    path = _encrypt(tmp_path / "f", data, key, chunk_size=CHUNK_SIZE, step=10_000)
+    assert plaintext_size(path) == len(data)
+    assert read_range(path, key, 0, len(data) - 1) == data
+    assert is_complete(path)
+
+
+@pytest.mark.parametrize("size", [0, 1, SMALL - 1, SMALL, SMALL + 1, 3 * SMALL])
+def test_roundtrip_sizes(tmp_path: Path, key: bytes, size: int) -> None:
+    data = os.urandom(size)
+    path = _encrypt(tmp_path / "f", data, key)
+    assert plaintext_size(path) == size
+    if size:
+        assert read_range(path, key, 0, size - 1) == data
+    # A final chunk is always written, possibly empty, and it is the only short one.
+    full, rest = divmod(size, SMALL)
+    assert path.stat().st_size == HEADER_SIZE + full * RECORD + 4 + rest + 16
+
+
+def test_random_ranges_equal_slices(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    rng = random.Random(1)
+    for _ in range(300):
+        start = rng.randrange(len(plaintext))
+        end = rng.randrange(start, len(plaintext))
+        assert read_range(path, key, start, end) == plaintext[start : end + 1]
+    for start, end in [
+        (0, 0),
+        (SMALL - 1, SMALL),
+        (SMALL, 2 * SMALL - 1),
+        (len(plaintext) - 1,) * 2,
+    ]:
+        assert read_range(path, key, start, end) == plaintext[start : end + 1]
+
+
+def test_out_of_range_refused(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    with pytest.raises(AtRestError):
+        read_range(path, key, 0, len(plaintext))
+    with pytest.raises(AtRestError):
+        read_range(path, key, 5, 4)
+
+
+def test_tampered_chunk_detected(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    raw = bytearray(path.read_bytes())
+    raw[HEADER_SIZE + 3 * RECORD + 100] ^= 0x01
+    path.write_bytes(raw)
+    with pytest.raises(TamperedError):
+        read_range(path, key, 3 * SMALL + 5, 3 * SMALL + 6)
+    # Chunks the range does not touch are not read, so still decrypt.
+    assert read_range(path, key, 0, SMALL - 1) == plaintext[:SMALL]
+
+
+def test_tampered_header_detected(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    raw = bytearray(path.read_bytes())
+    raw[HEADER_SIZE - 1] ^= 0x80  # the file id, bound into every chunk
+    path.write_bytes(raw)
+    with pytest.raises(TamperedError):
+        read_range(path, key, 0, 10)
+
+
+def test_swapped_chunks_detected(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    raw = bytearray(path.read_bytes())
+    one = slice(HEADER_SIZE + RECORD, HEADER_SIZE + 2 * RECORD)
+    two = slice(HEADER_SIZE + 2 * RECORD, HEADER_SIZE + 3 * RECORD)
+    raw[one], raw[two] = raw[two], raw[one]
+    path.write_bytes(raw)
+    with pytest.raises(TamperedError):
+        read_range(path, key, SMALL, SMALL + 10)
+    with pytest.raises(TamperedError):
+        read_range(path, key, 2 * SMALL, 2 * SMALL + 10)
+
+
+def test_chunk_from_another_file_detected(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    # Even under the same key, a chunk moved into another file at the same index fails: the
+    # file id and nonce prefix of its header are part of what it was sealed with.
+    first = _encrypt(tmp_path / "a", plaintext, key)
+    second = _encrypt(tmp_path / "b", plaintext, key)
+    raw = bytearray(second.read_bytes())
+    chunk = slice(HEADER_SIZE + RECORD, HEADER_SIZE + 2 * RECORD)
+    raw[chunk] = first.read_bytes()[chunk]
+    second.write_bytes(raw)
+    with pytest.raises(TamperedError):
+        read_range(second, key, SMALL, SMALL)
+
+
+def test_wrong_key_detected(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    with pytest.raises(TamperedError):
+        read_range(path, new_data_key(), 0, 10)
+
+
+@pytest.mark.parametrize("cut", [1, 3, 4, 5, RECORD // 2, RECORD - 1, RECORD, RECORD + 2])
+def test_truncated_file_reads_up_to_last_complete_chunk(
+    tmp_path: Path, key: bytes, plaintext: bytes, cut: int
+) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    whole = path.read_bytes()
+    tail = len(plaintext) % SMALL
+    final_record = 4 + tail + 16
+    path.write_bytes(whole[:-final_record])  # killed before close: no final chunk at all
+    path.write_bytes(whole[: len(whole) - final_record - cut])  # ...and mid-way through a chunk
+    complete = (len(whole) - final_record - cut - HEADER_SIZE) // RECORD
+    assert plaintext_size(path) == complete * SMALL
+    assert not is_complete(path)
+    assert read_range(path, key, 0, complete * SMALL - 1) == plaintext[: complete * SMALL]
+    with pytest.raises(AtRestError):
+        read_range(path, key, 0, complete * SMALL)
+
+
+def test_killed_writer_leaves_readable_chunks(tmp_path: Path, key: bytes) -> None:
+    # flush() emits whole chunks only; what a SIGKILL leaves is exactly those.
+    data = os.urandom(5 * SMALL + 300)
+    writer = open_encrypted_writer(tmp_path / "f", key, chunk_size=SMALL)
+    writer.write(data)
+    writer.flush()
+    assert plaintext_size(tmp_path / "f") == 5 * SMALL
+    assert read_range(tmp_path / "f", key, 0, 5 * SMALL - 1) == data[: 5 * SMALL]
+    writer.close()
+    assert plaintext_size(tmp_path / "f") == len(data)
+
+
+def test_header_is_not_mp4(tmp_path: Path, key: bytes) -> None:
+    path = _encrypt(tmp_path / "f", b"\x00\x00\x00\x18ftypisom" + bytes(100), key)
+    raw = path.read_bytes()
+    assert raw.startswith(MAGIC)
+    assert raw[4:8] != b"ftyp"
+    assert b"ftyp" not in raw
+    assert not raw.startswith(b"%PDF")
+
+
+def test_not_an_encrypted_file(tmp_path: Path, key: bytes) -> None:
+    (tmp_path / "plain").write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(100))
+    with pytest.raises(AtRestError):
+        plaintext_size(tmp_path / "plain")
+
+
+def test_writer_refuses_existing_file(tmp_path: Path, key: bytes) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(FileExistsError):
+        open_encrypted_writer(tmp_path / "f", key)
+
+
+def test_writer_on_a_file_object(key: bytes) -> None:
+    class Keep(io.BytesIO):
+        def close(self) -> None:
+            self.kept = self.getvalue()
+            super().close()
+
+    sink = Keep()
+    writer = EncryptingWriter(sink, key, chunk_size=SMALL)
+    assert writer.write(memoryview(b"abc" * 1000)) == 3000
+    assert writer.tell() == 3000 and not writer.seekable()
+    writer.close()
+    assert writer.closed
+    with pytest.raises(ValueError):
+        writer.write(b"x")
+    assert len(sink.kept) == HEADER_SIZE + 2 * RECORD + 4 + (3000 - 2 * SMALL) + 16
+
+
+def test_decrypting_reader_seeks(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt(tmp_path / "f", plaintext, key)
+    with DecryptingReader(path, key) as reader:
+        assert reader.size == len(plaintext)
+        reader.seek(SMALL - 3)
+        assert reader.read(10) == plaintext[SMALL - 3 : SMALL + 7]
+        reader.seek(-5, io.SEEK_END)
+        assert reader.read() == plaintext[-5:]
+        assert reader.read(1) == b""
+
+
+def test_wrap_unwrap(key: bytes) -> None:
+    master = new_data_key()
+    wrapped = wrap_key(master, key)
+    assert len(wrapped) == 40 and key not in wrapped
+    assert unwrap_key(master, wrapped) == key
+    with pytest.raises(TamperedError):
+        unwrap_key(new_data_key(), wrapped)
+    with pytest.raises(TamperedError):
+        unwrap_key(master, wrapped[:-1] + bytes([wrapped[-1] ^ 1]))
+    with pytest.raises(ValueError):
+        wrap_key(master[:16], key)
+    assert new_data_key() != new_data_key()
