@@ -10,16 +10,8 @@ import numpy as np
 from PIL import Image
 
 from tests.support.documents import dicom
-from tests.support.room_client import ColourTrack, RoomClient, ToneTrack
+from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
-
-
-async def _joined(server: ServerProcess, name: str, **join: str) -> RoomClient:
-    client = RoomClient(server.ws_url, name)
-    await client.connect()
-    reply = await client.join("cardio-1", **join)
-    assert reply["type"] == "joined", reply
-    return client
 
 
 def _token(client: RoomClient) -> str:
@@ -59,9 +51,9 @@ def _encode(image: np.ndarray, fmt: str, **options: Any) -> bytes:
 async def test_floor_handover_preemption_and_release_on_disconnect(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
     chair_link = await server.invite("cardio-1", role="chair")
-    county = await _joined(server, "County doctor", password="correct horse")
-    specialist = await _joined(server, "Specialist", password="correct horse")
-    chair = await _joined(server, "Chair", invite=chair_link.split("invite=", 1)[1])
+    county = await joined_client(server, "County doctor", password="correct horse")
+    specialist = await joined_client(server, "Specialist", password="correct horse")
+    chair = await joined_client(server, "Chair", invite=chair_link.split("invite=", 1)[1])
     clients = [county, specialist, chair]
     try:
         await county.publish({"camera": ColourTrack((90, 90, 90))})
@@ -109,8 +101,8 @@ async def test_floor_handover_preemption_and_release_on_disconnect(server: Serve
 
 async def test_uploaded_documents_reach_subscribers_as_content(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
-    presenter = await _joined(server, "Lecturer", password="correct horse")
-    viewer = await _joined(server, "Viewer", password="correct horse")
+    presenter = await joined_client(server, "Lecturer", password="correct horse")
+    viewer = await joined_client(server, "Viewer", password="correct horse")
     try:
         source = _quadrants(800, 600)
         documents = {
@@ -175,7 +167,7 @@ async def test_uploaded_documents_reach_subscribers_as_content(server: ServerPro
 
         # A late joiner gets the current page without waiting for a refresh cycle.
         started = time.monotonic()
-        late = await _joined(server, "Late", password="correct horse")
+        late = await joined_client(server, "Late", password="correct horse")
         joined = next(m for m in late.messages if m["type"] == "joined")
         assert joined["slides"]["page"] == 2 and joined["floor"]["mode"] == "slides"
         await late.wait_until(
@@ -198,8 +190,8 @@ async def test_uploaded_documents_reach_subscribers_as_content(server: ServerPro
 
 async def test_bad_uploads_are_refused_and_the_room_keeps_going(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
-    a = await _joined(server, "A", password="correct horse")
-    b = await _joined(server, "B", password="correct horse")
+    a = await joined_client(server, "A", password="correct horse")
+    b = await joined_client(server, "B", password="correct horse")
     try:
         await a.publish({"microphone": ToneTrack(), "camera": ColourTrack((10, 10, 200))})
         aid = a.participant_id or ""
@@ -242,8 +234,8 @@ async def test_bad_uploads_are_refused_and_the_room_keeps_going(server: ServerPr
 
 async def test_dicom_is_shown_with_its_window(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
-    presenter = await _joined(server, "Radiologist", password="correct horse")
-    viewer = await _joined(server, "County doctor", password="correct horse")
+    presenter = await joined_client(server, "Radiologist", password="correct horse")
+    viewer = await joined_client(server, "County doctor", password="correct horse")
     try:
         # Four stripes of stored values under window centre 2000 / width 2000 (1000..3000).
         stripes = np.repeat(np.array([0, 1500, 2500, 4000], dtype=np.uint16), 120)[None, :]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mcu.mixer.layout import LayoutInput, compute_layout
-from tests.support.room_client import ColourTrack, RoomClient, ToneTrack
+from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
 
 PEOPLE = {
@@ -13,14 +13,6 @@ PEOPLE = {
     "Ben": ((40, 200, 40), 1000.0),
     "Cai": ((40, 40, 220), 2200.0),
 }
-
-
-async def _joined(server: ServerProcess, name: str, **join: str) -> RoomClient:
-    client = RoomClient(server.ws_url, name)
-    await client.connect()
-    reply = await client.join("cardio-1", password="correct horse", **join)
-    assert reply["type"] == "joined", reply
-    return client
 
 
 def _mixed_video(client: RoomClient) -> np.ndarray | None:
@@ -54,7 +46,7 @@ async def test_mixed_receiver_sees_tiles_and_hears_everyone_but_itself(
     server: ServerProcess,
 ) -> None:
     await server.create_room("cardio-1", "correct horse")
-    clients = {name: await _joined(server, name) for name in PEOPLE}
+    clients = {name: await joined_client(server, name, password="correct horse") for name in PEOPLE}
     cameras = {name: ColourTrack(colour) for name, (colour, _) in PEOPLE.items()}
     try:
         for name, (_, tone) in PEOPLE.items():
@@ -120,7 +112,7 @@ async def test_room_switches_between_forwarded_and_mixed(server: ServerProcess) 
     chair = RoomClient(server.ws_url, "Chair")
     await chair.connect()
     assert (await chair.join("cardio-1", invite=link.split("invite=", 1)[1]))["type"] == "joined"
-    ben = await _joined(server, "Ben")
+    ben = await joined_client(server, "Ben", password="correct horse")
     try:
         await ben.publish(
             {"microphone": ToneTrack(1000.0), "camera": ColourTrack(PEOPLE["Ben"][0])}

@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.support.room_client import ColourTrack, RoomClient, ToneTrack
+from tests.support.media_checks import decodes_cleanly, ffprobe
+from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            "ffprobe", "-v", "error", "-show_entries",
-            "format=duration:stream=codec_type,codec_name,start_time,duration",
-            "-of", "json", str(path),
-        ],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
-
-
-def decodes_cleanly(path: Path) -> bool:
-    run = subprocess.run(
-        ["ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
-        capture_output=True, timeout=120,
-    )  # fmt: skip
-    return run.returncode == 0
 
 
 def frame_count(path: Path) -> int:
@@ -47,14 +26,6 @@ def frame_count(path: Path) -> int:
         return 0
 
 
-async def _joined(server: ServerProcess, name: str, **join: str) -> RoomClient:
-    client = RoomClient(server.ws_url, name)
-    await client.connect()
-    reply = await client.join("cardio-1", **join)
-    assert reply["type"] == "joined", reply
-    return client
-
-
 async def _item(server: ServerProcess, recording_id: str, *, complete: bool) -> dict[str, Any]:
     for _ in range(240):
         item: dict[str, Any] = await server.get_json(f"/api/library/{recording_id}")
@@ -68,8 +39,8 @@ async def _item(server: ServerProcess, recording_id: str, *, complete: bool) -> 
 async def test_recording_a_consultation(server: ServerProcess, tmp_path: Path) -> None:
     await server.create_room("cardio-1", "correct horse")
     chair_link = await server.invite("cardio-1", role="chair")
-    chair = await _joined(server, "Chair", invite=chair_link.split("invite=", 1)[1])
-    county = await _joined(server, "County doctor", password="correct horse")
+    chair = await joined_client(server, "Chair", invite=chair_link.split("invite=", 1)[1])
+    county = await joined_client(server, "County doctor", password="correct horse")
     try:
         # The chair records; the recorded room then prefers H.264 for new publishers.
         await chair.send({"type": "chair", "action": "record", "active": True})
@@ -137,7 +108,7 @@ async def test_sigkill_mid_recording_leaves_playable_files(tmp_path: Path) -> No
     try:
         await server.create_room("cardio-1", "correct horse")
         link = await server.invite("cardio-1", role="chair")
-        client = await _joined(server, "Chair", invite=link.split("invite=", 1)[1])
+        client = await joined_client(server, "Chair", invite=link.split("invite=", 1)[1])
         await client.publish(
             {"microphone": ToneTrack(), "camera": ColourTrack((10, 10, 200))},
             video_codec="video/H264",

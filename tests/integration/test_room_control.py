@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from tests.support.room_client import ColourTrack, RoomClient, ToneTrack
+from tests.support.room_client import ColourTrack, ToneTrack, joined_client
 from tests.support.server import ServerProcess
-
-
-async def _joined(server: ServerProcess, name: str, **join: str) -> RoomClient:
-    client = RoomClient(server.ws_url, name)
-    await client.connect()
-    reply = await client.join("cardio-1", **join)
-    assert reply["type"] == "joined", reply
-    return client
 
 
 async def test_chair_mutes_and_removes_through_an_invite(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
     chair_link = await server.invite("cardio-1", role="chair")
-    chair = await _joined(server, "Chair", invite=chair_link.split("invite=", 1)[1])
-    doctor = await _joined(server, "County doctor", password="correct horse")
+    chair = await joined_client(server, "Chair", invite=chair_link.split("invite=", 1)[1])
+    doctor = await joined_client(server, "County doctor", password="correct horse")
     try:
         joined = next(m for m in chair.messages if m["type"] == "joined")
         assert joined["participant"]["role"] == "chair"
@@ -66,8 +58,8 @@ async def test_chair_mutes_and_removes_through_an_invite(server: ServerProcess) 
 
 async def test_subscription_limits_what_is_received(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
-    phone = await _joined(server, "Phone", password="correct horse")
-    presenter = await _joined(server, "Presenter", password="correct horse")
+    phone = await joined_client(server, "Phone", password="correct horse")
+    presenter = await joined_client(server, "Presenter", password="correct horse")
     try:
         await phone.send({"type": "subscription", "sources": ["microphone", "content"]})
         await presenter.publish(
@@ -91,7 +83,7 @@ async def test_subscription_limits_what_is_received(server: ServerProcess) -> No
             lambda: sum(t.kind == "video" and t.frames > 0 for t in phone.received.values()) == 2
         )
         # Who joined later sees the tracks in its joined message.
-        late = await _joined(server, "Late", password="correct horse")
+        late = await joined_client(server, "Late", password="correct horse")
         joined = next(m for m in late.messages if m["type"] == "joined")
         sources = sorted(t["source"] for p in joined["participants"] for t in p["tracks"])
         assert sources == ["camera", "content", "microphone"]
@@ -104,7 +96,7 @@ async def test_subscription_limits_what_is_received(server: ServerProcess) -> No
 
 async def test_room_deleted_by_admin_ends_the_session(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
-    client = await _joined(server, "Doctor", password="correct horse")
+    client = await joined_client(server, "Doctor", password="correct horse")
     try:
         async with server.http.delete(server.base_url + "/api/rooms/cardio-1") as r:
             assert r.status == 204
@@ -117,8 +109,8 @@ async def test_room_deleted_by_admin_ends_the_session(server: ServerProcess) -> 
 
 async def test_adding_a_track_renegotiates_for_everyone(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
-    presenter = await _joined(server, "Presenter", password="correct horse")
-    viewer = await _joined(server, "Viewer", password="correct horse")
+    presenter = await joined_client(server, "Presenter", password="correct horse")
+    viewer = await joined_client(server, "Viewer", password="correct horse")
     try:
         await presenter.publish({"microphone": ToneTrack(), "camera": ColourTrack((0, 90, 0))})
         pid = presenter.participant_id or ""
@@ -145,8 +137,8 @@ async def test_adding_a_track_renegotiates_for_everyone(server: ServerProcess) -
 
 async def test_active_speaker_follows_the_loudest(server: ServerProcess) -> None:
     await server.create_room("cardio-1", "correct horse")
-    quiet = await _joined(server, "Quiet", password="correct horse")
-    loud = await _joined(server, "Loud", password="correct horse")
+    quiet = await joined_client(server, "Quiet", password="correct horse")
+    loud = await joined_client(server, "Loud", password="correct horse")
     try:
         await quiet.publish({"microphone": ToneTrack(300, amplitude=0.0005)})
         await loud.publish({"microphone": ToneTrack(500, amplitude=0.5)})

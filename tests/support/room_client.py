@@ -176,9 +176,15 @@ class RoomClient:
         reply = await self.request(message)
         if reply["type"] == "joined":
             self.participant_id = reply["participant"]["id"]
+            self._subscriber()
+        return reply
+
+    def _subscriber(self) -> RTCPeerConnection:
+        # The first subscribe_offer may be read before join() resumes: create on first use.
+        if self.subscribe_pc is None:
             self.subscribe_pc = _new_pc()
             self.subscribe_pc.on("track", self._on_track)
-        return reply
+        return self.subscribe_pc
 
     async def publish(
         self,
@@ -240,10 +246,9 @@ class RoomClient:
             self._changed.notify_all()
 
     async def _answer(self, offer: dict[str, Any]) -> None:
-        assert self.subscribe_pc is not None
         for t in offer["tracks"]:
             self._mid_tracks[t["mid"]] = t
-        pc = self.subscribe_pc
+        pc = self._subscriber()
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         await self.send({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
@@ -294,6 +299,15 @@ class RoomClient:
                 await asyncio.wait_for(self._reader, 5)
         if self._session is not None:
             await self._session.close()
+
+
+async def joined_client(server: Any, name: str, room: str = "cardio-1", **join: str) -> RoomClient:
+    """A connected client that has joined ``room`` (with a password or an invite)."""
+    client = RoomClient(server.ws_url, name)
+    await client.connect()
+    reply = await client.join(room, **join)
+    assert reply["type"] == "joined", reply
+    return client
 
 
 def _new_pc() -> RTCPeerConnection:

@@ -7,7 +7,6 @@ files.
 from __future__ import annotations
 
 import fractions
-import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from mcu.media import CodecInfo, TrackSource
 from mcu.producer import Producer
 from mcu.recorder.timeline import RecordingClock
 from mcu.recorder.writer import TrackWriter
+from tests.support.media_checks import decodes_cleanly, ffprobe
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe/ffmpeg")
 
@@ -34,27 +34,6 @@ OPUS = CodecInfo("audio/opus", 48000, 2)
 T0 = 1000.0
 "The recording's start on the (fake) monotonic clock."
 FPS = 30
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            "ffprobe", "-v", "error", "-show_entries",
-            "format=duration:stream=codec_name,start_time,duration,width,height",
-            "-of", "json", str(path),
-        ],
-        capture_output=True, text=True, check=True, timeout=30,
-    )  # fmt: skip
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
-
-
-def decodes_cleanly(path: Path) -> bool:
-    run = subprocess.run(
-        ["ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
-        capture_output=True, timeout=30,
-    )  # fmt: skip
-    return run.returncode == 0 and not run.stderr
 
 
 def decodes(path: Path) -> bool:
