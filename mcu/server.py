@@ -162,6 +162,8 @@ async def create_app(config: Config) -> web.Application:
     )
     collector = MediaCollector(rooms)
     REGISTRY.register(collector)
+    # Before setup_library: its /library sub-application would otherwise answer /library itself.
+    app.router.add_get("/library", library_page)
     setup_library(
         app,
         catalogue=catalogue,
@@ -175,7 +177,6 @@ async def create_app(config: Config) -> web.Application:
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/r/{room}", room_page)
-    app.router.add_get("/library", library_page)
     app.router.add_post("/rooms/{room}/documents", upload_document)
     app.router.add_static("/static/", WEB_ROOT, show_index=False)
     app.router.add_get("/metrics", metrics_handler)

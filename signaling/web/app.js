@@ -10,6 +10,7 @@ import {
 } from "./media.js";
 import { canvasTestPattern, Presenter, UploadError } from "./present.js";
 import { PresentControls } from "./present-controls.js";
+import { RecordingControl } from "./recording.js";
 import { Signaling, signalingUrl } from "./signaling.js";
 import { Grid } from "./tiles.js";
 import { ViewControl } from "./view.js";
@@ -86,6 +87,10 @@ const mcu = {
   get view() {
     return view.state;
   },
+  /** Whether the room is being recorded: `{active, recordingId, startedAt, error}`. */
+  get recording() {
+    return recording.state;
+  },
   /** The latest server messages (SDP left out), oldest first, for tests and diagnostics. */
   messages: [],
   stats: () => collectStats(),
@@ -145,6 +150,13 @@ const view = new ViewControl($("stage"), {
   onAudioBlocked: () => {
     $("sound-banner").hidden = false;
   },
+});
+
+const recording = new RecordingControl($("recording-indicator"), $("record-button"), {
+  send: (message) => session.signaling?.send(message),
+  notify: (text) => notice(text),
+  alert: (text) => showAlert(text),
+  isChair: () => mcu.role === "chair",
 });
 
 const contentView = new ContentView($("content"), $("stage"), {
@@ -373,6 +385,7 @@ function enterRoom(joined) {
   session.sessionToken = joined.session_token ?? null;
   presenter.reset(joined);
   view.reset(joined);
+  recording.reset(joined);
   session.participants = new Map();
   for (const participant of joined.participants) {
     addParticipant(participant);
@@ -602,6 +615,9 @@ function handleMessage(message) {
     case "room_mode":
       view.onRoomMode(message);
       break;
+    case "recording":
+      recording.onRecording(message);
+      break;
     case "floor":
       presenter.onFloor(message);
       break;
@@ -799,6 +815,7 @@ function endSession(state, message, error) {
   contentView.render(null);
   view.render([]);
   view.setMenuOpen(false);
+  recording.reset({});
   hideAlert();
   session.publish?.close();
   session.subscribe?.close();
