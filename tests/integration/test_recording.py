@@ -86,6 +86,20 @@ async def test_recording_a_consultation(server: ServerProcess, tmp_path: Path) -
         duration = float(probes[composite["name"]]["format"]["duration"])
         assert abs(duration - item["duration_s"]) < 2.5, (duration, item["duration_s"])
 
+        # A/V sync: each participant's microphone and camera files start together, and the
+        # composite's sound and picture too (start-time offset by ffprobe).
+        def start(name: str, kind: str) -> float:
+            stream = next(s for s in probes[name]["streams"] if s["codec_type"] == kind)
+            return float(stream["start_time"])
+
+        for who in ("Chair", "County-doctor"):
+            mic = next(f["name"] for f in tracks if who in f["name"] and "microphone" in f["name"])
+            cam = next(f["name"] for f in tracks if who in f["name"] and "camera" in f["name"])
+            offset = abs(start(mic, "audio") - start(cam, "video"))
+            assert offset <= 0.1, (who, offset)
+        offset = abs(start(composite["name"], "audio") - start(composite["name"], "video"))
+        assert offset <= 0.1, offset
+
         # Encrypted at rest: the bytes on disk are not MP4; a range returns exact plaintext.
         name = composite["name"]
         on_disk = next(server.data_dir.rglob(name))
