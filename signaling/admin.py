@@ -86,6 +86,7 @@ class CreateRoom(_Body):
     opens_at: Moment | None = None
     closes_at: Moment | None = None
     max_participants: Capacity | None = None
+    auto_record: bool = False
 
     @model_validator(mode="after")
     def _window(self) -> CreateRoom:
@@ -101,10 +102,11 @@ class UpdateRoom(_Body):
     opens_at: Moment | None = None
     closes_at: Moment | None = None
     max_participants: Capacity | None = None
+    auto_record: bool | None = None
 
     @model_validator(mode="after")
     def _required_stay_set(self) -> UpdateRoom:
-        for name in ("title", "password"):
+        for name in ("title", "password", "auto_record"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -251,6 +253,7 @@ class _AdminApi:
             "opens_at": _iso(record.opens_at),
             "closes_at": _iso(record.closes_at),
             "max_participants": record.max_participants,
+            "auto_record": record.auto_record,
             "participants": self.live.participant_count(record.id),
         }
 
@@ -267,6 +270,7 @@ class _AdminApi:
             opens_at=_timestamp(body.opens_at),
             closes_at=_timestamp(body.closes_at),
             max_participants=body.max_participants,
+            auto_record=body.auto_record,
         )
         try:
             await self.store.create(record)
@@ -314,6 +318,7 @@ class _AdminApi:
             opens_at=opens_at,
             closes_at=closes_at,
             max_participants=body.max_participants if "max_participants" in given else UNSET,
+            auto_record=body.auto_record if body.auto_record is not None else UNSET,
         )
         if record is None:
             raise _ApiError(404, "not_found", f"no room {room_id!r}")

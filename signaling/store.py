@@ -20,7 +20,7 @@ __all__ = ["DB_FILENAME", "UNSET", "RoomExists", "RoomRecord", "RoomStore", "Sto
 
 DB_FILENAME = "mcu.sqlite3"
 """The database's file name inside ``data_dir``."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _T = TypeVar("_T")
 
@@ -35,7 +35,10 @@ CREATE TABLE rooms (
     max_participants INTEGER
 ) STRICT;
 """
-_COLUMNS = "id, title, password_hash, created_at, opens_at, closes_at, max_participants"
+_SCHEMA_V2 = "ALTER TABLE rooms ADD COLUMN auto_record INTEGER NOT NULL DEFAULT 0"
+_COLUMNS = (
+    "id, title, password_hash, created_at, opens_at, closes_at, max_participants, auto_record"
+)
 
 
 class Unset(enum.Enum):
@@ -74,6 +77,8 @@ class RoomRecord:
     """Unix time from which joins are refused; None for no limit."""
     max_participants: int | None
     """Capacity; None means the server default."""
+    auto_record: bool = False
+    """Start recording when the first participant joins (consultations kept for the record)."""
 
     def is_open(self, now: float) -> bool:
         """Whether joins are allowed at Unix time ``now``."""
@@ -83,7 +88,10 @@ class RoomRecord:
 
 
 def _record(row: tuple[Any, ...]) -> RoomRecord:
-    return RoomRecord(*row)
+    room_id, title, password_hash, created_at, opens_at, closes_at, capacity, auto = row
+    return RoomRecord(
+        room_id, title, password_hash, created_at, opens_at, closes_at, capacity, bool(auto)
+    )
 
 
 class RoomStore:
@@ -133,7 +141,7 @@ class RoomStore:
             try:
                 with db:
                     db.execute(
-                        f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             record.id,
                             record.title,
@@ -142,6 +150,7 @@ class RoomStore:
                             record.opens_at,
                             record.closes_at,
                             record.max_participants,
+                            int(record.auto_record),
                         ),
                     )
             except sqlite3.IntegrityError:
@@ -172,6 +181,7 @@ class RoomStore:
         opens_at: float | Unset | None = UNSET,
         closes_at: float | Unset | None = UNSET,
         max_participants: int | Unset | None = UNSET,
+        auto_record: bool | Unset = UNSET,
     ) -> RoomRecord | None:
         """Change only the fields given (None clears an optional one); the updated room, or
         None if there is no such room."""
@@ -183,6 +193,10 @@ class RoomStore:
                 ("opens_at", opens_at),
                 ("closes_at", closes_at),
                 ("max_participants", max_participants),
+                (
+                    "auto_record",
+                    auto_record if isinstance(auto_record, Unset) else int(auto_record),
+                ),
             )
             if value is not UNSET
         }
@@ -263,3 +277,6 @@ class RoomStore:
                     if statement.strip():
                         db.execute(statement)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (1,))
+            if version < 2:
+                db.execute(_SCHEMA_V2)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (2,))

@@ -223,7 +223,10 @@ class ClientConnection:
                 msg = _reply(msg, message.id)
             await self.send(msg)
 
+        first = not room.participants
         participant = await room.add(message.name, role, send_joined_then_events)
+        if first and record.auto_record and not room.recording.active:
+            await room.recording.start()  # the room is set to record automatically
         participant.on_removed = self._on_removed_by_room
         self.participant = participant
         logger.info("room %s: %s (%s) joined as %s", room.id, participant.id, message.name, role)

@@ -83,8 +83,10 @@ async def test_create_room(api: Api) -> None:
         "opens_at",
         "closes_at",
         "max_participants",
+        "auto_record",
         "participants",
     }
+    assert body["auto_record"] is False
     assert body["id"] == "cardio-1"
     assert body["title"] == "Cardiology follow-up"
     assert body["opens_at"] == "2030-01-01T08:00:00Z"

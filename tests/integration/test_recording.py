@@ -156,3 +156,25 @@ async def test_sigkill_mid_recording_leaves_playable_files(tmp_path: Path) -> No
             assert frame_count(path) > minimum, (f["name"], frame_count(path))
     finally:
         assert await again.stop() == 0
+
+
+async def test_room_set_to_record_automatically(server: ServerProcess) -> None:
+    body = {"id": "cardio-1", "title": "Consult", "password": "correct horse", "auto_record": True}
+    async with server.http.post(server.base_url + "/api/rooms", json=body) as r:
+        assert r.status == 201 and (await r.json())["auto_record"] is True
+    client = await joined_client(server, "Doctor", password="correct horse")
+    try:
+        started = await client.wait_for(lambda m: m["type"] == "recording" and m["active"])
+        joined = next(m for m in client.messages if m["type"] == "joined")
+        assert started["recording_id"]
+        assert joined is not None
+    finally:
+        await client.close()
+    # Leaving ends the session and the recording; the library has it.
+    item = await _item(server, started["recording_id"], complete=False)
+    for _ in range(60):
+        if item["status"] != "recording":
+            break
+        await asyncio.sleep(0.25)
+        item = await _item(server, started["recording_id"], complete=False)
+    assert item["kind"] == "recording" and item["room_id"] == "cardio-1"
