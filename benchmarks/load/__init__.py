@@ -1,0 +1,1 @@
+"""The load-test tool's parts (``benchmarks/loadtest.py`` is the entry point)."""
