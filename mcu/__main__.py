@@ -14,12 +14,21 @@ from typing import Any
 from aiohttp import web
 
 from .config import Config, ConfigError, load_config
-from .server import create_app
+from .server import begin_shutdown, create_app
 from .signaling.recording import wait_for_composites
+
+# Attributes every LogRecord has; anything else on a record came from the call's ``extra``.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
+) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers."""
+    """One JSON object per line, for log shippers.
+
+    Fields passed with ``extra`` (``logger.info("...", extra={"room": r, "participant": p})``)
+    become top-level fields of the object; values JSON cannot hold are written as ``str()``.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -28,9 +37,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in entry:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
 
 
 def setup_logging(config: Config) -> None:
@@ -70,6 +84,7 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    begin_shutdown(app)  # /readyz answers 503 while sessions are being ended
     logging.getLogger("mcu").info("shutting down")
     # End rooms while sockets are still open, so every client is told why before aiohttp closes
     # them (aiohttp's own shutdown closes WebSockets before its on_shutdown hooks run).

@@ -42,6 +42,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
@@ -399,6 +400,9 @@ def bind_feedback(sender: RTCRtpSender, consumer: Consumer) -> None:
                 return
             consumer.on_remb(bitrate)
         else:
+            if isinstance(packet, RtcpRrPacket):
+                for report in packet.reports:
+                    metrics.observe_receiver_report(report.fraction_lost)
             await original(packet)  # receiver reports: round-trip time and loss for getStats
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]

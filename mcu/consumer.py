@@ -16,6 +16,7 @@ from typing import Protocol
 
 from .history import PacketHistory
 from .media import IncomingPacket, KeyframeSource
+from .metrics import FORWARDING_SAMPLER
 from .rtp import (
     abs_send_time,
     extend_sequence,
@@ -148,6 +149,8 @@ class Consumer:
         if self._transmitter.send(data):
             self.packets_sent += 1
             self.bytes_sent += len(packet.payload)
+            if not self.packets_sent & 63:  # arrival -> send latency, one packet in 64
+                FORWARDING_SAMPLER.observe(packet.arrival)
         else:
             self.packets_dropped += 1
 

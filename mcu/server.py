@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
 from mcu.crypto.tokens import InviteSigner
 from mcu.recorder.catalogue import Catalogue
 from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
+from mcu.recorder.writer import TrackWriter
 from mcu.signaling.admin import setup_admin_api
 from mcu.signaling.recording import RecordingServices, composite_executor
 from mcu.signaling.session import Rooms
@@ -23,9 +27,12 @@ from mcu.signaling.throttle import LoginThrottle
 from mcu.signaling.uploads import upload_document
 from mcu.signaling.ws import SignalingServices, websocket_handler
 
-from . import aiortc_adapter, ice
+from . import __version__, aiortc_adapter, ice, metrics
 from .config import Config
+from .consumer import Consumer
+from .looplag import LoopLagMonitor
 from .peer import IceServerConfig
+from .producer import Producer
 
 logger = logging.getLogger(__name__)
 
@@ -33,40 +40,92 @@ WEB_ROOT = Path(str(resources.files("mcu.signaling") / "web"))
 
 
 class MediaCollector(Collector):
-    """Forwarding totals, summed from the producers and consumers at scrape time.
+    """Forwarding and recording totals, read from live objects at scrape time.
 
     Counting in the hot path with prometheus counters would cost a lock per packet per consumer;
-    plain integers on the objects cost nothing, and a scrape sums them.
+    plain integers on the objects cost nothing, and a scrape sums them. A :class:`CounterSweep`
+    per kind of object keeps what departed objects counted, so the totals are true counters.
     """
 
     def __init__(self, rooms: Rooms) -> None:
         self._rooms = rooms
-        self._retired = [0, 0, 0, 0]
+        self._producers = metrics.CounterSweep(("packets_received", "bytes_received"))
+        self._consumers = metrics.CounterSweep(("packets_sent", "bytes_sent", "packets_dropped"))
+        self._writers = metrics.CounterSweep(("bytes_written",))
 
-    def collect(self):  # type: ignore[no-untyped-def]
-        packets_in = bytes_in = packets_out = bytes_out = 0
+    def collect(self) -> Iterator[Metric]:
+        """One scrape: walk the rooms once."""
+        producers: list[Producer] = []
+        consumers: list[Consumer] = []
+        writers: list[TrackWriter] = []
+        recording = 0
         for room in self._rooms.rooms.values():
+            recording += room.recording.active
             for participant in room.participants.values():
                 for track in participant.tracks.values():
-                    packets_in += track.producer.packets_received
-                    bytes_in += track.producer.bytes_received
+                    producers.append(track.producer)
+                    writers.extend(s for s in track.producer.sinks if isinstance(s, TrackWriter))
                 if participant.subscriber is not None:
-                    for consumer in participant.subscriber.consumers():
-                        packets_out += consumer.packets_sent
-                        bytes_out += consumer.bytes_sent
-        totals = [packets_in, bytes_in, packets_out, bytes_out]
-        # Counters must not go down when a participant leaves: keep the high-water mark.
-        self._retired = [max(a, b) for a, b in zip(self._retired, totals, strict=True)]
-        names = (
-            ("mcu_rtp_packets_received", "RTP packets received from publishers (live tracks)."),
-            ("mcu_rtp_received_bytes", "RTP payload bytes received from publishers (live tracks)."),
-            ("mcu_rtp_packets_sent", "RTP packets forwarded to subscribers (live consumers)."),
-            ("mcu_rtp_sent_bytes", "RTP payload bytes forwarded to subscribers (live consumers)."),
+                    consumers.extend(participant.subscriber.consumers())
+        packets_in, bytes_in = self._producers.collect(producers)
+        packets_out, bytes_out, dropped = self._consumers.collect(consumers)
+        (written,) = self._writers.collect(writers)
+        yield _counter(
+            "mcu_rtp_packets_received_total",
+            "RTP packets received from publishers (RTX unwrapped; includes departed tracks).",
+            packets_in,
         )
-        for (name, doc), value in zip(names, totals, strict=True):
-            family = CounterMetricFamily(name, doc)
-            family.add_metric([], value)
-            yield family
+        yield _counter(
+            "mcu_rtp_received_bytes_total",
+            "RTP payload bytes received from publishers (includes departed tracks).",
+            bytes_in,
+        )
+        yield _counter(
+            "mcu_rtp_packets_sent_total",
+            "RTP packets forwarded to subscribers (includes departed consumers).",
+            packets_out,
+        )
+        yield _counter(
+            "mcu_rtp_sent_bytes_total",
+            "RTP payload bytes forwarded to subscribers (includes departed consumers).",
+            bytes_out,
+        )
+        yield _counter(
+            "mcu_rtp_packets_dropped_total",
+            "RTP packets not sent to a subscriber: transport not ready or send queue full.",
+            dropped,
+        )
+        yield _counter(
+            "mcu_recording_written_bytes_total",
+            "Bytes written to recording files (plaintext, before encryption at rest).",
+            written,
+        )
+        yield GaugeMetricFamily("mcu_recordings_active", "Rooms being recorded.", recording)
+        yield GaugeMetricFamily(
+            "mcu_recording_tracks", "Tracks being written to recordings.", len(writers)
+        )
+
+
+def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+@dataclass
+class Readiness:
+    """Whether this process should get new sessions (the load balancer's ``/readyz``)."""
+
+    started: float = field(default_factory=time.monotonic)
+    "Monotonic time the application was built, for ``uptime_seconds``."
+    shutting_down: bool = False
+    "Set when shutdown begins: ``/readyz`` answers 503 from then on."
+
+
+READINESS = web.AppKey("readiness", Readiness)
+
+
+def begin_shutdown(app: web.Application) -> None:
+    """Mark the process as shutting down, so ``/readyz`` steers new sessions elsewhere."""
+    app[READINESS].shutting_down = True
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -79,7 +138,24 @@ async def metrics_handler(request: web.Request) -> web.Response:
 async def health_handler(request: web.Request) -> web.Response:
     """``GET /healthz``: liveness for load balancers, with room and participant counts."""
     rooms: Rooms = request.app["rooms"]
-    return web.json_response({"status": "ok"} | rooms.stats())
+    readiness = request.app[READINESS]
+    return web.json_response(
+        {"status": "ok"}
+        | rooms.stats()
+        | {
+            "uptime_seconds": round(time.monotonic() - readiness.started, 3),
+            "version": __version__,
+            "worker": metrics.WORKER,
+        }
+    )
+
+
+async def readiness_handler(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 while accepting sessions, 503 once shutdown has begun."""
+    readiness = request.app[READINESS]
+    if readiness.shutting_down:
+        return web.json_response({"status": "shutting_down"}, status=503)
+    return web.json_response({"status": "ready"})
 
 
 async def room_page(request: web.Request) -> web.FileResponse:
@@ -152,6 +228,7 @@ async def create_app(config: Config) -> web.Application:
     rooms = Rooms(ice_servers(config), recording)
     app = web.Application(client_max_size=256 * 1024)
     app["rooms"] = rooms
+    app[READINESS] = Readiness()
     app["signaling"] = SignalingServices(
         rooms=rooms,
         store=store,
@@ -162,6 +239,7 @@ async def create_app(config: Config) -> web.Application:
     )
     collector = MediaCollector(rooms)
     REGISTRY.register(collector)
+    loop_lag = LoopLagMonitor()
     # Before setup_library: its /library sub-application would otherwise answer /library itself.
     app.router.add_get("/library", library_page)
     setup_library(
@@ -181,16 +259,23 @@ async def create_app(config: Config) -> web.Application:
     app.router.add_static("/static/", WEB_ROOT, show_index=False)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
+    app.router.add_get("/readyz", readiness_handler)
+
+    async def startup(app: web.Application) -> None:
+        loop_lag.start()
 
     async def shutdown(app: web.Application) -> None:
+        begin_shutdown(app)
         await rooms.close_all()
 
     async def cleanup(app: web.Application) -> None:
+        await loop_lag.stop()
         REGISTRY.unregister(collector)
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
         await store.close()
 
+    app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
     return app
