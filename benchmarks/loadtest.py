@@ -15,6 +15,12 @@ subscribers join (same pace) and each is ready once a packet of every track has 
 ``--duration`` seconds of steady state; then everything leaves. Exit status 0 when the run had
 no errors and met ``--max-loss`` (worst subscriber) and ``--max-join-p95`` (p95 of socket ->
 media); 1 otherwise; 2 for bad arguments. See ``benchmarks/LOADTEST.md``.
+
+``--target janus`` runs the same scenario against a Janus VideoRoom at ``--url`` (its HTTP API,
+e.g. ``http://127.0.0.1:8088/janus`` inside the ``mcu-bench`` namespace of
+``benchmarks/janus/run-janus.sh``) with ``load/janus.py``: rooms are created and destroyed through
+the VideoRoom API, no admin token, no ``/metrics``. With ``--server-pid`` the server's CPU and RSS
+come from ``/proc/PID`` (either target; for ours they replace the ``/metrics`` figures).
 """
 
 from __future__ import annotations
@@ -45,10 +51,14 @@ from load.client import (  # noqa: E402
     LoadClient,
 )
 from load.clip import encode_clip  # noqa: E402
+from load.janus import JanusClient, JanusSession, create_room, destroy_room  # noqa: E402
 from load.report import html_report, subscriber_rows, summarise, text_report, track_rows  # noqa: E402
-from load.server_metrics import MetricsSampler  # noqa: E402
+from load.server_metrics import MetricsSampler, ServerSample  # noqa: E402
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+JANUS_ICE_ADDRESS = "10.99.0.1"  # run-janus.sh's ADDR: Janus gathers no candidate on lo
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 READY_TIMEOUT = 30.0  # per client: socket -> media
 CLOSE_TIMEOUT = 30.0
 MAX_CLIENTS = 5000
@@ -92,8 +102,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--url", default="http://127.0.0.1:8080", help="the server's HTTP origin")
+    add("--target", choices=("ours", "janus"), default="ours", help="the server under load")
+    add("--url", default="http://127.0.0.1:8080", help="the server's HTTP origin (janus: API URL)")
     add("--admin-token", default=os.environ.get("MCU_ADMIN_TOKEN"), help="or MCU_ADMIN_TOKEN")
+    add("--server-pid", type=int, help="read the server's CPU and RSS from /proc/PID")
+    add(
+        "--ice-address",
+        help=f"gather ICE on this address only (janus default {JANUS_ICE_ADDRESS};"
+        " ours default 127.0.0.1 when --url is loopback)",
+    )
     add("--allow-remote", action="store_true", help="allow a target other than loopback")
     add("--rooms", type=int, default=1, help="rooms to create")
     add("--publishers", type=int, default=1, help="video+audio publishers per room")
@@ -112,8 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--html", type=Path, help="write a self-contained HTML report here")
     add("--quiet", action="store_true", help="no live progress lines")
     args = parser.parse_args(argv)
-    if not args.admin_token:
+    if args.target == "ours" and not args.admin_token:
         parser.error("--admin-token (or MCU_ADMIN_TOKEN) is required")
+    if args.target == "janus" and args.speakers:
+        parser.error("--speakers is not supported with --target janus")
+    if args.server_pid is not None and not Path(f"/proc/{args.server_pid}/stat").exists():
+        parser.error(f"--server-pid {args.server_pid}: no such process")
     split = urlsplit(args.url)
     if split.scheme not in ("http", "https") or not split.hostname:
         parser.error("--url must be http(s)://HOST:PORT")
@@ -174,10 +195,17 @@ def plan(args: argparse.Namespace, run_id: str) -> tuple[list[dict[str, Any]], l
     return rooms, specs
 
 
+class NoSampler:
+    """No server figures (Janus without ``--server-pid``)."""
+
+    async def sample(self, t: float) -> None:
+        return None
+
+
 class Progress:
     """Samples clients and server once a second: the timeline and the live progress line."""
 
-    def __init__(self, clients: list[LoadClient], sampler: MetricsSampler, t0: float) -> None:
+    def __init__(self, clients: list[Any], sampler: Any, t0: float) -> None:
         self.clients = clients
         self.sampler = sampler
         self.t0 = t0
@@ -241,7 +269,7 @@ class Progress:
             await asyncio.sleep(max(0.0, self.t0 + i + 1 - time.monotonic()))
 
 
-async def join_paced(clients: list[LoadClient], rate: float, timeout: float) -> None:
+async def join_paced(clients: list[Any], rate: float, timeout: float) -> None:
     """Start ``clients`` at ``rate`` per second; wait until each is ready or has failed."""
     start = time.monotonic()
 
@@ -283,12 +311,85 @@ async def delete_rooms(
     return problems
 
 
+def proc_cpu_rss(pid: int) -> tuple[float, float]:
+    """(utime + stime in seconds, RSS in bytes) of process ``pid`` from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[21]) * PAGE_SIZE
+
+
+class ProcSampler:
+    """Server CPU and RSS from ``/proc/PID/stat``, over ``/metrics`` figures if there are any."""
+
+    def __init__(self, pid: int, metrics: MetricsSampler | None) -> None:
+        self.pid = pid
+        self.metrics = metrics
+        self._last: tuple[float, float] | None = None
+        self.failures = 0
+
+    async def sample(self, t: float) -> ServerSample | None:
+        base = await self.metrics.sample(t) if self.metrics is not None else None
+        try:
+            cpu, rss = proc_cpu_rss(self.pid)
+        except (OSError, ValueError, IndexError):
+            self.failures += 1
+            return base
+        last, self._last = self._last, (t, cpu)
+        cpu_percent = None
+        if last is not None and t > last[0]:
+            cpu_percent = max(0.0, cpu - last[1]) / (t - last[0]) * 100
+        return ServerSample(
+            t=t,
+            cpu_percent=cpu_percent,
+            rss_mb=rss / 2**20,
+            egress_pps=base.egress_pps if base else None,
+            ingress_pps=base.ingress_pps if base else None,
+        )
+
+
+async def create_janus_rooms(
+    http: aiohttp.ClientSession, base: str, rooms: list[dict[str, Any]], specs: list[ClientSpec],
+    publishers: int, codec: str,
+) -> list[tuple[int, JanusSession, int]]:  # fmt: skip
+    """Create one VideoRoom per planned room; the specs' room ids become the Janus room numbers."""
+    created = []
+    numbers = {}
+    try:
+        for room in rooms:
+            number, session, handle = await create_room(http, base, publishers, codec)
+            created.append((number, session, handle))
+            numbers[room["id"]] = str(number)
+    except BaseException:
+        for number, session, handle in created:
+            await destroy_room(session, handle, number)
+        raise
+    for room in rooms:
+        room["janus_room"] = int(numbers[room["id"]])
+    for spec in specs:
+        spec.room_id = numbers[spec.room_id]
+    return created
+
+
+def set_feeds(clients: list[Any]) -> None:
+    """Janus subscribers subscribe to the feeds of their room's publishers (known once joined)."""
+    feeds: dict[str, list[int]] = {}
+    for client in clients:
+        if client.spec.role != SUBSCRIBER and client.feed is not None:
+            feeds.setdefault(client.spec.room_id, []).append(client.feed)
+    for client in clients:
+        if client.spec.role == SUBSCRIBER:
+            client.feeds = feeds.get(client.spec.room_id, [])
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     split = urlsplit(args.url)
-    if split.hostname in LOOPBACK_HOSTS:
-        from mcu import ice  # gather on loopback only (aioice skips it by default)
+    janus = args.target == "janus"
+    address = args.ice_address or (JANUS_ICE_ADDRESS if janus else None)
+    if address is None and split.hostname in LOOPBACK_HOSTS:
+        address = "127.0.0.1"  # gather on loopback only (aioice skips it by default)
+    if address is not None:
+        from mcu import ice
 
-        ice.install(ice.IcePolicy(addresses=("127.0.0.1",)))
+        ice.install(ice.IcePolicy(addresses=(address,)))
     base = args.url.rstrip("/")
     ws_url = ("wss" if split.scheme == "https" else "ws") + base[len(split.scheme) :] + "/ws"
     codec = {"vp8": "video/VP8", "h264": "video/H264"}[args.video_codec]
@@ -307,15 +408,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     run_id = secrets.token_hex(3)
     rooms, specs = plan(args, run_id)
-    clients = [LoadClient(spec, ws_url, clip) for spec in specs]
-    publishers = [c for c in clients if c.spec.role != SUBSCRIBER]
-    subscribers = [c for c in clients if c.spec.role == SUBSCRIBER]
-    headers = {"Authorization": f"Bearer {args.admin_token}"}
+    if janus:  # JanusClient counts at the socket only: no decoding subscriber
+        for spec in specs:
+            spec.decode = False
+    headers = {} if janus else {"Authorization": f"Bearer {args.admin_token}"}
     timeout = aiohttp.ClientTimeout(total=15)
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-        await create_rooms(session, base, rooms)
+    # Janus: every client holds a long poll, so no cap on the connections.
+    connector = aiohttp.TCPConnector(limit=0) if janus else None
+    async with aiohttp.ClientSession(
+        headers=headers, timeout=timeout, connector=connector
+    ) as session:
+        clients: list[Any]
+        if janus:
+            janus_rooms = await create_janus_rooms(
+                session,
+                base,
+                rooms,
+                specs,
+                args.publishers + args.audio_publishers,
+                clip.video_codec,
+            )
+            clients = [JanusClient(spec, session, base, clip) for spec in specs]
+            sampler: Any = None
+        else:
+            clients = [LoadClient(spec, ws_url, clip) for spec in specs]
+            await create_rooms(session, base, rooms)
+            sampler = MetricsSampler(session, f"{base}/metrics")
+        if args.server_pid is not None:
+            sampler = ProcSampler(args.server_pid, sampler)
+        elif sampler is None:
+            sampler = NoSampler()
+        publishers = [c for c in clients if c.spec.role != SUBSCRIBER]
+        subscribers = [c for c in clients if c.spec.role == SUBSCRIBER]
         t0 = time.monotonic()
-        progress = Progress(clients, MetricsSampler(session, f"{base}/metrics"), t0)
+        progress = Progress(clients, sampler, t0)
         setup_limit = len(clients) / args.join_rate + 2 * READY_TIMEOUT
         progress_task = asyncio.create_task(
             progress.run(args.quiet, setup_limit + args.duration + CLOSE_TIMEOUT)
@@ -323,6 +449,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         problems: list[str] = []
         try:
             await join_paced(publishers, args.join_rate, READY_TIMEOUT)
+            if janus:
+                set_feeds(clients)
             await join_paced(subscribers, args.join_rate, READY_TIMEOUT)
             steady_from = time.monotonic() - t0
             await asyncio.sleep(args.duration)
@@ -335,7 +463,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 asyncio.gather(*(c.close() for c in clients), return_exceptions=True),
                 CLOSE_TIMEOUT,
             )
-            problems += await delete_rooms(session, base, rooms)
+            if janus:
+                for number, admin, handle in janus_rooms:
+                    problems += await destroy_room(admin, handle, number)
+            else:
+                problems += await delete_rooms(session, base, rooms)
     return build_result(args, started_at, clip.describe(), clients, sent, progress, steady_from,
                         measured_at, problems)  # fmt: skip
 
@@ -344,7 +476,7 @@ def build_result(
     args: argparse.Namespace,
     started_at: str,
     clip: dict[str, Any],
-    clients: list[LoadClient],
+    clients: list[Any],
     sent: dict[str, dict[str, tuple[int, int]]],
     progress: Progress,
     steady_from: float,
@@ -409,6 +541,7 @@ def build_result(
     config["html"] = str(args.html) if args.html else None
     config["video_resolution"] = "{}x{}".format(*args.video_resolution)
     return {
+        "target": args.target,
         "started_at": started_at,
         "config": config,
         "clip": clip,

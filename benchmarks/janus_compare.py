@@ -1,0 +1,430 @@
+"""Side by side: the same load on Janus's VideoRoom and on our server, on one core each.
+
+    sudo .venv/bin/python benchmarks/janus_compare.py                    # N = 25 50 100 200, 10 s
+    sudo .venv/bin/python benchmarks/janus_compare.py --n 25 50 --duration 10 --json out.json
+
+Scenario: 1 publisher (the pre-encoded clip of ``load/clip.py``, video + Opus) -> N subscribers
+that count SRTP packets at the socket without decrypting (``load/counting.py``), for
+``--duration`` seconds of steady state after every subscriber receives both tracks.
+
+Everything runs in a private network namespace (``benchmarks/janus/run-janus.sh``: ``lo`` plus
+an ``ifb`` with 10.99.0.1/32, no uplink). Janus (``event_loops = 1``) and ``python -m mcu`` both
+run there pinned to core 0 (``taskset -c 0``); each load run is a worker process of this script
+pinned to core 1. Runs alternate between the servers at each N. Server CPU comes from
+``/proc/<pid>/stat`` (utime + stime) read when the worker reports the steady window's start and
+end. A server "holds" N when every subscriber got media and the worst subscriber lost <= 1 % over
+the steady window; stepping stops for a server at its first failing N. Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import pickle
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for path in (str(HERE), str(ROOT)):
+    if path not in sys.path:  # run as a script from anywhere
+        sys.path.insert(0, path)
+
+RUN_JANUS = HERE / "janus" / "run-janus.sh"
+NETNS = os.environ.get("NETNS", "mcu-bench")
+ADDR = "10.99.0.1"
+JANUS_URL = "http://127.0.0.1:8088/janus"
+OURS_PORT = 8080
+SERVER_CPU, CLIENT_CPU = "0", "1"
+READY_TIMEOUT = 30.0
+MAX_N = 2000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the worker: one load run, inside the namespace ----------------------------------------------
+
+
+def _snapshot(clients: list[Any]) -> dict[str, dict[int, tuple[int, int]]]:
+    """name -> ssrc -> (packets, expected) of every subscriber, non-RTX streams only."""
+    return {
+        c.spec.name: {
+            ssrc: (s.packets, s.expected)
+            for ssrc, s in list(c.streams.items())
+            if not c.ssrc_tracks.get(ssrc, (None, False))[1]
+        }
+        for c in clients
+    }
+
+
+def _window(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, list[float]]:
+    """(packets received in the window, each subscriber's loss over the window)."""
+    total, losses = 0, []
+    for name, streams in after.items():
+        got = expected = 0
+        for ssrc, (packets, span) in streams.items():
+            p0, e0 = before.get(name, {}).get(ssrc, (0, 0))
+            got += packets - p0
+            expected += span - e0
+        total += got
+        losses.append(max(0.0, 1 - got / expected) if expected > 0 else 1.0)
+    return total, losses
+
+
+async def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Join 1 publisher and N subscribers, print STEADY/END around the window, return figures."""
+    import aiohttp
+    from load.client import PUBLISHER, SUBSCRIBER, ClientSpec, LoadClient
+    from load.janus import JanusClient, create_room, destroy_room
+    from load.report import subscriber_rows
+    from loadtest import create_rooms, delete_rooms, join_paced
+
+    from mcu import ice
+
+    ice.install(ice.IcePolicy(addresses=(ADDR,)))
+    with open(args.clip, "rb") as file:  # noqa: ASYNC230 (once, before any client)
+        clip = pickle.load(file)
+    problems: list[str] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    headers = {"Authorization": f"Bearer {os.environ.get('MCU_ADMIN_TOKEN', '')}"}
+    async with aiohttp.ClientSession(connector=connector) as http:
+        clients: list[Any]
+        if args.worker == "janus":
+            room, admin, handle = await create_room(http, JANUS_URL, 1, clip.video_codec)
+            room_id = str(room)
+            clients = [
+                JanusClient(ClientSpec("pub0", PUBLISHER, room_id, ""), http, JANUS_URL, clip)
+            ]
+        else:
+            room_id = f"jc-{secrets.token_hex(3)}"
+            password = secrets.token_urlsafe(12)
+            base = f"http://{ADDR}:{OURS_PORT}"
+            rooms = [{"id": room_id, "password": password, "max_participants": args.n + 1}]
+            async with aiohttp.ClientSession(headers=headers) as api:
+                await create_rooms(api, base, rooms)
+            ws = f"ws://{ADDR}:{OURS_PORT}/ws"
+            clients = [LoadClient(ClientSpec("pub0", PUBLISHER, room_id, password), ws, clip)]
+        publisher = clients[0]
+        t0 = time.monotonic()
+        try:
+            await publisher.run(READY_TIMEOUT)
+            if publisher.ready_s is None:
+                raise RuntimeError(f"publisher not ready: {publisher.errors}")
+            for s in range(args.n):
+                spec = ClientSpec(
+                    f"sub{s}", SUBSCRIBER, room_id, "" if args.worker == "janus" else password
+                )
+                spec.expected_tracks = 2
+                if args.worker == "janus":
+                    sub = JanusClient(spec, http, JANUS_URL, clip, feed=publisher.feed)
+                else:
+                    sub = LoadClient(spec, ws, clip)
+                clients.append(sub)
+            subscribers = clients[1:]
+            await join_paced(subscribers, args.join_rate, READY_TIMEOUT)
+            joined_s = time.monotonic() - t0
+            await asyncio.sleep(1.0)  # let the last joins' keyframes and bursts pass
+            before, cpu0 = _snapshot(subscribers), resource.getrusage(resource.RUSAGE_SELF)
+            print("STEADY", flush=True)
+            w0 = time.monotonic()
+            await asyncio.sleep(args.duration)
+            print("END", flush=True)
+            window = time.monotonic() - w0
+            after, cpu1 = _snapshot(subscribers), resource.getrusage(resource.RUSAGE_SELF)
+            sent = await publisher.sent()
+        finally:
+            await asyncio.wait_for(
+                asyncio.gather(*(c.close() for c in clients), return_exceptions=True), 30
+            )
+            if args.worker == "janus":
+                problems += await destroy_room(admin, handle, room)
+            else:
+                async with aiohttp.ClientSession(headers=headers) as api:
+                    problems += await delete_rooms(api, base, rooms)
+    packets, losses = _window(before, after)
+    client_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    rows = subscriber_rows(clients)
+    errors = [f"{c.spec.name}: {e}" for c in clients for e in c.errors] + problems
+    return {
+        "server": args.worker,
+        "n": args.n,
+        "window_s": window,
+        "join_s": joined_s,
+        "ready": sum(c.ready_s is not None for c in subscribers),
+        "packets": packets,
+        "loss_max": max(losses, default=1.0),
+        "loss_mean": sum(losses) / len(losses) if losses else 1.0,
+        "client_cpu_percent": 100 * client_cpu / window,
+        "publisher_sent": sent,
+        "subscribers": rows,
+        "errors": errors,
+    }
+
+
+# -- the orchestrator: servers, alternating runs, the table --------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (all its threads), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def netns_exec(*command: str) -> list[str]:
+    return ["ip", "netns", "exec", NETNS, *command]
+
+
+def start_ours(data_dir: str, token: str) -> subprocess.Popen[bytes]:
+    """``python -m mcu`` in the namespace on core 0; returns once /metrics answers."""
+    env = os.environ | {"MCU_ADMIN_TOKEN": token}
+    command = netns_exec(
+        "taskset", "-c", SERVER_CPU, sys.executable, "-m", "mcu", "--host", ADDR,
+        "--port", str(OURS_PORT), "--media-address", ADDR, "--data-dir", data_dir,
+        "--log-level", "warning",
+    )  # fmt: skip
+    log = open(Path(data_dir) / "mcu.log", "wb")  # closed with the process
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    url = f"http://{ADDR}:{OURS_PORT}/metrics"
+    for _ in range(100):  # 100 x 0.2 s
+        if server.poll() is not None:
+            raise RuntimeError(f"our server exited; see {data_dir}/mcu.log")
+        probe = subprocess.run(netns_exec("curl", "-sf", "-o", "/dev/null", url), check=False)
+        if probe.returncode == 0:
+            return server
+        time.sleep(0.2)
+    raise RuntimeError("our server did not answer /metrics within 20 s")
+
+
+def janus_pid() -> int:
+    pidfile = Path(os.environ.get("JANUS_DIR", "/tmp/mcu-bench-janus")) / "janus.pid"
+    return int(pidfile.read_text().strip())
+
+
+def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[str, str],
+             clip_path: str) -> dict[str, Any]:  # fmt: skip
+    """One worker run; the server's CPU over the worker's steady window."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        result_path = out.name
+    command = netns_exec(
+        "taskset", "-c", CLIENT_CPU, sys.executable, str(Path(__file__).resolve()),
+        "--worker", server, "--n", str(n), "--duration", str(args.duration),
+        "--join-rate", str(args.join_rate), "--clip", clip_path, "--result", result_path,
+    )  # fmt: skip
+    limit = n / args.join_rate + 2 * READY_TIMEOUT + args.duration + 60
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    marks: dict[str, tuple[float, float]] = {}
+    deadline = time.monotonic() + limit
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends when the worker exits
+            word = line.strip()
+            if word in ("STEADY", "END"):
+                marks[word] = (time.monotonic(), cpu_seconds(pid))
+            if time.monotonic() > deadline:
+                break
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result: dict[str, Any] = {"server": server, "n": n, "errors": []}
+    with contextlib.suppress(OSError, ValueError):
+        result = json.loads(Path(result_path).read_text())
+    Path(result_path).unlink(missing_ok=True)
+    if proc.returncode != 0:
+        result["errors"].append(f"worker exited with {proc.returncode}")
+    if "STEADY" in marks and "END" in marks:
+        wall = marks["END"][0] - marks["STEADY"][0]
+        cpu = marks["END"][1] - marks["STEADY"][1]
+        result["server_cpu_percent"] = 100 * cpu / wall
+        result["server_cpu_per_sub_percent"] = 100 * cpu / wall / n
+        packets = result.get("packets") or 0
+        result["server_us_per_packet"] = 1e6 * cpu / packets if packets else None
+    return result
+
+
+def holds(result: dict[str, Any], max_loss: float) -> bool:
+    return (
+        result.get("ready") == result["n"]
+        and result.get("loss_max", 1.0) <= max_loss
+        and "server_cpu_percent" in result
+    )
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def print_table(results: list[dict[str, Any]], max_loss: float) -> dict[str, Any]:
+    print()
+    print(
+        f"{'server':6} {'N':>5} {'ready':>6} {'rx pkt/s':>9} {'worst loss':>10}"
+        f" {'srv cpu':>8} {'cpu/sub':>8} {'us/pkt':>7} {'client cpu':>10} {'errors':>6}"
+    )
+    for r in results:
+        rate = r.get("packets", 0) / r["window_s"] if r.get("window_s") else None
+        print(
+            f"{r['server']:6} {r['n']:>5} {r.get('ready', 0):>6} {fmt(rate, '{:,.0f}'):>9}"
+            f" {fmt(r.get('loss_max'), '{:.2%}'):>10}"
+            f" {fmt(r.get('server_cpu_percent'), '{:.1f}%'):>8}"
+            f" {fmt(r.get('server_cpu_per_sub_percent'), '{:.3f}%'):>8}"
+            f" {fmt(r.get('server_us_per_packet'), '{:.1f}'):>7}"
+            f" {fmt(r.get('client_cpu_percent'), '{:.0f}%'):>10} {len(r.get('errors', [])):>6}"
+        )
+    summary: dict[str, Any] = {}
+    for server in ("janus", "ours"):
+        mine = [r for r in results if r["server"] == server]
+        passed = [r["n"] for r in mine if holds(r, max_loss)]
+        per_sub = [r["server_cpu_per_sub_percent"] for r in mine if holds(r, max_loss)]
+        per_pkt = [r["server_us_per_packet"] for r in mine if r.get("server_us_per_packet")]
+        summary[server] = {
+            "max_n_held": max(passed, default=0),
+            "cpu_per_sub_percent_median": sorted(per_sub)[len(per_sub) // 2] if per_sub else None,
+            "us_per_packet_median": sorted(per_pkt)[len(per_pkt) // 2] if per_pkt else None,
+        }
+    j, o = summary["janus"], summary["ours"]
+    print()
+    ratio_n = f", ours/janus = {o['max_n_held'] / j['max_n_held']:.2f}" if j["max_n_held"] else ""
+    print(
+        f"held at <= {max_loss:.0%} loss on one core: janus N={j['max_n_held']},"
+        f" ours N={o['max_n_held']}{ratio_n}"
+    )
+    labels = (
+        ("cpu_per_sub_percent_median", "CPU per subscriber (% of a core)"),
+        ("us_per_packet_median", "server CPU per forwarded packet (us)"),
+    )
+    for key, label in labels:
+        a, b = j[key], o[key]
+        ratio = f", ours/janus = {b / a:.2f}" if a and b else ""
+        print(f"{label}, median over N: janus {fmt(a, '{:.3f}')}, ours {fmt(b, '{:.3f}')}{ratio}")
+    summary["ratio_max_n"] = o["max_n_held"] / j["max_n_held"] if j["max_n_held"] else None
+    return summary
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("janus_compare.py needs root (network namespace)", file=sys.stderr)
+        return 2
+    if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
+        print("needs two cores: servers on 0, clients on 1", file=sys.stderr)
+        return 2
+    if not shutil.which("curl"):
+        print("needs curl", file=sys.stderr)
+        return 2
+    from load.clip import encode_clip
+
+    codec = {"vp8": "video/VP8", "h264": "video/H264"}[args.video_codec]
+    clip = encode_clip(codec, 640, 360, args.video_bitrate)
+    info = clip.describe()
+    print(
+        "clip: {video_codec} {resolution} {fps} fps, {video_bitrate_bps:,} bit/s + Opus".format(
+            **info
+        )
+    )
+    work = tempfile.mkdtemp(prefix="janus-compare-")
+    clip_path = str(Path(work) / "clip.pickle")
+    Path(clip_path).write_bytes(pickle.dumps(clip))
+    token = secrets.token_urlsafe(24)
+    env = os.environ | {"MCU_ADMIN_TOKEN": token}
+    ours: subprocess.Popen[bytes] | None = None
+    results: list[dict[str, Any]] = []
+    try:
+        subprocess.run([str(RUN_JANUS), "start"], check=True, env=env | {"JANUS_CPU": SERVER_CPU})
+        ours = start_ours(work, token)
+        pids = {"janus": janus_pid(), "ours": ours.pid}
+        print(f"janus pid {pids['janus']}, ours pid {pids['ours']}, both on core {SERVER_CPU};"
+              f" clients on core {CLIENT_CPU}", flush=True)  # fmt: skip
+        failed: set[str] = set()
+        for step, n in enumerate(args.n):
+            order = ["janus", "ours"] if step % 2 == 0 else ["ours", "janus"]
+            for server in order:
+                if server in failed:
+                    continue
+                for _ in range(args.repeat):
+                    print(f"-- {server} N={n} ...", flush=True)
+                    result = run_once(server, pids[server], n, args, env, clip_path)
+                    results.append(result)
+                    print(f"   ready {result.get('ready')}/{n},"
+                          f" worst loss {fmt(result.get('loss_max'), '{:.2%}')},"
+                          f" server cpu {fmt(result.get('server_cpu_percent'), '{:.1f}%')},"
+                          f" client cpu {fmt(result.get('client_cpu_percent'), '{:.0f}%')},"
+                          f" errors {len(result.get('errors', []))}"
+                          + (f" (first: {result['errors'][0]})" if result.get("errors") else ""),
+                          flush=True)  # fmt: skip
+                    if not holds(result, args.max_loss):
+                        failed.add(server)
+    finally:
+        if ours is not None:
+            ours.terminate()
+            try:
+                ours.wait(10)
+            except subprocess.TimeoutExpired:
+                ours.kill()
+                ours.wait()
+        subprocess.run([str(RUN_JANUS), "stop"], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    summary = print_table(results, args.max_loss)
+    if args.json:
+        if not args.json_subscribers:
+            for r in results:
+                r.pop("subscribers", None)
+        config = {k: str(v) for k, v in vars(args).items()}
+        document = {"clip": info, "config": config, "runs": results, "summary": summary}
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--n", type=int, nargs="+", default=[25, 50, 100, 200], help="subscriber counts, stepped")
+    add("--duration", type=float, default=10.0, help="seconds of steady state per run")
+    add("--repeat", type=int, default=1, help="runs per server and N (alternating servers)")
+    add("--join-rate", type=float, default=20.0, help="subscriber joins per second")
+    add("--max-loss", type=float, default=0.01, help="worst subscriber loss a server may show")
+    add("--video-codec", choices=("vp8", "h264"), default="vp8")
+    add("--video-bitrate", type=int, default=800_000, help="target bit/s of the clip (640x360)")
+    add("--json", type=Path, help="write every run and the summary here")
+    add("--json-subscribers", action="store_true", help="keep per-subscriber rows in --json")
+    add("--worker", choices=("janus", "ours"), help=argparse.SUPPRESS)
+    add("--clip", help=argparse.SUPPRESS)
+    add("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.n = args.n[0]
+    elif not all(0 < n <= MAX_N for n in args.n) or not 0 < args.duration <= 3600:
+        parser.error(f"--n in 1..{MAX_N}, --duration in (0, 3600]")
+    if not 1 <= args.repeat <= 10 or not 0 < args.join_rate <= 200:
+        parser.error("--repeat in 1..10, --join-rate in (0, 200]")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.worker:
+        return orchestrate(args)
+    try:
+        import uvloop
+
+        result = uvloop.run(worker(args))
+    except ImportError:
+        result = asyncio.run(worker(args))
+    Path(args.result).write_text(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
