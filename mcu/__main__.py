@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from .config import Config, ConfigError, load_config
 from .server import begin_shutdown, create_app
@@ -21,6 +22,21 @@ from .signaling.recording import wait_for_composites
 _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
 ) | {"message", "asctime", "taskName"}
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Access log lines without query strings: invite and share tokens travel there."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %d %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,7 +79,7 @@ def setup_logging(config: Config) -> None:
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then close every peer connection and exit."""
     app = await create_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLogger)
     await runner.setup()
     ssl_context = None
     if config.tls_cert is not None and config.tls_key is not None:

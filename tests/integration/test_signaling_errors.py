@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tests.support.room_client import ColourTrack, RoomClient, ToneTrack
@@ -129,3 +130,18 @@ async def test_room_full_and_schedule_window(server: ServerProcess) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_tokens_in_urls_stay_out_of_the_access_log(server: ServerProcess) -> None:
+    await server.create_room("cardio-1", "correct horse")
+    link = await server.invite("cardio-1")
+    async with server.http.get(server.base_url + link) as r:
+        assert r.status == 200
+    token = link.split("invite=", 1)[1]
+    for _ in range(50):  # the line is written once the response is done
+        log = server.log()
+        if '"GET /r/cardio-1"' in log:
+            break
+        await asyncio.sleep(0.1)
+    assert '"GET /r/cardio-1"' in log  # the request is logged...
+    assert token not in log  # ...without its invite token
