@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import enum
 import json
 import logging
-import os
 import re
 import secrets
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, Literal, cast
 
 from mcu.crypto.atrest import AtRestError, plaintext_size
+from mcu.database import UNSET, DatabaseError, SerialDatabase, Unset
 
 __all__ = [
     "DB_FILENAME",
@@ -59,7 +57,6 @@ ITEM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """What a file name may look like (it appears in URLs)."""
 
-_T = TypeVar("_T")
 
 _SCHEMA_V1 = """
 CREATE TABLE items (
@@ -90,17 +87,7 @@ _FTS_SCHEMA = (
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class Unset(enum.Enum):
-    """The type of ``UNSET``."""
-
-    UNSET = enum.auto()
-
-
-UNSET: Final = Unset.UNSET
-"""Marks an ``update_*`` argument as not given, so that None can clear a field."""
-
-
-class CatalogueError(Exception):
+class CatalogueError(DatabaseError):
     """The catalogue cannot be used (newer schema, not started, closed)."""
 
 
@@ -277,7 +264,7 @@ def _like_pattern(word: str) -> str:
     return f"%{escaped}%"
 
 
-class Catalogue:
+class Catalogue(SerialDatabase):
     """Library items in ``data_dir / DB_FILENAME``; file paths in items are relative to
     ``data_dir``.
 
@@ -285,11 +272,13 @@ class Catalogue:
     when done.
     """
 
+    label = "library catalogue"
+    error = CatalogueError
+    private = True  # titles and lecturers' names are nobody else's business
+
     def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir / DB_FILENAME)
         self.data_dir = data_dir
-        self.path = data_dir / DB_FILENAME
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
         self._fts = False
 
     @classmethod
@@ -303,26 +292,6 @@ class Catalogue:
     def full_text(self) -> bool:
         """Whether text search uses FTS5 (else LIKE)."""
         return self._fts
-
-    async def start(self) -> None:
-        """Open (creating if needed) the database and bring its schema up to date."""
-        if self._executor is not None:
-            raise CatalogueError("catalogue already started")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library-catalogue")
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
-
-    async def close(self) -> None:
-        """Close the database; the catalogue cannot be used afterwards."""
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
-        executor.shutdown(wait=False)
 
     async def create(self, item: LibraryItem) -> LibraryItem:
         """Store a new item; raises ``ItemExists`` if its id is taken."""
@@ -525,19 +494,6 @@ class Catalogue:
 
         return await self._run(apply)
 
-    # Everything below runs on the catalogue's thread.
-
-    async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
-        if self._executor is None:
-            raise CatalogueError("catalogue is not started")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._with_connection, job)
-
-    def _with_connection(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
-        if self._connection is None:
-            raise CatalogueError("catalogue is closed")
-        return job(self._connection)
-
     def _index(self, db: sqlite3.Connection, item: LibraryItem) -> None:
         if self._fts:
             db.execute(
@@ -550,27 +506,9 @@ class Catalogue:
         if self._fts:
             db.execute("DELETE FROM items_fts WHERE id = ?", (item_id,))
 
-    def _connect(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level="DEFERRED")
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA busy_timeout = 5000")
-            _migrate(db)
-            self._fts = _build_fts(db)
-        except BaseException:
-            db.close()
-            raise
-        if os.name == "posix":
-            # Titles and names of patients' lecturers are nobody else's business.
-            self.path.chmod(0o600)
-        self._connection = db
-
-    def _disconnect(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        _migrate(db)
+        self._fts = _build_fts(db)
 
 
 def _marks(count: int) -> str:

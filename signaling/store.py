@@ -1,20 +1,17 @@
 """Durable room definitions in SQLite, behind an asyncio interface.
 
-One connection lives on one worker thread: every call is queued to it, so statements are
-serialised without locks and the event loop never waits on the disk.
+Built on ``mcu.database.SerialDatabase``: one connection on one worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import enum
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any
+
+from mcu.database import UNSET, DatabaseError, SerialDatabase, Unset
 
 __all__ = ["DB_FILENAME", "UNSET", "RoomExists", "RoomRecord", "RoomStore", "StoreError", "Unset"]
 
@@ -22,7 +19,6 @@ DB_FILENAME = "mcu.sqlite3"
 """The database's file name inside ``data_dir``."""
 SCHEMA_VERSION = 2
 
-_T = TypeVar("_T")
 
 _SCHEMA_V1 = """
 CREATE TABLE rooms (
@@ -41,17 +37,7 @@ _COLUMNS = (
 )
 
 
-class Unset(enum.Enum):
-    """The type of ``UNSET``."""
-
-    UNSET = enum.auto()
-
-
-UNSET: Final = Unset.UNSET
-"""Marks an ``update`` argument as not given, so that None can clear a field."""
-
-
-class StoreError(Exception):
+class StoreError(DatabaseError):
     """The room database cannot be used (newer schema, not started, closed)."""
 
 
@@ -94,17 +80,15 @@ def _record(row: tuple[Any, ...]) -> RoomRecord:
     )
 
 
-class RoomStore:
+class RoomStore(SerialDatabase):
     """Room records in ``path`` (usually ``data_dir / DB_FILENAME``).
 
     Use ``await RoomStore.open(path)``, or construct and ``await start()``; ``await close()``
     when done.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+    label = "room store"
+    error = StoreError
 
     @classmethod
     async def open(cls, path: Path) -> RoomStore:
@@ -112,27 +96,6 @@ class RoomStore:
         store = cls(path)
         await store.start()
         return store
-
-    async def start(self) -> None:
-        """Open (creating if needed) the database and bring its schema up to date."""
-        if self._executor is not None:
-            raise StoreError("room store already started")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="room-store")
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
-
-    async def close(self) -> None:
-        """Close the database; the store cannot be used afterwards."""
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, self._disconnect)
-        executor.shutdown(wait=False)
 
     async def create(self, record: RoomRecord) -> RoomRecord:
         """Store a new room; raises ``RoomExists`` if its id is taken."""
@@ -223,42 +186,13 @@ class RoomStore:
 
         return await self._run(remove)
 
-    # Everything below runs on the store's thread.
-
-    async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
-        if self._executor is None:
-            raise StoreError("room store is not started")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._with_connection, job)
-
-    def _with_connection(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
-        if self._connection is None:
-            raise StoreError("room store is closed")
-        return job(self._connection)
-
     @staticmethod
     def _select(db: sqlite3.Connection, room_id: str) -> RoomRecord | None:
         row = db.execute(f"SELECT {_COLUMNS} FROM rooms WHERE id = ?", (room_id,)).fetchone()
         return None if row is None else _record(row)
 
-    def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level="DEFERRED")
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is durable across application crashes in WAL mode and much faster.
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA busy_timeout = 5000")
-            self._migrate(db)
-        except BaseException:
-            db.close()
-            raise
-        self._connection = db
-
-    def _disconnect(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        self._migrate(db)
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
