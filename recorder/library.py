@@ -40,6 +40,13 @@ from mcu.crypto.atrest import (
     unwrap_key,
     wrap_key,
 )
+from mcu.httpapi import (
+    ApiError,
+    bearer_matches,
+    describe_validation_error,
+    error_response,
+    read_body,
+)
 
 from .catalogue import (
     ITEM_ID,
@@ -223,45 +230,15 @@ class _QueryParams(BaseModel):
     offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
-class _ApiError(Exception):
-    def __init__(
-        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-        self.headers = headers or {}
-
-
-def _error_response(
-    status: int, error: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    response = web.json_response({"error": error, "message": message}, status=status)
-    response.headers.update(headers or {})
-    return response
-
-
-def _bad_request(exc: ValidationError) -> NoReturn:
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    if first["type"] == "json_invalid":
-        message = f"malformed JSON: {first['ctx'].get('error', first['msg'])}"
-    elif first["type"] == "extra_forbidden":
-        message = f"unknown field {field!r}"
-    elif first["type"] == "missing":
-        message = f"{field}: required"
-    elif first["type"] == "model_type":
-        message = "body must be a JSON object"
-    else:
-        prefix = f"{field}: " if field else ""
-        message = f"{prefix}{first['msg']}"
-    raise _ApiError(400, "bad_request", message)
-
-
 def _query_dict(request: web.Request) -> dict[str, str]:
     keys = list(request.query.keys())
     if len(set(keys)) != len(keys):
-        raise _ApiError(400, "bad_request", "a query parameter is repeated")
+        raise ApiError(400, "bad_request", "a query parameter is repeated")
     return dict(request.query)
+
+
+def _bad_request(exc: ValidationError) -> NoReturn:
+    raise ApiError(400, "bad_request", describe_validation_error(exc))
 
 
 def _validate(model: type[_M], values: dict[str, Any]) -> _M:
@@ -272,17 +249,11 @@ def _validate(model: type[_M], values: dict[str, Any]) -> _M:
 
 
 async def _parse(request: web.Request, model: type[_M], *, empty_ok: bool = False) -> _M:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _ApiError(413, "too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _ApiError(413, "too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
+    body = await read_body(request, MAX_BODY_BYTES)
     if empty_ok and not body.strip():
-        body = bytearray(b"{}")
+        body = b"{}"
     try:
-        return model.model_validate_json(bytes(body))
+        return model.model_validate_json(body)
     except ValidationError as exc:
         _bad_request(exc)
 
@@ -296,9 +267,9 @@ def _moment(name: str, text: str, *, end_of_day: bool) -> float:
             return (start + timedelta(days=1) if end_of_day else start).timestamp()
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise _ApiError(400, "bad_request", f"{name}: not an ISO-8601 date or time") from None
+        raise ApiError(400, "bad_request", f"{name}: not an ISO-8601 date or time") from None
     if moment.tzinfo is None:
-        raise _ApiError(400, "bad_request", f"{name}: a time needs a zone, e.g. 'Z'")
+        raise ApiError(400, "bad_request", f"{name}: a time needs a zone, e.g. 'Z'")
     return moment.timestamp()
 
 
@@ -388,10 +359,7 @@ class _Library:
     # Shared plumbing.
 
     def _is_admin(self, request: web.Request) -> bool:
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
+        return bearer_matches(request, self._token)
 
     async def _guard(
         self, request: web.Request, handler: _Handler, *, staff: bool
@@ -402,27 +370,27 @@ class _Library:
                 log.info(
                     "library: refused %s %s from %s", request.method, request.path, request.remote
                 )
-                raise _ApiError(
+                raise ApiError(
                     401,
                     "unauthorized",
                     "send Authorization: Bearer <admin token>",
                     {"WWW-Authenticate": 'Bearer realm="mcu-admin"'},
                 )
             response = await handler(request)
-        except _ApiError as exc:
-            response = _error_response(exc.status, exc.error, exc.message, exc.headers)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.error, exc.message, exc.headers)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             code = exc.reason.lower().replace(" ", "_")
-            response = _error_response(exc.status, code, exc.reason)
+            response = error_response(exc.status, code, exc.reason)
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("library %s %s failed", request.method, request.path)
-            response = _error_response(500, "internal_error", "see the server log")
+            response = error_response(500, "internal_error", "see the server log")
         if not response.prepared:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -442,7 +410,7 @@ class _Library:
     async def _existing(self, item_id: str) -> LibraryItem:
         item = await self.catalogue.get(item_id) if ITEM_ID.fullmatch(item_id) else None
         if item is None:
-            raise _ApiError(404, "not_found", f"no library item {item_id!r}")
+            raise ApiError(404, "not_found", f"no library item {item_id!r}")
         return item
 
     def _on_disk(self, file: LibraryFile) -> Path:
@@ -450,7 +418,7 @@ class _Library:
         if not path.is_relative_to(self.data_dir):
             # The catalogue is ours, but a path must never lead out of the data directory.
             log.error("library: file %s points outside the data directory", file.name)
-            raise _ApiError(404, "not_found", f"file {file.name!r} is not available")
+            raise ApiError(404, "not_found", f"file {file.name!r} is not available")
         return path
 
     def _item_json(self, item: LibraryItem) -> dict[str, Any]:
@@ -514,13 +482,13 @@ class _Library:
         given = body.model_fields_set
         for name in ("title", "tags"):
             if name in given and getattr(body, name) is None:
-                raise _ApiError(400, "bad_request", f"{name} cannot be null")
+                raise ApiError(400, "bad_request", f"{name} cannot be null")
         item = await self.catalogue.update_metadata(
             item_id,
             **{name: getattr(body, name) for name in given},
         )
         if item is None:
-            raise _ApiError(404, "not_found", f"no library item {item_id!r}")
+            raise ApiError(404, "not_found", f"no library item {item_id!r}")
         log.info("library: %s updated (%s)", item_id, ", ".join(sorted(given)) or "nothing")
         return web.json_response(self._item_json(item))
 
@@ -528,7 +496,7 @@ class _Library:
         """``DELETE /api/library/{id}``: the files, then the entry."""
         item = await self._existing(request.match_info["id"])
         if item.status == "recording":
-            raise _ApiError(409, "recording", "the item is still being recorded")
+            raise ApiError(409, "recording", "the item is still being recorded")
         paths = [self._on_disk(file) for file in item.files]
         await asyncio.get_running_loop().run_in_executor(None, self._remove_files, paths)
         await self.catalogue.delete(item.id)
@@ -566,13 +534,13 @@ class _Library:
         params = _validate(_UploadParams, _query_dict(request))
         tags = [tag.strip() for tag in params.tags.split(",") if tag.strip()]
         if len(tags) > 32 or any(len(tag) > 64 for tag in tags):
-            raise _ApiError(400, "bad_request", "tags: at most 32, each up to 64 characters")
+            raise ApiError(400, "bad_request", "tags: at most 32, each up to 64 characters")
         encrypt = self.encrypt_uploads if params.encrypt is None else params.encrypt
         if self.encrypt_uploads and not encrypt:
-            raise _ApiError(400, "bad_request", "encrypt: this server encrypts every upload")
+            raise ApiError(400, "bad_request", "encrypt: this server encrypts every upload")
         limit = self.max_upload_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise _ApiError(413, "too_large", f"uploads are limited to {limit} bytes")
+            raise ApiError(413, "too_large", f"uploads are limited to {limit} bytes")
 
         loop = asyncio.get_running_loop()
         item_id = new_item_id()
@@ -585,14 +553,14 @@ class _Library:
             async for chunk in request.content.iter_chunked(256 * 1024):
                 received += len(chunk)
                 if received > limit:
-                    raise _ApiError(413, "too_large", f"uploads are limited to {limit} bytes")
+                    raise ApiError(413, "too_large", f"uploads are limited to {limit} bytes")
                 if upload is None:
                     head += chunk
                     if len(head) < 8:
                         continue
                     sniffed = _sniff(head)
                     if sniffed is None:
-                        raise _ApiError(415, "unsupported_type", "send an MP4 video or a PDF")
+                        raise ApiError(415, "unsupported_type", "send an MP4 video or a PDF")
                     folder = self.data_dir / UPLOADS_DIRNAME / item_id
                     upload = _Upload(folder / sniffed[0], encrypt, data_key)
                     await loop.run_in_executor(None, upload.open)
@@ -600,8 +568,8 @@ class _Library:
                 await loop.run_in_executor(None, upload.write, chunk)
             if upload is None:
                 if head:  # a few bytes: too short to be either
-                    raise _ApiError(415, "unsupported_type", "send an MP4 video or a PDF")
-                raise _ApiError(400, "bad_request", "the upload is empty")
+                    raise ApiError(415, "unsupported_type", "send an MP4 video or a PDF")
+                raise ApiError(400, "bad_request", "the upload is empty")
             await loop.run_in_executor(None, upload.finish)
             item = await loop.run_in_executor(
                 None, self._uploaded_item, item_id, params, tags, upload, sniffed
@@ -674,7 +642,7 @@ class _Library:
             return
         token = request.query.get("token")
         if token is None:
-            raise _ApiError(
+            raise ApiError(
                 401,
                 "unauthorized",
                 "send a share link's token, or Authorization: Bearer <admin token>",
@@ -683,8 +651,8 @@ class _Library:
             self.signer.verify(token, item_id)
         except InvalidShare as exc:
             if exc.reason == "wrong_item":
-                raise _ApiError(403, "forbidden", "the share link is for another item") from None
-            raise _ApiError(
+                raise ApiError(403, "forbidden", "the share link is for another item") from None
+            raise ApiError(
                 401, "unauthorized", "the share link is invalid or has expired"
             ) from None
 
@@ -695,7 +663,7 @@ class _Library:
         item = await self._existing(item_id)
         file = item.playable()
         if file is None:
-            raise _ApiError(404, "not_found", "the item has no files")
+            raise ApiError(404, "not_found", "the item has no files")
         return await self._serve(request, item, file)
 
     async def file(self, request: web.Request) -> web.StreamResponse:
@@ -705,7 +673,7 @@ class _Library:
         item = await self._existing(item_id)
         file = item.file(name) if _NAME.fullmatch(name) else None
         if file is None:
-            raise _ApiError(404, "not_found", f"no file {name!r} in this item")
+            raise ApiError(404, "not_found", f"no file {name!r} in this item")
         return await self._serve(request, item, file)
 
     async def _serve(
@@ -720,11 +688,11 @@ class _Library:
             )
         except (OSError, AtRestError):
             log.warning("library: %s file %s is missing or unreadable", item.id, file.name)
-            raise _ApiError(404, "not_found", f"file {file.name!r} is not available") from None
+            raise ApiError(404, "not_found", f"file {file.name!r} is not available") from None
         try:
             selected = byte_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
-            raise _ApiError(
+            raise ApiError(
                 416,
                 "range_not_satisfiable",
                 f"the file has {size} bytes",
@@ -748,7 +716,7 @@ class _Library:
                 head = await loop.run_in_executor(None, read, first, window_end(first))
             except TamperedError:
                 log.error("library: %s file %s failed authentication", item.id, file.name)
-                raise _ApiError(500, "corrupt", "the file is damaged") from None
+                raise ApiError(500, "corrupt", "the file is damaged") from None
         response = web.StreamResponse(status=206 if selected is not None else 200)
         response.content_type = file.media_type
         response.content_length = length

@@ -6,7 +6,6 @@ errors are ``{"error": code, "message": text}``. docs/api.md is the reference.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,13 @@ from pydantic import (
 
 from mcu.crypto.passwords import hash_password
 from mcu.crypto.tokens import InviteSigner, Role
+from mcu.httpapi import (
+    ApiError,
+    bearer_matches,
+    describe_validation_error,
+    error_response,
+    read_body,
+)
 from mcu.signaling.store import UNSET, RoomExists, RoomRecord, RoomStore, Unset
 
 __all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
@@ -119,12 +125,6 @@ class CreateInvite(_Body):
     ttl_seconds: TtlSeconds = 86_400
 
 
-class _ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-
-
 def _check_window(opens_at: float | None, closes_at: float | None) -> None:
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:
         raise ValueError("closes_at must be later than opens_at")
@@ -140,48 +140,17 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _error_response(status: int, error: str, message: str) -> web.Response:
-    return web.json_response({"error": error, "message": message}, status=status)
-
-
 def _bad_request(exc: ValidationError) -> NoReturn:
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    if first["type"] == "json_invalid":
-        message = f"malformed JSON: {first['ctx'].get('error', first['msg'])}"
-    elif first["type"] == "extra_forbidden":
-        message = f"unknown field {field!r}"
-    elif first["type"] == "missing":
-        message = f"{field}: required"
-    elif first["type"] == "string_pattern_mismatch" and field == "id":
+    if first["type"] == "string_pattern_mismatch" and first["loc"] == ("id",):
         message = "id: must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
-    elif first["type"] == "model_type":
-        message = "body must be a JSON object"
-    elif first["type"] == "value_error":
-        prefix = f"{field}: " if field else ""
-        message = f"{prefix}{first['ctx']['error']}"
     else:
-        prefix = f"{field}: " if field else ""
-        message = f"{prefix}{first['msg']}"
-    raise _ApiError(400, "bad_request", message)
-
-
-async def _read_body(request: web.Request) -> bytes:
-    # The application-wide client_max_size belongs to the server; this API has its own limit.
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _ApiError(413, "too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _ApiError(413, "too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        message = describe_validation_error(exc)
+    raise ApiError(400, "bad_request", message)
 
 
 async def _parse(request: web.Request, model: type[_M], *, empty_ok: bool = False) -> _M:
-    body = await _read_body(request)
+    body = await read_body(request, MAX_BODY_BYTES)
     if empty_ok and not body.strip():
         body = b"{}"
     try:
@@ -209,7 +178,7 @@ class _AdminApi:
             log.info(
                 "admin API: refused %s %s from %s", request.method, request.path, request.remote
             )
-            refusal = _error_response(
+            refusal = error_response(
                 401, "unauthorized", "send Authorization: Bearer <admin token>"
             )
             refusal.headers["WWW-Authenticate"] = 'Bearer realm="mcu-admin"'
@@ -217,32 +186,29 @@ class _AdminApi:
         response: web.StreamResponse
         try:
             response = await handler(request)
-        except _ApiError as exc:
-            response = _error_response(exc.status, exc.error, exc.message)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.error, exc.message)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             code = exc.reason.lower().replace(" ", "_")
-            response = _error_response(exc.status, code, exc.reason)
+            response = error_response(exc.status, code, exc.reason)
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
         except Exception:
             log.exception("admin API %s %s failed", request.method, request.path)
-            response = _error_response(500, "internal_error", "see the server log")
+            response = error_response(500, "internal_error", "see the server log")
         # Replies can carry invite tokens.
         response.headers["Cache-Control"] = "no-store"
         return response
 
     def _authorised(self, request: web.Request) -> bool:
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
+        return bearer_matches(request, self._token)
 
     async def _existing(self, room_id: str) -> RoomRecord:
         record = await self.store.get(room_id)
         if record is None:
-            raise _ApiError(404, "not_found", f"no room {room_id!r}")
+            raise ApiError(404, "not_found", f"no room {room_id!r}")
         return record
 
     def _room_json(self, record: RoomRecord) -> dict[str, Any]:
@@ -261,7 +227,7 @@ class _AdminApi:
         """``POST /api/rooms``."""
         body = await _parse(request, CreateRoom)
         if await self.store.get(body.id) is not None:
-            raise _ApiError(409, "room_exists", f"room {body.id!r} already exists")
+            raise ApiError(409, "room_exists", f"room {body.id!r} already exists")
         record = RoomRecord(
             id=body.id,
             title=body.title,
@@ -276,7 +242,7 @@ class _AdminApi:
             await self.store.create(record)
         except RoomExists:
             # Another request created it while the password was hashing.
-            raise _ApiError(409, "room_exists", f"room {body.id!r} already exists") from None
+            raise ApiError(409, "room_exists", f"room {body.id!r} already exists") from None
         log.info("room %s created", record.id)
         return web.json_response(self._room_json(record), status=201)
 
@@ -308,7 +274,7 @@ class _AdminApi:
                 current.closes_at if closes_at is UNSET else closes_at,
             )
         except ValueError as exc:
-            raise _ApiError(400, "bad_request", str(exc)) from None
+            raise ApiError(400, "bad_request", str(exc)) from None
         record = await self.store.update(
             room_id,
             title=body.title if body.title is not None else UNSET,
@@ -321,7 +287,7 @@ class _AdminApi:
             auto_record=body.auto_record if body.auto_record is not None else UNSET,
         )
         if record is None:
-            raise _ApiError(404, "not_found", f"no room {room_id!r}")
+            raise ApiError(404, "not_found", f"no room {room_id!r}")
         log.info("room %s updated (%s)", room_id, ", ".join(sorted(given)) or "nothing")
         return web.json_response(self._room_json(record))
 

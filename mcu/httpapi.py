@@ -1,0 +1,71 @@
+"""Shared pieces of the server's JSON HTTP APIs (rooms admin, recordings library).
+
+Errors are ``{"error": code, "message": text}`` with a status; staff requests carry
+``Authorization: Bearer <admin token>``; bodies are read with a limit of their own.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from pydantic import ValidationError
+
+
+class ApiError(Exception):
+    """A refused request, answered as a JSON error."""
+
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The JSON error reply."""
+    response = web.json_response({"error": error, "message": message}, status=status)
+    response.headers.update(headers or {})
+    return response
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the first problem of a request body or query."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    prefix = f"{field}: " if field else ""
+    kind = first["type"]
+    if kind == "json_invalid":
+        return f"malformed JSON: {first['ctx'].get('error', first['msg'])}"
+    if kind == "extra_forbidden":
+        return f"unknown field {field!r}"
+    if kind == "missing":
+        return f"{field}: required"
+    if kind == "model_type":
+        return "body must be a JSON object"
+    if kind == "value_error":
+        return f"{prefix}{first['ctx']['error']}"
+    return f"{prefix}{first['msg']}"
+
+
+def bearer_matches(request: web.BaseRequest, token: bytes) -> bool:
+    """Whether the request's bearer credential is ``token`` (compared in constant time)."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode("utf-8"), token)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused with 413 beyond ``limit`` bytes (whatever the app allows)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"request body exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"request body exceeds {limit} bytes")
+    return bytes(body)
