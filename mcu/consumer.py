@@ -110,6 +110,8 @@ class Consumer:
         self._first_timestamp = random.randrange(1 << 32)
         self._rtx_sequence = random.randrange(0x8000)
         self._last_keyframe_ask = float("-inf")
+        self._payload_type = leg.payload_type
+        self._ssrc = leg.ssrc
         self._profile = (leg.abs_send_time_id, leg.audio_level_id, 0)
         self._mid_element = mid_element(leg.mid_id, leg.mid)
         self._frames: dict[int, tuple[bytes, bytes]] = {}
@@ -138,11 +140,11 @@ class Consumer:
         if packet.ext_sequence > self._last_ext:
             self._last_ext = packet.ext_sequence
         data = self._build(
-            self.leg.payload_type,
+            self._payload_type,
             packet.marker,
             (packet.ext_sequence + self._seq_offset) & 0xFFFF,
             (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
-            self.leg.ssrc,
+            self._ssrc,
             packet,
             packet.payload,
         )

@@ -45,6 +45,7 @@ class Producer:
         self._level_count = 0
         self.last_sender_report: tuple[int, int] | None = None
         self._is_keyframe = keyframe_detector(codec.mime_type)
+        self._video = self.kind == "video"
         self._unwrapper = SequenceUnwrapper()
         self.send_keyframe_request = send_keyframe_request
         "Asks the publisher for a keyframe; set by whoever feeds the producer (RTCP PLI, encoder)."
@@ -69,7 +70,7 @@ class Producer:
             timestamp,
             marker,
             payload,
-            self.kind == "video" and bool(payload) and self._is_keyframe(payload),
+            self._video and bool(payload) and self._is_keyframe(payload),
             audio_level,
             arrival,
         )
