@@ -11,8 +11,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 __all__ = ["ROLES", "InvalidInvite", "Invite", "InviteSigner", "Role"]
 
-Role = Literal["chair", "participant"]
-ROLES: tuple[Role, ...] = ("chair", "participant")
+Role = Literal["chair", "participant", "viewer"]
+ROLES: tuple[Role, ...] = ("chair", "participant", "viewer")
 _SALT = "room-invite"
 
 

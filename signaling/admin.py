@@ -33,7 +33,7 @@ from mcu.httpapi import (
     error_response,
     read_body,
 )
-from mcu.signaling.store import UNSET, RoomExists, RoomRecord, RoomStore, Unset
+from mcu.signaling.store import UNSET, RoomExists, RoomKind, RoomRecord, RoomStore, Unset
 
 __all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
 
@@ -93,10 +93,16 @@ class CreateRoom(_Body):
     closes_at: Moment | None = None
     max_participants: Capacity | None = None
     auto_record: bool = False
+    kind: RoomKind = "meeting"
+    viewer_password: Password | None = None
 
     @model_validator(mode="after")
     def _window(self) -> CreateRoom:
         _check_window(_timestamp(self.opens_at), _timestamp(self.closes_at))
+        if self.viewer_password is not None and self.kind != "lecture":
+            raise ValueError("viewer_password: only lecture rooms have viewers")
+        if self.viewer_password is not None and self.viewer_password == self.password:
+            raise ValueError("viewer_password must differ from password (it admits viewers only)")
         return self
 
 
@@ -109,10 +115,12 @@ class UpdateRoom(_Body):
     closes_at: Moment | None = None
     max_participants: Capacity | None = None
     auto_record: bool | None = None
+    kind: RoomKind | None = None
+    viewer_password: Password | None = None
 
     @model_validator(mode="after")
     def _required_stay_set(self) -> UpdateRoom:
-        for name in ("title", "password", "auto_record"):
+        for name in ("title", "password", "auto_record", "kind"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -220,6 +228,8 @@ class _AdminApi:
             "closes_at": _iso(record.closes_at),
             "max_participants": record.max_participants,
             "auto_record": record.auto_record,
+            "kind": record.kind,
+            "viewer_password": record.viewer_password_hash is not None,
             "participants": self.live.participant_count(record.id),
         }
 
@@ -237,6 +247,12 @@ class _AdminApi:
             closes_at=_timestamp(body.closes_at),
             max_participants=body.max_participants,
             auto_record=body.auto_record,
+            kind=body.kind,
+            viewer_password_hash=(
+                await hash_password(body.viewer_password)
+                if body.viewer_password is not None
+                else None
+            ),
         )
         try:
             await self.store.create(record)
@@ -285,6 +301,14 @@ class _AdminApi:
             closes_at=closes_at,
             max_participants=body.max_participants if "max_participants" in given else UNSET,
             auto_record=body.auto_record if body.auto_record is not None else UNSET,
+            kind=body.kind if body.kind is not None else UNSET,
+            viewer_password_hash=(
+                UNSET
+                if "viewer_password" not in given
+                else None
+                if body.viewer_password is None
+                else await hash_password(body.viewer_password)
+            ),
         )
         if record is None:
             raise ApiError(404, "not_found", f"no room {room_id!r}")

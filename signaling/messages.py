@@ -28,6 +28,8 @@ class Join(_Message):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     password: Annotated[str, StringConstraints(max_length=256)] | None = None
     invite: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    media: Literal["connection", "none"] = "connection"
+    "none: no subscribe connection (a lecture viewer that receives the stage over WHEP)."
 
 
 class PublishedTrackSpec(BaseModel):
@@ -80,7 +82,7 @@ class Chair(_Message):
     """A chair's action on the room."""
 
     type: Literal["chair"]
-    action: Literal["mute", "remove", "end", "room_mode", "record"]
+    action: Literal["mute", "remove", "end", "room_mode", "record", "promote", "demote"]
     participant_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     source: Source | None = None
     mode: Literal["forwarded", "mixed"] | None = None
@@ -104,6 +106,13 @@ class Slides(_Message):
     page: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
+class Hand(_Message):
+    """A lecture viewer raises or lowers a hand to ask to speak."""
+
+    type: Literal["hand"]
+    raised: bool
+
+
 class Leave(_Message):
     """Leave the room."""
 
@@ -117,7 +126,17 @@ class Ping(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Publish | SubscribeAnswer | Subscription | Mute | Chair | Floor | Slides | Leave | Ping,
+    Join
+    | Publish
+    | SubscribeAnswer
+    | Subscription
+    | Mute
+    | Chair
+    | Floor
+    | Slides
+    | Hand
+    | Leave
+    | Ping,
     Field(discriminator="type"),
 ]
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)

@@ -24,6 +24,7 @@ from mcu.peer import (
 )
 from mcu.producer import Producer
 from mcu.speaker import SpeakerDetector
+from mcu.stage import Stage
 
 from .content import SLIDES_MID, ContentChannel
 from .messages import SOURCES, ProtocolError
@@ -32,9 +33,12 @@ from .recording import RecordingServices, RoomRecording
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["chair", "participant"]
+Role = Literal["chair", "participant", "viewer"]
+RoomKind = Literal["meeting", "lecture"]
 SendFn = Callable[[dict[str, Any]], Awaitable[None]]
 SPEAKER_TICK_SECONDS = 0.3
+# Viewer counts change with every join in a lesson of hundreds: lecturers hear about it this often.
+VIEWER_COUNT_INTERVAL = 1.0
 
 
 @dataclass
@@ -81,7 +85,14 @@ class Participant:
     "forwarded or mixed by the participant's own choice; None follows the room's default."
     mix_spec: MixSpec = field(default_factory=MixSpec)
     session_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    "Authorises this participant's HTTP requests (document uploads)."
+    "Authorises this participant's HTTP requests (document uploads, WHEP playback)."
+    hand_raised: bool = False
+    "A lecture viewer asking to speak."
+
+    @property
+    def visible(self) -> bool:
+        """Whether others see this participant (lecture viewers are only counted)."""
+        return self.role != "viewer"
 
     def describe(self) -> dict[str, Any]:
         """The protocol's participant object."""
@@ -115,9 +126,21 @@ class Room:
         title: str,
         ice_servers: list[IceServerConfig],
         recording: RecordingServices | None = None,
+        kind: RoomKind = "meeting",
     ) -> None:
         self.id = room_id
         self.title = title
+        self.kind: RoomKind = kind
+        self.stage = Stage(room_id)
+        "What viewers receive (WHEP sessions here and relays to other workers)."
+        self.whep_viewers = 0
+        "WHEP sessions on this worker not tied to a participant (those are counted as viewers)."
+        self.remote_viewers: dict[str, int] = {}
+        "WHEP sessions of this room on other workers, by worker."
+        self.viewer_sessions: dict[str, Callable[[], Awaitable[None]]] = {}
+        "Closers of WHEP sessions and relays following this room's stage, by session id."
+        self._viewer_count_sent: int | None = None
+        self._viewer_count_task: asyncio.Task[None] | None = None
         self.ice_servers = ice_servers
         self.participants: dict[str, Participant] = {}
         self._track_ids = itertools.count(1)
@@ -130,14 +153,21 @@ class Room:
 
     # -- membership --------------------------------------------------------------------------
 
-    async def add(self, name: str, role: Role, send: SendFn) -> Participant:
-        """Admit a participant, tell the others, and start their subscriptions."""
+    async def add(
+        self, name: str, role: Role, send: SendFn, *, subscribe: bool = True
+    ) -> Participant:
+        """Admit a participant, tell the others, and start their subscriptions.
+
+        ``subscribe=False`` makes no subscribe connection (WHIP publishers; lecture viewers that
+        receive the stage over WHEP).
+        """
         participant = Participant(
             id="p" + secrets.token_hex(4), name=name, role=role, send=send, room=self
         )
-        participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
-        self._watch(participant, participant.subscriber.pc)
-        others = [p.describe() for p in self.participants.values()]
+        if subscribe:
+            participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
+            self._watch(participant, participant.subscriber.pc)
+        others = [p.describe() for p in self.participants.values() if p.visible]
         self.participants[participant.id] = participant
         metrics.PARTICIPANTS.labels(role).inc()
         if self._speaker_task is None:
@@ -146,8 +176,11 @@ class Room:
             {
                 "type": "joined",
                 "participant": participant.describe(),
-                "room": {"id": self.id, "title": self.title},
+                "room": {"id": self.id, "title": self.title, "kind": self.kind},
                 "participants": others,
+                "viewers": self.viewer_count() if participant.visible else 0,
+                "stage": self.describe_stage(),
+                "hands": self._hands() if role == "chair" else [],
                 "session_token": participant.session_token,
                 "ice_servers": [
                     {"urls": list(s.urls)}
@@ -160,10 +193,13 @@ class Room:
             }
             | self.content.describe()
         )
-        await self.broadcast(
-            {"type": "participant_joined", "participant": participant.describe()},
-            exclude=participant.id,
-        )
+        if participant.visible:
+            await self.broadcast(
+                {"type": "participant_joined", "participant": participant.describe()},
+                exclude=participant.id,
+            )
+        else:
+            self.viewers_changed()
         if self.mix.mode_of(participant) == "mixed":
             await self.mix.refresh()
         await self.resubscribe(participant)
@@ -183,9 +219,14 @@ class Room:
             await self._unpublish(participant, mid, resubscribe=False)
         if self._speaker.forget(participant.id):
             await self.broadcast({"type": "active_speaker", "participant_id": None})
-        await self.broadcast(
-            {"type": "participant_left", "participant_id": participant.id, "reason": reason}
-        )
+        if participant.visible:
+            await self.broadcast(
+                {"type": "participant_left", "participant_id": participant.id, "reason": reason}
+            )
+        else:
+            self.viewers_changed()
+            if participant.hand_raised:
+                await self._send_hands()
         await close_quietly(participant.publisher, participant.subscriber)
         await self.refresh_subscriptions()
         if participant.on_removed is not None:
@@ -195,10 +236,19 @@ class Room:
         if not self.participants and self._speaker_task is not None:
             self._speaker_task.cancel()
             self._speaker_task = None
+        if not self.participants and self._viewer_count_task is not None:
+            self._viewer_count_task.cancel()
+            self._viewer_count_task = None
 
     async def end(self, reason: str) -> None:
         """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
         self.ending = True
+        for close in list(self.viewer_sessions.values()):
+            try:
+                await close()
+            except Exception:
+                logger.exception("room %s: closing a viewer session failed", self.id)
+        self.viewer_sessions.clear()
         await self.recording.close()
         await self.content.close()
         await self.mix.close()
@@ -247,7 +297,8 @@ class Room:
                 self._watch(participant, participant.publisher.pc)
             try:
                 # A recorded room prefers H.264: MP4 then holds a copy instead of a transcode.
-                prefer = "video/H264" if self.recording.active else None
+                # A lecture prefers it too: every stage slot of a WHEP viewer then has one codec.
+                prefer = "video/H264" if self.recording.active or self.kind == "lecture" else None
                 answer, offered = await participant.publisher.negotiate(offer_sdp, sources, prefer)
             except NegotiationError as exc:
                 raise ProtocolError("bad_sdp", str(exc)) from None
@@ -300,7 +351,8 @@ class Room:
         return self._speaker.current
 
     async def refresh_subscriptions(self, *, exclude: Participant | None = None) -> None:
-        """Bring the mix and every participant's subscribe connection in line with the room."""
+        """Bring the stage, the mix and every subscribe connection in line with the room."""
+        await self._refresh_stage()
         await self.mix.refresh()
         for other in list(self.participants.values()):
             if other is not exclude:
@@ -425,6 +477,133 @@ class Room:
             }
         )
 
+    # -- lectures: stage, viewers, hands -----------------------------------------------------
+
+    def _stage_order(self) -> tuple[list[Producer], list[Producer]]:
+        people = sorted(
+            (p for p in self.participants.values() if p.visible),
+            key=lambda p: 0 if p.role == "chair" else 1,
+        )  # stable: join order within each role
+        tracks = [t.producer for p in people for t in p.tracks.values()]
+        video = [t for t in tracks if t.source is TrackSource.CONTENT]
+        video += [t for t in tracks if t.source is TrackSource.CAMERA]
+        audio = [t for t in tracks if t.source is TrackSource.MICROPHONE]
+        return video, audio
+
+    async def _refresh_stage(self) -> None:
+        if self.ending:
+            return
+        video, audio = self._stage_order()
+        if self.stage.set(video, audio) and self.kind == "lecture":
+            await self.broadcast({"type": "stage"} | self.describe_stage())
+
+    def describe_stage(self) -> dict[str, Any]:
+        """The protocol's stage: the tracks a WHEP session's sections carry, in order."""
+
+        def track(producer: Producer) -> dict[str, Any]:
+            owner = self.participants.get(producer.participant_id)
+            published = (
+                next((t for t in owner.tracks.values() if t.producer is producer), None)
+                if owner is not None
+                else None
+            )
+            return {
+                "id": producer.track_id,
+                "participant_id": producer.participant_id,
+                "name": owner.name if owner is not None else "",
+                "kind": producer.kind,
+                "source": str(producer.source),
+                "muted": published.muted if published is not None else False,
+            }
+
+        return {
+            "video": [track(p) for p in self.stage.video],
+            "audio": [track(p) for p in self.stage.audio],
+        }
+
+    def viewer_count(self) -> int:
+        """Viewers in this room on every worker: viewer participants and WHEP sessions."""
+        participants = sum(1 for p in self.participants.values() if not p.visible)
+        return participants + self.whep_viewers + sum(self.remote_viewers.values())
+
+    def viewers_changed(self) -> None:
+        """Tell lecturers the new viewer count, at most once per ``VIEWER_COUNT_INTERVAL``."""
+        if self._viewer_count_task is None or self._viewer_count_task.done():
+            self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
+
+    async def _send_viewer_count(self) -> None:
+        count = self.viewer_count()
+        if count != self._viewer_count_sent:
+            self._viewer_count_sent = count
+            message = {"type": "viewers", "count": count}
+            for participant in list(self.participants.values()):
+                if participant.visible:
+                    await _send_quietly(participant, message)
+        await asyncio.sleep(VIEWER_COUNT_INTERVAL)
+        if self.viewer_count() != self._viewer_count_sent:
+            self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
+
+    def _hands(self) -> list[dict[str, str]]:
+        return [
+            {"participant_id": p.id, "name": p.name}
+            for p in self.participants.values()
+            if p.hand_raised and not p.visible
+        ]
+
+    async def _send_hands(self) -> None:
+        message = {"type": "hands", "hands": self._hands()}
+        for participant in list(self.participants.values()):
+            if participant.role == "chair":
+                await _send_quietly(participant, message)
+
+    async def set_hand(self, participant: Participant, raised: bool) -> None:
+        """A viewer raises or lowers a hand; chairs see the list."""
+        if participant.visible:
+            raise ProtocolError("forbidden", "only viewers raise a hand; you may already speak")
+        if participant.hand_raised != raised:
+            participant.hand_raised = raised
+            await self._send_hands()
+
+    async def promote(self, participant: Participant) -> None:
+        """A viewer becomes a speaker: may publish, and everyone sees them."""
+        if participant.visible:
+            raise ProtocolError("bad_message", f"{participant.id} is not a viewer")
+        metrics.PARTICIPANTS.labels(participant.role).dec()
+        participant.role = "participant"
+        participant.hand_raised = False
+        metrics.PARTICIPANTS.labels(participant.role).inc()
+        await _send_quietly(
+            participant, {"type": "role", "participant_id": participant.id, "role": "participant"}
+        )
+        await self.broadcast(
+            {"type": "participant_joined", "participant": participant.describe()},
+            exclude=participant.id,
+        )
+        self.viewers_changed()
+        await self._send_hands()
+
+    async def demote(self, participant: Participant) -> None:
+        """A speaker goes back to watching: their tracks end and others stop seeing them."""
+        if not participant.visible or participant.role == "chair":
+            raise ProtocolError("bad_message", f"{participant.id} is not a speaker")
+        await self.content.participant_left(participant)
+        for mid in list(participant.tracks):
+            await self._unpublish(participant, mid, resubscribe=False)
+        metrics.PARTICIPANTS.labels(participant.role).dec()
+        participant.role = "viewer"
+        metrics.PARTICIPANTS.labels(participant.role).inc()
+        if self._speaker.forget(participant.id):
+            await self.broadcast({"type": "active_speaker", "participant_id": None})
+        await _send_quietly(
+            participant, {"type": "role", "participant_id": participant.id, "role": "viewer"}
+        )
+        await self.broadcast(
+            {"type": "participant_left", "participant_id": participant.id, "reason": "demoted"},
+            exclude=participant.id,
+        )
+        self.viewers_changed()
+        await self.refresh_subscriptions()
+
     # -- active speaker ----------------------------------------------------------------------
 
     async def _detect_speakers(self) -> None:
@@ -463,12 +642,15 @@ class Rooms:
         self.recording = recording
         self.rooms: dict[str, Room] = {}
 
-    def get_or_create(self, room_id: str, title: str) -> Room:
+    def get_or_create(self, room_id: str, title: str, kind: RoomKind = "meeting") -> Room:
         """The live room, created on first join."""
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = Room(room_id, title, self.ice_servers, self.recording)
+            room = self.rooms[room_id] = Room(
+                room_id, title, self.ice_servers, self.recording, kind
+            )
             metrics.ROOMS.set(len(self.rooms))
+        room.kind = kind  # an administrator may have changed it since the session began
         return room
 
     def participant_by_token(self, room_id: str, token: str) -> tuple[Room, Participant] | None:
@@ -483,14 +665,14 @@ class Rooms:
 
     def discard_if_empty(self, room: Room) -> None:
         """Forget a room nobody is in."""
-        if not room.participants and self.rooms.get(room.id) is room:
+        if not room.participants and not room.viewer_sessions and self.rooms.get(room.id) is room:
             del self.rooms[room.id]
             metrics.ROOMS.set(len(self.rooms))
 
     def participant_count(self, room_id: str) -> int:
-        """Participants in a live room (0 if it is not live)."""
+        """Participants in a live room, lecture viewers not included (0 if it is not live)."""
         room = self.rooms.get(room_id)
-        return len(room.participants) if room else 0
+        return sum(1 for p in room.participants.values() if p.visible) if room else 0
 
     async def end_room(self, room_id: str, reason: str) -> None:
         """End a live room (the room was deleted, or the chair ended it)."""

@@ -9,15 +9,26 @@ import builtins
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mcu.database import UNSET, DatabaseError, SerialDatabase, Unset
 
-__all__ = ["DB_FILENAME", "UNSET", "RoomExists", "RoomRecord", "RoomStore", "StoreError", "Unset"]
+__all__ = [
+    "DB_FILENAME",
+    "UNSET",
+    "RoomExists",
+    "RoomKind",
+    "RoomRecord",
+    "RoomStore",
+    "StoreError",
+    "Unset",
+]
 
 DB_FILENAME = "mcu.sqlite3"
 """The database's file name inside ``data_dir``."""
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+RoomKind = Literal["meeting", "lecture"]
 
 
 _SCHEMA_V1 = """
@@ -32,8 +43,13 @@ CREATE TABLE rooms (
 ) STRICT;
 """
 _SCHEMA_V2 = "ALTER TABLE rooms ADD COLUMN auto_record INTEGER NOT NULL DEFAULT 0"
+_SCHEMA_V3 = (
+    "ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'meeting'",
+    "ALTER TABLE rooms ADD COLUMN viewer_password_hash TEXT",
+)
 _COLUMNS = (
-    "id, title, password_hash, created_at, opens_at, closes_at, max_participants, auto_record"
+    "id, title, password_hash, created_at, opens_at, closes_at, max_participants, auto_record,"
+    " kind, viewer_password_hash"
 )
 
 
@@ -65,6 +81,10 @@ class RoomRecord:
     """Capacity; None means the server default."""
     auto_record: bool = False
     """Start recording when the first participant joins (consultations kept for the record)."""
+    kind: RoomKind = "meeting"
+    """``meeting`` (everyone sees everyone) or ``lecture`` (viewers receive the stage only)."""
+    viewer_password_hash: str | None = None
+    """Argon2id hash of a lecture's viewer password; None when viewers need an invite."""
 
     def is_open(self, now: float) -> bool:
         """Whether joins are allowed at Unix time ``now``."""
@@ -74,9 +94,19 @@ class RoomRecord:
 
 
 def _record(row: tuple[Any, ...]) -> RoomRecord:
-    room_id, title, password_hash, created_at, opens_at, closes_at, capacity, auto = row
+    room_id, title, password_hash, created_at, opens_at, closes_at, capacity, auto = row[:8]
+    kind, viewer_hash = row[8:]
     return RoomRecord(
-        room_id, title, password_hash, created_at, opens_at, closes_at, capacity, bool(auto)
+        room_id,
+        title,
+        password_hash,
+        created_at,
+        opens_at,
+        closes_at,
+        capacity,
+        bool(auto),
+        "lecture" if kind == "lecture" else "meeting",
+        viewer_hash,
     )
 
 
@@ -104,7 +134,7 @@ class RoomStore(SerialDatabase):
             try:
                 with db:
                     db.execute(
-                        f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             record.id,
                             record.title,
@@ -114,6 +144,8 @@ class RoomStore(SerialDatabase):
                             record.closes_at,
                             record.max_participants,
                             int(record.auto_record),
+                            record.kind,
+                            record.viewer_password_hash,
                         ),
                     )
             except sqlite3.IntegrityError:
@@ -145,6 +177,8 @@ class RoomStore(SerialDatabase):
         closes_at: float | Unset | None = UNSET,
         max_participants: int | Unset | None = UNSET,
         auto_record: bool | Unset = UNSET,
+        kind: RoomKind | Unset = UNSET,
+        viewer_password_hash: str | Unset | None = UNSET,
     ) -> RoomRecord | None:
         """Change only the fields given (None clears an optional one); the updated room, or
         None if there is no such room."""
@@ -160,6 +194,8 @@ class RoomStore(SerialDatabase):
                     "auto_record",
                     auto_record if isinstance(auto_record, Unset) else int(auto_record),
                 ),
+                ("kind", kind),
+                ("viewer_password_hash", viewer_password_hash),
             )
             if value is not UNSET
         }
@@ -214,3 +250,7 @@ class RoomStore(SerialDatabase):
             if version < 2:
                 db.execute(_SCHEMA_V2)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (2,))
+            if version < 3:
+                for statement in _SCHEMA_V3:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (3,))

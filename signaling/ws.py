@@ -20,6 +20,7 @@ from .messages import (
     Chair,
     ClientMessage,
     Floor,
+    Hand,
     Join,
     Leave,
     Mute,
@@ -33,13 +34,18 @@ from .messages import (
 )
 from .mixing import parse_spec
 from .session import Participant, Role, Room, Rooms
-from .store import RoomStore
+from .store import RoomRecord, RoomStore
 from .throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
 # aiohttp closes the socket (1009) beyond this; below it, oversize frames get a polite error.
 HARD_FRAME_LIMIT = 1024 * 1024
+# Messages waiting for a client that does not read. Beyond this the client is too slow to follow
+# the room and is disconnected: one stalled socket must never hold up a broadcast to hundreds.
+OUTBOX_MESSAGES = 256
+# How long a closing connection waits for its last messages (room_ended, removed) to go out.
+FLUSH_SECONDS = 2.0
 
 
 @dataclass
@@ -63,15 +69,54 @@ class ClientConnection:
         self.services = services
         self.participant: Participant | None = None
         self.room: Room | None = None
-        self._send_lock = asyncio.Lock()
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_MESSAGES)
+        self._writer: asyncio.Task[None] | None = None
+        self._too_slow = False
         self._closing: asyncio.Future[None] | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
-        """Send one message (serialised, so frames never interleave)."""
-        if self.ws.closed:
+        """Queue one message; a writer task sends them in order, so callers never wait on a slow
+        client (a broadcast to a lecture's viewers must not stall on one of them)."""
+        if self.ws.closed or self._too_slow:
             return
-        async with self._send_lock:
-            await self.ws.send_json(message)
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self._too_slow = True
+            logger.warning("%s: %d messages unread; disconnecting", self.address, OUTBOX_MESSAGES)
+            self._closing = asyncio.ensure_future(self._close_slow())
+            return
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+
+    async def _close_slow(self) -> None:
+        await self.ws.close(code=1008, message=b"too slow")
+
+    async def _write(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            try:
+                if not self.ws.closed:
+                    await self.ws.send_json(message)
+            except Exception:  # a dead socket is cleaned up by the reader
+                logger.debug("send to %s failed", self.address, exc_info=True)
+            finally:
+                self._outbox.task_done()
+
+    async def flush(self) -> None:
+        """Wait (bounded) until queued messages are written."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), FLUSH_SECONDS)
+
+    async def stop_writer(self) -> None:
+        """Flush, then stop the writer task (the connection is over)."""
+        if self._writer is not None:
+            if not self.ws.closed:
+                await self.flush()
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
 
     async def run(self) -> None:
         """Read frames until the socket closes, then leave the room."""
@@ -125,6 +170,8 @@ class ClientConnection:
             raise ProtocolError("not_joined", "join a room first", request_id=message.id)
         try:
             if isinstance(message, Publish):
+                if not participant.visible:
+                    raise ProtocolError("forbidden", "viewers do not publish; raise your hand")
                 sources = {t.mid: TrackSource(t.source) for t in message.tracks}
                 answer, tracks = await room.publish(participant, message.sdp, sources)
                 await self.send(
@@ -163,8 +210,11 @@ class ClientConnection:
                     await room.content.turn_page(participant, message.page)
                 else:
                     await room.content.stop(participant)
+            elif isinstance(message, Hand):
+                await room.set_hand(participant, message.raised)
             elif isinstance(message, Leave):
                 await self._leave("left")
+                await self.flush()
                 await self.ws.close()
         except ProtocolError as exc:
             exc.request_id = exc.request_id if exc.request_id is not None else message.id
@@ -202,20 +252,27 @@ class ClientConnection:
                 raise ProtocolError("bad_invite", str(exc), request_id=message.id) from None
             role = invite.role
         if message.password is not None:
-            if not await verify_password(record.password_hash, message.password):
+            password_role = await password_grants(record, message.password)
+            if password_role is None:
                 await self._failed_attempt(now)
                 raise ProtocolError("wrong_password", "wrong room password", request_id=message.id)
+            role = password_role
+        if role == "viewer" and record.kind != "lecture":
+            raise ProtocolError(
+                "bad_invite", "viewer invites admit to lectures only", request_id=message.id
+            )
         services.throttle.record_success(self.address)
         if not record.is_open(now):
             raise ProtocolError(
                 "room_not_open", "the room is not open at this time", request_id=message.id
             )
         limit = record.max_participants or services.max_participants_default
-        if services.rooms.participant_count(record.id) >= limit:
+        # Lecture viewers are counted, not seated: the limit is on people seen and heard.
+        if role != "viewer" and services.rooms.participant_count(record.id) >= limit:
             raise ProtocolError(
                 "room_full", f"the room holds {limit} participants", request_id=message.id
             )
-        room = services.rooms.get_or_create(record.id, record.title)
+        room = services.rooms.get_or_create(record.id, record.title, record.kind)
         self.room = room
 
         async def send_joined_then_events(msg: dict[str, Any]) -> None:
@@ -224,7 +281,9 @@ class ClientConnection:
             await self.send(msg)
 
         first = not room.participants
-        participant = await room.add(message.name, role, send_joined_then_events)
+        participant = await room.add(
+            message.name, role, send_joined_then_events, subscribe=message.media == "connection"
+        )
         if first and record.auto_record and not room.recording.active:
             await room.recording.start()  # the room is set to record automatically
         participant.on_removed = self._on_removed_by_room
@@ -260,6 +319,12 @@ class ClientConnection:
         target = room.participants.get(message.participant_id or "")
         if target is None:
             raise ProtocolError("unknown_participant", f"no participant {message.participant_id!r}")
+        if message.action == "promote":
+            await room.promote(target)
+            return
+        if message.action == "demote":
+            await room.demote(target)
+            return
         if message.action == "mute":
             if message.source is None:
                 raise ProtocolError("bad_message", "mute needs a source")
@@ -273,8 +338,10 @@ class ClientConnection:
         self._closing = asyncio.ensure_future(self._closed_by_room())
 
     async def _closed_by_room(self) -> None:
-        # The room removed us (chair, room ended, connection failed): close the socket.
+        # The room removed us (chair, room ended, connection failed): close the socket once
+        # the reason has gone out.
         self.participant = None
+        await self.flush()
         await self.ws.close()
 
     async def _leave(self, reason: str) -> None:
@@ -284,6 +351,17 @@ class ClientConnection:
             participant.on_removed = None
             await room.remove(participant, "left" if reason == "left" else "disconnected")
             self.services.rooms.discard_if_empty(room)
+
+
+async def password_grants(record: RoomRecord, password: str) -> Role | None:
+    """The role a room's password admits with (the viewer password: viewer), None if wrong."""
+    if await verify_password(record.password_hash, password):
+        return "participant"
+    if record.viewer_password_hash is not None and await verify_password(
+        record.viewer_password_hash, password
+    ):
+        return "viewer"
+    return None
 
 
 def _reply(message: dict[str, Any], request_id: int | str | None) -> dict[str, Any]:
@@ -302,5 +380,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=HARD_FRAME_LIMIT)
     await ws.prepare(request)
     connection = ClientConnection(ws, request.remote or "unknown", services)
-    await connection.run()
+    try:
+        await connection.run()
+    finally:
+        await connection.stop_writer()
     return ws

@@ -84,9 +84,12 @@ async def test_create_room(api: Api) -> None:
         "closes_at",
         "max_participants",
         "auto_record",
+        "kind",
+        "viewer_password",
         "participants",
     }
     assert body["auto_record"] is False
+    assert body["kind"] == "meeting" and body["viewer_password"] is False
     assert body["id"] == "cardio-1"
     assert body["title"] == "Cardiology follow-up"
     assert body["opens_at"] == "2030-01-01T08:00:00Z"
@@ -344,3 +347,30 @@ async def test_oversized_chunked_body_is_413(api: Api) -> None:
     response = await api.client.post("/api/rooms", data=chunks(), headers=AUTH)
     assert response.status == 413
     assert (await response.json())["error"] == "too_large"
+
+
+async def test_lecture_room_with_viewer_password(api: Api) -> None:
+    status, body = await api.call(
+        "POST",
+        "/api/rooms",
+        {**ROOM, "id": "lesson-1", "kind": "lecture", "viewer_password": "watch-only-pw"},
+    )
+    assert status == 201, body
+    assert body["kind"] == "lecture" and body["viewer_password"] is True
+    record = await api.store.get("lesson-1")
+    assert record is not None and record.viewer_password_hash is not None
+    assert "watch-only-pw" not in record.viewer_password_hash
+    status, body = await api.call("PATCH", "/api/rooms/lesson-1", {"viewer_password": None})
+    assert status == 200 and body["viewer_password"] is False
+    status, body = await api.call(
+        "POST", "/api/rooms", {**ROOM, "id": "meet-1", "viewer_password": "watch-only-pw"}
+    )
+    assert status == 400 and "lecture" in body["message"]
+    status, body = await api.call(
+        "POST",
+        "/api/rooms",
+        {**ROOM, "id": "lesson-2", "kind": "lecture", "viewer_password": ROOM["password"]},
+    )
+    assert status == 400 and "differ" in body["message"]
+    status, body = await api.call("POST", "/api/rooms/lesson-1/invites", {"role": "viewer"})
+    assert status == 201 and body["role"] == "viewer"
