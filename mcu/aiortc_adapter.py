@@ -244,6 +244,11 @@ def remote_sends(transceiver: RTCRtpTransceiver) -> bool:
     return transceiver._offerDirection in ("recvonly", "sendrecv")
 
 
+def remote_receives(transceiver: RTCRtpTransceiver) -> bool:
+    """Whether the remote offer receives media on this transceiver's section (we may send)."""
+    return transceiver._offerDirection in ("sendonly", "sendrecv")
+
+
 def narrow_to_first_codec(transceiver: RTCRtpTransceiver, prefer: str | None = None) -> CodecInfo:
     """Answer a publisher with only one common codec (and its RTX), and describe it.
 

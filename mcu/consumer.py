@@ -4,6 +4,11 @@ Per packet the consumer does only what differs between subscribers: a new SSRC, 
 timestamp and payload type, the header extensions with this leg's ids, then protect and send. The
 mapping from incoming to outgoing sequence numbers is a fixed offset chosen when the consumer
 starts, so retransmissions and NACKs map back without per-packet bookkeeping.
+
+A consumer may also :meth:`~Consumer.follow` another producer on the same leg (a WHEP viewer's
+media section following the stage): the subscriber sees one continuous stream whose numbering and
+timing run on across the switch. Attaching the consumer to a producer's sinks is the caller's job;
+the consumer only changes what it forwards and whom it asks for keyframes and repairs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Protocol
 from .history import PacketHistory
 from .media import IncomingPacket, KeyframeSource
 from .metrics import FORWARDING_SAMPLER
+from .producer import Producer
 from .rtp import (
     abs_send_time,
     extend_sequence,
@@ -74,14 +80,19 @@ SenderReportSink = Callable[[int, int, int, int], None]
 
 
 class Consumer:
-    """Forwards one producer to one subscriber."""
+    """Forwards one producer to one subscriber.
+
+    ``history`` and ``keyframes`` are the producer's packet history (answers NACKs) and the source
+    of keyframes (usually the producer itself). A consumer made without them repairs nothing and
+    asks nobody for keyframes until :meth:`follow` gives it a producer.
+    """
 
     def __init__(
         self,
         leg: ConsumerLeg,
         transmitter: Transmitter,
-        history: PacketHistory,
-        keyframes: KeyframeSource,
+        history: PacketHistory | None = None,
+        keyframes: KeyframeSource | None = None,
         *,
         video: bool,
         sender_report_sink: SenderReportSink | None = None,
@@ -90,6 +101,8 @@ class Consumer:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.packets_dropped = 0
+        self.stalls = 0
+        "Times a video consumer stopped after a refused send, to restart at a keyframe."
         self.retransmissions = 0
         self.nacks_received = 0
         self.keyframe_requests_received = 0
@@ -103,9 +116,11 @@ class Consumer:
         self._closed = False
         self._start_ext = 0
         self._last_ext = 0
+        self._last_packet: IncomingPacket | None = None  # the highest-numbered one forwarded
         self._seq_offset = 0
         self._ts_offset = 0
         self._ts_fixed = False
+        self._rebase_clock_rate: int | None = None  # set by follow() until the next start
         self._first_sequence = random.randrange(0x8000)  # low half: SRTP rollover guard
         self._first_timestamp = random.randrange(1 << 32)
         self._rtx_sequence = random.randrange(0x8000)
@@ -139,10 +154,12 @@ class Consumer:
             return
         if packet.ext_sequence > self._last_ext:
             self._last_ext = packet.ext_sequence
+            self._last_packet = packet
+        sequence = (packet.ext_sequence + self._seq_offset) & 0xFFFF
         data = self._build(
             self._payload_type,
             packet.marker,
-            (packet.ext_sequence + self._seq_offset) & 0xFFFF,
+            sequence,
             (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
             self._ssrc,
             packet,
@@ -155,24 +172,73 @@ class Consumer:
                 FORWARDING_SAMPLER.observe(packet.arrival)
         else:
             self.packets_dropped += 1
+            if self._video:
+                self._stall(packet, sequence)
+
+    def _stall(self, packet: IncomingPacket, sequence: int) -> None:
+        # The subscriber's transport is backed up. Sending the rest of a frame whose packets were
+        # dropped only makes it NACK and wait; stop, and restart cleanly at the next keyframe
+        # with numbering that follows the last packet that really left (so it sees no gap).
+        self.stalls += 1
+        if packet.ext_sequence == self._last_ext:
+            self._halt(sequence)  # the newest packet: it never left, its number is reused
+        else:
+            self._halt((self._last_ext + self._seq_offset + 1) & 0xFFFF)
+        self._ask_keyframe(packet.arrival)
 
     def _start(self, packet: IncomingPacket) -> None:
         self._started = True
+        previous = self._last_packet
         self._start_ext = self._last_ext = packet.ext_sequence
+        self._last_packet = packet
         self._seq_offset = self._first_sequence - packet.ext_sequence
-        if not self._ts_fixed:
+        clock_rate = self._rebase_clock_rate
+        if clock_rate is not None and previous is not None:
+            # Another producer's clock: continue from the last timestamp sent, advanced by the
+            # wall-clock time since (at least one tick, so no two frames share a timestamp).
+            last_sent = previous.timestamp + self._ts_offset
+            elapsed = max(1, round((packet.arrival - previous.arrival) * clock_rate))
+            self._ts_offset = (last_sent + elapsed - packet.timestamp) & 0xFFFFFFFF
+            self._ts_fixed = True
+        elif not self._ts_fixed:
             # Timestamps keep their offset across a resync: the publisher's clock ran on in real
             # time, so the gap in timestamps is the true pause.
             self._ts_offset = (self._first_timestamp - packet.timestamp) & 0xFFFFFFFF
             self._ts_fixed = True
+        self._rebase_clock_rate = None
+
+    def _halt(self, next_sequence: int) -> None:
+        self._started = False
+        self._first_sequence = next_sequence
 
     def resync(self) -> None:
         """Continue numbering after a break: the next packet sent (a keyframe for video) follows
         the last one sent, and nothing from before the break is repaired any more."""
         if not self._started:
             return
-        self._started = False
-        self._first_sequence = (self._last_ext + self._seq_offset + 1) & 0xFFFF
+        self._halt((self._last_ext + self._seq_offset + 1) & 0xFFFF)
+
+    def follow(self, producer: Producer | None, now: float | None = None) -> None:
+        """Forward ``producer`` from now on instead (``None``: forward nothing, stay open).
+
+        The subscriber sees one stream: the same SSRC, sequence numbers continuing from the last
+        one sent, timestamps continuing from the last one sent advanced by the wall-clock time
+        since (in the new producer's clock rate). NACKs are answered from the new producer's
+        history only, keyframe requests go to it, and video restarts at its next keyframe. With
+        ``now`` a video consumer asks for that keyframe at once rather than on the first packet.
+
+        The caller moves the consumer between the producers' sinks (``remove_sink`` on the old
+        one before, ``add_sink`` on the new one after); packets still arriving from the old
+        producer would be taken for the new one's.
+        """
+        self.resync()
+        self._history = producer.history if producer is not None else None
+        self._keyframes = producer
+        if producer is not None:
+            self._rebase_clock_rate = producer.codec.clock_rate
+        self._last_keyframe_ask = float("-inf")
+        if now is not None and producer is not None and self._video and not self._closed:
+            self._ask_keyframe(now)
 
     def _build(
         self,
@@ -217,16 +283,17 @@ class Consumer:
     def on_nack(self, sequences: list[int]) -> int:
         """Resend the packets a subscriber reported lost; returns how many were resent."""
         self.nacks_received += 1
-        if not self._started or self._closed:
+        history = self._history
+        if not self._started or self._closed or history is None:
             return 0
         resent = 0
-        highest = self._history.highest
+        highest = history.highest
         leg = self.leg
         for seq in sequences:
             ext = extend_sequence((seq - self._seq_offset) & 0xFFFF, highest)
             if ext < self._start_ext:
                 continue
-            packet = self._history.get(ext)
+            packet = history.get(ext)
             if packet is None:
                 continue
             sequence = (ext + self._seq_offset) & 0xFFFF
@@ -260,7 +327,8 @@ class Consumer:
     def on_keyframe_request(self, now: float) -> None:
         """The subscriber sent PLI or FIR."""
         self.keyframe_requests_received += 1
-        self._keyframes.request_keyframe(now)
+        if self._keyframes is not None:
+            self._keyframes.request_keyframe(now)
 
     def on_remb(self, bitrate: int) -> None:
         """The subscriber's receive-side bandwidth estimate."""
@@ -278,7 +346,7 @@ class Consumer:
         )
 
     def _ask_keyframe(self, now: float) -> None:
-        if now - self._last_keyframe_ask >= KEYFRAME_RETRY_INTERVAL:
+        if self._keyframes is not None and now - self._last_keyframe_ask >= KEYFRAME_RETRY_INTERVAL:
             self._last_keyframe_ask = now
             self._keyframes.request_keyframe(now)
 

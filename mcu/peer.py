@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -258,7 +259,14 @@ class SubscriberConnection:
         await self.pc.close()
 
 
-async def close_quietly(*connections: PublisherConnection | SubscriberConnection | None) -> None:
+class Closable(Protocol):
+    """Anything with an async close (publish, subscribe and WHEP viewer connections)."""
+
+    async def close(self) -> None:
+        """Close it."""
+
+
+async def close_quietly(*connections: Closable | None) -> None:
     """Close connections, never raising (used on every cleanup path)."""
     for connection in connections:
         if connection is None:

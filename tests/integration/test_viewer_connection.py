@@ -1,0 +1,242 @@
+"""A WHEP viewer's sections follow the stage between real publishers, without renegotiation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+from mcu.media import CodecInfo, TrackSource
+from mcu.peer import NegotiationError, PublisherConnection
+from mcu.producer import Producer
+from mcu.stage import Stage
+from mcu.viewer import ViewerConnection, codec_compatible
+from tests.support.room_client import ColourTrack, ToneTrack
+
+RED = (200, 30, 30)
+BLUE = (30, 30, 200)
+
+
+def _new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+@dataclass
+class Publisher:
+    """A real aiortc publisher, answered by the server's PublisherConnection."""
+
+    client: RTCPeerConnection
+    server: PublisherConnection
+    producers: dict[TrackSource, Producer]
+
+    async def close(self) -> None:
+        for producer in self.producers.values():
+            producer.close()
+        await self.server.close()
+        await self.client.close()
+
+
+async def _publish(name: str, tracks: dict[TrackSource, MediaStreamTrack]) -> Publisher:
+    client = _new_pc()
+    transceivers = []
+    for source, track in tracks.items():
+        transceiver = client.addTransceiver(track, direction="sendonly")
+        if track.kind == "video":
+            caps = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in caps if c.mimeType != "video/VP8"])
+        transceivers.append((transceiver, source))
+    await client.setLocalDescription(await client.createOffer())
+    sources = {t.mid or "": source for t, source in transceivers}
+    server = PublisherConnection([])
+    answer, offered = await server.negotiate(client.localDescription.sdp, sources, "video/H264")
+    producers = {}
+    for section in offered:
+        producer = Producer(
+            f"{name}-{section.source}", name, section.source, section.codec, _nothing
+        )
+        server.bind(section, producer)
+        producers[section.source] = producer
+    await client.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return Publisher(client, server, producers)
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class Viewer:
+    """A WHEP player: offers receive-only sections, decodes what arrives, per section."""
+
+    pc: RTCPeerConnection = field(default_factory=_new_pc)
+    frames: dict[str, int] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pc.on("track", self._on_track)
+
+    async def offer(self, *kinds: str) -> str:
+        for kind in kinds:
+            self.pc.addTransceiver(kind, direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
+        self.frames[mid or ""] = 0
+        self.tasks.append(asyncio.create_task(self._consume(mid or "", track)))
+
+    async def _consume(self, mid: str, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames[mid] += 1
+                self.last[mid] = frame
+
+    def colour(self, mid: str) -> str | None:
+        """``red`` or ``blue`` for the last picture decoded on ``mid``, else None."""
+        frame = self.last.get(mid)
+        if frame is None:
+            return None
+        r, _, b = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
+        return "red" if r > b + 80 else "blue" if b > r + 80 else None
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def publishers() -> AsyncIterator[tuple[Publisher, Publisher]]:
+    red = await _publish(
+        "red", {TrackSource.MICROPHONE: ToneTrack(), TrackSource.CAMERA: ColourTrack(RED)}
+    )
+    blue = await _publish("blue", {TrackSource.CAMERA: ColourTrack(BLUE)})
+    try:
+        yield red, blue
+    finally:
+        await red.close()
+        await blue.close()
+
+
+async def test_sections_follow_the_stage_without_renegotiation(
+    publishers: tuple[Publisher, Publisher],
+) -> None:
+    red, blue = publishers
+    red_camera = red.producers[TrackSource.CAMERA]
+    blue_camera = blue.producers[TrackSource.CAMERA]
+    assert red_camera.codec.mime_type == blue_camera.codec.mime_type == "video/H264"
+    stage = Stage("lecture-1")
+    stage.set([red_camera], [red.producers[TrackSource.MICROPHONE]])
+    count = [0]
+    closed: list[bool] = []
+
+    def on_consumer(delta: int) -> None:
+        count[0] += delta
+
+    viewer, other = Viewer(), Viewer()
+    connection = ViewerConnection([], stage, on_consumer)
+    connection.on_closed = lambda: closed.append(True)
+    # A player that prefers VP8 gets a VP8 section, which cannot carry the H.264 cameras.
+    vp8_connection = ViewerConnection([], stage, on_consumer, prefer_video=None)
+    try:
+        answer = await connection.answer(await viewer.offer("audio", "video", "video"))
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        assert count[0] == 3 and "H264" in answer
+        consumers = connection.consumers()
+
+        # Audio and the first video section carry the stage; the second video section is silent.
+        await _until(lambda: viewer.colour("1") == "red" and viewer.frames.get("0", 0) > 10)
+        assert viewer.frames.get("2", 0) == 0
+
+        answer = await vp8_connection.answer(await other.offer("audio", "video"))
+        await other.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        audio, video = vp8_connection.consumers()
+        await _until(lambda: audio.packets_sent > 0)
+        assert video.packets_sent == 0 and len(red_camera.sinks) == 1  # only the H.264 viewer
+
+        # The stage changes: a new speaker's camera takes slot 0, the old one moves to slot 1.
+        stage.set([blue_camera, red_camera], [red.producers[TrackSource.MICROPHONE]])
+        await _until(lambda: viewer.colour("1") == "blue" and viewer.colour("2") == "red")
+        assert connection.consumers() == consumers  # same sections, same SSRCs: no new offer
+        assert viewer.pc.signalingState == "stable"
+
+        # A player that goes away (DTLS close_notify) ends its session without a DELETE.
+        left: list[bool] = []
+        vp8_connection.on_closed = functools.partial(left.append, True)
+        await other.close()
+        await _until(lambda: left == [True])
+        assert count[0] == 3 and stage.listeners == 1
+
+        await connection.close()
+        assert closed == [True] and stage.listeners == 0
+        assert count[0] == 0 and red_camera.sinks == [] and blue_camera.sinks == []
+    finally:
+        await connection.close()
+        await vp8_connection.close()
+        await viewer.close()
+        await other.close()
+    assert count[0] == 0 and closed == [True] and stage.listeners == 0
+
+
+async def test_unusable_offers_are_refused_with_a_reason() -> None:
+    stage = Stage("lecture-1")
+    player = Viewer()
+    try:
+        offer = await player.offer("audio", "video")
+        cases = {
+            "garbage\r\n": "no audio or video section",
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\na=setup:bogus\r\n": (
+                "malformed SDP"
+            ),
+            offer.replace("a=setup:actpass", "a=setup:active"): "an answer, not an offer",
+            offer.replace("a=ice-ufrag:", "a=x-ufrag:"): "no ICE credentials",
+            offer.replace("a=recvonly", "a=sendonly"): "no audio or video section the viewer",
+        }
+        for sdp, reason in cases.items():
+            closed: list[bool] = []
+            connection = ViewerConnection([], stage, lambda delta: None)
+            connection.on_closed = functools.partial(closed.append, True)
+            with pytest.raises(NegotiationError, match=reason):
+                await connection.answer(sdp)
+            assert closed == [True] and stage.listeners == 0
+    finally:
+        await player.close()
+
+
+def test_codec_compatibility_includes_h264_packetization_mode() -> None:
+    mode1 = CodecInfo("video/H264", 90000, None, (("packetization-mode", "1"),))
+    mode0 = CodecInfo("video/H264", 90000, None, (("packetization-mode", "0"),))
+    assert codec_compatible(mode1, mode1) and codec_compatible(
+        mode0, CodecInfo("video/h264", 90000)
+    )
+    assert not codec_compatible(mode1, mode0)
+    assert not codec_compatible(CodecInfo("video/VP8", 90000), mode1)
+    assert codec_compatible(CodecInfo("audio/opus", 48000, 2), CodecInfo("audio/OPUS", 48000, 2))
