@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import ssl
 import sys
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .config import Config, ConfigError, load_config
-from .server import begin_shutdown, create_app
-from .signaling.recording import wait_for_composites
 
 # Attributes every LogRecord has; anything else on a record came from the call's ``extra``.
 _RECORD_ATTRIBUTES = frozenset(
@@ -63,28 +63,49 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(config: Config) -> None:
-    """Log to stderr in the configured level and format."""
+class ProcessFilter(logging.Filter):
+    """Marks every record with the process it came from (``worker``: an index or ``front``)."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.process
+        return True
+
+
+def setup_logging(config: Config, process: str | None = None) -> None:
+    """Log to stderr in the configured level and format; ``process`` (a worker index or
+    ``front``) marks each line when several processes share the log."""
     handler = logging.StreamHandler()
     if config.log_format == "json":
         handler.setFormatter(JsonFormatter())
-    else:
+    elif process is None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(worker)s] %(name)s: %(message)s")
+        )
+    if process is not None:
+        handler.addFilter(ProcessFilter(process))
     logging.basicConfig(level=config.log_level.upper(), handlers=[handler], force=True)
     # aioice and aiortc are chatty at INFO about every candidate pair.
     for name in ("aioice", "aiortc"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGINT or SIGTERM, then close every peer connection and exit."""
-    app = await create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLogger)
-    await runner.setup()
-    ssl_context = None
-    if config.tls_cert is not None and config.tls_key is not None:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def _public_site(runner: web.AppRunner, config: Config) -> web.TCPSite:
+    """Listen on the public address and say so."""
+    ssl_context = _ssl_context(config)
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
     await site.start()
     scheme = "https" if ssl_context else "http"
@@ -95,18 +116,104 @@ async def serve(config: Config) -> None:
         logging.getLogger("mcu").info(
             "admin token: %s", config.data_dir / "secrets" / "admin-token"
         )
+    return site
+
+
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(config: Config) -> None:
+    """Run the application until SIGINT or SIGTERM, then close every peer connection and exit.
+
+    A single-process server listens on the public address; worker ``config.worker_index``
+    listens on its Unix socket instead, and also stops when the front that started it is gone.
+    """
+    from .cluster import worker
+    from .server import begin_shutdown, create_app
+    from .signaling.recording import wait_for_composites
+    from .signaling.whip import BROADCASTING
+
+    stop = _stop_on_signals()
+    if config.worker_index is not None:
+        config = worker.worker_config(config)
+    app = await create_app(config)
+    worker.attach(app, config)
+    if config.worker_index is None:
+        runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLogger)
+    else:  # the front logs every request it passes on, with the client's address
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    watcher: asyncio.Task[None] | None = None
+    if config.worker_index is None:
+        await _public_site(runner, config)
+    else:
+        path = worker.prepare_socket(config.data_dir, config.worker_index)
+        await web.UnixSite(runner, str(path)).start()
+        path.chmod(0o600)
+        logging.getLogger("mcu").info("worker %d listening on %s", config.worker_index, path)
+        watcher = asyncio.create_task(worker.watch_parent(stop))
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     begin_shutdown(app)  # /readyz answers 503 while sessions are being ended
     logging.getLogger("mcu").info("shutting down")
     # End rooms while sockets are still open, so every client is told why before aiohttp closes
     # them (aiohttp's own shutdown closes WebSockets before its on_shutdown hooks run).
+    await app[BROADCASTING].close_all()
     await app["rooms"].close_all()
     await wait_for_composites(timeout=300)
     await runner.cleanup()
+
+
+async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
+    """Run the front and ``count`` workers until SIGINT or SIGTERM; the exit status."""
+    from .cluster.directory import InMemoryRoomDirectory
+    from .cluster.front import Front, create_front_app
+    from .cluster.peers import WorkerPeers
+    from .cluster.supervisor import Supervisor, WorkerStartError
+
+    log = logging.getLogger("mcu")
+    stop = _stop_on_signals()
+    peers = WorkerPeers(config.data_dir, count, limit=0)
+    supervisor = Supervisor(config, argv, count, peers)
+    log.info("starting %d workers", count)
+    starting = asyncio.create_task(supervisor.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    error: BaseException | None = None
+    if starting.done():
+        error = starting.exception()
+    else:  # stopped while starting
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WorkerStartError):
+            await starting
+    if error is not None or stopping.done():
+        if isinstance(error, WorkerStartError):
+            log.error("%s", error)
+        elif error is not None:
+            log.error("workers did not start", exc_info=error)
+        await supervisor.stop(timeout=30)
+        await peers.close()
+        return 0 if error is None else 1
+    front = Front(config, supervisor, peers, InMemoryRoomDirectory(count))
+    runner = web.AppRunner(
+        create_front_app(front), handle_signals=False, access_log_class=AccessLogger
+    )
+    await runner.setup()
+    site = await _public_site(runner, config)
+    await stopping
+    log.info("shutting down")
+    front.shutting_down = True  # /readyz answers 503 from now on
+    await site.stop()  # no new connections; open ones carry the workers' goodbyes
+    status = await supervisor.stop()
+    await runner.cleanup()
+    await peers.close()
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,14 +223,31 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcu: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config)
+    count = config.resolved_workers() if config.worker_index is None else 1
+    if config.worker_index is not None:
+        setup_logging(config, str(config.worker_index))
+        return _run(serve(config))
+    if count == 1:
+        setup_logging(config)
+        return _run(serve(config))
+    setup_logging(config, "front")
+    try:
+        config.rtc_port_slice(0, count)
+    except ValueError as exc:
+        print(f"mcu: configuration error: {exc}", file=sys.stderr)
+        return 2
+    args = list(argv if argv is not None else sys.argv[1:])
+    return _run(serve_front(config, args, count))
+
+
+def _run(main: Coroutine[Any, Any, int | None]) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        asyncio.run(serve(config))
+        result = asyncio.run(main)
     else:
-        uvloop.run(serve(config))
-    return 0
+        result = uvloop.run(main)
+    return result or 0
 
 
 if __name__ == "__main__":

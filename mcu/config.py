@@ -11,6 +11,7 @@ import argparse
 import difflib
 import ipaddress
 import json
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,9 @@ _TURN_SCHEMES = ("turn:", "turns:")
 # Values never echoed back in error messages.
 _SECRET_FIELDS = frozenset({"admin_token", "credential"})
 _MIN_ADMIN_TOKEN_CHARS = 16
+MAX_WORKERS = 64
+# Set by the front for the worker processes it starts; never read from a file or the environment.
+_INTERNAL_FIELDS = frozenset({"worker_index"})
 
 
 class ConfigError(Exception):
@@ -137,6 +141,36 @@ class Config(BaseModel):
     """Room capacity when a room sets no ``max_participants``."""
     encrypt_recordings: bool = True
     """Encrypt recordings and uploaded courseware at rest (AES-256-GCM, per-file keys)."""
+    workers: int = 0
+    """Worker processes behind one front process; 0 = one per CPU core, 1 = a single process."""
+    worker_index: int | None = None
+    """Internal: this process is worker ``worker_index`` of ``workers`` (None: not a worker)."""
+
+    def resolved_workers(self) -> int:
+        """How many worker processes ``workers`` means here: 0 = the CPU cores this process may
+        run on (its affinity, so ``taskset`` and cpusets count), else ``workers``."""
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except (AttributeError, OSError):  # not every platform has affinity
+            return os.cpu_count() or 1
+
+    def rtc_port_slice(self, index: int, count: int) -> tuple[int, int] | None:
+        """Worker ``index`` of ``count``'s share of the media port range: the ``index``-th of
+        ``count`` equal slices (None when no range is configured). Raises ``ValueError`` when
+        the range has fewer ports than workers.
+        """
+        if self.rtc_port_min is None or self.rtc_port_max is None:
+            return None
+        size = (self.rtc_port_max - self.rtc_port_min + 1) // count
+        if size < 1:
+            raise ValueError(
+                f"the media port range {self.rtc_port_min}-{self.rtc_port_max} has fewer ports "
+                f"than the {count} workers; widen rtc_port_min..rtc_port_max or lower workers"
+            )
+        low = self.rtc_port_min + index * size
+        return low, low + size - 1
 
     @field_validator("host")
     @classmethod
@@ -192,6 +226,20 @@ class Config(BaseModel):
             raise ValueError(f"max_participants_default must be between 1 and 1000, got {value}")
         return value
 
+    @field_validator("workers")
+    @classmethod
+    def _check_workers(cls, value: int) -> int:
+        if not 0 <= value <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 0 and {MAX_WORKERS}, got {value}")
+        return value
+
+    @field_validator("worker_index")
+    @classmethod
+    def _check_worker_index(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value < MAX_WORKERS:
+            raise ValueError(f"worker_index must be between 0 and {MAX_WORKERS - 1}, got {value}")
+        return value
+
     @model_validator(mode="after")
     def _check_pairs(self) -> Config:
         ports = ("rtc_port_min", "rtc_port_max")
@@ -211,6 +259,25 @@ class Config(BaseModel):
             raise _CrossFieldError(
                 "tls_cert and tls_key must be set together", ("tls_cert", "tls_key")
             )
+        if self.worker_index is not None:
+            if self.worker_index >= self.workers:
+                raise _CrossFieldError(
+                    f"worker_index ({self.worker_index}) must be below workers ({self.workers})",
+                    ("worker_index", "workers"),
+                )
+            try:
+                self.rtc_port_slice(self.worker_index, self.workers)
+            except ValueError as exc:
+                raise _CrossFieldError(
+                    str(exc), ("rtc_port_min", "rtc_port_max", "workers")
+                ) from None
+        elif self.workers > 1:
+            try:
+                self.rtc_port_slice(0, self.workers)
+            except ValueError as exc:
+                raise _CrossFieldError(
+                    str(exc), ("rtc_port_min", "rtc_port_max", "workers")
+                ) from None
         return self
 
 
@@ -318,6 +385,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="PEM private key for --tls-cert (env MCU_TLS_KEY)",
     )
     add(
+        "--workers",
+        metavar="N",
+        help="worker processes behind one front process, 0-64; 0 = one per CPU core, "
+        "1 = everything in a single process (env MCU_WORKERS; default 0)",
+    )
+    # Internal: the front starts worker i with this flag; not for operators.
+    add("--worker-index", metavar="I", dest="worker_index", help=argparse.SUPPRESS)
+    add(
         "--log-level",
         metavar="LEVEL",
         dest="log_level",
@@ -340,9 +415,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    public = [field for field in Config.model_fields if field not in _INTERNAL_FIELDS]
     for key in data:
-        if key not in Config.model_fields:
-            close = difflib.get_close_matches(key, Config.model_fields, n=1)
+        if key not in public:
+            close = difflib.get_close_matches(key, public, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{path}: unknown key {key!r}{hint}")
     return data
@@ -352,6 +428,8 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
     """Field name -> (variable name, raw value); empty variables count as unset."""
     values: dict[str, tuple[str, Any]] = {}
     for field in Config.model_fields:
+        if field in _INTERNAL_FIELDS:
+            continue
         name = ENV_PREFIX + field.upper()
         raw = environ.get(name, "")
         if not raw.strip():

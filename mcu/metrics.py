@@ -23,7 +23,7 @@ from . import __version__
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 WORKER = "0"
-"This process's worker index (one process for now; the lectures issue adds more)."
+"This process's worker index (``set_worker`` changes it when a worker process starts)."
 
 DECODED_FRAMES = Counter(
     "mcu_decoded_frames_total",
@@ -76,13 +76,22 @@ SUBSCRIBER_LOSS = Histogram(
     buckets=(0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
 )
 WORKER_INFO = Info("mcu_worker", "This server process: worker index and version.")
-WORKER_INFO.info(
-    {
-        "worker": WORKER,
-        "version": __version__,
-        "python": ".".join(map(str, sys.version_info[:3])),
-    }
-)
+
+
+def set_worker(index: int) -> None:
+    """This process is worker ``index``: ``WORKER`` and the ``mcu_worker`` info say so."""
+    global WORKER
+    WORKER = str(index)
+    WORKER_INFO.info(
+        {
+            "worker": WORKER,
+            "version": __version__,
+            "python": ".".join(map(str, sys.version_info[:3])),
+        }
+    )
+
+
+set_worker(0)
 
 LATENCY_SAMPLE_EVERY = 64
 "A consumer observes forwarding latency for one packet in this many (a power of two)."

@@ -24,7 +24,11 @@ class ServerProcess:
     """A running server and an admin client for it."""
 
     def __init__(
-        self, data_dir: Path, extra_args: list[str] | None = None, admin_token: str | None = None
+        self,
+        data_dir: Path,
+        extra_args: list[str] | None = None,
+        admin_token: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -32,6 +36,7 @@ class ServerProcess:
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.data_dir = data_dir
         self.extra_args = extra_args or []
+        self.workers = workers
         self.process: asyncio.subprocess.Process | None = None
         self.log_path = data_dir / "server.log"
         self._session: aiohttp.ClientSession | None = None
@@ -43,6 +48,7 @@ class ServerProcess:
             sys.executable, "-m", "mcu",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.data_dir), "--media-address", "127.0.0.1",
+            "--workers", str(self.workers),
             *self.extra_args,
             env=os.environ | {"MCU_ADMIN_TOKEN": self.admin_token},
             stdout=log, stderr=log,
@@ -51,7 +57,8 @@ class ServerProcess:
         self._session = aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {self.admin_token}"}
         )
-        for _ in range(100):
+        # Workers import the media stack in parallel on a shared machine: give them longer.
+        for _ in range(100 if self.workers == 1 else 600):
             if self.process.returncode is not None:
                 raise RuntimeError(f"server exited: {self.log()}")
             try:

@@ -1,0 +1,86 @@
+"""Which worker the front sends an HTTP request to: a pure function of method and path."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["MAX_ROOM_CHARS", "Route", "RouteKind", "route", "session_worker"]
+
+MAX_ROOM_CHARS = 64
+"Longest room id the protocol accepts; longer ones get no home (worker 0 refuses them)."
+
+
+class RouteKind(enum.Enum):
+    """How the front picks the worker for a request."""
+
+    HOME = "home"
+    "The room's home worker."
+    NEW_VIEWER = "new_viewer"
+    "The worker with the fewest viewers (a new WHEP session)."
+    WORKER = "worker"
+    "A worker named by the request itself (``Route.worker``)."
+    NOT_FOUND = "not_found"
+    "Answered 404 by the front: internal routes, sessions naming no worker."
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one request goes."""
+
+    kind: RouteKind
+    "How the worker is chosen."
+    room: str | None = None
+    "The room of a ``HOME`` or ``NEW_VIEWER`` route."
+    worker: int | None = None
+    "The worker of a ``WORKER`` route."
+
+
+_DEFAULT = Route(RouteKind.WORKER, worker=0)
+_NOT_FOUND = Route(RouteKind.NOT_FOUND)
+
+
+def session_worker(session: str, workers: int) -> int | None:
+    """The worker a WHEP session id (``<worker index>-<random>``) names, if it is valid."""
+    prefix, dash, rest = session.partition("-")
+    if not dash or not rest or not prefix.isdigit() or len(prefix) > 3:
+        return None
+    index = int(prefix)
+    return index if index < workers else None
+
+
+def _room(segment: str) -> str | None:
+    return segment if 1 <= len(segment) <= MAX_ROOM_CHARS else None
+
+
+def route(method: str, path: str, workers: int) -> Route:
+    """The route of ``method path`` (path percent-decoded, without the query string).
+
+    ``/whip/{room}…``, ``/rooms/{room}/…`` and ``/api/rooms/{room}…`` go to the room's home;
+    ``POST /whep/{room}`` to the least-loaded worker; ``DELETE``, ``PATCH`` and ``OPTIONS`` of
+    ``/whep/{room}/{session}`` to the worker the session names; ``/internal/…`` nowhere;
+    everything else to worker 0.
+    """
+    parts = path.split("/")[1:]
+    if not parts:
+        return _DEFAULT
+    head = parts[0]
+    if head == "internal":
+        return _NOT_FOUND
+    if head == "whip" and len(parts) >= 2:
+        room = _room(parts[1])
+        return Route(RouteKind.HOME, room=room) if room else _DEFAULT
+    if head == "rooms" and len(parts) >= 3:
+        room = _room(parts[1])
+        return Route(RouteKind.HOME, room=room) if room else _DEFAULT
+    if head == "api" and len(parts) >= 3 and parts[1] == "rooms":
+        room = _room(parts[2])
+        return Route(RouteKind.HOME, room=room) if room else _DEFAULT
+    if head == "whep":
+        if len(parts) == 2 and method == "POST":
+            room = _room(parts[1])
+            return Route(RouteKind.NEW_VIEWER, room=room) if room else _DEFAULT
+        if len(parts) == 3 and method in ("DELETE", "PATCH", "OPTIONS"):
+            worker = session_worker(parts[2], workers)
+            return _NOT_FOUND if worker is None else Route(RouteKind.WORKER, worker=worker)
+    return _DEFAULT
