@@ -21,13 +21,16 @@ from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, s
 from mcu.recorder.writer import TrackWriter
 from mcu.signaling.admin import setup_admin_api
 from mcu.signaling.recording import RecordingServices, composite_executor
+from mcu.signaling.relays import setup_internal_routes
 from mcu.signaling.session import Rooms
 from mcu.signaling.store import RoomStore
 from mcu.signaling.throttle import LoginThrottle
 from mcu.signaling.uploads import upload_document
+from mcu.signaling.whip import BROADCASTING, Broadcasting, setup_broadcasting
 from mcu.signaling.ws import SignalingServices, websocket_handler
 
 from . import __version__, aiortc_adapter, ice, metrics
+from .cluster.worker import WORKER_CONTEXT
 from .config import Config
 from .consumer import Consumer
 from .looplag import LoopLagMonitor
@@ -143,6 +146,7 @@ async def health_handler(request: web.Request) -> web.Response:
         {"status": "ok"}
         | rooms.stats()
         | {
+            "viewers": request.app[BROADCASTING].viewers,
             "uptime_seconds": round(time.monotonic() - readiness.started, 3),
             "version": __version__,
             "worker": metrics.WORKER,
@@ -213,9 +217,10 @@ async def create_app(config: Config) -> web.Application:
     )
     signer = InviteSigner(load_or_create_secret(config.data_dir, "invite-key"))
     catalogue = await Catalogue.open(config.data_dir)
-    recovered = await catalogue.recover()
-    for item in recovered:
-        logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
+    if config.worker_index in (None, 0):  # one process recovers, while no worker records yet
+        recovered = await catalogue.recover()
+        for item in recovered:
+            logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
     master_key = load_or_create_secret(config.data_dir, MASTER_KEY_NAME)
     composer = composite_executor()
     recording = RecordingServices(
@@ -229,7 +234,7 @@ async def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     app["rooms"] = rooms
     app[READINESS] = Readiness()
-    app["signaling"] = SignalingServices(
+    signaling = app["signaling"] = SignalingServices(
         rooms=rooms,
         store=store,
         signer=signer,
@@ -237,6 +242,9 @@ async def create_app(config: Config) -> web.Application:
         max_message_bytes=config.max_message_bytes,
         max_participants_default=config.max_participants_default,
     )
+    broadcasting = Broadcasting(signaling, ice_servers(config))
+    setup_broadcasting(app, broadcasting)
+    setup_internal_routes(app, broadcasting.relaying, rooms)
     collector = MediaCollector(rooms)
     REGISTRY.register(collector)
     loop_lag = LoopLagMonitor()
@@ -263,13 +271,18 @@ async def create_app(config: Config) -> web.Application:
 
     async def startup(app: web.Application) -> None:
         loop_lag.start()
+        context = app.get(WORKER_CONTEXT)
+        if context is not None and context.peers is not None:
+            await broadcasting.start_relaying(context.index, context.peers, store)
 
     async def shutdown(app: web.Application) -> None:
         begin_shutdown(app)
+        await broadcasting.close_all()
         await rooms.close_all()
 
     async def cleanup(app: web.Application) -> None:
         await loop_lag.stop()
+        await broadcasting.stop_relaying()
         REGISTRY.unregister(collector)
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()

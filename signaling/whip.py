@@ -1,0 +1,431 @@
+"""WHIP ingest (RFC 9725) and WHEP playback over plain HTTP.
+
+``POST /whip/{room}`` publishes a lecture from a broadcasting tool (OBS, GStreamer) with the room
+password or a publishing invite; ``POST /whep/{room}`` plays a room's stage (its lecturers' and
+speakers' audio and video, content first) with a viewer credential. Both answer the offer in one
+round trip (no trickle ICE: the answer carries every candidate) and return a ``Location`` whose
+``DELETE`` ends the session.
+
+With several workers a WHEP viewer may land on a worker that is not the room's home: the stage
+then comes over the relay (:mod:`mcu.signaling.relays`) and only the counts go back home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiortc import sdp as aiortc_sdp
+from prometheus_client import Gauge
+
+from mcu import metrics
+from mcu.crypto.tokens import InvalidInvite
+from mcu.httpapi import ApiError, error_response, read_body
+from mcu.media import TrackSource
+from mcu.peer import IceServerConfig, NegotiationError, close_quietly
+from mcu.relay import RelayEndpoint
+from mcu.stage import Stage
+from mcu.viewer import ViewerConnection
+
+from .messages import ProtocolError
+from .relays import EdgeRooms, HomeRelays, Peers, RelayError
+from .session import Participant, Role, Room
+from .store import RoomRecord, RoomStore
+from .ws import SignalingServices, password_grants
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+MAX_SDP_BYTES = 64 * 1024
+"Largest offer accepted (a browser's offer is ~6 kB; OBS's ~3 kB)."
+DEFAULT_PUBLISHER_NAME = "Lecturer"
+HOME_HEADER = "X-Mcu-Home-Worker"
+"Set by the front on requests it routes: the room's home worker."
+
+WHEP_SESSIONS = Gauge("mcu_whep_sessions", "WHEP playback sessions on this worker.")
+
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Link",
+}
+
+
+@dataclass
+class _Session:
+    room_id: str
+    close: Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Broadcasting:
+    """WHIP and WHEP sessions of this worker, and its place among the workers."""
+
+    signaling: SignalingServices
+    ice_servers: list[IceServerConfig]
+    worker: int = 0
+    "This worker's index (0 when the server is one process)."
+    relays: HomeRelays | None = None
+    "Feeds this worker's rooms to other workers (None when the server is one process)."
+    edges: EdgeRooms | None = None
+    "Rooms of other workers relayed here for this worker's viewers."
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    _endpoint: RelayEndpoint | None = None
+
+    def new_session_id(self) -> str:
+        """``<worker>-<random>``: the front routes ``DELETE`` by the prefix."""
+        return f"{self.worker}-{secrets.token_urlsafe(12)}"
+
+    @property
+    def viewers(self) -> int:
+        """WHEP sessions on this worker (``/healthz``; the front balances viewers by it)."""
+        return sum(1 for s in self.sessions.values() if s.room_id.startswith("whep:"))
+
+    def relaying(self) -> tuple[HomeRelays, EdgeRooms] | None:
+        """This worker's relays, once started (never in a single process)."""
+        if self.relays is None or self.edges is None:
+            return None
+        return self.relays, self.edges
+
+    async def start_relaying(self, worker: int, peers: Peers, store: RoomStore) -> None:
+        """Become worker ``worker`` among others: open the relay socket, serve and use relays."""
+        endpoint = await RelayEndpoint.open("127.0.0.1")
+        self.worker = worker
+        self._endpoint = endpoint
+        self.relays = HomeRelays(worker, peers, endpoint, self.signaling.rooms, store)
+        self.edges = EdgeRooms(worker, peers, endpoint)
+        logger.info("worker %d relays on %s:%d", worker, *endpoint.address)
+
+    async def stop_relaying(self) -> None:
+        """Cleanup: stop relays and close the relay socket."""
+        if self.relays is not None:
+            await self.relays.close()
+        if self.edges is not None:
+            await self.edges.close()
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+
+    async def close_all(self) -> None:
+        """Shutdown: end every session."""
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await session.close()
+        self.sessions.clear()
+
+
+BROADCASTING = web.AppKey("broadcasting", Broadcasting)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    token = credentials.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer <room password or token>",
+            {"WWW-Authenticate": 'Bearer realm="mcu"'},
+        )
+    return token
+
+
+async def _read_offer(request: web.Request) -> str:
+    if request.content_type != "application/sdp":
+        raise ApiError(415, "unsupported_media_type", "the offer must be application/sdp")
+    body = await read_body(request, MAX_SDP_BYTES)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_sdp", "the offer is not UTF-8 text") from None
+
+
+async def _record(services: SignalingServices, request: web.Request, room_id: str) -> RoomRecord:
+    address = request.remote or "unknown"
+    retry = services.throttle.retry_after(address, time.time())
+    if retry is not None:
+        raise ApiError(
+            429, "rate_limited", "too many failed attempts", {"Retry-After": str(int(retry) + 1)}
+        )
+    record = await services.store.get(room_id)
+    if record is None:
+        await _failed(services, address)
+        raise ApiError(404, "unknown_room", f"no room {room_id!r}")
+    return record
+
+
+async def _failed(services: SignalingServices, address: str) -> None:
+    now = time.time()
+    delay = services.throttle.failure_delay(address, now)
+    services.throttle.record_failure(address, now)
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def _unauthorised(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="mcu"'})
+
+
+async def token_role(services: SignalingServices, record: RoomRecord, token: str) -> Role | None:
+    """The role a bearer credential admits: a room password, a viewer password or an invite."""
+    with contextlib.suppress(InvalidInvite):
+        return services.signer.verify(token, record.id, room_created_at=record.created_at).role
+    if len(token) > 256:
+        return None
+    return await password_grants(record, token)
+
+
+def _sources(offer_sdp: str) -> dict[str, TrackSource]:
+    """First audio section: microphone; first video: camera; second video: content."""
+    try:
+        description = aiortc_sdp.SessionDescription.parse(offer_sdp)
+    except Exception as exc:
+        raise ApiError(400, "bad_sdp", f"malformed SDP: {exc}") from None
+    sources: dict[str, TrackSource] = {}
+    videos = 0
+    audio = False
+    for media in description.media:
+        mid = media.rtp.muxId
+        if not mid or media.direction in ("recvonly", "inactive"):
+            continue
+        if media.kind == "audio" and not audio:
+            sources[mid], audio = TrackSource.MICROPHONE, True
+        elif media.kind == "video" and videos < 2:
+            sources[mid] = TrackSource.CAMERA if videos == 0 else TrackSource.CONTENT
+            videos += 1
+    if not sources:
+        raise ApiError(400, "bad_sdp", "the offer sends no audio or video section with a mid")
+    return sources
+
+
+def _created(answer: str, location: str) -> web.Response:
+    return web.Response(
+        status=201,
+        body=answer.encode("utf-8"),
+        content_type="application/sdp",
+        headers={"Location": location} | _CORS,
+    )
+
+
+# -- WHIP ------------------------------------------------------------------------------------
+
+
+async def whip_post(request: web.Request) -> web.Response:
+    """``POST /whip/{room}``: publish to a room from a broadcasting tool."""
+    hub = request.app[BROADCASTING]
+    services = hub.signaling
+    room_id = request.match_info["room"]
+    offer = await _read_offer(request)
+    token = _bearer(request)
+    record = await _record(services, request, room_id)
+    role = await token_role(services, record, token)
+    if role is None or role == "viewer":
+        await _failed(services, request.remote or "unknown")
+        raise _unauthorised("the room password or a publishing invite is needed")
+    services.throttle.record_success(request.remote or "unknown")
+    if not record.is_open(time.time()):
+        raise ApiError(403, "room_not_open", "the room is not open at this time")
+    limit = record.max_participants or services.max_participants_default
+    if services.rooms.participant_count(record.id) >= limit:
+        raise ApiError(403, "room_full", f"the room holds {limit} participants")
+    name = request.query.get("name", DEFAULT_PUBLISHER_NAME).strip()[:64] or DEFAULT_PUBLISHER_NAME
+    sources = _sources(offer)
+    room = services.rooms.get_or_create(record.id, record.title, record.kind)
+    participant = await room.add(name, role, _nobody_listens, subscribe=False)
+    try:
+        answer, _ = await room.publish(participant, offer, sources)
+    except ProtocolError as exc:
+        await _drop_participant(hub, room, participant)
+        raise ApiError(400, exc.code, exc.message) from None
+    except Exception:
+        await _drop_participant(hub, room, participant)
+        raise
+    session_id = hub.new_session_id()
+
+    async def close() -> None:
+        hub.sessions.pop(session_id, None)
+        participant.on_removed = None
+        await _drop_participant(hub, room, participant)
+
+    def removed_by_room() -> None:  # connection failed, chair removed them, room ended
+        hub.sessions.pop(session_id, None)
+
+    participant.on_removed = removed_by_room
+    hub.sessions[session_id] = _Session(f"whip:{room.id}", close)
+    logger.info("room %s: WHIP publisher %s (%s) as %s", room.id, participant.id, name, role)
+    return _created(answer, f"/whip/{room.id}/{session_id}")
+
+
+async def _nobody_listens(message: dict[str, Any]) -> None:
+    """A WHIP publisher has no signalling channel: room events are not for it."""
+
+
+async def _drop_participant(hub: Broadcasting, room: Room, participant: Participant) -> None:
+    await room.remove(participant, "left")
+    hub.signaling.rooms.discard_if_empty(room)
+
+
+# -- WHEP ------------------------------------------------------------------------------------
+
+
+async def whep_post(request: web.Request) -> web.Response:
+    """``POST /whep/{room}``: play a room's stage."""
+    hub = request.app[BROADCASTING]
+    services = hub.signaling
+    room_id = request.match_info["room"]
+    offer = await _read_offer(request)
+    token = _bearer(request)
+    home = _home_worker(request, hub)
+    record = await _record(services, request, room_id)
+    # A live participant's session token (the viewer page) is already counted as a viewer.
+    counted = True
+    if home == hub.worker:
+        if services.rooms.participant_by_token(record.id, token) is not None:
+            counted = False
+        elif await token_role(services, record, token) is None:
+            await _failed(services, request.remote or "unknown")
+            raise _unauthorised("a viewer password, room password, invite or session token")
+    else:
+        assert hub.edges is not None
+        if await _relayed(hub.edges.session_token_valid(home, record.id, token)):
+            counted = False
+        elif await token_role(services, record, token) is None:
+            await _failed(services, request.remote or "unknown")
+            raise _unauthorised("a viewer password, room password, invite or session token")
+    services.throttle.record_success(request.remote or "unknown")
+    if not record.is_open(time.time()):
+        raise ApiError(403, "room_not_open", "the room is not open at this time")
+
+    session_id = hub.new_session_id()
+    room: Room | None = None
+    if home == hub.worker:
+        room = services.rooms.get_or_create(record.id, record.title, record.kind)
+        stage: Stage = room.stage
+    else:
+        assert hub.edges is not None
+        stage = await _relayed(hub.edges.join(record.id, home))
+    viewer = ViewerConnection(hub.ice_servers, stage, _count_consumers)
+    closing: list[asyncio.Task[None]] = []
+
+    async def close() -> None:
+        if hub.sessions.pop(session_id, None) is None:
+            return
+        await close_quietly(viewer)
+        if room is not None:
+            room.viewer_sessions.pop(session_id, None)
+            room.whep_viewers -= counted
+            room.viewers_changed()
+            services.rooms.discard_if_empty(room)
+        elif hub.edges is not None:
+            await hub.edges.leave(record.id, counted)
+        WHEP_SESSIONS.dec()
+
+    hub.sessions[session_id] = _Session(f"whep:{record.id}", close)
+    WHEP_SESSIONS.inc()
+    if room is not None:
+        room.viewer_sessions[session_id] = close
+        room.whep_viewers += counted
+        room.viewers_changed()
+    elif hub.edges is not None:
+        hub.edges.viewer_added(record.id, counted)
+    try:
+        answer = await viewer.answer(offer)
+    except NegotiationError as exc:
+        await close()
+        raise ApiError(400, "bad_sdp", str(exc)) from None
+    except Exception:
+        await close()
+        raise
+    viewer.on_closed = lambda: closing.append(asyncio.ensure_future(close()))
+    logger.info("room %s: WHEP viewer %s on worker %d", record.id, session_id, hub.worker)
+    return _created(answer, f"/whep/{record.id}/{session_id}")
+
+
+async def _relayed(call: Awaitable[_T]) -> _T:
+    try:
+        return await call
+    except RelayError as exc:
+        logger.warning("WHEP: %s", exc)
+        raise ApiError(503, "worker_unavailable", "the room's worker did not answer") from None
+
+
+def _home_worker(request: web.Request, hub: Broadcasting) -> int:
+    header = request.headers.get(HOME_HEADER)
+    if header is None or hub.edges is None:
+        return hub.worker
+    try:
+        return int(header)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{HOME_HEADER} must be a worker index") from None
+
+
+def _count_consumers(delta: int) -> None:
+    metrics.CONSUMERS.inc(delta)
+
+
+# -- both ------------------------------------------------------------------------------------
+
+
+async def session_delete(request: web.Request) -> web.Response:
+    """``DELETE /whip/{room}/{session}`` or ``/whep/...``: end the session."""
+    hub = request.app[BROADCASTING]
+    session = hub.sessions.get(request.match_info["session"])
+    kind = request.path.split("/", 2)[1]
+    if session is None or session.room_id != f"{kind}:{request.match_info['room']}":
+        raise ApiError(404, "unknown_session", "no such session (it may have ended)")
+    await session.close()
+    return web.Response(status=200)
+
+
+async def session_patch(request: web.Request) -> web.Response:
+    """``PATCH``: trickle ICE and ICE restarts are not supported (the answer is complete)."""
+    raise ApiError(405, "method_not_allowed", "trickle ICE is not supported; send full offers")
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight for browser WHIP/WHEP clients on other origins."""
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Max-Age": "86400",
+        },
+    )
+
+
+def setup_broadcasting(app: web.Application, hub: Broadcasting) -> None:
+    """Mount WHIP and WHEP: JSON errors and CORS headers on every reply."""
+    app[BROADCASTING] = hub
+    for kind, post in (("whip", whip_post), ("whep", whep_post)):
+        app.router.add_post(f"/{kind}/{{room}}", _handled(post))
+        app.router.add_options(f"/{kind}/{{room}}", _handled(preflight))
+        app.router.add_delete(f"/{kind}/{{room}}/{{session}}", _handled(session_delete))
+        app.router.add_patch(f"/{kind}/{{room}}/{{session}}", _handled(session_patch))
+        app.router.add_options(f"/{kind}/{{room}}/{{session}}", _handled(preflight))
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _handled(handler: _Handler) -> _Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.error, exc.message, exc.headers)
+        response.headers.update(_CORS)
+        return response
+
+    wrapped.__doc__ = handler.__doc__
+    return wrapped

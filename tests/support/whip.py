@@ -1,0 +1,157 @@
+"""WHIP publishers and WHEP viewers as aiortc peers, the way broadcasting tools and players act."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+
+def new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+async def post_sdp(
+    url: str, sdp: str, token: str | None, content_type: str = "application/sdp"
+) -> tuple[int, str, dict[str, str]]:
+    """POST an offer; (status, body, headers)."""
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=sdp.encode(), headers=headers) as r,
+    ):
+        return r.status, await r.text(), dict(r.headers)
+
+
+async def delete(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.delete(url) as r:
+        return r.status
+
+
+@dataclass
+class WhipPublisher:
+    """Publishes tracks to ``POST /whip/{room}`` as OBS or GStreamer would."""
+
+    base_url: str
+    room: str
+    token: str
+    pc: RTCPeerConnection = field(default_factory=new_pc)
+    location: str | None = None
+
+    async def publish(
+        self, tracks: list[MediaStreamTrack], video_codec: str = "video/H264", name: str = ""
+    ) -> tuple[int, str]:
+        for track in tracks:
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            if track.kind == "video":
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences(
+                    [c for c in caps if c.mimeType == video_codec]
+                    + [c for c in caps if c.mimeType != video_codec]
+                )
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        query = f"?name={name}" if name else ""
+        status, body, headers = await post_sdp(
+            f"{self.base_url}/whip/{self.room}{query}", self.pc.localDescription.sdp, self.token
+        )
+        if status == 201:
+            self.location = headers["Location"]
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        return status, body
+
+    async def stop(self) -> int | None:
+        status = await delete(self.base_url + self.location) if self.location else None
+        await self.pc.close()
+        return status
+
+
+@dataclass
+class Received:
+    """What one receiving section decoded."""
+
+    kind: str
+    frames: int = 0
+    last_frame: Any = None
+
+
+@dataclass
+class WhepViewer:
+    """Plays ``POST /whep/{room}``: recvonly sections, decoded frames counted per section."""
+
+    base_url: str
+    room: str
+    token: str
+    pc: RTCPeerConnection = field(default_factory=new_pc)
+    location: str | None = None
+    received: list[Received] = field(default_factory=list)
+    tracks: list[MediaStreamTrack] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def play(self, audio: int = 1, video: int = 1) -> tuple[int, str]:
+        for _ in range(audio):
+            self.pc.addTransceiver("audio", direction="recvonly")
+        for _ in range(video):
+            self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.on("track", self._on_track)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        status, body, headers = await post_sdp(
+            f"{self.base_url}/whep/{self.room}", self.pc.localDescription.sdp, self.token
+        )
+        if status == 201:
+            self.location = headers["Location"]
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        return status, body
+
+    def section(self, kind: str, index: int) -> Received | None:
+        """The ``index``-th receiving section of ``kind`` (in offer order)."""
+        transceivers = [t for t in self.pc.getTransceivers() if t.kind == kind]
+        if index >= len(transceivers):
+            return None
+        track = transceivers[index].receiver.track
+        pairs = zip(self.received, self.tracks, strict=True)
+        return next((r for r, t in pairs if t is track), None)
+
+    def frames(self, kind: str) -> int:
+        return sum(r.frames for r in self.received if r.kind == kind)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        received = Received(track.kind)
+        self.received.append(received)
+        self.tracks.append(track)
+        self._tasks.append(asyncio.create_task(self._consume(track, received)))
+
+    async def _consume(self, track: MediaStreamTrack, received: Received) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                received.last_frame = await track.recv()
+                received.frames += 1
+
+    async def wait_until(self, condition: Any, timeout: float = 20) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("condition not met in time")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> int | None:
+        for task in self._tasks:
+            task.cancel()
+        status = await delete(self.base_url + self.location) if self.location else None
+        await self.pc.close()
+        return status
