@@ -480,10 +480,8 @@ class Room:
     # -- lectures: stage, viewers, hands -----------------------------------------------------
 
     def _stage_order(self) -> tuple[list[Producer], list[Producer]]:
-        people = sorted(
-            (p for p in self.participants.values() if p.visible),
-            key=lambda p: 0 if p.role == "chair" else 1,
-        )  # stable: join order within each role
+        # Join order: someone new takes the next section, and no viewer's picture moves.
+        people = [p for p in self.participants.values() if p.visible]
         tracks = [t.producer for p in people for t in p.tracks.values()]
         video = [t for t in tracks if t.source is TrackSource.CONTENT]
         video += [t for t in tracks if t.source is TrackSource.CAMERA]
@@ -571,6 +569,8 @@ class Room:
         metrics.PARTICIPANTS.labels(participant.role).dec()
         participant.role = "participant"
         participant.hand_raised = False
+        # Last in order: the stage gives a newly promoted speaker the next section.
+        self.participants[participant.id] = self.participants.pop(participant.id)
         metrics.PARTICIPANTS.labels(participant.role).inc()
         await _send_quietly(
             participant, {"type": "role", "participant_id": participant.id, "role": "participant"}
