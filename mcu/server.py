@@ -50,8 +50,9 @@ class MediaCollector(Collector):
     per kind of object keeps what departed objects counted, so the totals are true counters.
     """
 
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, broadcasting: Broadcasting) -> None:
         self._rooms = rooms
+        self._broadcasting = broadcasting
         self._producers = metrics.CounterSweep(("packets_received", "bytes_received"))
         self._consumers = metrics.CounterSweep(("packets_sent", "bytes_sent", "packets_dropped"))
         self._writers = metrics.CounterSweep(("bytes_written",))
@@ -70,6 +71,8 @@ class MediaCollector(Collector):
                     writers.extend(s for s in track.producer.sinks if isinstance(s, TrackWriter))
                 if participant.subscriber is not None:
                     consumers.extend(participant.subscriber.consumers())
+        for viewer in self._broadcasting.viewer_connections():
+            consumers.extend(viewer.consumers())
         packets_in, bytes_in = self._producers.collect(producers)
         packets_out, bytes_out, dropped = self._consumers.collect(consumers)
         (written,) = self._writers.collect(writers)
@@ -245,7 +248,7 @@ async def create_app(config: Config) -> web.Application:
     broadcasting = Broadcasting(signaling, ice_servers(config))
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, rooms)
-    collector = MediaCollector(rooms)
+    collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
     loop_lag = LoopLagMonitor()
     # Before setup_library: its /library sub-application would otherwise answer /library itself.

@@ -62,6 +62,7 @@ _CORS = {
 class _Session:
     room_id: str
     close: Callable[[], Awaitable[None]]
+    viewer: ViewerConnection | None = None
 
 
 @dataclass
@@ -112,6 +113,10 @@ class Broadcasting:
         if self._endpoint is not None:
             self._endpoint.close()
             self._endpoint = None
+
+    def viewer_connections(self) -> list[ViewerConnection]:
+        """Live WHEP connections (their consumers count in the forwarding metrics)."""
+        return [s.viewer for s in self.sessions.values() if s.viewer is not None]
 
     async def close_all(self) -> None:
         """Shutdown: end every session."""
@@ -330,7 +335,7 @@ async def whep_post(request: web.Request) -> web.Response:
             await hub.edges.leave(record.id, counted)
         WHEP_SESSIONS.dec()
 
-    hub.sessions[session_id] = _Session(f"whep:{record.id}", close)
+    hub.sessions[session_id] = _Session(f"whep:{record.id}", close, viewer)
     WHEP_SESSIONS.inc()
     if room is not None:
         room.viewer_sessions[session_id] = close
