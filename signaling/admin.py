@@ -351,7 +351,8 @@ class _AdminApi:
         log.info("invite issued for room %s (%s, %d s)", record.id, body.role, body.ttl_seconds)
         payload = {
             "token": token,
-            "url": f"/r/{record.id}?invite={token}",
+            # A viewer's link opens the audience page (no camera, the stage over WHEP).
+            "url": f"/r/{record.id}?{'view&' if body.role == 'viewer' else ''}invite={token}",
             "role": body.role,
             "expires_at": _iso(now + body.ttl_seconds),
         }

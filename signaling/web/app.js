@@ -2,16 +2,14 @@
 // (docs/protocol.md). `window.mcu` exposes the state for tests and diagnostics.
 
 import { ContentView, contentModel } from "./content.js";
-import {
-  listDevices,
-  openLocalMedia,
-  PublishConnection,
-  SubscribeConnection,
-} from "./media.js";
-import { canvasTestPattern, Presenter, UploadError } from "./present.js";
+import { inviteRole, Lecture } from "./lecture.js";
+import { blockJoinFor, fillDevicePickers, openPreview, showJoinError } from "./join-screen.js";
+import { PublishConnection, SubscribeConnection } from "./media.js";
+import { canvasTestPattern, fileFromBase64, Presenter, UploadError } from "./present.js";
 import { PresentControls } from "./present-controls.js";
 import { RecordingControl } from "./recording.js";
-import { Signaling, signalingUrl } from "./signaling.js";
+import { ERROR_TEXT, Signaling, signalingUrl } from "./signaling.js";
+import { collectStats } from "./stats.js";
 import { Grid } from "./tiles.js";
 import { ViewControl } from "./view.js";
 
@@ -21,23 +19,9 @@ const params = new URLSearchParams(location.search);
 const invite = params.get("invite");
 const roomId = roomFromPath(location.pathname) ?? params.get("room");
 const videoCodec = (params.get("codec") || "").toLowerCase() === "h264" ? "h264" : "vp8";
-
-/** What to tell the person for each error code of `join` (and a few others). */
-const ERROR_TEXT = {
-  unknown_room: "This room does not exist. Please check the link.",
-  wrong_password: "Wrong password. Please try again.",
-  bad_invite: "This invitation link is not valid or has expired. Ask for a new one.",
-  rate_limited: "Too many attempts.",
-  room_full: "The room is full. Please try again later.",
-  room_not_open: "The room is not open yet. Please try again later.",
-  already_joined: "You are already in this room (perhaps in another tab).",
-  forbidden: "Only the chair can do that.",
-  floor_busy: "Someone else is presenting.",
-  unknown_document: "The server no longer has that document.",
-  bad_page: "That page does not exist in the document.",
-  unreachable: "Cannot reach the server. Check your connection and try again.",
-  disconnected: "The connection to the server was lost.",
-};
+// "connection", or "none" on a lecture's audience link (`?view`, or a viewer invite): the stage
+// then comes over WHEP and the page asks for no camera or microphone unless invited to speak.
+let joinMedia = "connection";
 
 /** Test and diagnostics handle: session state, the latest error, and a getStats() summary. */
 const mcu = {
@@ -91,9 +75,13 @@ const mcu = {
   get recording() {
     return recording.state;
   },
+  /** A lecture: `{kind, viewers, hands, stage, handRaised, whep}` (whep: the connection state). */
+  get lecture() {
+    return lecture.state;
+  },
   /** The latest server messages (SDP left out), oldest first, for tests and diagnostics. */
   messages: [],
-  stats: () => collectStats(),
+  stats: () => stats(),
   leave: () => leave(),
   shareScreen: () => presenter.shareScreen(),
   stopSharing: () => presenter.stop(),
@@ -138,6 +126,7 @@ const grid = new Grid($("grid"), $("tile-template"), {
       session.signaling?.send({ type: "chair", action: "remove", participant_id: participantId });
     }
   },
+  onChairDemote: (participantId) => lecture.demote(participantId),
 });
 grid.onAudioBlocked = () => {
   $("sound-banner").hidden = false;
@@ -200,6 +189,28 @@ const presentControls = new PresentControls(presenter, {
   },
 });
 
+const lecture = new Lecture({
+  send: (message) => session.signaling?.send(message),
+  notify: (text) => notice(text),
+  me: () => mcu.participantId,
+  role: () => mcu.role,
+  setRole: (role) => {
+    mcu.role = role;
+  },
+  ensureParticipant: (id, name) => {
+    if (!session.participants.has(id)) {
+      addParticipant({ id, name, role: "participant" });
+    }
+  },
+  setReceived: (list) => {
+    session.received = new Map(list.map((r) => [r.trackId, r]));
+    render();
+  },
+  startSpeaking: () => startSpeaking(),
+  stopSpeaking: () => stopSpeaking(),
+  render: () => mcu.state === "joined" && render(),
+});
+
 function roomFromPath(pathname) {
   const match = /^\/r\/([^/]+)\/?$/.exec(pathname);
   return match ? decodeURIComponent(match[1]) : null;
@@ -246,70 +257,7 @@ function nameOf(participantId) {
 // ---------------------------------------------------------------- join screen
 
 async function startPreview(choice = {}) {
-  for (const track of local.stream.getTracks()) {
-    track.stop();
-  }
-  const { stream, errors } = await openLocalMedia(choice);
-  local.stream = stream;
-  local.mic = stream.getAudioTracks()[0] ?? null;
-  local.cam = stream.getVideoTracks()[0] ?? null;
-  $("preview").srcObject = local.cam ? stream : null;
-  $("preview-box").classList.toggle("no-video", local.cam === null);
-  const missing = [local.mic ? null : "microphone", local.cam ? null : "camera"].filter(Boolean);
-  if (missing.length === 0) {
-    $("preview-note").textContent = "";
-  } else {
-    const reason = errors.length > 0 ? ` (${errors[errors.length - 1].name})` : "";
-    $("preview-note").textContent =
-      `No ${missing.join(" or ")} available${reason}. You can still join` +
-      (missing.length === 2 ? " to watch and listen." : ".");
-  }
-}
-
-function fillPicker(select, devices, currentId, noneLabel) {
-  select.replaceChildren();
-  if (devices.length === 0) {
-    select.append(new Option(noneLabel, ""));
-    select.disabled = true;
-    return;
-  }
-  select.disabled = false;
-  for (const device of devices) {
-    select.append(new Option(device.label, device.deviceId, false, device.deviceId === currentId));
-  }
-}
-
-async function fillDevicePickers() {
-  try {
-    const devices = await listDevices();
-    fillPicker($("mic-select"), devices.audio, local.mic?.getSettings().deviceId, "No microphone");
-    fillPicker($("cam-select"), devices.video, local.cam?.getSettings().deviceId, "No camera");
-  } catch (error) {
-    console.warn("enumerateDevices failed", error);
-  }
-}
-
-function showJoinError(text) {
-  $("join-error").textContent = text;
-}
-
-let countdown = null;
-function blockJoinFor(seconds) {
-  clearInterval(countdown);
-  let left = Math.max(1, Math.ceil(seconds || 30));
-  const tick = () => {
-    if (left <= 0) {
-      clearInterval(countdown);
-      $("join-button").disabled = false;
-      showJoinError("You can try again now.");
-      return;
-    }
-    $("join-button").disabled = true;
-    showJoinError(`${ERROR_TEXT.rate_limited} Please wait ${left} s before trying again.`);
-    left -= 1;
-  };
-  tick();
-  countdown = setInterval(tick, 1000);
+  Object.assign(local, await openPreview(local.stream, choice));
 }
 
 async function join() {
@@ -344,6 +292,9 @@ async function join() {
       await signaling.connect();
     }
     const request = { type: "join", room: roomId, name: name.slice(0, 64) };
+    if (joinMedia === "none") {
+      request.media = "none";
+    }
     if (invite) {
       request.invite = invite;
     } else {
@@ -364,7 +315,7 @@ function joinFailed(error) {
   $("join-button").disabled = false;
   if (code === "rate_limited") {
     mcu.lastError.retryAfter = error.retryAfter ?? null;
-    blockJoinFor(error.retryAfter);
+    blockJoinFor(error.retryAfter, ERROR_TEXT.rate_limited);
   } else {
     showJoinError(ERROR_TEXT[code] ?? error.message ?? "Could not join the room.");
   }
@@ -376,6 +327,10 @@ function joinFailed(error) {
 // ---------------------------------------------------------------- in the room
 
 function enterRoom(joined) {
+  if (joinMedia === "none" && joined.room?.kind !== "lecture") {
+    rejoinWithConnection(); // an audience link to a meeting: no stage to watch
+    return;
+  }
   // Synchronous up to publish: messages after `joined` (offers, joins) find the session ready.
   mcu.participantId = joined.participant.id;
   mcu.role = joined.participant.role;
@@ -391,6 +346,13 @@ function enterRoom(joined) {
     addParticipant(participant);
   }
   setState("joined");
+  lecture.reset(joined, {
+    watch: joinMedia === "none",
+    token: session.sessionToken,
+    iceServers: session.iceServers,
+    roomId: session.roomId,
+  });
+  grid.setLecture(lecture.isLecture);
   try {
     localStorage.setItem("mcu.name", joined.participant.name);
   } catch {
@@ -406,11 +368,51 @@ function enterRoom(joined) {
   showScreen("room-screen");
   updateControls();
   render();
-  publishLocal().catch((error) => {
-    console.error("publish failed", error);
-    mcu.lastError = { code: error.code ?? "publish_failed", message: error.message };
-    notice(`Your camera and microphone could not be sent: ${error.message}`);
-  });
+  if (mcu.role !== "viewer") {
+    startSpeaking(joinMedia === "none");
+  }
+}
+
+function rejoinWithConnection() {
+  session.signaling.send({ type: "leave" });
+  session.signaling.onClose = () => {};
+  session.signaling.close();
+  session.signaling = null;
+  joinMedia = "connection";
+  setState("idle");
+  $("preview-box").hidden = false;
+  $("device-fields").hidden = false;
+  startPreview()
+    .then(() => fillDevicePickers(local.mic, local.cam))
+    .then(join);
+}
+
+/** Sends camera and microphone; `open` first asks for them (a page that joined to watch). */
+function startSpeaking(open = true) {
+  (open ? startPreview() : Promise.resolve())
+    .then(() => {
+      $("self-video").srcObject = local.cam ? local.stream : null;
+      updateControls();
+      return publishLocal();
+    })
+    .catch((error) => {
+      console.error("publish failed", error);
+      mcu.lastError = { code: error.code ?? "publish_failed", message: error.message };
+      notice(`Your camera and microphone could not be sent: ${error.message}`);
+    });
+}
+
+/** Back in a lecture's audience: the server ended our tracks; stop sending, free the devices. */
+function stopSpeaking() {
+  session.publish?.close();
+  session.publish = null;
+  session.ownTracks.clear();
+  for (const track of local.stream.getTracks()) {
+    track.stop();
+  }
+  Object.assign(local, { stream: new MediaStream(), mic: null, cam: null });
+  $("self-video").srcObject = null;
+  updateControls();
 }
 
 function addParticipant(participant) {
@@ -451,7 +453,7 @@ async function publishLocal() {
  */
 function publishConnection(create = true) {
   if (session.publish === null && create && mcu.state === "joined") {
-    const publish = new PublishConnection(session.iceServers, videoCodec);
+    const publish = new PublishConnection(session.iceServers, lecture.videoCodec(videoCodec));
     publish.pc.addEventListener("connectionstatechange", () => {
       if (publish.pc.connectionState === "failed" && mcu.state === "joined") {
         notice("Sending your camera and microphone failed (network).");
@@ -520,15 +522,6 @@ function uploadDocument(file) {
   });
 }
 
-function fileFromBase64(base64, name) {
-  const binary = atob(base64);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i += 1) {
-    bytes[i] = binary.charCodeAt(i);
-  }
-  return new File([bytes], name);
-}
-
 const MESSAGE_LOG_LENGTH = 200;
 
 function recordMessage(message) {
@@ -587,7 +580,8 @@ function handleMessage(message) {
       }
       grid.remove(message.participant_id);
       if (gone) {
-        notice(`${gone.name} left.`);
+        const demoted = message.reason === "demoted";
+        notice(demoted ? `${gone.name} is back in the audience.` : `${gone.name} left.`);
       }
       render();
       break;
@@ -659,7 +653,8 @@ function handleMessage(message) {
       }
       break;
     default:
-      break; // pong, and replies already matched by id
+      lecture.handle(message); // lecture events; pong and replies matched by id are ignored
+      break;
   }
 }
 
@@ -816,6 +811,7 @@ function endSession(state, message, error) {
   view.render([]);
   view.setMenuOpen(false);
   recording.reset({});
+  lecture.reset({}, {});
   hideAlert();
   session.publish?.close();
   session.subscribe?.close();
@@ -838,80 +834,19 @@ function endSession(state, message, error) {
   $("rejoin-button").focus();
 }
 
-function sourceOfPublishMid(mid) {
-  for (const [source, transceiver] of session.publish?.transceivers ?? []) {
-    if (transceiver.mid === mid) {
-      return source;
-    }
-  }
-  return null;
-}
-
-/** The MIME type ("video/VP8") of an RTP stats entry's codec, or null. */
-function codecOf(report, rtpStats) {
-  return rtpStats.codecId ? (report.get(rtpStats.codecId)?.mimeType ?? null) : null;
-}
-
-async function collectStats() {
-  const out = {
-    state: mcu.state,
-    inbound: [],
-    outbound: [],
-    publishConnection: session.publish?.pc.connectionState ?? null,
-    subscribeConnection: session.subscribe?.pc.connectionState ?? null,
-  };
+async function stats() {
   const subscribe = session.subscribe;
+  const receivers = lecture.receivers();
   if (subscribe !== null) {
-    const midOfTrack = new Map();
-    for (const transceiver of subscribe.pc.getTransceivers()) {
-      if (transceiver.receiver.track) {
-        midOfTrack.set(transceiver.receiver.track.id, transceiver.mid);
-      }
-    }
-    const report = await subscribe.pc.getStats();
-    report.forEach((s) => {
-      if (s.type !== "inbound-rtp") {
-        return;
-      }
-      const mid = s.mid ?? midOfTrack.get(s.trackIdentifier) ?? null;
-      const carried = subscribe.describeMid(mid);
-      out.inbound.push({
-        kind: s.kind ?? s.mediaType,
-        codec: codecOf(report, s),
-        framesDecoded: s.framesDecoded ?? 0,
-        frameWidth: s.frameWidth ?? null,
-        frameHeight: s.frameHeight ?? null,
-        framesPerSecond: s.framesPerSecond ?? null,
-        packetsReceived: s.packetsReceived ?? 0,
-        bytesReceived: s.bytesReceived ?? 0,
-        trackIdentifier: s.trackIdentifier ?? null,
-        mid,
-        // Who sends it and what it is (camera or content), from the latest subscribe offer;
-        // null for a section the server no longer carries (an ended track).
-        trackId: carried?.track_id ?? null,
-        participantId: carried?.participant_id ?? null,
-        source: carried?.source ?? null,
-      });
-    });
+    receivers.push({ pc: subscribe.pc, describeMid: (mid) => subscribe.describeMid(mid) });
   }
-  if (session.publish !== null) {
-    const report = await session.publish.pc.getStats();
-    report.forEach((s) => {
-      if (s.type === "outbound-rtp") {
-        out.outbound.push({
-          kind: s.kind ?? s.mediaType,
-          codec: codecOf(report, s),
-          packetsSent: s.packetsSent ?? 0,
-          framesEncoded: s.framesEncoded ?? 0,
-          frameWidth: s.frameWidth ?? null,
-          frameHeight: s.frameHeight ?? null,
-          mid: s.mid ?? null,
-          source: sourceOfPublishMid(s.mid),
-        });
-      }
-    });
-  }
-  return out;
+  return {
+    state: mcu.state,
+    ...(await collectStats(receivers, session.publish)),
+    publishConnection: session.publish?.pc.connectionState ?? null,
+    subscribeConnection: subscribe?.pc.connectionState ?? null,
+    whepConnection: lecture.whep?.pc.connectionState ?? null,
+  };
 }
 
 // ---------------------------------------------------------------- start
@@ -955,6 +890,7 @@ async function main() {
     if (mcu.state === "joined") {
       session.signaling?.send({ type: "leave" });
     }
+    lecture.stop({ keepalive: true });
   });
 
   if (!roomId) {
@@ -964,8 +900,18 @@ async function main() {
     $("join-button").disabled = true;
     return;
   }
-  await startPreview();
-  await fillDevicePickers();
+  joinMedia = params.has("view") || (await inviteRole(invite)) === "viewer" ? "none" : "connection";
+  if (joinMedia === "none") {
+    // The audience watches: no camera or microphone prompt unless the chair invites them to speak.
+    $("preview-box").hidden = true;
+    $("device-fields").hidden = true;
+    $("join-screen").classList.add("watch-only");
+    $("password-row").querySelector("label").textContent = "Password";
+    $("join-title").firstChild.textContent = "Watch ";
+  } else {
+    await startPreview();
+    await fillDevicePickers(local.mic, local.cam);
+  }
   // "Click to join" links carry everything needed: join at once.
   if (invite && params.get("name")) {
     join();

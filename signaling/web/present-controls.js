@@ -97,7 +97,8 @@ export class PresentControls {
       this.presenter.pending !== null ||
       this.presenter.showing ||
       this.presenter.uploading !== null;
-    this.$("present-menu").hidden = busy;
+    // A lecture's viewer presents nothing (until the chair invites them to speak).
+    this.$("present-menu").hidden = busy || this.deps.role() === "viewer";
     if (busy) {
       this.setMenuOpen(false);
     }

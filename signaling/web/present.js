@@ -480,6 +480,16 @@ export class Presenter {
   }
 }
 
+/** A File made from base64 text (the test hook that shares a file without a file picker). */
+export function fileFromBase64(base64, name) {
+  const binary = atob(base64);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) {
+    bytes[i] = binary.charCodeAt(i);
+  }
+  return new File([bytes], name);
+}
+
 /**
  * A moving, high-contrast 1280x720 test pattern as a video track (for headless tests, which have
  * no screen to share). Fine lines and text make any loss of resolution visible.

@@ -33,13 +33,15 @@ export class Grid {
   /**
    * @param container the element holding the tiles
    * @param template a <template> with one `.tile`
-   * @param actions `{onChairMute(participantId), onChairRemove(participantId)}`
+   * @param actions `{onChairMute(participantId), onChairRemove(participantId),
+   *   onChairDemote(participantId)}` (demote: a lecture's speaker back to the audience)
    */
   constructor(container, template, actions) {
     this.container = container;
     this.template = template;
     this.actions = actions;
     this.isChair = false;
+    this.isLecture = false;
     this.onAudioBlocked = () => {};
     this.tiles = new Map(); // participant id -> tile element
   }
@@ -49,6 +51,11 @@ export class Grid {
     for (const tile of this.tiles.values()) {
       tile.querySelector(".chair-controls").hidden = !isChair;
     }
+  }
+
+  /** In a lecture the chair can send a speaker back to the audience. */
+  setLecture(isLecture) {
+    this.isLecture = isLecture;
   }
 
   /** Creates or refreshes a participant's tile. */
@@ -70,6 +77,9 @@ export class Grid {
     muteButton.disabled = micOff;
     muteButton.setAttribute("aria-label", `Mute ${view.name}'s microphone`);
     tile.querySelector(".chair-remove").setAttribute("aria-label", `Remove ${view.name}`);
+    const demote = tile.querySelector(".chair-demote");
+    demote.hidden = !(this.isLecture && view.role === "participant");
+    demote.setAttribute("aria-label", `Demote ${view.name} to the audience`);
     this._refreshCount();
   }
 
@@ -106,6 +116,9 @@ export class Grid {
       tile
         .querySelector(".chair-remove")
         .addEventListener("click", () => this.actions.onChairRemove(participantId));
+      tile
+        .querySelector(".chair-demote")
+        .addEventListener("click", () => this.actions.onChairDemote(participantId));
       this.tiles.set(participantId, tile);
       this.container.append(tile);
     }

@@ -124,3 +124,23 @@ async def screenshot(page: Page, path: str, width: int, height: int) -> None:
     await asyncio.sleep(0.5)  # layout, and a frame or two of video at the new size
     shot = await page.send("Page.captureScreenshot", {"format": "png"})
     await asyncio.to_thread(Path(path).write_bytes, base64.b64decode(shot["data"]))
+
+
+def decodes_video_from(stats: Stats, participant_id: str) -> bool:
+    """Whether the page decodes video that one participant sends (any receiving connection)."""
+    return any(
+        s["kind"] == "video" and s["framesDecoded"] > 0 and s["participantId"] == participant_id
+        for s in stats.get("inbound") or []
+    )
+
+
+async def join_with_password(page: Page, password: str, name: str | None = None) -> None:
+    """Fill in the join form (the name too, if given) and submit it, as a person would."""
+    await page.wait_for("document.getElementById('join-form') !== null && !!window.mcu")
+    fill_name = (
+        f"document.getElementById('name').value = {json.dumps(name)};" if name is not None else ""
+    )
+    await page.evaluate(
+        f"{fill_name} document.getElementById('password').value = {json.dumps(password)};"
+        " document.getElementById('join-form').requestSubmit(); true"
+    )

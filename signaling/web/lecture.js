@@ -1,0 +1,322 @@
+// Lecture rooms (docs/protocol.md): what the lecturer and speakers see (the audience's size, the
+// raised hands and the chair's promote/demote), and the audience's side of the page: watching the
+// stage over WHEP, raising a hand, and speaking when the chair asks.
+
+import { WhepSession } from "./whep.js";
+
+/** Receive-only sections a viewer's WHEP session offers of each kind (stage slots it can show). */
+export const STAGE_SECTIONS = 3;
+
+/**
+ * The role an invite token names, read without checking its signature (the token's payload is
+ * signed, not secret), or null. Only a hint for the page's first screen: the server decides.
+ */
+export async function inviteRole(token) {
+  if (!token) {
+    return null;
+  }
+  try {
+    const compressed = token.startsWith(".");
+    const encoded = (compressed ? token.slice(1) : token).split(".")[0];
+    const base64 = encoded.replace(/-/g, "+").replace(/_/g, "/");
+    const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    const json = compressed
+      ? await new Response(
+          new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate")),
+        ).text()
+      : new TextDecoder().decode(bytes);
+    const role = JSON.parse(json).role;
+    return typeof role === "string" ? role : null;
+  } catch {
+    return null;
+  }
+}
+
+const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
+
+export class Lecture {
+  /**
+   * `deps`: `{send(message), notify(text), me(), role(), setRole(role),
+   * ensureParticipant(id, name), setReceived(list), startSpeaking(), stopSpeaking(), render()}`.
+   * `setReceived` gets the WHEP session's tracks in the subscribe connection's form
+   * (`{trackId, participantId, kind, source, mid, track}`).
+   */
+  constructor(deps) {
+    this.deps = deps;
+    this.$ = (id) => document.getElementById(id);
+    this.whep = null;
+    this._bind();
+    this.reset({}, {});
+  }
+
+  /** A new session: what `joined` says; `watch` when the page receives over WHEP. */
+  reset(joined, { watch = false, token = null, iceServers = [], roomId = null }) {
+    this.stop();
+    this.kind = joined.room?.kind ?? "meeting";
+    this.viewers = joined.viewers ?? 0;
+    this.hands = joined.hands ?? [];
+    this.stage = { video: joined.stage?.video ?? [], audio: joined.stage?.audio ?? [] };
+    this.handRaised = false;
+    this.watch = watch && this.isLecture;
+    this.whepState = this.watch ? "starting" : null;
+    this.$("lecture-status").textContent = "";
+    this.$("waiting").textContent = this.isLecture
+      ? "Waiting for the lecture to begin…"
+      : "Waiting for others to join…";
+    this._renderHands();
+    if (this.watch) {
+      this._watch(roomId, token, iceServers);
+    }
+    this._render();
+  }
+
+  get isLecture() {
+    return this.kind === "lecture";
+  }
+
+  /** `window.mcu.lecture`. */
+  get state() {
+    return {
+      kind: this.kind,
+      viewers: this.viewers,
+      hands: this.hands.map((h) => ({ ...h })),
+      stage: this.stage,
+      handRaised: this.handRaised,
+      whep: this.whepState,
+    };
+  }
+
+  /** The video codec a publisher in this room should put first (lectures forward H.264). */
+  videoCodec(fallback) {
+    return this.isLecture ? "h264" : fallback;
+  }
+
+  /** Handles a lecture event; false for any other message. */
+  handle(message) {
+    switch (message.type) {
+      case "viewers":
+        this.viewers = message.count;
+        break;
+      case "hands":
+        this._onHands(message.hands ?? []);
+        break;
+      case "stage":
+        this.stage = { video: message.video ?? [], audio: message.audio ?? [] };
+        this._mapStage();
+        break;
+      case "role":
+        if (message.participant_id !== this.deps.me()) {
+          return true;
+        }
+        this._onRole(message.role);
+        break;
+      default:
+        return false;
+    }
+    this._render();
+    return true;
+  }
+
+  toggleHand() {
+    if (this.deps.role() !== "viewer") {
+      return;
+    }
+    this.handRaised = !this.handRaised;
+    this.deps.send({ type: "hand", raised: this.handRaised });
+    this.deps.notify(this.handRaised ? "Your hand is raised." : "You lowered your hand.");
+    this._render();
+  }
+
+  /** The WHEP connection for statistics: `[{pc, describeMid}]` (empty when not watching). */
+  receivers() {
+    if (this.whep === null) {
+      return [];
+    }
+    return [{ pc: this.whep.pc, describeMid: (mid) => this._describeMid(mid) }];
+  }
+
+  /** Ends the WHEP session (the page is leaving: `keepalive` lets the DELETE outlive it). */
+  stop({ keepalive = false } = {}) {
+    const whep = this.whep;
+    this.whep = null;
+    if (whep !== null) {
+      this.whepState = "closed";
+      whep.stop({ keepalive });
+    }
+  }
+
+  // ------------------------------------------------------------ the audience's side
+
+  async _watch(roomId, token, iceServers) {
+    const whep = new WhepSession(`/whep/${encodeURIComponent(roomId)}`, {
+      token,
+      audio: STAGE_SECTIONS,
+      video: STAGE_SECTIONS,
+      videoCodecs: ["video/h264", "video/vp8"],
+      iceServers,
+    });
+    this.whep = whep;
+    whep.pc.addEventListener("connectionstatechange", () => {
+      if (this.whep !== whep) {
+        return;
+      }
+      this.whepState = whep.pc.connectionState;
+      if (whep.pc.connectionState === "failed") {
+        this.deps.notify("Receiving the lecture failed (network). Leave and join again.");
+      }
+    });
+    try {
+      await whep.start();
+    } catch (error) {
+      if (this.whep === whep) {
+        console.error("WHEP failed", error);
+        this.whepState = "failed";
+        this.deps.notify(`The lecture could not be received: ${error.message}`);
+      }
+      return;
+    }
+    if (this.whep === whep) {
+      this._mapStage();
+    }
+  }
+
+  /** Maps the WHEP sections to the stage: the i-th video section carries `stage.video[i]`. */
+  _mapStage() {
+    if (this.whep === null) {
+      return;
+    }
+    const received = [];
+    for (const [kind, transceivers] of [
+      ["video", this.whep.video],
+      ["audio", this.whep.audio],
+    ]) {
+      transceivers.forEach((transceiver, i) => {
+        const track = this.stage[kind][i];
+        if (track === undefined || track.participant_id === this.deps.me()) {
+          return; // an empty slot, or our own picture and voice (once we speak)
+        }
+        this.deps.ensureParticipant(track.participant_id, track.name);
+        received.push({
+          trackId: track.id,
+          participantId: track.participant_id,
+          kind,
+          source: track.source,
+          mid: transceiver.mid,
+          track: transceiver.receiver.track,
+        });
+      });
+    }
+    this.deps.setReceived(received);
+  }
+
+  _describeMid(mid) {
+    for (const kind of ["video", "audio"]) {
+      const index = this.whep?.[kind].findIndex((t) => t.mid === mid) ?? -1;
+      const track = index >= 0 ? this.stage[kind][index] : undefined;
+      if (track !== undefined) {
+        return { track_id: track.id, participant_id: track.participant_id, source: track.source };
+      }
+    }
+    return undefined;
+  }
+
+  _onRole(role) {
+    this.deps.setRole(role);
+    this.handRaised = false;
+    if (role === "viewer") {
+      this.$("lecture-status").textContent = "";
+      this.deps.stopSpeaking();
+      this.deps.notify("You are back in the audience.");
+    } else {
+      this.$("lecture-status").textContent = "You may speak now.";
+      this.deps.notify("The lecturer invited you to speak: your camera and microphone are on.");
+      this.deps.startSpeaking();
+    }
+    this._mapStage();
+  }
+
+  // ------------------------------------------------------------ the lecturer's side
+
+  _onHands(hands) {
+    const before = new Set(this.hands.map((h) => h.participant_id));
+    const raised = hands.filter((h) => !before.has(h.participant_id));
+    this.hands = hands;
+    this._renderHands();
+    if (raised.length === 1) {
+      this.deps.notify(`${raised[0].name} raised a hand.`);
+    } else if (raised.length > 1) {
+      this.deps.notify(`${raised.length} more hands are raised.`);
+    }
+  }
+
+  promote(participantId) {
+    this.deps.send({ type: "chair", action: "promote", participant_id: participantId });
+  }
+
+  demote(participantId) {
+    this.deps.send({ type: "chair", action: "demote", participant_id: participantId });
+  }
+
+  _bind() {
+    this.$("hand-button").addEventListener("click", () => this.toggleHand());
+    this.$("hands-list").addEventListener("click", (event) => {
+      const button = event.target.closest?.("button[data-participant]");
+      if (button) {
+        button.disabled = true; // until the next `hands` says what happened
+        this.promote(button.dataset.participant);
+      }
+    });
+  }
+
+  /** The chair's list of raised hands (rebuilt only when it changes, so focus stays put). */
+  _renderHands() {
+    const $ = this.$;
+    $("hands-title").textContent = `Raised hands (${this.hands.length})`;
+    const items = this.hands.map((h) => {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "hand-name";
+      name.textContent = h.name;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "primary";
+      button.dataset.participant = h.participant_id;
+      button.textContent = "Promote";
+      button.setAttribute("aria-label", `Promote ${h.name} to speaker`);
+      item.append(name, button);
+      return item;
+    });
+    // Keep keyboard users in the list when the hand they acted on leaves it.
+    const hadFocus = $("hands-list").contains(document.activeElement);
+    $("hands-list").replaceChildren(...items);
+    if (hadFocus) {
+      $("hands-list").querySelector("button")?.focus();
+    }
+  }
+
+  _render() {
+    const $ = this.$;
+    const role = this.deps.role();
+    const lecture = this.isLecture;
+    const viewer = lecture && role === "viewer";
+    document.body.dataset.lecture = lecture ? role : "";
+    $("viewer-count").hidden = !lecture || viewer || role === null;
+    $("viewer-count").textContent = plural(this.viewers, "viewer");
+
+    const hand = $("hand-button");
+    hand.hidden = !viewer;
+    hand.textContent = this.handRaised ? "Lower hand" : "Raise hand";
+    hand.setAttribute("aria-pressed", String(this.handRaised));
+
+    $("hands").hidden = !(lecture && role === "chair") || this.hands.length === 0;
+
+    // A viewer sends nothing (present-controls.js hides Present); a page that watches over WHEP
+    // has no subscription to choose.
+    for (const id of ["mic-button", "cam-button", "self-view"]) {
+      $(id).hidden = viewer;
+    }
+    $("view-menu").hidden = viewer || this.watch;
+    this.deps.render();
+  }
+}

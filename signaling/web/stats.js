@@ -1,0 +1,89 @@
+// A summary of the page's RTCPeerConnection statistics (`window.mcu.stats()`): what is decoded
+// from whom, and what is sent, for tests and diagnostics.
+
+/** The MIME type ("video/VP8") of an RTP stats entry's codec, or null. */
+function codecOf(report, rtpStats) {
+  return rtpStats.codecId ? (report.get(rtpStats.codecId)?.mimeType ?? null) : null;
+}
+
+/**
+ * The inbound RTP streams of one receiving connection. `describeMid(mid)` says what a section
+ * carries now (`{track_id, participant_id, source}`), or undefined for one that carries nothing.
+ */
+async function inboundOf(pc, describeMid) {
+  const midOfTrack = new Map();
+  for (const transceiver of pc.getTransceivers()) {
+    if (transceiver.receiver.track) {
+      midOfTrack.set(transceiver.receiver.track.id, transceiver.mid);
+    }
+  }
+  const out = [];
+  const report = await pc.getStats();
+  report.forEach((s) => {
+    if (s.type !== "inbound-rtp") {
+      return;
+    }
+    const mid = s.mid ?? midOfTrack.get(s.trackIdentifier) ?? null;
+    const carried = describeMid(mid);
+    out.push({
+      kind: s.kind ?? s.mediaType,
+      codec: codecOf(report, s),
+      framesDecoded: s.framesDecoded ?? 0,
+      frameWidth: s.frameWidth ?? null,
+      frameHeight: s.frameHeight ?? null,
+      framesPerSecond: s.framesPerSecond ?? null,
+      packetsReceived: s.packetsReceived ?? 0,
+      bytesReceived: s.bytesReceived ?? 0,
+      trackIdentifier: s.trackIdentifier ?? null,
+      mid,
+      // Who sends it and what it is (camera or content); null for a section that carries
+      // nothing now (an ended track, a stage slot left empty).
+      trackId: carried?.track_id ?? null,
+      participantId: carried?.participant_id ?? null,
+      source: carried?.source ?? null,
+    });
+  });
+  return out;
+}
+
+/** The outbound RTP streams of the publish connection; `sourceOfMid(mid)` names the source. */
+async function outboundOf(pc, sourceOfMid) {
+  const out = [];
+  const report = await pc.getStats();
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp") {
+      out.push({
+        kind: s.kind ?? s.mediaType,
+        codec: codecOf(report, s),
+        packetsSent: s.packetsSent ?? 0,
+        framesEncoded: s.framesEncoded ?? 0,
+        frameWidth: s.frameWidth ?? null,
+        frameHeight: s.frameHeight ?? null,
+        mid: s.mid ?? null,
+        source: sourceOfMid(s.mid),
+      });
+    }
+  });
+  return out;
+}
+
+/**
+ * `receivers`: `[{pc, describeMid}]` (the subscribe connection, a WHEP session); `publish`: the
+ * PublishConnection or null. Returns `{inbound, outbound}`.
+ */
+export async function collectStats(receivers, publish) {
+  const inbound = [];
+  for (const { pc, describeMid } of receivers) {
+    inbound.push(...(await inboundOf(pc, describeMid)));
+  }
+  const sourceOfMid = (mid) => {
+    for (const [source, transceiver] of publish?.transceivers ?? []) {
+      if (transceiver.mid === mid) {
+        return source;
+      }
+    }
+    return null;
+  };
+  const outbound = publish !== null ? await outboundOf(publish.pc, sourceOfMid) : [];
+  return { inbound, outbound };
+}

@@ -1,0 +1,99 @@
+// A WHEP client (WebRTC-HTTP Egress Protocol): one receive-only RTCPeerConnection whose offer is
+// POSTed to the server's endpoint; the answer comes back in the response and the session's URL in
+// its Location header, which DELETE ends. No trickle ICE: the offer is sent after gathering.
+
+import { iceGatheringComplete } from "./media.js";
+
+/** A refused or failed WHEP request: `status` is the HTTP status (0 when nothing answered). */
+export class WhepError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.name = "WhepError";
+    this.status = status;
+  }
+}
+
+/** Puts the listed codecs first (in that order), keeping every other the browser can receive. */
+function preferCodecs(transceiver, mimeTypes) {
+  const capabilities = RTCRtpReceiver.getCapabilities?.(transceiver.receiver.track.kind);
+  if (!capabilities || typeof transceiver.setCodecPreferences !== "function") {
+    return;
+  }
+  const rank = (codec) => {
+    const index = mimeTypes.indexOf(codec.mimeType.toLowerCase());
+    return index < 0 ? mimeTypes.length : index;
+  };
+  const ordered = [...capabilities.codecs].sort((a, b) => rank(a) - rank(b));
+  try {
+    transceiver.setCodecPreferences(ordered);
+  } catch (error) {
+    console.warn("WHEP: setCodecPreferences failed; using the browser's order", error);
+  }
+}
+
+export class WhepSession {
+  /**
+   * `endpoint`: the WHEP URL; `token`: sent as `Authorization: Bearer`; `audio`, `video`: how
+   * many receive-only sections of each kind to offer; `videoCodecs`: MIME types to put first,
+   * lower case (e.g. `["video/h264", "video/vp8"]`); `iceServers` for the connection.
+   */
+  constructor(endpoint, { token = null, audio = 1, video = 1, videoCodecs = [], iceServers = [] }) {
+    this.endpoint = endpoint;
+    this.token = token;
+    this.location = null; // the session's URL once the server accepted the offer
+    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    this.audio = [];
+    this.video = [];
+    for (let i = 0; i < audio; i += 1) {
+      this.audio.push(this.pc.addTransceiver("audio", { direction: "recvonly" }));
+    }
+    for (let i = 0; i < video; i += 1) {
+      const transceiver = this.pc.addTransceiver("video", { direction: "recvonly" });
+      preferCodecs(transceiver, videoCodecs);
+      this.video.push(transceiver);
+    }
+  }
+
+  /** Offers, POSTs the offer and applies the answer; rejects with a WhepError if refused. */
+  async start() {
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    await iceGatheringComplete(this.pc);
+    let response;
+    try {
+      response = await fetch(this.endpoint, {
+        method: "POST",
+        headers: { "Content-Type": "application/sdp", ...this._authorization() },
+        body: this.pc.localDescription.sdp,
+      });
+    } catch (error) {
+      throw new WhepError(0, `The server could not be reached (${error.message}).`);
+    }
+    const text = await response.text();
+    if (response.status !== 201) {
+      throw new WhepError(response.status, text.trim() || `refused (HTTP ${response.status})`);
+    }
+    const location = response.headers.get("Location");
+    this.location = location ? new URL(location, new URL(this.endpoint, document.baseURI)).href : null;
+    await this.pc.setRemoteDescription({ type: "answer", sdp: text });
+  }
+
+  /**
+   * Closes the connection and ends the session on the server. With `keepalive` the DELETE
+   * survives the page being unloaded.
+   */
+  stop({ keepalive = false } = {}) {
+    this.pc.close();
+    const location = this.location;
+    this.location = null;
+    if (location === null) {
+      return Promise.resolve();
+    }
+    return fetch(location, { method: "DELETE", headers: this._authorization(), keepalive })
+      .then(() => undefined)
+      .catch((error) => console.info("WHEP: ending the session failed", error));
+  }
+
+  _authorization() {
+    return this.token ? { Authorization: `Bearer ${this.token}` } : {};
+  }
+}
