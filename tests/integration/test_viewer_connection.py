@@ -240,3 +240,36 @@ def test_codec_compatibility_includes_h264_packetization_mode() -> None:
     assert not codec_compatible(mode1, mode0)
     assert not codec_compatible(CodecInfo("video/VP8", 90000), mode1)
     assert codec_compatible(CodecInfo("audio/opus", 48000, 2), CodecInfo("audio/OPUS", 48000, 2))
+
+
+async def test_h264_section_prefers_packetization_mode_1() -> None:
+    # A player listing a mode-0 H.264 variant first must still get mode 1, which every
+    # publisher sends; mode 0 would leave the section silent. (aiortc's codec matching drops
+    # mode-0 variants; this guards that an upgrade keeps it so.)
+    stage = Stage("lecture-1")
+    player = Viewer()
+    connection = ViewerConnection([], stage, lambda delta: None)
+    try:
+        offer = await player.offer("video")
+        first_h264 = next(
+            line.split()[0].split(":")[1]
+            for line in offer.splitlines()
+            if line.startswith("a=rtpmap:") and "H264/90000" in line
+        )
+        marker = f"a=fmtp:{first_h264} "
+        lines = [
+            line.replace("packetization-mode=1", "packetization-mode=0")
+            if line.startswith(marker)
+            else line
+            for line in offer.split("\r\n")
+        ]
+        answer = await connection.answer("\r\n".join(lines))
+        video = answer.split("m=video", 1)[1]
+        chosen = video.split("\r\n", 1)[0].split()[2]
+        assert chosen != first_h264
+        assert f"a=fmtp:{chosen} " in video
+        fmtp = next(line for line in video.split("\r\n") if line.startswith(f"a=fmtp:{chosen} "))
+        assert "packetization-mode=1" in fmtp
+    finally:
+        await connection.close()
+        await player.close()
