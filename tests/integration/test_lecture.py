@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 
 from tests.support.room_client import ColourTrack, ToneTrack, joined_client
@@ -54,6 +56,14 @@ async def test_whip_lecture_reaches_whep_and_protocol_viewers(server: ServerProc
         await whep.wait_until(lambda: whep.frames("video") > 10 and whep.frames("audio") > 20)
         first_video = whep.section("video", 0)
         assert first_video is not None and near(mean_colour(first_video.last_frame), BLUE)
+        # A late joiner gets a picture at once: its consumer asks for a keyframe when DTLS is up.
+        late = WhepViewer(server.base_url, "lesson-1", VIEWERS)
+        started = time.monotonic()
+        status, body = await late.play()
+        assert status == 201, body
+        await late.wait_until(lambda: late.frames("video") > 0)
+        print(f"late WHEP joiner: first picture {time.monotonic() - started:.2f} s after POST")
+        assert await late.stop() == 200
         joined = next(m for m in site.messages if m["type"] == "joined")
         assert joined["participant"]["role"] == "viewer"
         assert joined["room"]["kind"] == "lecture"
