@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
+import time
 import weakref
+from collections import OrderedDict
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -55,8 +60,44 @@ async def hash_password(password: str) -> str:
 
 
 async def verify_password(stored_hash: str, password: str) -> bool:
-    """``verify_password_sync`` in the default executor; never raises for a bad password or hash."""
+    """``verify_password_sync`` in the default executor; never raises for a bad password or hash.
+
+    A password that matched recently matches again without another Argon2 run: hundreds of
+    sites join a lesson with the same viewer password within minutes, and ~20 ms of CPU each
+    would compete with the lesson's forwarding. Only matches are remembered (as an HMAC under a
+    per-process key, never the password), keyed with the stored hash, so a changed password
+    never matches from memory and wrong guesses always pay the full price.
+    """
+    fingerprint = _fingerprint(stored_hash, password)
+    now = time.monotonic()
+    matched_at = _recent_matches.get(fingerprint)
+    if matched_at is not None and now - matched_at < MATCH_MEMORY_SECONDS:
+        return True
     async with _limit():
-        return await asyncio.get_running_loop().run_in_executor(
+        matches = await asyncio.get_running_loop().run_in_executor(
             None, verify_password_sync, stored_hash, password
         )
+    if matches:
+        _recent_matches[fingerprint] = now
+        _recent_matches.move_to_end(fingerprint)
+        while len(_recent_matches) > MATCH_MEMORY_ENTRIES:
+            _recent_matches.popitem(last=False)
+    return matches
+
+
+MATCH_MEMORY_SECONDS = 600.0
+"How long a successful check is remembered."
+MATCH_MEMORY_ENTRIES = 10_000
+"Most (stored hash, password) matches remembered at once; the oldest are forgotten first."
+_fingerprint_key = secrets.token_bytes(32)
+_recent_matches: OrderedDict[bytes, float] = OrderedDict()
+
+
+def _fingerprint(stored_hash: str, password: str) -> bytes:
+    message = stored_hash.encode("utf-8") + b"\0" + password.encode("utf-8", "surrogatepass")
+    return hmac.new(_fingerprint_key, message, hashlib.sha256).digest()
+
+
+def remembered_matches() -> int:
+    """How many matches are remembered (for tests and diagnostics)."""
+    return len(_recent_matches)

@@ -7,6 +7,7 @@ import asyncio
 from mcu.crypto.passwords import (
     hash_password,
     hash_password_sync,
+    remembered_matches,
     verify_password,
     verify_password_sync,
 )
@@ -48,3 +49,18 @@ async def test_concurrent_verifies_all_complete() -> None:
     guesses = ["parallel-pw" if i % 3 == 0 else f"guess-{i}" for i in range(9)]
     results = await asyncio.gather(*(verify_password(stored, guess) for guess in guesses))
     assert results == [i % 3 == 0 for i in range(9)]
+
+
+async def test_only_matches_are_remembered_and_per_stored_hash() -> None:
+    stored = await hash_password("viewer password 1")
+    before = remembered_matches()
+    assert not await verify_password(stored, "a wrong guess")
+    assert remembered_matches() == before  # wrong guesses always pay the full check
+    assert await verify_password(stored, "viewer password 1")
+    assert remembered_matches() == before + 1
+    assert await verify_password(stored, "viewer password 1")  # from memory
+    assert remembered_matches() == before + 1
+    # The password changed (a new stored hash): the old match does not carry over.
+    changed = await hash_password("viewer password 2")
+    assert not await verify_password(changed, "viewer password 1")
+    assert await verify_password(changed, "viewer password 2")
