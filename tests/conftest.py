@@ -24,3 +24,16 @@ async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
         code = await process.stop()
         # A clean SIGTERM shutdown exits 0; anything else is a server bug worth seeing.
         assert code == 0, process.log()[-4000:]
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """The real server as a front process and two workers."""
+    process = ServerProcess(tmp_path / "srv", workers=2)
+    try:
+        await process.start()
+        yield process
+    finally:
+        code = await process.stop()
+        # SIGTERM stops the front and both workers; a clean stop exits 0.
+        assert code == 0, process.log()[-4000:]

@@ -45,15 +45,9 @@ def text_of(element_id: str) -> str:
 
 
 async def test_viewer_watches_over_whep_raises_a_hand_and_is_promoted(server: Any) -> None:
-    body = {
-        "id": ROOM,
-        "title": "Grand rounds",
-        "password": SPEAKER_PASSWORD,
-        "kind": "lecture",
-        "viewer_password": VIEWER_PASSWORD,
-    }
-    async with server.http.post(server.base_url + "/api/rooms", json=body) as response:
-        assert response.status == 201, await response.text()
+    await server.create_room(
+        ROOM, SPEAKER_PASSWORD, "Grand rounds", kind="lecture", viewer_password=VIEWER_PASSWORD
+    )
     chair_link = await server.invite(ROOM, role="chair")
 
     async with Chromium() as browser:

@@ -8,7 +8,7 @@ import aiohttp
 
 from tests.support.room_client import ColourTrack, ToneTrack, joined_client
 from tests.support.server import ServerProcess
-from tests.support.whip import WhepViewer, WhipPublisher, delete, post_sdp
+from tests.support.whip import WhepViewer, WhipPublisher, delete, mean_colour, near, post_sdp
 
 PASSWORD = "lecturers-only"
 VIEWERS = "for-every-site"
@@ -17,24 +17,9 @@ ORANGE = (230, 140, 20)
 
 
 async def create_lecture(server: ServerProcess, room: str = "lesson-1") -> None:
-    body = {
-        "id": room,
-        "title": "Stroke care, lesson 4",
-        "password": PASSWORD,
-        "kind": "lecture",
-        "viewer_password": VIEWERS,
-    }
-    async with server.http.post(server.base_url + "/api/rooms", json=body) as r:
-        assert r.status == 201, await r.text()
-
-
-def mean_colour(frame: object) -> tuple[float, float, float]:
-    rgb = frame.to_ndarray(format="rgb24")  # type: ignore[attr-defined]
-    return tuple(float(c) for c in rgb.reshape(-1, 3).mean(axis=0))  # type: ignore[return-value]
-
-
-def near(colour: tuple[float, float, float], target: tuple[int, int, int]) -> bool:
-    return all(abs(a - b) < 40 for a, b in zip(colour, target, strict=True))
+    await server.create_room(
+        room, PASSWORD, "Stroke care, lesson 4", kind="lecture", viewer_password=VIEWERS
+    )
 
 
 async def test_whip_lecture_reaches_whep_and_protocol_viewers(server: ServerProcess) -> None:

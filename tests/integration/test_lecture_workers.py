@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from tests.integration.test_lecture import (
-    BLUE,
-    ORANGE,
-    PASSWORD,
-    VIEWERS,
-    create_lecture,
-    mean_colour,
-    near,
-)
 from tests.support.room_client import ColourTrack, ToneTrack, joined_client
 from tests.support.server import ServerProcess
-from tests.support.whip import WhepViewer, WhipPublisher
+from tests.support.whip import WhepViewer, WhipPublisher, mean_colour, near
 
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "srv", workers=2)
-    try:
-        await process.start()
-        yield process
-    finally:
-        code = await process.stop()
-        assert code == 0, process.log()[-4000:]
+PASSWORD = "lecturers-only"
+VIEWERS = "for-every-site"
+BLUE = (20, 60, 220)
+ORANGE = (230, 140, 20)
 
 
 async def test_viewers_on_both_workers_receive_the_lecturer(cluster: ServerProcess) -> None:
-    await create_lecture(cluster)
+    await cluster.create_room(
+        "lesson-1", PASSWORD, "Stroke care, lesson 4", kind="lecture", viewer_password=VIEWERS
+    )
     lecturer = WhipPublisher(cluster.base_url, "lesson-1", PASSWORD)
     status, body = await lecturer.publish([ToneTrack(), ColourTrack(BLUE)], name="Dr Wang")
     assert status == 201, body

@@ -78,8 +78,11 @@ class ServerProcess:
         assert self._session is not None
         return self._session
 
-    async def create_room(self, room_id: str, password: str, title: str = "Consultation") -> None:
-        body = {"id": room_id, "title": title, "password": password}
+    async def create_room(
+        self, room_id: str, password: str, title: str = "Consultation", **fields: Any
+    ) -> None:
+        """A room through the admin API; ``fields`` are further room fields (kind, ...)."""
+        body = {"id": room_id, "title": title, "password": password} | fields
         async with self.http.post(self.base_url + "/api/rooms", json=body) as r:
             assert r.status == 201, await r.text()
 

@@ -155,3 +155,15 @@ class WhepViewer:
         status = await delete(self.base_url + self.location) if self.location else None
         await self.pc.close()
         return status
+
+
+def mean_colour(frame: Any) -> tuple[float, float, float]:
+    """The mean RGB of a decoded video frame."""
+    rgb = frame.to_ndarray(format="rgb24")
+    r, g, b = (float(c) for c in rgb.reshape(-1, 3).mean(axis=0))
+    return r, g, b
+
+
+def near(colour: tuple[float, float, float], target: tuple[int, int, int]) -> bool:
+    """Whether a decoded colour is the solid colour sent (codecs shift it a little)."""
+    return all(abs(a - b) < 40 for a, b in zip(colour, target, strict=True))
