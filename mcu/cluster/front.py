@@ -2,7 +2,7 @@
 
 WebSockets are routed by the ``room`` of their first frame (the join) to the room's home worker
 and then piped both ways; HTTP requests are streamed through by :func:`mcu.cluster.routing.route`.
-``/metrics``, ``/healthz`` and ``/readyz`` answer for all workers together.
+``/metrics``, ``/healthz``, ``/readyz`` and ``GET /api/rooms`` answer for all workers together.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,7 @@ from . import HOME_WORKER_HEADER
 from .directory import RoomDirectory
 from .metricsmerge import merge_expositions
 from .peers import WorkerPeers, WorkerUnavailable
+from .roomlist import merge_room_lists
 from .routing import MAX_ROOM_CHARS, RouteKind, route
 from .supervisor import Supervisor
 
@@ -56,6 +58,8 @@ PROBE_TIMEOUT = 2.0
 "Seconds a worker has to answer a health, readiness or viewer-count probe."
 METRICS_TIMEOUT = 5.0
 "Seconds a worker has to answer a metrics scrape."
+ROOM_LIST_TIMEOUT = 10.0
+"Seconds a worker has to answer ``GET /api/rooms``."
 VIEWER_POLL_SECONDS = 2.0
 "How often the front reads every worker's viewer count."
 CHUNK_BYTES = 64 * 1024
@@ -107,6 +111,20 @@ class ViewerBalance:
         if viewers is not None:
             self.polled[worker] = viewers
             self.routed[worker] = 0
+
+
+@dataclass(frozen=True)
+class WorkerReply:
+    """One worker's whole reply to a request the front asked of every worker."""
+
+    status: int
+    "HTTP status."
+    reason: str | None
+    "HTTP reason phrase."
+    headers: CIMultiDict[str]
+    "Reply headers, hop-by-hop ones removed."
+    body: bytes
+    "The body as sent (workers are asked not to compress it)."
 
 
 class _WorkersUp(Collector):
@@ -238,6 +256,60 @@ class Front:
         parts = {str(i): text for i, text in enumerate(results) if text is not None}
         parts["front"] = generate_latest(self.registry).decode()
         return merge_expositions(parts)
+
+    async def room_list(self, path: str, headers: Mapping[str, str]) -> WorkerReply | None:
+        """``GET path`` (``/api/rooms`` and its query) asked of every running worker at once:
+        the first worker's reply, its room list carrying the live counts of all workers that
+        answered; None when no worker answered."""
+        replies = await asyncio.gather(
+            *(self._fetch(i, path, headers, ROOM_LIST_TIMEOUT) for i in range(self.count))
+        )
+        answered = [(i, r) for i, r in enumerate(replies) if r is not None]
+        if not answered:
+            return None
+        first, base = answered[0]
+        if base.status != 200:
+            return base  # a refusal (401, ...) is the same on every worker: pass it on
+        others: list[bytes] = []
+        for index, reply in answered[1:]:
+            if reply.status == 200:
+                others.append(reply.body)
+            else:
+                logger.warning(
+                    "worker %d answered %d to %s; its live rooms are not counted",
+                    index,
+                    reply.status,
+                    path,
+                )
+        merged = merge_room_lists(base.body, others)
+        if merged is None:
+            logger.warning("worker %d sent no room list for %s; passed on as sent", first, path)
+            return base
+        return WorkerReply(base.status, base.reason, base.headers, merged)
+
+    async def _fetch(
+        self, worker: int, path: str, headers: Mapping[str, str], timeout: float
+    ) -> WorkerReply | None:
+        """``GET path`` on ``worker``, read whole; None (logged) when it did not answer."""
+        if not self.supervisor.workers[worker].running:
+            logger.warning("worker %d is not running; %s answered without it", worker, path)
+            return None
+        try:
+            async with self.peers.session(worker).get(
+                URL("http://localhost" + path, encoded=True),
+                headers=headers,
+                skip_auto_headers=_SKIP_AUTO_HEADERS,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                body = await response.read()
+                kept: CIMultiDict[str] = CIMultiDict(
+                    (k, v) for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP
+                )
+                return WorkerReply(response.status, response.reason, kept, body)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            logger.warning("worker %d did not answer %s: %r", worker, path, exc)
+            return None
 
     async def _scrape(self, worker: int) -> str | None:
         if not self.supervisor.workers[worker].running:
@@ -461,6 +533,22 @@ async def http_proxy(request: web.Request) -> web.StreamResponse:
         return response
 
 
+async def room_list_handler(request: web.Request) -> web.Response:
+    """``GET /api/rooms``: worker 0's list (or the next worker's while it is down), each
+    room's live ``participants`` taken from whichever worker is its home."""
+    front = request.app[FRONT]
+    headers = _forward_headers(request.headers, _client_address(request))
+    # No body goes on, and the merge needs the JSON uncompressed.
+    for name in ("Content-Length", "Content-Type", "Accept-Encoding"):
+        headers.popall(name, None)
+    reply = await front.room_list(request.raw_path, headers)
+    if reply is None:
+        return web.Response(status=502, text="server unavailable, try again\n")
+    out = reply.headers.copy()
+    out.popall("Content-Length", None)  # the merged body has its own length
+    return web.Response(status=reply.status, reason=reply.reason, headers=out, body=reply.body)
+
+
 async def health_handler(request: web.Request) -> web.Response:
     """``GET /healthz``: the front and every worker's ``/healthz``, with totals."""
     return web.json_response(await request.app[FRONT].health())
@@ -491,6 +579,7 @@ def create_front_app(front: Front) -> web.Application:
     app.router.add_get("/healthz", health_handler)
     app.router.add_get("/readyz", readiness_handler)
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/api/rooms", room_list_handler, allow_head=False)
     app.router.add_route(hdrs.METH_ANY, "/{tail:.*}", http_proxy)
 
     async def startup(app: web.Application) -> None:

@@ -6,28 +6,15 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "srv", workers=2)
-    try:
-        await process.start()
-        yield process
-    finally:
-        code = await process.stop()
-        # SIGTERM stops the front and both workers; a clean stop exits 0.
-        assert code == 0, process.log()[-4000:]
 
 
 async def _health(server: ServerProcess) -> dict[str, Any]:
@@ -84,6 +71,7 @@ async def test_rooms_get_homes_on_both_workers_and_media_flows(cluster: ServerPr
         per_worker = [w["participants"] for w in health["workers"]]
         assert sorted(per_worker) == [1, 2], health
         assert health["participants"] == 3
+        await _check_room_list(cluster, {"ward-a": 2, "ward-b": 1})
 
         await a1.publish({"microphone": ToneTrack(400), "camera": ColourTrack((200, 30, 30))})
         await a2.publish({"microphone": ToneTrack(700), "camera": ColourTrack((30, 200, 30))})
@@ -92,6 +80,20 @@ async def test_rooms_get_homes_on_both_workers_and_media_flows(cluster: ServerPr
     finally:
         for client in clients:
             await client.close()
+
+
+async def _check_room_list(server: ServerProcess, participants: dict[str, int]) -> None:
+    """``GET /api/rooms`` through the front counts the participants on every worker."""
+    async with server.http.get(server.base_url + "/api/rooms") as r:
+        assert r.status == 200, await r.text()
+        assert r.content_type == "application/json"
+        assert r.headers["Cache-Control"] == "no-store"
+        rooms = (await r.json())["rooms"]
+    assert {room["id"]: room["participants"] for room in rooms} == participants, rooms
+    async with aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(server.base_url + "/api/rooms") as r:
+            assert r.status == 401, await r.text()
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def _hears(me: RoomClient, peer: str) -> Callable[[], bool]:
@@ -117,6 +119,10 @@ async def test_killed_worker_is_restarted(cluster: ServerProcess) -> None:
     await asyncio.sleep(0.3)
     async with cluster.http.get(cluster.base_url + "/readyz") as r:
         assert r.status == 503
+    # The room list still answers, from the workers that are up.
+    async with cluster.http.get(cluster.base_url + "/api/rooms") as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["rooms"] == []
     await _wait_ready(cluster, 30)
     after = (await _health(cluster))["workers"][1]
     assert after["pid"] != before["pid"] and after["restarts"] == 1
