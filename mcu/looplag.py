@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 from . import metrics
 
 INTERVAL_SECONDS = 0.5
+SUSTAINED_SAMPLES = 8
+"Wake-ups :meth:`LoopLagMonitor.sustained_lag` looks at (4 s at the default interval)."
 
 
 class _Histogram(Protocol):
@@ -48,14 +52,23 @@ class LoopLagMonitor:
         self._task: asyncio.Task[None] | None = None
         self.last_lag: float | None = None
         "The most recent delay in seconds (None before the first wake-up)."
+        self._recent: deque[float] = deque(maxlen=SUSTAINED_SAMPLES)
 
     def record(self, due: float, now: float) -> float:
         """A wake-up due at ``due`` ran at ``now``: observe and return the delay (never < 0)."""
         lag = max(0.0, now - due)
         self.last_lag = lag
+        self._recent.append(lag)
         self._histogram.observe(lag)
         self._gauge.set(lag)
         return lag
+
+    def sustained_lag(self) -> float:
+        """The median delay of the last ``SUSTAINED_SAMPLES`` wake-ups (0 until there are that
+        many): high only when the process is saturated, not after one garbage collection."""
+        if len(self._recent) < SUSTAINED_SAMPLES:
+            return 0.0
+        return statistics.median(self._recent)
 
     async def run(self) -> None:
         """Measure until cancelled."""

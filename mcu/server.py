@@ -39,6 +39,9 @@ from .producer import Producer
 
 logger = logging.getLogger(__name__)
 
+WHEP_REFUSE_LAG_SECONDS = 0.25
+"New WHEP viewers are refused while the event loop runs this late for seconds on end."
+
 WEB_ROOT = Path(str(resources.files("mcu.signaling") / "web"))
 
 
@@ -251,6 +254,7 @@ async def create_app(config: Config) -> web.Application:
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
     loop_lag = LoopLagMonitor()
+    broadcasting.busy = lambda: loop_lag.sustained_lag() >= WHEP_REFUSE_LAG_SECONDS
     # Before setup_library: its /library sub-application would otherwise answer /library itself.
     app.router.add_get("/library", library_page)
     setup_library(

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiortc import sdp as aiortc_sdp
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from mcu import metrics
 from mcu.crypto.tokens import InvalidInvite
@@ -51,6 +51,11 @@ HOME_HEADER = "X-Mcu-Home-Worker"
 "Set by the front on requests it routes: the room's home worker."
 
 WHEP_SESSIONS = Gauge("mcu_whep_sessions", "WHEP playback sessions on this worker.")
+WHEP_REFUSED = Counter(
+    "mcu_whep_refused_busy_total", "WHEP sessions refused because the worker was saturated."
+)
+BUSY_RETRY_SECONDS = 5
+"Retry-After of a 503 for a saturated worker."
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -78,6 +83,8 @@ class Broadcasting:
     edges: EdgeRooms | None = None
     "Rooms of other workers relayed here for this worker's viewers."
     sessions: dict[str, _Session] = field(default_factory=dict)
+    busy: Callable[[], bool] = lambda: False
+    "Whether this worker is saturated: new WHEP viewers are then refused with 503."
     _endpoint: RelayEndpoint | None = None
 
     def new_session_id(self) -> str:
@@ -310,6 +317,16 @@ async def whep_post(request: web.Request) -> web.Response:
     services.throttle.record_success(request.remote or "unknown")
     if not record.is_open(time.time()):
         raise ApiError(403, "room_not_open", "the room is not open at this time")
+    if hub.busy():
+        # The viewers already here would all lose packets with one more; the player asks again
+        # (and the front may pick a less loaded worker).
+        WHEP_REFUSED.inc()
+        raise ApiError(
+            503,
+            "busy",
+            "this server is at capacity; try again shortly",
+            {"Retry-After": str(BUSY_RETRY_SECONDS)},
+        )
 
     session_id = hub.new_session_id()
     room: Room | None = None

@@ -6,6 +6,8 @@ import { WhepSession } from "./whep.js";
 
 /** Receive-only sections a viewer's WHEP session offers of each kind (stage slots it can show). */
 export const STAGE_SECTIONS = 3;
+/** How many times the audience page asks a busy server (503) again before giving up. */
+const BUSY_RETRIES = 12;
 
 /**
  * The role an invite token names, read without checking its signature (the token's payload is
@@ -149,6 +151,23 @@ export class Lecture {
   // ------------------------------------------------------------ the audience's side
 
   async _watch(roomId, token, iceServers) {
+    // A server at capacity answers 503 with Retry-After; ask again a bounded number of times.
+    for (let attempt = 1; ; attempt += 1) {
+      const outcome = await this._watchOnce(roomId, token, iceServers);
+      if (outcome === null || attempt >= BUSY_RETRIES) {
+        return;
+      }
+      const busy = this.whep;
+      this.deps.notify("The lecture server is busy; trying again in a few seconds.");
+      await new Promise((resolve) => setTimeout(resolve, outcome * 1000));
+      if (this.whep !== busy) {
+        return; // left meanwhile, or another session started
+      }
+    }
+  }
+
+  /** One WHEP attempt; the seconds to wait before another when the server was busy, else null. */
+  async _watchOnce(roomId, token, iceServers) {
     const whep = new WhepSession(`/whep/${encodeURIComponent(roomId)}`, {
       token,
       audio: STAGE_SECTIONS,
@@ -169,16 +188,22 @@ export class Lecture {
     try {
       await whep.start();
     } catch (error) {
-      if (this.whep === whep) {
-        console.error("WHEP failed", error);
-        this.whepState = "failed";
-        this.deps.notify(`The lecture could not be received: ${error.message}`);
+      if (this.whep !== whep) {
+        return null;
       }
-      return;
+      if (error.status === 503 && error.retryAfter !== null) {
+        whep.pc.close();
+        return Math.min(Math.max(error.retryAfter, 1), 30);
+      }
+      console.error("WHEP failed", error);
+      this.whepState = "failed";
+      this.deps.notify(`The lecture could not be received: ${error.message}`);
+      return null;
     }
     if (this.whep === whep) {
       this._mapStage();
     }
+    return null;
   }
 
   /** Maps the WHEP sections to the stage: the i-th video section carries `stage.video[i]`. */

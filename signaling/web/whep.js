@@ -4,12 +4,16 @@
 
 import { iceGatheringComplete } from "./media.js";
 
-/** A refused or failed WHEP request: `status` is the HTTP status (0 when nothing answered). */
+/**
+ * A refused or failed WHEP request: `status` is the HTTP status (0 when nothing answered);
+ * `retryAfter` the seconds a busy server (503) asked to wait, or null.
+ */
 export class WhepError extends Error {
-  constructor(status, message) {
+  constructor(status, message, retryAfter = null) {
     super(message);
     this.name = "WhepError";
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -70,7 +74,12 @@ export class WhepSession {
     }
     const text = await response.text();
     if (response.status !== 201) {
-      throw new WhepError(response.status, text.trim() || `refused (HTTP ${response.status})`);
+      const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+      throw new WhepError(
+        response.status,
+        text.trim() || `refused (HTTP ${response.status})`,
+        Number.isFinite(retryAfter) ? retryAfter : null,
+      );
     }
     const location = response.headers.get("Location");
     this.location = location ? new URL(location, new URL(this.endpoint, document.baseURI)).href : null;

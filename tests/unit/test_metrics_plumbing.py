@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from mcu.__main__ import JsonFormatter
-from mcu.looplag import LoopLagMonitor
+from mcu.looplag import SUSTAINED_SAMPLES, LoopLagMonitor
 from mcu.metrics import CounterSweep, LatencySampler
 
 
@@ -73,6 +73,19 @@ def test_loop_lag_records_delay_into_histogram_and_gauge() -> None:
     assert histogram.values == pytest.approx([0.03, 0.0])
     assert gauge.values == pytest.approx([0.03, 0.0])
     assert monitor.last_lag == 0.0
+
+
+def test_sustained_lag_ignores_one_spike_but_not_saturation() -> None:
+    monitor = LoopLagMonitor(histogram=Recorded(), gauge=Recorded())
+    for i in range(SUSTAINED_SAMPLES - 1):
+        monitor.record(due=float(i), now=i + 0.5)
+    assert monitor.sustained_lag() == 0.0  # not enough wake-ups yet to judge
+    monitor.record(due=10.0, now=10.001)
+    assert monitor.sustained_lag() == pytest.approx(0.5)  # every wake-up late: saturated
+    for i in range(SUSTAINED_SAMPLES - 1):
+        monitor.record(due=20.0 + i, now=20.0 + i + 0.002)
+    monitor.record(due=30.0, now=30.8)  # one garbage collection
+    assert monitor.sustained_lag() == pytest.approx(0.002)
 
 
 async def test_loop_lag_task_measures_until_stopped() -> None:
