@@ -10,7 +10,7 @@ import asyncio
 import enum
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeVar
@@ -82,6 +82,24 @@ class SerialDatabase:
         if self._connection is None:
             raise self.error(f"{self.label} is closed")
         return job(self._connection)
+
+    def _migrate(self, db: sqlite3.Connection, steps: Sequence[Sequence[str]]) -> None:
+        """Bring the schema to version ``len(steps)`` in one transaction: ``steps[i]`` holds the
+        statements that take version ``i`` to ``i + 1``. A newer schema is refused."""
+        with db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            version = 0 if row is None or row[0] is None else int(row[0])
+            if version > len(steps):
+                raise self.error(
+                    f"{self.label} schema version {version} is newer than this server "
+                    f"understands ({len(steps)}); upgrade the server"
+                )
+            for number, statements in enumerate(steps[version:], start=version + 1):
+                # execute, not executescript: the latter commits mid-transaction.
+                for statement in statements:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         """Create or migrate the schema (inside the worker thread, before first use)."""

@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 DB_FILENAME = "library.sqlite3"
 """The catalogue's file name inside ``data_dir``."""
-SCHEMA_VERSION = 1
 
 ItemKind = Literal["recording", "upload"]
 ItemStatus = Literal["recording", "complete", "failed"]
@@ -76,6 +75,8 @@ CREATE TABLE items (
 CREATE INDEX items_recorded_at ON items (recorded_at DESC, id);
 CREATE INDEX items_department ON items (department COLLATE NOCASE, recorded_at DESC);
 """
+_SCHEMA_STEPS = (tuple(statement for statement in _SCHEMA_V1.split(";") if statement.strip()),)
+SCHEMA_VERSION = len(_SCHEMA_STEPS)
 _COLUMNS = (
     "id, title, room_id, department, lecturer, tags, recorded_at, duration_s, size_bytes, "
     "kind, status, files"
@@ -507,7 +508,7 @@ class Catalogue(SerialDatabase):
             db.execute("DELETE FROM items_fts WHERE id = ?", (item_id,))
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        _migrate(db)
+        self._migrate(db, _SCHEMA_STEPS)
         self._fts = _build_fts(db)
 
 
@@ -536,24 +537,6 @@ def _build_fts(db: sqlite3.Connection) -> bool:
                 (row[0], row[1], row[2], " ".join(json.loads(row[3])), row[4]),
             )
     return True
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    with db:
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        version = 0 if row is None or row[0] is None else int(row[0])
-        if version > SCHEMA_VERSION:
-            raise CatalogueError(
-                f"library schema version {version} is newer than this server understands "
-                f"({SCHEMA_VERSION}); upgrade the server"
-            )
-        if version < 1:
-            # execute, not executescript: the latter commits mid-transaction.
-            for statement in _SCHEMA_V1.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (1,))
 
 
 async def recover(data_dir: Path) -> list[LibraryItem]:

@@ -26,8 +26,6 @@ __all__ = [
 
 DB_FILENAME = "mcu.sqlite3"
 """The database's file name inside ``data_dir``."""
-SCHEMA_VERSION = 3
-
 RoomKind = Literal["meeting", "lecture"]
 
 
@@ -47,6 +45,12 @@ _SCHEMA_V3 = (
     "ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'meeting'",
     "ALTER TABLE rooms ADD COLUMN viewer_password_hash TEXT",
 )
+_SCHEMA_STEPS = (
+    tuple(statement for statement in _SCHEMA_V1.split(";") if statement.strip()),
+    (_SCHEMA_V2,),
+    _SCHEMA_V3,
+)
+SCHEMA_VERSION = len(_SCHEMA_STEPS)
 _COLUMNS = (
     "id, title, password_hash, created_at, opens_at, closes_at, max_participants, auto_record,"
     " kind, viewer_password_hash"
@@ -228,29 +232,4 @@ class RoomStore(SerialDatabase):
         return None if row is None else _record(row)
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        self._migrate(db)
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        with db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            version = 0 if row is None or row[0] is None else int(row[0])
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema version {version} is newer than this server "
-                    f"understands ({SCHEMA_VERSION}); upgrade the server"
-                )
-            if version < 1:
-                # execute, not executescript: the latter commits mid-transaction.
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (1,))
-            if version < 2:
-                db.execute(_SCHEMA_V2)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (2,))
-            if version < 3:
-                for statement in _SCHEMA_V3:
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (3,))
+        self._migrate(db, _SCHEMA_STEPS)
