@@ -135,6 +135,7 @@ async def serve(config: Config) -> None:
     """
     from .cluster import worker
     from .server import begin_shutdown, create_app
+    from .signaling.keys import ROOMS
     from .signaling.recording import wait_for_composites
     from .signaling.whip import BROADCASTING
 
@@ -165,7 +166,7 @@ async def serve(config: Config) -> None:
     # End rooms while sockets are still open, so every client is told why before aiohttp closes
     # them (aiohttp's own shutdown closes WebSockets before its on_shutdown hooks run).
     await app[BROADCASTING].close_all()
-    await app["rooms"].close_all()
+    await app[ROOMS].close_all()
     await wait_for_composites(timeout=300)
     await runner.cleanup()
 

@@ -20,6 +20,7 @@ from mcu.recorder.catalogue import Catalogue
 from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
 from mcu.recorder.writer import TrackWriter
 from mcu.signaling.admin import setup_admin_api
+from mcu.signaling.keys import ROOMS
 from mcu.signaling.recording import RecordingServices, composite_executor
 from mcu.signaling.relays import setup_internal_routes
 from mcu.signaling.session import Rooms
@@ -27,7 +28,7 @@ from mcu.signaling.store import RoomStore
 from mcu.signaling.throttle import LoginThrottle
 from mcu.signaling.uploads import upload_document
 from mcu.signaling.whip import BROADCASTING, Broadcasting, setup_broadcasting
-from mcu.signaling.ws import SignalingServices, websocket_handler
+from mcu.signaling.ws import SIGNALING, SignalingServices, websocket_handler
 
 from . import __version__, aiortc_adapter, ice, metrics
 from .cluster.worker import WORKER_CONTEXT
@@ -146,7 +147,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 async def health_handler(request: web.Request) -> web.Response:
     """``GET /healthz``: liveness for load balancers, with room and participant counts."""
-    rooms: Rooms = request.app["rooms"]
+    rooms = request.app[ROOMS]
     readiness = request.app[READINESS]
     return web.json_response(
         {"status": "ok"}
@@ -238,9 +239,9 @@ async def create_app(config: Config) -> web.Application:
     )
     rooms = Rooms(ice_servers(config), recording)
     app = web.Application(client_max_size=256 * 1024)
-    app["rooms"] = rooms
+    app[ROOMS] = rooms
     app[READINESS] = Readiness()
-    signaling = app["signaling"] = SignalingServices(
+    signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
         store=store,
         signer=signer,

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from mcu.documents import DocumentError, DocumentLimits, load_document, sniff
 
-from .session import Rooms
+from .keys import ROOMS
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 async def upload_document(request: web.Request) -> web.Response:
     """Validate and keep an uploaded document for the participant holding the session token."""
-    rooms: Rooms = request.app["rooms"]
+    rooms = request.app[ROOMS]
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else ""
     found = rooms.participant_by_token(request.match_info["room"], token) if token else None

@@ -60,6 +60,10 @@ class SignalingServices:
     max_participants_default: int
 
 
+SIGNALING = web.AppKey("signaling", SignalingServices)
+"""Where the server application keeps what client connections need."""
+
+
 class ClientConnection:
     """One WebSocket client: at most one participant in one room."""
 
@@ -376,7 +380,7 @@ def _type_of(text: str) -> str:
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     """``GET /ws``: one signalling session."""
-    services: SignalingServices = request.app["signaling"]
+    services = request.app[SIGNALING]
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=HARD_FRAME_LIMIT)
     await ws.prepare(request)
     connection = ClientConnection(ws, request.remote or "unknown", services)

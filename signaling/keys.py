@@ -1,0 +1,10 @@
+"""Objects the server application shares with its handlers, under typed aiohttp keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .session import Rooms
+
+ROOMS = web.AppKey("rooms", Rooms)
+"""This process's live rooms."""
