@@ -24,6 +24,27 @@ _RECORD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 
+# Control characters (and Unicode line breaks) in a logged value would let a request forge log
+# lines: a percent-decoded path with %0A, a participant name with a newline. Written escaped.
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, 0x85]} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes, so it stays on one log line."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """The plain text log format, one line per record whatever the logged values hold."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
 class AccessLogger(AbstractAccessLogger):
     """Access log lines without query strings: invite and share tokens travel there."""
 
@@ -82,10 +103,10 @@ def setup_logging(config: Config, process: str | None = None) -> None:
     if config.log_format == "json":
         handler.setFormatter(JsonFormatter())
     elif process is None:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(worker)s] %(name)s: %(message)s")
+            TextFormatter("%(asctime)s %(levelname)s [%(worker)s] %(name)s: %(message)s")
         )
     if process is not None:
         handler.addFilter(ProcessFilter(process))

@@ -212,6 +212,7 @@ class Room:
         if participant.closed:
             return
         participant.closed = True
+        logger.info("room %s: %s left (%s)", self.id, participant.id, reason)
         self.participants.pop(participant.id, None)
         metrics.PARTICIPANTS.labels(participant.role).dec()
         await self.content.participant_left(participant)

@@ -177,6 +177,7 @@ async def _record(services: SignalingServices, request: web.Request, room_id: st
 
 
 async def _failed(services: SignalingServices, address: str) -> None:
+    logger.info("WHIP/WHEP: credential refused from %s", address)
     now = time.time()
     delay = services.throttle.failure_delay(address, now)
     services.throttle.record_failure(address, now)
@@ -274,7 +275,7 @@ async def whip_post(request: web.Request) -> web.Response:
 
     participant.on_removed = removed_by_room
     hub.sessions[session_id] = _Session(f"whip:{room.id}", close)
-    logger.info("room %s: WHIP publisher %s (%s) as %s", room.id, participant.id, name, role)
+    logger.info("room %s: WHIP publisher %s as %s", room.id, participant.id, role)
     return _created(answer, f"/whip/{room.id}/{session_id}")
 
 

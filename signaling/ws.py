@@ -242,7 +242,7 @@ class ClientConnection:
             )
         record = await services.store.get(message.room)
         if record is None:
-            await self._failed_attempt(now)
+            await self._failed_attempt(now, message.room, "unknown room")
             raise ProtocolError("unknown_room", f"no room {message.room!r}", request_id=message.id)
         role: Role = "participant"
         if message.invite is not None:
@@ -252,13 +252,13 @@ class ClientConnection:
                     message.invite, message.room, room_created_at=record.created_at
                 )
             except InvalidInvite as exc:
-                await self._failed_attempt(now)
+                await self._failed_attempt(now, record.id, "bad invite")
                 raise ProtocolError("bad_invite", str(exc), request_id=message.id) from None
             role = invite.role
         if message.password is not None:
             password_role = await password_grants(record, message.password)
             if password_role is None:
-                await self._failed_attempt(now)
+                await self._failed_attempt(now, record.id, "wrong password")
                 raise ProtocolError("wrong_password", "wrong room password", request_id=message.id)
             role = password_role
         if role == "viewer" and record.kind != "lecture":
@@ -292,9 +292,11 @@ class ClientConnection:
             await room.recording.start()  # the room is set to record automatically
         participant.on_removed = self._on_removed_by_room
         self.participant = participant
-        logger.info("room %s: %s (%s) joined as %s", room.id, participant.id, message.name, role)
+        # Ids only: names are personal data.
+        logger.info("room %s: %s joined as %s", room.id, participant.id, role)
 
-    async def _failed_attempt(self, now: float) -> None:
+    async def _failed_attempt(self, now: float, room_id: str, why: str) -> None:
+        logger.info("room %s: join refused from %s (%s)", room_id, self.address, why)
         throttle = self.services.throttle
         delay = throttle.failure_delay(self.address, now)
         throttle.record_failure(self.address, now)
