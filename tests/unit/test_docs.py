@@ -1,0 +1,54 @@
+"""The operator and integrator docs name what the code actually has."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mcu.config import _INTERNAL_FIELDS, Config
+from mcu.crypto.secrets import ADMIN_TOKEN_NAME
+from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME
+from mcu.signaling.admin import CreateRoom, UpdateRoom
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of any level."""
+    start = text.index(heading)
+    following = re.search(r"^#{1,6} ", text[start + len(heading) :], re.MULTILINE)
+    return text[start : start + len(heading) + (following.start() if following else len(text))]
+
+
+def test_every_secret_file_is_named_where_backups_are_explained() -> None:
+    secrets = _section((DOCS / "configuration.md").read_text(), "### Secrets")
+    for name in (ADMIN_TOKEN_NAME, "invite-key", MASTER_KEY_NAME, SHARE_KEY_NAME):
+        assert f"`{name}`" in secrets, name
+    assert "recording-master-key" not in (DOCS / "configuration.md").read_text()
+
+
+def test_every_setting_is_documented_and_no_invented_one_is() -> None:
+    configuration = (DOCS / "configuration.md").read_text()
+    for name in Config.model_fields.keys() - _INTERNAL_FIELDS:
+        assert f"`{name}`" in configuration, name
+    library = (DOCS / "library.md").read_text()
+    assert "encrypt_uploads`, the default" not in library
+    assert "`encrypt_recordings`" in library
+
+
+def test_room_bodies_list_every_field() -> None:
+    api = (DOCS / "api.md").read_text()
+    create = _section(api, "### `POST /api/rooms`")
+    for name in CreateRoom.model_fields:
+        assert f"| `{name}` |" in create, name
+    update = _section(api, "### `PATCH /api/rooms/{id}`")
+    for name in UpdateRoom.model_fields:
+        assert f"`{name}`" in update, name
+
+
+def test_metric_types_match_the_registry() -> None:
+    operations = (DOCS / "operations.md").read_text()
+    row = next(line for line in operations.splitlines() if "`mcu_front_worker_restarts`" in line)
+    # The front sets it from its supervisor's count: a gauge, so rate() would be wrong.
+    assert "| gauge, gauge |" in row
+    assert "empty until it is wired" not in operations
