@@ -35,6 +35,7 @@ from .cluster.worker import WORKER_CONTEXT
 from .config import Config
 from .consumer import Consumer
 from .looplag import LoopLagMonitor
+from .mixer.session import MixedVideo
 from .peer import IceServerConfig
 from .producer import Producer
 
@@ -113,6 +114,11 @@ class MediaCollector(Collector):
         yield GaugeMetricFamily("mcu_recordings_active", "Rooms being recorded.", recording)
         yield GaugeMetricFamily(
             "mcu_recording_tracks", "Tracks being written to recordings.", len(writers)
+        )
+        yield GaugeMetricFamily(
+            "mcu_mix_encodes",
+            "Composite pictures being composed and encoded (each distinct mix spec in use).",
+            MixedVideo.running,
         )
 
 

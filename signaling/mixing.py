@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 from mcu.media import CodecInfo, TrackSource
-from mcu.mixer.session import MIX_PARTICIPANT, MixSession, MixSpec, RoomSource
+from mcu.mixer.session import MIX_PARTICIPANT, MixSession, RoomSource
+from mcu.mixer.specs import MixSpec
 from mcu.producer import Producer
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ class RoomMix:
                 active_speaker=lambda: self.room.active_speaker,
             )
         self.session.sync_inputs(self.room.producers())
-        await self.session.retain({p.mix_spec for p in mixed}, {p.id for p in mixed})
+        session = self.session
+        await session.retain({session.resolve(p.mix_spec) for p in mixed}, {p.id for p in mixed})
 
     def _new_producer(self, source: TrackSource, codec: CodecInfo) -> Producer:
         return self.room.make_producer(MIX_PARTICIPANT, source, codec)

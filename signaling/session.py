@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from mcu import metrics
 from mcu.media import CodecInfo, TrackSource
-from mcu.mixer.session import MixSpec
+from mcu.mixer.specs import MixSpec
 from mcu.peer import (
     IceServerConfig,
     NegotiationError,

@@ -27,7 +27,8 @@ from ..producer import Producer
 from .audio import mix_minus, pcm_frame
 from .compositor import Compositor
 from .inputs import DecodingInput
-from .layout import LayoutInput, LayoutKind, compute_layout
+from .layout import LayoutInput, compute_layout
+from .specs import MixSpec, choose
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +37,6 @@ MIX_PARTICIPANT = "mix"
 VIDEO_CODEC = CodecInfo("video/VP8", 90000)
 AUDIO_CODEC = CodecInfo("audio/opus", 48000, 2)
 AUDIO_FRAME_SECONDS = 0.02
-
-
-@dataclass(frozen=True)
-class MixSpec:
-    """What one group of mixed receivers gets."""
-
-    layout: LayoutKind = "grid"
-    width: int = 1280
-    height: int = 720
-    bitrate: int = 1_500_000
-    fps: int = 30
-    page: int = 0
 
 
 @dataclass
@@ -91,6 +80,9 @@ class _RtpFeeder:
 class MixedVideo:
     """One composite picture, encoded once for every receiver with the same spec."""
 
+    running = 0
+    "Encodes running in this process, every room together (bounded by ``specs.choose``)."
+
     def __init__(self, session: MixSession, spec: MixSpec, producer: Producer) -> None:
         self.session = session
         self.spec = spec
@@ -104,6 +96,8 @@ class MixedVideo:
         self._pts = 0
         producer.send_keyframe_request = self.request_keyframe
         self._task = asyncio.create_task(self._run())
+        self._counted = True
+        MixedVideo.running += 1
 
     def request_keyframe(self) -> None:
         self._keyframe = True
@@ -152,6 +146,9 @@ class MixedVideo:
         return list(payloads), int(timestamp)
 
     async def stop(self) -> None:
+        if self._counted:
+            self._counted = False
+            MixedVideo.running -= 1
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -243,8 +240,14 @@ class MixSession:
 
     # -- outputs -----------------------------------------------------------------------------
 
-    def video_for(self, spec: MixSpec) -> Producer:
-        """The composite producer for ``spec`` (created on first use, shared afterwards)."""
+    def resolve(self, asked: MixSpec) -> MixSpec:
+        """The spec of the encode a receiver asking for ``asked`` gets (see ``specs.choose``)."""
+        return choose(asked, self.videos.keys(), MixedVideo.running)
+
+    def video_for(self, asked: MixSpec) -> Producer:
+        """The composite producer for what ``asked`` resolves to (created on first use, shared
+        afterwards)."""
+        spec = self.resolve(asked)
         mixed = self.videos.get(spec)
         if mixed is None:
             producer = self._new_producer(TrackSource.CAMERA, VIDEO_CODEC)
@@ -260,11 +263,14 @@ class MixSession:
         return mixed.producer
 
     async def retain(self, specs: set[MixSpec], receivers: set[str]) -> None:
-        """Stop the outputs nobody receives any more."""
-        for spec in [s for s in self.videos if s not in specs]:
-            await self.videos.pop(spec).stop()
+        """Stop the outputs nobody receives any more (``specs`` as resolved)."""
+        # Taken out before the first await: a concurrent retain (two receivers leaving mixed
+        # mode at once) must not find them again.
+        stale = [self.videos.pop(s) for s in [s for s in self.videos if s not in specs]]
         for receiver in [r for r in self.audios if r not in receivers]:
             self.audios.pop(receiver).producer.close()
+        for video in stale:
+            await video.stop()
 
     async def _run_audio(self) -> None:
         loop = asyncio.get_running_loop()
