@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from mcu.cluster import ROOM_EXISTS_PATH
 from mcu.media import TrackSource
 from mcu.producer import Producer
 from mcu.relay import (
@@ -384,7 +385,10 @@ class EdgeRooms:
 
 
 def setup_internal_routes(
-    app: web.Application, relaying: Callable[[], tuple[HomeRelays, EdgeRooms] | None], rooms: Rooms
+    app: web.Application,
+    relaying: Callable[[], tuple[HomeRelays, EdgeRooms] | None],
+    rooms: Rooms,
+    store: RoomStore,
 ) -> None:
     """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).
 
@@ -423,6 +427,12 @@ def setup_internal_routes(
         found = rooms.participant_by_token(request.match_info["room"], str(body["token"]))
         return web.json_response({"valid": found is not None})
 
+    async def room_exists(request: web.Request) -> web.Response:
+        started()
+        return web.json_response(
+            {"exists": await store.get(request.match_info["room"]) is not None}
+        )
+
     async def stage(request: web.Request) -> web.Response:
         _, edges = started()
         edges.apply(request.match_info["room"], await request.json())
@@ -434,6 +444,7 @@ def setup_internal_routes(
         ("POST", "/internal/rooms/{room}/viewers", viewers),
         ("POST", "/internal/rooms/{room}/session", session),
         ("POST", "/internal/rooms/{room}/stage", stage),
+        ("GET", ROOM_EXISTS_PATH, room_exists),
     ]
     for method, path, handler in handlers:
         app.router.add_route(method, path, handler)

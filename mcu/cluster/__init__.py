@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["HOME_WORKER_HEADER", "MAX_SOCKET_PATH_BYTES", "socket_dir", "worker_socket"]
+__all__ = [
+    "HOME_WORKER_HEADER",
+    "MAX_SOCKET_PATH_BYTES",
+    "ROOM_EXISTS_PATH",
+    "socket_dir",
+    "worker_socket",
+]
 
 HOME_WORKER_HEADER = "X-Mcu-Home-Worker"
 "Request header the front adds: the index of the worker that is home to the request's room."
+
+ROOM_EXISTS_PATH = "/internal/rooms/{room}"
+"""A worker's ``GET`` that answers ``{"exists": bool}`` for a room id (percent-encoded): the front
+gives a room a home only once it exists."""
 
 MAX_SOCKET_PATH_BYTES = 107
 "Longest Unix socket path Linux accepts (``sun_path`` holds 108 bytes with the terminator)."

@@ -6,11 +6,15 @@ hosts: a Redis-backed directory (``HSETNX rooms <room> <host:worker>`` to claim 
 of per-worker room counts for the least-loaded choice, a TTL refreshed while the room is live)
 implements the same two methods, and fronts on every host then agree on each room's home.
 Only the in-memory directory, for one host, is built.
+
+A home, once assigned, is never dropped while the front runs: forgetting a live room's home
+would send the next participant to an empty copy of the room on another worker. Memory stays
+bounded because only rooms that exist get a home (the front checks before it assigns one);
+lookups of unknown ids, however many, leave no trace.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Protocol
 
 __all__ = ["InMemoryRoomDirectory", "RoomDirectory"]
@@ -19,8 +23,13 @@ __all__ = ["InMemoryRoomDirectory", "RoomDirectory"]
 class RoomDirectory(Protocol):
     """Room id -> index of its home worker."""
 
+    async def lookup(self, room: str) -> int | None:
+        """The home worker of ``room`` if it has one; assigns nothing."""
+        ...
+
     async def home(self, room: str) -> int:
-        """The home worker of ``room``; the first lookup of a room assigns one."""
+        """The home worker of ``room``; the first call for a room assigns one. Call it only for
+        rooms that exist."""
         ...
 
     async def forget(self, room: str) -> None:
@@ -29,33 +38,25 @@ class RoomDirectory(Protocol):
 
 
 class InMemoryRoomDirectory:
-    """The directory for one host: first sight of a room assigns the worker with the fewest
-    rooms (lowest index on a tie).
+    """The directory for one host: the first ``home`` of a room assigns the worker with the
+    fewest rooms (lowest index on a tie), for as long as the front runs."""
 
-    Lookups of unknown room ids (typos, probes) also assign, so memory is bounded by
-    ``max_rooms``: beyond it the room looked up least recently is forgotten, and would be
-    assigned afresh (possibly elsewhere) if it came back.
-    """
-
-    def __init__(self, workers: int, max_rooms: int = 100_000) -> None:
+    def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        if max_rooms < 1:
-            raise ValueError("max_rooms must be at least 1")
         self.workers = workers
-        self.max_rooms = max_rooms
-        self._homes: OrderedDict[str, int] = OrderedDict()
+        self._homes: dict[str, int] = {}
         self._counts = [0] * workers
 
+    async def lookup(self, room: str) -> int | None:
+        """The home worker of ``room``, or None before it has one."""
+        return self._homes.get(room)
+
     async def home(self, room: str) -> int:
-        """The home worker of ``room``, assigned on first sight."""
+        """The home worker of ``room``, assigned on the first call."""
         worker = self._homes.get(room)
         if worker is not None:
-            self._homes.move_to_end(room)
             return worker
-        while len(self._homes) >= self.max_rooms:
-            _, evicted = self._homes.popitem(last=False)
-            self._counts[evicted] -= 1
         worker = min(range(self.workers), key=lambda i: (self._counts[i], i))
         self._homes[room] = worker
         self._counts[worker] += 1

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
@@ -32,7 +33,7 @@ from yarl import URL
 
 from .. import __version__
 from ..config import Config
-from . import HOME_WORKER_HEADER
+from . import HOME_WORKER_HEADER, ROOM_EXISTS_PATH
 from .directory import RoomDirectory
 from .metricsmerge import merge_expositions
 from .peers import WorkerPeers, WorkerUnavailable
@@ -186,7 +187,27 @@ class Front:
         room = message.get("room")
         if not isinstance(room, str) or not 1 <= len(room) <= MAX_ROOM_CHARS:
             return 0
+        return await self.home_of(room)
+
+    async def home_of(self, room: str) -> int:
+        """The home worker of ``room``. A room gets a home only once a worker confirms that it
+        exists; requests for unknown rooms go to worker 0, which refuses them, and leave no
+        trace in the directory however many there are."""
+        home = await self.directory.lookup(room)
+        if home is not None:
+            return home
+        if not await self._room_exists(room):
+            return 0
         return await self.directory.home(room)
+
+    async def _room_exists(self, room: str) -> bool:
+        for index in range(self.count):  # the store is shared: any running worker can tell
+            status, body = await self._probe(
+                index, ROOM_EXISTS_PATH.format(room=quote(room, safe=""))
+            )
+            if status == 200 and isinstance(body, dict):
+                return body.get("exists") is True
+        return False
 
     async def poll_viewers(self) -> None:
         """Read every worker's viewer count every ``VIEWER_POLL_SECONDS`` (until cancelled)."""
@@ -483,7 +504,7 @@ async def _choose_worker(front: Front, request: web.Request) -> tuple[int | None
         assert decision.worker is not None
         return decision.worker, {}
     assert decision.room is not None
-    home = await front.directory.home(decision.room)
+    home = await front.home_of(decision.room)
     if decision.kind is RouteKind.HOME:
         return home, {HOME_WORKER_HEADER: str(home)}
     return front.viewers.pick(), {HOME_WORKER_HEADER: str(home)}

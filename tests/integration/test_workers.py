@@ -64,6 +64,10 @@ async def test_rooms_get_homes_on_both_workers_and_media_flows(cluster: ServerPr
         clients.append(a1)
         a2 = await joined_client(cluster, "a2", "ward-a", password="correct horse")
         clients.append(a2)
+        # Requests for rooms that do not exist give them no home and move no live room.
+        for i in range(50):
+            async with cluster.http.get(f"{cluster.base_url}/rooms/junk{i}/documents") as r:
+                assert r.status in (401, 404, 405), await r.text()
         b1 = await joined_client(cluster, "b1", "ward-b", password="battery staple")
         clients.append(b1)
         # The admin API's room routes went to each room's home first; both rooms live somewhere.

@@ -1,4 +1,4 @@
-"""Room homes: first sight takes the worker with the fewest rooms; memory stays bounded."""
+"""Room homes: first sight takes the worker with the fewest rooms; a home is never dropped."""
 
 from __future__ import annotations
 
@@ -25,14 +25,15 @@ async def test_forget_frees_the_slot() -> None:
     assert await directory.home("d") == 1
 
 
-async def test_least_recently_used_room_is_evicted_beyond_the_cap() -> None:
-    directory = InMemoryRoomDirectory(2, max_rooms=2)
-    await directory.home("a")  # worker 0
-    await directory.home("b")  # worker 1
-    await directory.home("a")  # a is now the most recent
-    assert await directory.home("c") == 1  # evicts b, so worker 1 has the fewest rooms
-    assert directory.rooms_per_worker() == [1, 1]
-    assert await directory.home("a") == 0
+async def test_lookup_assigns_nothing_and_homes_are_never_dropped() -> None:
+    directory = InMemoryRoomDirectory(2)
+    assert await directory.home("live") == 0
+    # A flood of lookups of unknown rooms leaves no trace and moves no live room.
+    for i in range(100_500):
+        assert await directory.lookup(f"junk{i}") is None
+    assert directory.rooms_per_worker() == [1, 0]
+    assert await directory.lookup("live") == 0
+    assert await directory.home("live") == 0
 
 
 def test_in_memory_directory_meets_the_interface() -> None:
