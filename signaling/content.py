@@ -31,6 +31,18 @@ SLIDES_MID = "slides"
 SLIDE_CODEC = CodecInfo("video/VP8", 90000)
 SLIDE_SIZE = (1920, 1080)
 MAX_DOCUMENTS_PER_ROOM = 20
+MAX_DOCUMENTS_PER_PARTICIPANT = 8
+"Beyond this a participant's own oldest document goes; nobody's uploads evict another's."
+
+
+class RoomDocumentsFull(Exception):
+    """The room holds its maximum of documents, none of them the uploader's to replace."""
+
+
+def may_present(participant: Participant) -> None:
+    """Refuse a lecture's viewers: they watch, and raise a hand to be given the word."""
+    if not participant.visible:
+        raise ProtocolError("forbidden", "viewers cannot present; raise a hand to speak")
 
 
 @dataclass
@@ -75,6 +87,7 @@ class ContentChannel:
 
     async def request_floor(self, participant: Participant) -> None:
         """A participant asks for the floor (a chair pre-empts)."""
+        may_present(participant)
         outcome = self.floor.request(participant.id, preempt=participant.role == "chair")
         if isinstance(outcome, int):
             await participant.send({"type": "floor_queued", "position": outcome})
@@ -103,6 +116,7 @@ class ContentChannel:
 
     async def claim_for_stream(self, participant: Participant) -> None:
         """Before a ``content`` track is published: the floor must be free or already ours."""
+        may_present(participant)
         if self.floor.holder not in (None, participant.id):
             raise ProtocolError("floor_busy", "someone else is presenting; request the floor")
         if self.floor.holder is None:
@@ -156,12 +170,23 @@ class ContentChannel:
     # -- documents and slides ----------------------------------------------------------------
 
     def add_document(self, participant: Participant, document: Document) -> str:
-        """Keep an uploaded document for ``participant``; returns its id."""
+        """Keep an uploaded document for ``participant``; returns its id.
+
+        At a limit (its own, or the room's) the uploader's oldest document not on screen makes
+        way; with none of its own to replace, :class:`RoomDocumentsFull` is raised.
+        """
+        may_present(participant)
         shown = self.slides.document_id if self.slides else None
-        while len(self.documents) >= MAX_DOCUMENTS_PER_ROOM:
-            oldest = next((d for d in self.documents if d != shown), None)
+        mine = [d for d, (owner, _) in self.documents.items() if owner == participant.id]
+        while len(mine) >= MAX_DOCUMENTS_PER_PARTICIPANT or (
+            len(self.documents) >= MAX_DOCUMENTS_PER_ROOM
+        ):
+            oldest = next((d for d in mine if d != shown), None)
             if oldest is None:
-                break
+                raise RoomDocumentsFull(
+                    f"the room holds {MAX_DOCUMENTS_PER_ROOM} documents; none is yours to replace"
+                )
+            mine.remove(oldest)
             self.documents.pop(oldest)[1].close()
         document_id = "d" + secrets.token_hex(4)
         self.documents[document_id] = (participant.id, document)
@@ -169,6 +194,7 @@ class ContentChannel:
 
     async def show(self, participant: Participant, document_id: str | None, page: int) -> None:
         """Show a page of an uploaded document, taking the floor as a request would."""
+        may_present(participant)
         entry = self.documents.get(document_id or "")
         if entry is None or entry[0] != participant.id:
             raise ProtocolError("unknown_document", f"no document {document_id!r} of yours")

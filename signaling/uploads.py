@@ -9,7 +9,9 @@ from aiohttp import web
 
 from mcu.documents import DocumentError, DocumentLimits, load_document, sniff
 
+from .content import RoomDocumentsFull
 from .keys import ROOMS
+from .messages import ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ async def upload_document(request: web.Request) -> web.Response:
             401, "unauthorized", "a session token of a participant in this room is needed"
         )
     room, participant = found
+    if not participant.visible:  # a lecture's viewer: it watches, and never presents
+        return _error(403, "forbidden", "viewers cannot present; raise a hand to speak")
     if request.content_length is not None and request.content_length > LIMITS.max_bytes:
         return _error(413, "too_large", f"documents are limited to {LIMITS.max_bytes} bytes")
     body = bytearray()
@@ -60,7 +64,14 @@ async def upload_document(request: web.Request) -> web.Response:
         return _error(_STATUS.get(exc.code, 400), exc.code, exc.message)
     if participant.closed:
         return _error(401, "unauthorized", "the participant has left")
-    document_id = room.content.add_document(participant, document)
+    try:
+        document_id = room.content.add_document(participant, document)
+    except ProtocolError as exc:  # demoted to viewer while the upload was checked
+        document.close()
+        return _error(403, exc.code, exc.message)
+    except RoomDocumentsFull as exc:
+        document.close()
+        return _error(409, "too_many_documents", str(exc))
     logger.info(
         "room %s: %s uploaded %s (%d pages)", room.id, participant.id, document.kind, document.pages
     )
