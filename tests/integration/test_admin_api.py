@@ -374,3 +374,30 @@ async def test_lecture_room_with_viewer_password(api: Api) -> None:
     assert status == 400 and "differ" in body["message"]
     status, body = await api.call("POST", "/api/rooms/lesson-1/invites", {"role": "viewer"})
     assert status == 201 and body["role"] == "viewer"
+
+
+async def test_patch_keeps_the_viewer_password_rules_of_creation(api: Api) -> None:
+    lecture = {**ROOM, "id": "lesson-1", "kind": "lecture", "viewer_password": "watch-only-pw"}
+    assert (await api.call("POST", "/api/rooms", lecture))[0] == 201
+    assert (await api.call("POST", "/api/rooms", ROOM))[0] == 201
+    refused = [
+        # Equal to the stored room password, to a new one given alongside, or a new room
+        # password equal to the stored viewer password: viewers would join as lecturers.
+        ("lesson-1", {"viewer_password": ROOM["password"]}, "differ"),
+        ("lesson-1", {"password": "both-the-same", "viewer_password": "both-the-same"}, "differ"),
+        ("lesson-1", {"password": "watch-only-pw"}, "differ"),
+        # A meeting has no viewer password, whether set on one or left by a change of kind.
+        ("cardio-1", {"viewer_password": "watch-only-pw"}, "lecture"),
+        ("lesson-1", {"kind": "meeting"}, "lecture"),
+    ]
+    for room, body, word in refused:
+        status, reply = await api.call("PATCH", f"/api/rooms/{room}", body)
+        assert status == 400 and word in reply["message"], (body, reply)
+    record = await api.store.get("lesson-1")
+    assert record is not None and record.kind == "lecture"
+    assert await verify_password(record.viewer_password_hash or "", "watch-only-pw")
+    # Allowed: clearing it together with the change of kind.
+    status, reply = await api.call(
+        "PATCH", "/api/rooms/lesson-1", {"kind": "meeting", "viewer_password": None}
+    )
+    assert status == 200 and reply["kind"] == "meeting" and reply["viewer_password"] is False
