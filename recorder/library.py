@@ -156,6 +156,15 @@ class RangeNotSatisfiable(Exception):
 _RANGE = re.compile(r"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
 
 
+_BEYOND_ANY_FILE = 2**63
+
+
+def _position(digits: str) -> int:
+    """A byte position from the header; one too long to be a real position reads as beyond any
+    file (and never reaches ``int()``, which refuses numbers over 4,300 digits)."""
+    return int(digits) if len(digits) <= 18 else _BEYOND_ANY_FILE
+
+
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The inclusive ``(first, last)`` byte positions a ``Range`` header selects in a body of
     ``size`` bytes, or None to send the whole body.
@@ -173,12 +182,12 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first_text:
         if not last_text:
             return None
-        suffix = int(last_text)
+        suffix = _position(last_text)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable
         return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _position(first_text)
+    last = _position(last_text) if last_text else size - 1
     if last_text and last < first:
         return None
     if first >= size:

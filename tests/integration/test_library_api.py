@@ -16,10 +16,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from mcu.cluster.front import MAX_BODY_BYTES as FRONT_MAX_BODY_BYTES
 from mcu.crypto.atrest import new_data_key, open_encrypted_writer, wrap_key
 from mcu.crypto.tokens import InviteSigner
 from mcu.recorder.catalogue import Catalogue, LibraryFile, LibraryItem, recover
-from mcu.recorder.library import ShareSigner, byte_range, setup_library
+from mcu.recorder.library import (
+    MAX_UPLOAD_BYTES,
+    RangeNotSatisfiable,
+    ShareSigner,
+    byte_range,
+    setup_library,
+)
 from mcu.signaling.admin import setup_admin_api
 from mcu.signaling.store import DB_FILENAME, RoomStore
 
@@ -240,6 +247,16 @@ def test_byte_range_parsing() -> None:
     assert byte_range("bytes=-3", 10) == (7, 9)
     assert byte_range("bytes=-30", 10) == (0, 9)
     assert byte_range("bytes=0-99", 10) == (0, 9)
+    # Positions too long for any file (and for int() past 4,300 digits) are beyond its end.
+    huge = "9" * 5000
+    with pytest.raises(RangeNotSatisfiable):
+        byte_range(f"bytes={huge}-", 10)
+    assert byte_range(f"bytes=2-{huge}", 10) == (2, 9)
+    assert byte_range(f"bytes=-{huge}", 10) == (0, 9)
+
+
+def test_the_front_passes_on_uploads_as_large_as_the_library_takes() -> None:
+    assert FRONT_MAX_BODY_BYTES >= MAX_UPLOAD_BYTES
 
 
 async def test_pdf_upload_and_unsupported(lib: Library, mp4: bytes) -> None:
