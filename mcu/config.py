@@ -34,7 +34,7 @@ ENV_PREFIX = "MCU_"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _TURN_SCHEMES = ("turn:", "turns:")
 # Values never echoed back in error messages.
-_SECRET_FIELDS = frozenset({"admin_token", "credential"})
+_SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "credential"})
 _MIN_ADMIN_TOKEN_CHARS = 16
 MAX_WORKERS = 64
 # Set by the front for the worker processes it starts; never read from a file or the environment.
@@ -115,6 +115,8 @@ class Config(BaseModel):
     """Directory for the room database, secrets and recordings."""
     admin_token: SecretStr | None = None
     """Bearer token for ``/api``; when unset one is generated in ``data_dir/secrets``."""
+    metrics_token: SecretStr | None = None
+    """Bearer token ``/metrics`` and ``/healthz``'s counts need; unset: both are open."""
     public_ip: str | None = None
     """Address announced in ICE candidates instead of the bind address (1:1 NAT)."""
     media_addresses: list[str] = []
@@ -186,11 +188,13 @@ class Config(BaseModel):
             raise ValueError(f"port must be between 1 and 65535, got {value}")
         return value
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "metrics_token")
     @classmethod
-    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+    def _check_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < _MIN_ADMIN_TOKEN_CHARS:
-            raise ValueError(f"admin_token must be at least {_MIN_ADMIN_TOKEN_CHARS} characters")
+            raise ValueError(
+                f"{info.field_name} must be at least {_MIN_ADMIN_TOKEN_CHARS} characters"
+            )
         return value
 
     @field_validator("public_ip")
@@ -322,6 +326,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="bearer token for the /api "
         "admin API, at least 16 characters; prefer MCU_ADMIN_TOKEN, since flags are visible "
         "in the process list (default: generated into DATA_DIR/secrets/admin-token)",
+    )
+    add(
+        "--metrics-token",
+        metavar="TOKEN",
+        dest="metrics_token",
+        help="bearer token that /metrics and the counts in /healthz require, at least 16 "
+        "characters; prefer MCU_METRICS_TOKEN (default: unset, both open)",
     )
     add(
         "--public-ip",

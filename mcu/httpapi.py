@@ -7,6 +7,7 @@ Errors are ``{"error": code, "message": text}`` with a status; staff requests ca
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -57,6 +58,27 @@ def bearer_matches(request: web.BaseRequest, token: bytes) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(credentials.strip().encode("utf-8"), token)
+
+
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Who may read ``/metrics`` and the counts in ``/healthz``: anyone when ``token`` is None,
+    else a request bearing it. Liveness itself (``/healthz``'s status, ``/readyz``) stays open
+    for load balancers."""
+
+    token: bytes | None
+
+    def allows(self, request: web.BaseRequest) -> bool:
+        """Whether ``request`` may read the figures."""
+        return self.token is None or bearer_matches(request, self.token)
+
+    def refuse(self) -> web.Response:
+        """The 401 for a request that may not."""
+        return web.json_response(
+            {"error": "unauthorized", "message": "the metrics token is needed"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="mcu-metrics"'},
+        )
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

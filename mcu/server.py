@@ -34,6 +34,7 @@ from . import __version__, aiortc_adapter, ice, metrics
 from .cluster.worker import WORKER_CONTEXT
 from .config import Config
 from .consumer import Consumer
+from .httpapi import MetricsAccess
 from .looplag import LoopLagMonitor
 from .mixer.session import MixedVideo
 from .peer import IceServerConfig
@@ -144,15 +145,24 @@ def begin_shutdown(app: web.Application) -> None:
     app[READINESS].shutting_down = True
 
 
+METRICS_ACCESS = web.AppKey("metrics_access", MetricsAccess)
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
     """``GET /metrics`` in Prometheus text format."""
+    access = request.app[METRICS_ACCESS]
+    if not access.allows(request):
+        return access.refuse()
     return web.Response(
         body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    """``GET /healthz``: liveness for load balancers, with room and participant counts."""
+    """``GET /healthz``: liveness for load balancers, with room and participant counts (those
+    only for the metrics token, when one is configured)."""
+    if not request.app[METRICS_ACCESS].allows(request):
+        return web.json_response({"status": "ok"})
     rooms = request.app[ROOMS]
     readiness = request.app[READINESS]
     return web.json_response(
@@ -247,6 +257,10 @@ async def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms
     app[READINESS] = Readiness()
+    # Behind a front (worker_index set) only the front reaches a worker, over its Unix socket;
+    # the front checks the token.
+    token = config.metrics_token if config.worker_index is None else None
+    app[METRICS_ACCESS] = MetricsAccess(token.get_secret_value().encode() if token else None)
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
         store=store,

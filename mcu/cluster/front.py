@@ -33,6 +33,7 @@ from yarl import URL
 
 from .. import __version__
 from ..config import Config
+from ..httpapi import MetricsAccess
 from . import HOME_WORKER_HEADER, ROOM_EXISTS_PATH
 from .directory import RoomDirectory
 from .metricsmerge import merge_expositions
@@ -165,6 +166,8 @@ class Front:
         self.supervisor = supervisor
         self.peers = peers
         self.directory = directory
+        token = config.metrics_token
+        self.metrics_access = MetricsAccess(token.get_secret_value().encode() if token else None)
         self.count = peers.count
         self.viewers = ViewerBalance(self.count)
         self.started = time.monotonic()
@@ -572,8 +575,13 @@ async def room_list_handler(request: web.Request) -> web.Response:
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    """``GET /healthz``: the front and every worker's ``/healthz``, with totals."""
-    return web.json_response(await request.app[FRONT].health())
+    """``GET /healthz``: the front and every worker's ``/healthz``, with totals (only its
+    status without the metrics token, when one is configured)."""
+    front = request.app[FRONT]
+    health = await front.health()
+    if not front.metrics_access.allows(request):
+        return web.json_response({"status": health["status"]})
+    return web.json_response(health)
 
 
 async def readiness_handler(request: web.Request) -> web.Response:
@@ -587,7 +595,10 @@ async def readiness_handler(request: web.Request) -> web.Response:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     """``GET /metrics``: every worker's metrics and the front's, labelled ``worker``."""
-    body = await request.app[FRONT].metrics()
+    front = request.app[FRONT]
+    if not front.metrics_access.allows(request):
+        return front.metrics_access.refuse()
+    body = await front.metrics()
     return web.Response(
         body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )
