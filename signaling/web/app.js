@@ -865,7 +865,10 @@ async function main() {
   } catch {
     savedName = "";
   }
-  $("name").value = params.get("name") ?? savedName;
+  // On a slow link people type before the scripts arrive: keep what they typed.
+  if (!$("name").value) {
+    $("name").value = params.get("name") ?? savedName;
+  }
 
   $("join-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -897,6 +900,7 @@ async function main() {
     setState("error");
     mcu.lastError = { code: "no_room", message: "no room in the URL" };
     showJoinError("This link names no room.");
+    $("join-button").textContent = "Join";
     $("join-button").disabled = true;
     return;
   }
@@ -912,6 +916,8 @@ async function main() {
     await startPreview();
     await fillDevicePickers(local.mic, local.cam);
   }
+  $("join-button").textContent = "Join";
+  $("join-button").disabled = false;
   // "Click to join" links carry everything needed: join at once.
   if (invite && params.get("name")) {
     join();
