@@ -236,11 +236,13 @@ async def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     app["rooms"] = rooms
     app[READINESS] = Readiness()
+    # One per-address record of failures for joins, WHIP and the join page's look-ups alike.
+    throttle = LoginThrottle()
     signaling = app["signaling"] = SignalingServices(
         rooms=rooms,
         store=store,
         signer=signer,
-        throttle=LoginThrottle(),
+        throttle=throttle,
         max_message_bytes=config.max_message_bytes,
         max_participants_default=config.max_participants_default,
     )
@@ -265,7 +267,7 @@ async def create_app(config: Config) -> web.Application:
     setup_admin_api(app, store=store, signer=signer, admin_token=admin_token, live=rooms)
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
-    setup_join_page(app, page=WEB_ROOT / "room.html")
+    setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)
     app.router.add_post("/rooms/{room}/documents", upload_document)
     app.router.add_static("/static/", WEB_ROOT, show_index=False)
     app.router.add_get("/metrics", metrics_handler)

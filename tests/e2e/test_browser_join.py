@@ -2,16 +2,21 @@
 
 On a slow county link people type and press Join while the page's scripts are still on the way.
 These tests hold `app.js` back (CDP Fetch), act on the bare HTML form as a person would, and
-check that the room password never reaches a URL and an invitation is never lost.
+check that the room password never reaches a URL and an invitation is never lost; then that the
+page names the room by its title and says what an invitation grants, or why it cannot be used.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+from mcu.crypto.secrets import load_or_create_secret
+from mcu.crypto.tokens import InviteSigner
 from tests.e2e.chromium import (
     CHROMIUM_PATH,
     Chromium,
@@ -30,6 +35,10 @@ pytestmark = pytest.mark.skipif(
 
 PASSWORD = "county-line-secret"
 READY = "!!window.mcu && !document.getElementById('join-button').disabled"
+
+
+def text_of(element_id: str) -> str:
+    return f"document.getElementById({json.dumps(element_id)}).textContent.trim()"
 
 
 async def focus(page: Page, element_id: str) -> None:
@@ -114,8 +123,68 @@ async def test_an_early_join_on_an_invite_link_keeps_the_invite(server: Any) -> 
 
             assert await page.evaluate("location.href") == url
             assert not [u for u in requests if "password=" in u or "name=" in u], requests
+            await page.wait_for(f"{text_of('invite-note')}.startsWith('You are invited as chair')")
             await click(page, "#join-button")
             await page.wait_for("window.mcu.state === 'joined'", timeout=JOIN_TIMEOUT)
             assert await page.evaluate("mcu.role") == "chair"
         except (AssertionError, TimeoutError, ChromiumError) as exc:
             pytest.fail(f"{exc}\n{await describe([page])}")
+
+
+async def test_join_pages_show_the_title_and_what_an_invite_grants(server: Any) -> None:
+    """The room's title heads the page (its id small beside it); an invitation says the role it
+    grants, and an expired or forged one says so before anyone types."""
+    await server.create_room("cardio-7", PASSWORD, title="Cardiology consult")
+    await server.create_room(
+        "stroke-4",
+        PASSWORD,
+        title="Stroke care, lesson 4",
+        kind="lecture",
+        viewer_password="audience-pass",
+    )
+    participant = await server.invite("cardio-7")
+    viewer = await server.invite("stroke-4", role="viewer")
+    signer = InviteSigner(load_or_create_secret(server.data_dir, "invite-key"))
+    expired = signer.issue("cardio-7", "chair", 60, now=time.time() - 3600)
+    base = server.base_url
+    urls = {
+        "password": f"{base}/r/cardio-7",
+        "participant": base + participant,
+        "viewer": base + viewer,
+        "expired": f"{base}/r/cardio-7?invite={quote(expired)}",
+        "forged": f"{base}/r/cardio-7?invite=not-an-invitation",
+        "unknown": f"{base}/r/no-such-room",
+    }
+    async with Chromium() as browser:
+        pages = {what: await browser.open(url) for what, url in urls.items()}
+        try:
+            page = pages["password"]
+            await page.wait_for(READY, timeout=JOIN_TIMEOUT)
+            assert await page.evaluate(text_of("room-label")) == "Cardiology consult"
+            assert await page.evaluate(text_of("room-id")) == "cardio-7"
+            assert (await page.evaluate("document.title")).startswith("Cardiology consult")
+            assert await page.evaluate("document.getElementById('invite-note').hidden")
+
+            page = pages["participant"]
+            await page.wait_for(READY, timeout=JOIN_TIMEOUT)
+            assert await page.evaluate(text_of("room-label")) == "Cardiology consult"
+            note = await page.evaluate(text_of("invite-note"))
+            assert note.startswith("You are invited as participant"), note
+            assert await page.evaluate("document.getElementById('password-row').hidden")
+
+            page = pages["viewer"]
+            await page.wait_for(READY, timeout=JOIN_TIMEOUT)
+            assert await page.evaluate(text_of("room-label")) == "Stroke care, lesson 4"
+            note = await page.evaluate(text_of("invite-note"))
+            assert note.startswith("You are invited as viewer"), note
+
+            for what in ("expired", "forged", "unknown"):
+                page = pages[what]
+                await page.wait_for(f"{text_of('join-error')} !== ''", timeout=JOIN_TIMEOUT)
+                assert await page.evaluate("document.getElementById('join-button').disabled")
+                assert await page.evaluate("mcu.state") == "error"
+            assert "expired" in await pages["expired"].evaluate(text_of("join-error"))
+            assert "not valid" in await pages["forged"].evaluate(text_of("join-error"))
+            assert "does not exist" in await pages["unknown"].evaluate(text_of("join-error"))
+        except (AssertionError, TimeoutError, ChromiumError) as exc:
+            pytest.fail(f"{exc}\n{await describe(list(pages.values()))}")
