@@ -20,6 +20,7 @@ from mcu.recorder.catalogue import Catalogue
 from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
 from mcu.recorder.writer import TrackWriter
 from mcu.signaling.admin import setup_admin_api
+from mcu.signaling.joinpage import setup_join_page
 from mcu.signaling.keys import ROOMS
 from mcu.signaling.recording import RecordingServices, composite_executor
 from mcu.signaling.relays import setup_internal_routes
@@ -185,11 +186,6 @@ async def readiness_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def room_page(request: web.Request) -> web.FileResponse:
-    """``GET /r/{room}``: the browser client (join page, then the room)."""
-    return web.FileResponse(WEB_ROOT / "room.html", headers={"Cache-Control": "no-cache"})
-
-
 async def library_page(request: web.Request) -> web.FileResponse:
     """``GET /library``: the recordings and courseware library (staff)."""
     return web.FileResponse(WEB_ROOT / "library.html", headers={"Cache-Control": "no-cache"})
@@ -261,11 +257,13 @@ async def create_app(config: Config) -> web.Application:
     # the front checks the token.
     token = config.metrics_token if config.worker_index is None else None
     app[METRICS_ACCESS] = MetricsAccess(token.get_secret_value().encode() if token else None)
+    # One per-address record of failures for joins, WHIP and the join page's look-ups alike.
+    throttle = LoginThrottle()
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
         store=store,
         signer=signer,
-        throttle=LoginThrottle(),
+        throttle=throttle,
         max_message_bytes=config.max_message_bytes,
         max_participants_default=config.max_participants_default,
     )
@@ -290,7 +288,7 @@ async def create_app(config: Config) -> web.Application:
     setup_admin_api(app, store=store, signer=signer, admin_token=admin_token, live=rooms)
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
-    app.router.add_get("/r/{room}", room_page)
+    setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)
     app.router.add_post("/rooms/{room}/documents", upload_document)
     app.router.add_static("/static/", WEB_ROOT, show_index=False)
     app.router.add_get("/metrics", metrics_handler)

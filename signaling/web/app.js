@@ -3,7 +3,15 @@
 
 import { ContentView, contentModel } from "./content.js";
 import { inviteRole, Lecture } from "./lecture.js";
-import { blockJoinFor, fillDevicePickers, openPreview, showJoinError } from "./join-screen.js";
+import {
+  blockJoinFor,
+  fillDevicePickers,
+  lookUpRoom,
+  openPreview,
+  showInvite,
+  showJoinError,
+  showRoomName,
+} from "./join-screen.js";
 import { PublishConnection, SubscribeConnection } from "./media.js";
 import { canvasTestPattern, fileFromBase64, Presenter, UploadError } from "./present.js";
 import { PresentControls } from "./present-controls.js";
@@ -859,7 +867,7 @@ async function stats() {
 async function main() {
   setState("idle");
   showScreen("join-screen");
-  $("room-label").textContent = roomId ?? "(no room)";
+  showRoomName(roomId, null);
   if (invite) {
     $("password-row").hidden = true;
     $("password").required = false;
@@ -870,7 +878,10 @@ async function main() {
   } catch {
     savedName = "";
   }
-  $("name").value = params.get("name") ?? savedName;
+  // On a slow link people type before the scripts arrive: keep what they typed.
+  if (!$("name").value) {
+    $("name").value = params.get("name") ?? savedName;
+  }
 
   $("join-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -899,28 +910,47 @@ async function main() {
   });
 
   if (!roomId) {
-    setState("error");
-    mcu.lastError = { code: "no_room", message: "no room in the URL" };
-    showJoinError("This link names no room.");
-    $("join-button").disabled = true;
+    refuseJoin({ code: "no_room", message: "no room in the URL" }, "This link names no room.");
     return;
   }
-  joinMedia = params.has("view") || (await inviteRole(invite)) === "viewer" ? "none" : "connection";
+  const about = await lookUpRoom(roomId, invite);
+  if (about.refused !== null) {
+    // Said before anyone types: this link cannot get them in.
+    const { code, text } = about.refused;
+    refuseJoin({ code, message: code }, text ?? ERROR_TEXT[code]);
+    return;
+  }
+  showRoomName(roomId, about.room);
+  // The server's word when it could give it; otherwise the token's own (unverified) hint.
+  const role = invite ? (about.role ?? (await inviteRole(invite))) : null;
+  showInvite(about.role, about.expiresAt);
+  joinMedia = params.has("view") || role === "viewer" ? "none" : "connection";
   if (joinMedia === "none") {
     // The audience watches: no camera or microphone prompt unless the chair invites them to speak.
     $("preview-box").hidden = true;
     $("device-fields").hidden = true;
     $("join-screen").classList.add("watch-only");
     $("password-row").querySelector("label").textContent = "Password";
-    $("join-title").firstChild.textContent = "Watch ";
+    $("join-verb").textContent = "Watch";
   } else {
     await startPreview();
     await fillDevicePickers(local.mic, local.cam);
   }
+  $("join-button").textContent = "Join";
+  $("join-button").disabled = false;
   // "Click to join" links carry everything needed: join at once.
   if (invite && params.get("name")) {
     join();
   }
+}
+
+/** The join screen stays, saying why this link cannot get anyone in; the button stays off. */
+function refuseJoin(error, text) {
+  setState("error");
+  mcu.lastError = error;
+  showJoinError(text);
+  $("join-button").textContent = "Join";
+  $("join-button").disabled = true;
 }
 
 main();

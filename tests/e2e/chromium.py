@@ -82,6 +82,11 @@ class Page:
         self.console: list[str] = []
         """Console messages and uncaught exceptions of the page, oldest first (for diagnostics)."""
 
+    @property
+    def browser(self) -> Chromium:
+        """The browser this tab belongs to."""
+        return self._browser
+
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a CDP command to this page's session and return its result."""
         return await self._browser.send(method, params, session_id=self.session_id)
@@ -123,6 +128,10 @@ class Page:
                 suffix = f" (last error: {last_error})" if last_error else ""
                 raise TimeoutError(f"{expression!r} not truthy after {timeout} s{suffix}")
             await asyncio.sleep(interval)
+
+    async def navigate(self, url: str) -> None:
+        """Load `url` in this tab (returns once the navigation has started)."""
+        await self.send("Page.navigate", {"url": url})
 
     async def close(self) -> None:
         """Close the tab."""
@@ -274,6 +283,12 @@ class Chromium:
 
     async def open(self, url: str) -> Page:
         """Open `url` in a new tab and return the attached page (console capture enabled)."""
+        page = await self.new_page()
+        await page.navigate(url)
+        return page
+
+    async def new_page(self) -> Page:
+        """A new blank tab, attached (console capture enabled), for setting up before navigating."""
         created = await self.send("Target.createTarget", {"url": "about:blank"})
         target_id = created["targetId"]
         attached = await self.send(
@@ -283,7 +298,6 @@ class Chromium:
         self.pages[page.session_id] = page
         await page.send("Runtime.enable")
         await page.send("Page.enable")
-        await page.send("Page.navigate", {"url": url})
         return page
 
     async def stop(self) -> None:
@@ -322,6 +336,81 @@ async def _kill_process_group(process: asyncio.subprocess.Process) -> None:
     # Children may outlive the leader briefly; make sure none of the group is left.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+class HeldRequests:
+    """A page's requests matching a URL pattern, held back until released: a slow link that has
+    not delivered them yet. Start it before navigating::
+
+        scripts = HeldRequests(page, "*/static/app.js")
+        await scripts.start()
+        await page.navigate(url)
+        await scripts.wait_held()
+        ...  # the page without its scripts
+        await scripts.release()  # what was held goes out, later matches go straight through
+    """
+
+    def __init__(self, page: Page, url_pattern: str) -> None:
+        self.page = page
+        self.url_pattern = url_pattern
+        self.held: list[str] = []
+        "Request ids paused and not yet released."
+        self.released = False
+        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+
+    async def start(self) -> None:
+        """Begin holding matching requests of the page."""
+        self.page.browser.add_listener(self._on_event)
+        pattern = {"urlPattern": self.url_pattern, "requestStage": "Request"}
+        await self.page.send("Fetch.enable", {"patterns": [pattern]})
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("sessionId") != self.page.session_id:
+            return
+        if event.get("method") != "Fetch.requestPaused":
+            return
+        request_id = event["params"]["requestId"]
+        if self.released:
+            self._continue(request_id)
+        else:
+            self.held.append(request_id)
+
+    def _continue(self, request_id: str) -> None:
+        task = asyncio.create_task(
+            self.page.send("Fetch.continueRequest", {"requestId": request_id})
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_held(self, timeout: float = 10.0) -> None:
+        """Wait until at least one matching request is being held."""
+        deadline = time.monotonic() + timeout
+        while not self.held:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no request matching {self.url_pattern!r} in {timeout} s")
+            await asyncio.sleep(0.05)
+
+    async def release(self) -> None:
+        """Let every held request go out, and every later one straight through."""
+        self.released = True
+        held, self.held = self.held, []
+        for request_id in held:
+            await self.page.send("Fetch.continueRequest", {"requestId": request_id})
+
+
+async def record_requests(page: Page) -> list[str]:
+    """The URLs of every request the page sends from now on, in order (a live list)."""
+    urls: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("sessionId") == page.session_id and (
+            event.get("method") == "Network.requestWillBeSent"
+        ):
+            urls.append(event["params"]["request"]["url"])
+
+    page.browser.add_listener(on_event)
+    await page.send("Network.enable")
+    return urls
 
 
 def _remote_object_text(obj: dict[str, Any]) -> str:

@@ -35,6 +35,10 @@ HOME = RouteKind.HOME
         ("GET", "/internal", Route(RouteKind.NOT_FOUND)),
         ("GET", "/", Route(RouteKind.WORKER, worker=0)),
         ("GET", "/r/ward", Route(RouteKind.WORKER, worker=0)),
+        ("POST", "/r/ward", Route(RouteKind.WORKER, worker=0)),
+        # The join page's look-ups: a bare room id (anyone may probe) claims no home.
+        ("GET", "/rooms/ward", Route(RouteKind.WORKER, worker=0)),
+        ("GET", "/rooms/ward/invite", Route(RouteKind.HOME, room="ward")),
         ("POST", "/whip/" + "x" * 65, Route(RouteKind.WORKER, worker=0)),
     ],
 )
