@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from mcu.crypto.passwords import hash_password
+from mcu.crypto.passwords import hash_password, verify_password
 from mcu.crypto.tokens import InviteSigner, Role
 from mcu.httpapi import (
     ApiError,
@@ -131,6 +131,35 @@ class CreateInvite(_Body):
 
     role: Role = "participant"
     ttl_seconds: TtlSeconds = 86_400
+
+
+async def _check_viewer_password(current: RoomRecord, body: UpdateRoom) -> None:
+    """The rules creation enforces, on the room as the change would leave it: a viewer password
+    only on a lecture, and never equal to the room password (viewers would join as lecturers)."""
+    given = body.model_fields_set
+    kind = body.kind if body.kind is not None else current.kind
+    has_viewer_password = (
+        body.viewer_password is not None
+        if "viewer_password" in given
+        else current.viewer_password_hash is not None
+    )
+    if has_viewer_password and kind != "lecture":
+        raise ApiError(
+            400,
+            "bad_request",
+            "viewer_password: only lecture rooms have viewers (clear it to make a meeting)",
+        )
+    same = "viewer_password must differ from password (it admits viewers only)"
+    if body.password is not None and body.viewer_password is not None:
+        if body.password == body.viewer_password:
+            raise ApiError(400, "bad_request", same)
+    elif body.viewer_password is not None:
+        if await verify_password(current.password_hash, body.viewer_password):
+            raise ApiError(400, "bad_request", same)
+    elif body.password is not None and "viewer_password" not in given:
+        stored = current.viewer_password_hash
+        if stored is not None and await verify_password(stored, body.password):
+            raise ApiError(400, "bad_request", same)
 
 
 def _check_window(opens_at: float | None, closes_at: float | None) -> None:
@@ -291,6 +320,7 @@ class _AdminApi:
             )
         except ValueError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
+        await _check_viewer_password(current, body)
         record = await self.store.update(
             room_id,
             title=body.title if body.title is not None else UNSET,
