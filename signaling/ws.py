@@ -257,10 +257,6 @@ class ClientConnection:
                 await self._failed_attempt(now)
                 raise ProtocolError("wrong_password", "wrong room password", request_id=message.id)
             role = password_role
-        if role == "viewer" and record.kind != "lecture":
-            raise ProtocolError(
-                "bad_invite", "viewer invites admit to lectures only", request_id=message.id
-            )
         services.throttle.record_success(self.address)
         if not record.is_open(now):
             raise ProtocolError(
