@@ -263,7 +263,7 @@ class ClientConnection:
                 "room_not_open", "the room is not open at this time", request_id=message.id
             )
         limit = record.max_participants or services.max_participants_default
-        # Lecture viewers are counted, not seated: the limit is on people seen and heard.
+        # Viewers are counted, not seated: the limit is on people seen and heard.
         if role != "viewer" and services.rooms.participant_count(record.id) >= limit:
             raise ProtocolError(
                 "room_full", f"the room holds {limit} participants", request_id=message.id
