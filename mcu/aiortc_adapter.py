@@ -50,7 +50,7 @@ from aiortc.rtp import (
 )
 
 from . import metrics
-from .consumer import Consumer, ConsumerLeg
+from .consumer import Consumer, ConsumerLeg, PayloadTypes
 from .media import CodecInfo
 from .producer import Producer
 
@@ -270,6 +270,37 @@ def narrow_to_first_codec(transceiver: RTCRtpTransceiver, prefer: str | None = N
             )
     transceiver._codecs = [primary] + ([rtx] if rtx else [])
     return codec_info(primary)
+
+
+def keep_codecs(
+    transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...], prefer: str | None = None
+) -> list[tuple[CodecInfo, PayloadTypes]]:
+    """Answer with every common codec of ``mime_types`` (each with its RTX), ``prefer`` first.
+
+    Called between setRemoteDescription(offer) and createAnswer. Returns what each kept codec
+    is described as and the payload types it has on this section, in answer order.
+    """
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    wanted = {m.lower() for m in mime_types}
+    primaries = [c for c in codecs if not is_rtx(c) and c.mimeType.lower() in wanted]
+    if prefer is not None:
+        primaries.sort(key=lambda c: c.mimeType.lower() != prefer.lower())  # stable
+    kept: list[RTCRtpCodecParameters] = []
+    described: list[tuple[CodecInfo, PayloadTypes]] = []
+    for primary in primaries:
+        rtx = next(
+            (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
+            None,
+        )
+        kept += [primary] + ([rtx] if rtx else [])
+        described.append(
+            (
+                codec_info(primary),
+                PayloadTypes(payload_type(primary), payload_type(rtx) if rtx else None),
+            )
+        )
+    transceiver._codecs = kept
+    return described
 
 
 def codec_info(codec: RTCRtpCodecParameters) -> CodecInfo:

@@ -7,7 +7,8 @@ starts, so retransmissions and NACKs map back without per-packet bookkeeping.
 
 A consumer may also :meth:`~Consumer.follow` another producer on the same leg (a WHEP viewer's
 media section following the stage): the subscriber sees one continuous stream whose numbering and
-timing run on across the switch. Attaching the consumer to a producer's sinks is the caller's job;
+timing run on across the switch, its payload type switched to the new producer's codec when the
+leg negotiated several. Attaching the consumer to a producer's sinks is the caller's job;
 the consumer only changes what it forwards and whom it asks for keyframes and repairs.
 """
 
@@ -75,6 +76,16 @@ class ConsumerLeg:
     "Header-extension id of ssrc-audio-level on this leg (0: not negotiated)."
 
 
+@dataclass(frozen=True, slots=True)
+class PayloadTypes:
+    """The payload types one codec was negotiated with on a leg."""
+
+    primary: int
+    "Payload type of the codec's media packets."
+    rtx: int | None = None
+    "Payload type of its retransmissions (RFC 4588), None when RTX was not negotiated for it."
+
+
 SenderReportSink = Callable[[int, int, int, int], None]
 "Receives (ntp_time, rtp_time, packet_count, octet_count) for this leg's RTCP sender reports."
 
@@ -126,6 +137,7 @@ class Consumer:
         self._rtx_sequence = random.randrange(0x8000)
         self._last_keyframe_ask = float("-inf")
         self._payload_type = leg.payload_type
+        self._rtx_payload_type = leg.rtx_payload_type
         self._ssrc = leg.ssrc
         self._profile = (leg.abs_send_time_id, leg.audio_level_id, 0)
         self._mid_element = mid_element(leg.mid_id, leg.mid)
@@ -218,8 +230,17 @@ class Consumer:
             return
         self._halt((self._last_ext + self._seq_offset + 1) & 0xFFFF)
 
-    def follow(self, producer: Producer | None, now: float | None = None) -> None:
+    def follow(
+        self,
+        producer: Producer | None,
+        now: float | None = None,
+        payload: PayloadTypes | None = None,
+    ) -> None:
         """Forward ``producer`` from now on instead (``None``: forward nothing, stay open).
+
+        ``payload``: the payload types of the new producer's codec on this leg, when the leg
+        negotiated several codecs and the new producer's differs (a WHEP section following a VP8
+        publisher, then an H.264 one); the subscriber's decoder switches with the payload type.
 
         The subscriber sees one stream: the same SSRC, sequence numbers continuing from the last
         one sent, timestamps continuing from the last one sent advanced by the wall-clock time
@@ -232,6 +253,11 @@ class Consumer:
         producer would be taken for the new one's.
         """
         self.resync()
+        if payload is not None:
+            # Safe at this point: nothing is sent again before the new producer's first packet
+            # (a keyframe for video), and nothing of the old one is retransmitted any more.
+            self._payload_type = payload.primary
+            self._rtx_payload_type = payload.rtx
         self._history = producer.history if producer is not None else None
         self._keyframes = producer
         if producer is not None:
@@ -289,6 +315,7 @@ class Consumer:
         resent = 0
         highest = history.highest
         leg = self.leg
+        rtx_payload_type = self._rtx_payload_type
         for seq in sequences:
             ext = extend_sequence((seq - self._seq_offset) & 0xFFFF, highest)
             if ext < self._start_ext:
@@ -298,9 +325,9 @@ class Consumer:
                 continue
             sequence = (ext + self._seq_offset) & 0xFFFF
             timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-            if leg.rtx_payload_type is not None:
+            if rtx_payload_type is not None:
                 data = self._build(
-                    leg.rtx_payload_type,
+                    rtx_payload_type,
                     packet.marker,
                     self._rtx_sequence,
                     timestamp,
@@ -311,7 +338,7 @@ class Consumer:
                 self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
             else:
                 data = self._build(
-                    leg.payload_type, packet.marker, sequence, timestamp, leg.ssrc, packet,
+                    self._payload_type, packet.marker, sequence, timestamp, leg.ssrc, packet,
                     packet.payload,
                 )  # fmt: skip
             if self._transmitter.send(data):

@@ -6,9 +6,12 @@ outgoing SSRC) for its whole life and switches it to whichever producer holds it
 speaker is promoted or the slides start the viewer needs no renegotiation. Sections beyond the
 stage stay open but silent until the stage grows.
 
-A section can only carry a producer with the codec it negotiated (lecture rooms prefer H.264
-everywhere so that slots can switch publishers); a section whose slot holds another codec stays
-silent until the slot changes.
+A video section is answered with every video codec both sides have (VP8 and H.264), so it can
+carry whichever codec the producer in its slot was published with: the consumer switches the
+payload type when the slot changes hands, and the player's decoder follows it. Only a producer
+whose codec the player did not offer at all (an H.264-only player and a VP8-only publisher) leaves
+its section silent; that is logged and counted (``mcu_whep_codec_mismatches_total``) until the
+slot changes.
 
 Who does what: the connection attaches each section to a producer (``add_sink``/``remove_sink``)
 and tells the section's consumer to :meth:`~mcu.consumer.Consumer.follow` it; the consumer keeps
@@ -23,9 +26,10 @@ from collections.abc import Callable
 
 from aiortc import RTCRtpTransceiver, RTCSessionDescription, sdp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from prometheus_client import Counter
 
 from . import aiortc_adapter as adapter
-from .consumer import Consumer
+from .consumer import Consumer, PayloadTypes
 from .media import CodecInfo, IncomingPacket
 from .peer import IceServerConfig, NegotiationError, new_peer_connection
 from .producer import Producer
@@ -37,6 +41,11 @@ AUDIO_CODEC = "audio/opus"
 VIDEO_CODECS = ("video/vp8", "video/h264")
 STREAM_ID = "stage"
 "The msid stream of every section: simple players show ``streams[0]`` of the first track."
+
+CODEC_MISMATCHES = Counter(
+    "mcu_whep_codec_mismatches_total",
+    "Times a WHEP section could not carry its stage slot: the player did not offer its codec.",
+)
 
 
 def codec_compatible(section: CodecInfo, producer: CodecInfo) -> bool:
@@ -107,13 +116,14 @@ class _Section:
         self,
         kind: str,
         index: int,
-        codec: CodecInfo,
+        codecs: list[tuple[CodecInfo, PayloadTypes]],
         transceiver: RTCRtpTransceiver,
         consumer: Consumer,
     ) -> None:
         self.kind = kind
         self.index = index
-        self.codec = codec
+        self.codecs = codecs
+        "The codecs this section negotiated, with their payload types, in answer order."
         self.transceiver = transceiver
         self.dtls: RTCDtlsTransport = adapter.dtls_transport(transceiver)
         self.consumer = consumer
@@ -124,6 +134,13 @@ class _Section:
         self.on_packet: Callable[[IncomingPacket], None] = consumer.on_packet
         self.on_sender_report: Callable[[int, int], None] = consumer.on_sender_report
         self.resync: Callable[[], None] = consumer.resync
+
+    def payload_for(self, codec: CodecInfo) -> PayloadTypes | None:
+        """The payload types to send a producer of ``codec`` with, None if none fits."""
+        fitting = [(c, p) for c, p in self.codecs if codec_compatible(c, codec)]
+        # The same profile if the player offered it; otherwise the decoder copes (as browsers do).
+        exact = next((p for c, p in fitting if c.parameters == codec.parameters), None)
+        return exact if exact is not None else (fitting[0][1] if fitting else None)
 
     def close(self) -> None:
         """The followed producer ended: forward nothing until the stage moves on."""
@@ -179,30 +196,30 @@ class ViewerConnection:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
             raise NegotiationError(f"offer rejected: {exc}") from exc
-        plans: list[tuple[str, int, CodecInfo, RTCRtpTransceiver]] = []
+        plans: list[tuple[str, int, list[tuple[CodecInfo, PayloadTypes]], RTCRtpTransceiver]] = []
         counts = {"audio": 0, "video": 0}
         for transceiver in self.pc.getTransceivers():
             kind = transceiver.kind
             index = counts[kind]
             counts[kind] += 1
-            codec = (
-                self._choose_codec(transceiver) if adapter.remote_receives(transceiver) else None
+            codecs = (
+                self._choose_codecs(transceiver) if adapter.remote_receives(transceiver) else []
             )
-            if codec is None:
+            if not codecs:
                 transceiver.direction = "inactive"
                 continue
             track_id = f"{kind}-{index}"
             transceiver.sender.replaceTrack(adapter.IdleTrack(kind, track_id))
             transceiver.direction = "sendonly"
             adapter.set_stream_ids(transceiver, STREAM_ID, track_id)
-            plans.append((kind, index, codec, transceiver))
+            plans.append((kind, index, codecs, transceiver))
         if not plans:
             raise NegotiationError("the offer has no section we can send to")
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:
             raise NegotiationError(f"cannot answer the offer: {exc}") from exc
-        for kind, index, codec, transceiver in plans:
+        for kind, index, codecs, transceiver in plans:
             consumer = Consumer(
                 adapter.consumer_leg(transceiver),
                 adapter.SrtpTransmitter(adapter.dtls_transport(transceiver)),
@@ -210,19 +227,23 @@ class ViewerConnection:
                 sender_report_sink=adapter.sender_report_sink(transceiver.sender),
             )
             adapter.bind_feedback(transceiver.sender, consumer)
-            self._sections.append(_Section(kind, index, codec, transceiver, consumer))
+            self._sections.append(_Section(kind, index, codecs, transceiver, consumer))
             self._on_consumer(+1)
         self._watch_transports()
         self._unlisten = self.stage.listen(self._on_stage)
         return str(self.pc.localDescription.sdp)
 
-    def _choose_codec(self, transceiver: RTCRtpTransceiver) -> CodecInfo | None:
-        """Narrow the section to one codec: Opus for audio, the preferred or first for video."""
+    def _choose_codecs(
+        self, transceiver: RTCRtpTransceiver
+    ) -> list[tuple[CodecInfo, PayloadTypes]]:
+        """Opus for audio; for video every common codec we forward, the preferred one first.
+
+        Keeping them all lets a section carry any publisher of the stage, whatever codec its
+        room negotiated with it (a meeting answers each publisher's first choice).
+        """
         if transceiver.kind == "audio":
-            codec = adapter.narrow_to_first_codec(transceiver, AUDIO_CODEC)
-            return codec if codec.mime_type.lower() == AUDIO_CODEC else None
-        codec = adapter.narrow_to_first_codec(transceiver, self._prefer_video)
-        return codec if codec.mime_type.lower() in VIDEO_CODECS else None
+            return adapter.keep_codecs(transceiver, (AUDIO_CODEC,))
+        return adapter.keep_codecs(transceiver, VIDEO_CODECS, self._prefer_video)
 
     def _watch_transports(self) -> None:
         # Sections start forwarding once their DTLS transport connects (usually one, bundled).
@@ -248,17 +269,20 @@ class ViewerConnection:
     def _follow(self, section: _Section, now: float) -> None:
         slots = self.stage.video if section.kind == "video" else self.stage.audio
         wanted = slots[section.index] if section.index < len(slots) else None
-        if wanted is not None and not codec_compatible(section.codec, wanted.codec):
+        payload = section.payload_for(wanted.codec) if wanted is not None else None
+        if wanted is not None and payload is None:
             if section.refused is not wanted:
                 section.refused = wanted
-                logger.info(
-                    "room %s: %s section %d (%s) cannot carry track %s (%s); it stays silent",
+                CODEC_MISMATCHES.inc()
+                logger.warning(
+                    "room %s: the player did not offer %s, the codec of track %s in %s slot %d; "
+                    "its section (%s) stays silent until the slot changes",
                     self.stage.room_id,
+                    wanted.codec.mime_type,
+                    wanted.track_id,
                     section.kind,
                     section.index,
-                    section.codec.mime_type,
-                    wanted.track_id,
-                    wanted.codec.mime_type,
+                    ", ".join(c.mime_type for c, _ in section.codecs),
                 )
             wanted = None
         if section.dtls.state != "connected":
@@ -268,7 +292,7 @@ class ViewerConnection:
         if section.producer is not None:
             section.producer.remove_sink(section)
         section.producer = wanted
-        section.consumer.follow(wanted, now)
+        section.consumer.follow(wanted, now, payload)
         if wanted is not None:
             wanted.add_sink(section)
 

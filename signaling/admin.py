@@ -386,6 +386,10 @@ class _AdminApi:
             "role": body.role,
             "expires_at": _iso(now + body.ttl_seconds),
         }
+        if body.role == "viewer":
+            # A WHEP player watches with the token as its bearer token; in a meeting the
+            # participants see it (by its ?name=).
+            payload["whep"] = f"/whep/{record.id}"
         return web.json_response(payload, status=201)
 
 

@@ -8,7 +8,8 @@ viewers exactly as the home does. Control goes over the workers' internal HTTP s
 
 - edge → home ``POST /internal/rooms/{room}/relays`` ``{"worker", "host", "port"}`` →
   ``{"relay": [host, port], "stage": STAGE}``; ``DELETE .../relays/{worker}`` when the edge's
-  last viewer of the room leaves; ``POST .../viewers`` ``{"worker", "count"}`` as the count changes;
+  last viewer of the room leaves; ``POST .../viewers`` ``{"worker", "count", "watchers": [{"id",
+  "name"}]}`` as they change (a meeting's participants see who watches);
   ``POST .../session`` ``{"token"}`` → ``{"valid"}`` (is it a live participant's session token).
 - home → edge ``POST /internal/rooms/{room}/stage`` STAGE on every change of the stage.
 
@@ -154,20 +155,20 @@ class HomeRelays:
         if feed is not None:
             await self._end(feed, push=False)
 
-    def set_viewers(self, room_id: str, worker: int, count: int) -> None:
-        """An edge's count of WHEP viewers of a room."""
+    def set_viewers(
+        self, room_id: str, worker: int, count: int, watchers: dict[str, str] | None = None
+    ) -> None:
+        """An edge's count of WHEP viewers of a room, and their names by watcher id."""
         room = self.rooms.rooms.get(room_id)
         if room is not None:
-            room.remote_viewers[str(worker)] = max(0, count)
-            room.viewers_changed()
+            room.set_remote_watchers(str(worker), count, watchers or {})
 
     async def _end(self, feed: _Feed, *, push: bool) -> None:
         if self._feeds.get((feed.room.id, feed.worker)) is feed:
             del self._feeds[(feed.room.id, feed.worker)]
         self._stop(feed)
         feed.room.viewer_sessions.pop(f"relay-{feed.worker}", None)
-        feed.room.remote_viewers.pop(str(feed.worker), None)
-        feed.room.viewers_changed()
+        feed.room.forget_worker(str(feed.worker))
         if push:
             with contextlib.suppress(RelayError):
                 await _call(
@@ -243,7 +244,8 @@ class _EdgeRoom:
     producers: dict[int, Producer] = field(default_factory=dict)
     "Edge producers by relay SSRC."
     viewers: int = 0
-    counted: int = 0
+    watchers: dict[str, str] = field(default_factory=dict)
+    "The counted WHEP sessions (not a participant's own page): names by watcher id."
     reporting: asyncio.Task[None] | None = None
     report_dirty: bool = False
 
@@ -289,21 +291,23 @@ class EdgeRooms:
         finally:
             del self._joining[room_id]
 
-    def viewer_added(self, room_id: str, counted: bool) -> None:
-        """A WHEP session of the room started here."""
+    def viewer_added(self, room_id: str, watcher: tuple[str, str] | None) -> None:
+        """A WHEP session of the room started here; ``watcher`` (id, name) when it is counted."""
         room = self._rooms.get(room_id)
         if room is not None:
             room.viewers += 1
-            room.counted += counted
+            if watcher is not None:
+                room.watchers[watcher[0]] = watcher[1]
             self._report(room)
 
-    async def leave(self, room_id: str, counted: bool) -> None:
+    async def leave(self, room_id: str, watcher_id: str | None) -> None:
         """A WHEP session of the room ended here; the last one ends the relay."""
         room = self._rooms.get(room_id)
         if room is None:
             return
         room.viewers -= 1
-        room.counted -= counted
+        if watcher_id is not None:
+            room.watchers.pop(watcher_id, None)
         if room.viewers > 0:
             self._report(room)
             return
@@ -360,7 +364,11 @@ class EdgeRooms:
                     room.home,
                     "POST",
                     f"/internal/rooms/{room.room_id}/viewers",
-                    {"worker": self.worker, "count": room.counted},
+                    {
+                        "worker": self.worker,
+                        "count": len(room.watchers),
+                        "watchers": [{"id": i, "name": n} for i, n in room.watchers.items()],
+                    },
                 )
             except RelayError as exc:
                 logger.warning("room %s: %s", room.room_id, exc)
@@ -418,7 +426,10 @@ def setup_internal_routes(
     async def viewers(request: web.Request) -> web.Response:
         home, _ = started()
         body = await request.json()
-        home.set_viewers(request.match_info["room"], int(body["worker"]), int(body["count"]))
+        watchers = {str(w["id"]): str(w["name"])[:64] for w in body.get("watchers", [])}
+        home.set_viewers(
+            request.match_info["room"], int(body["worker"]), int(body["count"]), watchers
+        )
         return web.json_response({})
 
     async def session(request: web.Request) -> web.Response:

@@ -91,7 +91,8 @@ class Participant:
 
     @property
     def visible(self) -> bool:
-        """Whether others see this participant (lecture viewers are only counted)."""
+        """Whether others see this participant as one of them (viewers are counted, and named
+        only to a meeting's participants)."""
         return self.role != "viewer"
 
     def describe(self) -> dict[str, Any]:
@@ -133,13 +134,15 @@ class Room:
         self.kind: RoomKind = kind
         self.stage = Stage(room_id)
         "What viewers receive (WHEP sessions here and relays to other workers)."
-        self.whep_viewers = 0
-        "WHEP sessions on this worker not tied to a participant (those are counted as viewers)."
+        self.whep_watchers: dict[str, str] = {}
+        "WHEP sessions on this worker not tied to a participant: the name each gave, by watcher id."
         self.remote_viewers: dict[str, int] = {}
         "WHEP sessions of this room on other workers, by worker."
+        self.remote_watchers: dict[str, dict[str, str]] = {}
+        "Their names by watcher id, by worker."
         self.viewer_sessions: dict[str, Callable[[], Awaitable[None]]] = {}
         "Closers of WHEP sessions and relays following this room's stage, by session id."
-        self._viewer_count_sent: int | None = None
+        self._viewers_sent: tuple[int, list[dict[str, str]]] | None = None
         self._viewer_count_task: asyncio.Task[None] | None = None
         self.ice_servers = ice_servers
         self.participants: dict[str, Participant] = {}
@@ -179,6 +182,7 @@ class Room:
                 "room": {"id": self.id, "title": self.title, "kind": self.kind},
                 "participants": others,
                 "viewers": self.viewer_count() if participant.visible else 0,
+                "watchers": self.watchers() if participant.visible else [],
                 "stage": self.describe_stage(),
                 "hands": self._hands() if role == "chair" else [],
                 "session_token": participant.session_token,
@@ -493,8 +497,17 @@ class Room:
         if self.ending:
             return
         video, audio = self._stage_order()
-        if self.stage.set(video, audio) and self.kind == "lecture":
-            await self.broadcast({"type": "stage"} | self.describe_stage())
+        if not self.stage.set(video, audio):
+            return
+        message = {"type": "stage"} | self.describe_stage()
+        if self.kind == "lecture":
+            await self.broadcast(message)
+            return
+        # A meeting's viewers map their WHEP sections to people by it; participants see everyone
+        # already (track_published and participant_joined).
+        for participant in list(self.participants.values()):
+            if not participant.visible:
+                await _send_quietly(participant, message)
 
     def describe_stage(self) -> dict[str, Any]:
         """The protocol's stage: the tracks a WHEP session's sections carry, in order."""
@@ -523,23 +536,60 @@ class Room:
     def viewer_count(self) -> int:
         """Viewers in this room on every worker: viewer participants and WHEP sessions."""
         participants = sum(1 for p in self.participants.values() if not p.visible)
-        return participants + self.whep_viewers + sum(self.remote_viewers.values())
+        return participants + len(self.whep_watchers) + sum(self.remote_viewers.values())
+
+    def watchers(self) -> list[dict[str, str]]:
+        """Who watches, ``[{id, name}]``: everyone in a meeting, nobody in a lecture.
+
+        A meeting's participants must know who sees and hears them (a consultation is private);
+        a lecture's audience of hundreds is only counted.
+        """
+        if self.kind == "lecture":
+            return []
+        named = [{"id": p.id, "name": p.name} for p in self.participants.values() if not p.visible]
+        named += [{"id": i, "name": n} for i, n in self.whep_watchers.items()]
+        for worker in sorted(self.remote_watchers):
+            named += [{"id": i, "name": n} for i, n in self.remote_watchers[worker].items()]
+        return named
+
+    def add_watcher(self, watcher_id: str, name: str) -> None:
+        """A WHEP session on this worker, not tied to a participant, started watching."""
+        self.whep_watchers[watcher_id] = name
+        self.viewers_changed()
+
+    def remove_watcher(self, watcher_id: str) -> None:
+        """That WHEP session ended."""
+        if self.whep_watchers.pop(watcher_id, None) is not None:
+            self.viewers_changed()
+
+    def set_remote_watchers(self, worker: str, count: int, watchers: dict[str, str]) -> None:
+        """Another worker's WHEP sessions of this room (``watchers``: their names by id)."""
+        self.remote_viewers[worker] = max(0, count)
+        self.remote_watchers[worker] = watchers
+        self.viewers_changed()
+
+    def forget_worker(self, worker: str) -> None:
+        """Another worker no longer serves this room's viewers."""
+        self.remote_viewers.pop(worker, None)
+        self.remote_watchers.pop(worker, None)
+        self.viewers_changed()
 
     def viewers_changed(self) -> None:
-        """Tell lecturers the new viewer count, at most once per ``VIEWER_COUNT_INTERVAL``."""
+        """Tell chairs and speakers the new viewer count (and, in a meeting, who watches), at
+        most once per ``VIEWER_COUNT_INTERVAL``."""
         if self._viewer_count_task is None or self._viewer_count_task.done():
             self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
 
     async def _send_viewer_count(self) -> None:
-        count = self.viewer_count()
-        if count != self._viewer_count_sent:
-            self._viewer_count_sent = count
-            message = {"type": "viewers", "count": count}
+        now = (self.viewer_count(), self.watchers())
+        if now != self._viewers_sent:
+            self._viewers_sent = now
+            message = {"type": "viewers", "count": now[0], "watchers": now[1]}
             for participant in list(self.participants.values()):
                 if participant.visible:
                     await _send_quietly(participant, message)
         await asyncio.sleep(VIEWER_COUNT_INTERVAL)
-        if self.viewer_count() != self._viewer_count_sent:
+        if (self.viewer_count(), self.watchers()) != self._viewers_sent:
             self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
 
     def _hands(self) -> list[dict[str, str]]:
@@ -671,7 +721,7 @@ class Rooms:
             metrics.ROOMS.set(len(self.rooms))
 
     def participant_count(self, room_id: str) -> int:
-        """Participants in a live room, lecture viewers not included (0 if it is not live)."""
+        """Participants in a live room, viewers not included (0 if it is not live)."""
         room = self.rooms.get(room_id)
         return sum(1 for p in room.participants.values() if p.visible) if room else 0
 

@@ -6,6 +6,10 @@ speakers' audio and video, content first) with a viewer credential. Both answer 
 round trip (no trickle ICE: the answer carries every candidate) and return a ``Location`` whose
 ``DELETE`` ends the session.
 
+A meeting is private: it is watched over WHEP only with a viewer invite (or a participant's own
+session token), never with the room password, and its participants see the name of everyone
+watching (``?name=``, or :data:`DEFAULT_VIEWER_NAME`). A lecture's audience is only counted.
+
 With several workers a WHEP viewer may land on a worker that is not the room's home: the stage
 then comes over the relay (:mod:`mcu.signaling.relays`) and only the counts go back home.
 """
@@ -47,6 +51,8 @@ _T = TypeVar("_T")
 MAX_SDP_BYTES = 64 * 1024
 "Largest offer accepted (a browser's offer is ~6 kB; OBS's ~3 kB)."
 DEFAULT_PUBLISHER_NAME = "Lecturer"
+DEFAULT_VIEWER_NAME = "WHEP viewer"
+"How a meeting's participants see a WHEP player that gave no ``?name=``."
 HOME_HEADER = "X-Mcu-Home-Worker"
 "Set by the front on requests it routes: the room's home worker."
 
@@ -198,6 +204,37 @@ async def token_role(services: SignalingServices, record: RoomRecord, token: str
     return await password_grants(record, token)
 
 
+def _display_name(request: web.Request, default: str) -> str:
+    return request.query.get("name", default).strip()[:64] or default
+
+
+async def _admit_viewer(
+    services: SignalingServices, record: RoomRecord, token: str, address: str
+) -> None:
+    """Check a WHEP credential that is not a live participant's session token.
+
+    Lectures admit any credential of the room (viewer password or invite, room password, any
+    invite). A meeting admits only a viewer invite: the room password and the other invites
+    admit people its participants see, and nobody may watch a consultation unseen.
+    """
+    role = await token_role(services, record, token)
+    if role is None:
+        await _failed(services, address)
+        if record.kind == "lecture":
+            raise _unauthorised("a viewer password, room password, invite or session token")
+        raise _unauthorised("a viewer invite's token (or a participant's session token)")
+    services.throttle.record_success(address)
+    if record.kind != "lecture" and role != "viewer":
+        raise ApiError(
+            403,
+            "viewer_invite_required",
+            "a meeting is watched only with a viewer invite, whose holder its participants see; "
+            "the room password and participant or chair invites admit people who join it "
+            f"(ask an administrator for POST /api/rooms/{record.id}/invites "
+            '{"role": "viewer"})',
+        )
+
+
 def _sources(offer_sdp: str) -> dict[str, TrackSource]:
     """First audio section: microphone; first video: camera; second video: content."""
     try:
@@ -251,7 +288,7 @@ async def whip_post(request: web.Request) -> web.Response:
     limit = record.max_participants or services.max_participants_default
     if services.rooms.participant_count(record.id) >= limit:
         raise ApiError(403, "room_full", f"the room holds {limit} participants")
-    name = request.query.get("name", DEFAULT_PUBLISHER_NAME).strip()[:64] or DEFAULT_PUBLISHER_NAME
+    name = _display_name(request, DEFAULT_PUBLISHER_NAME)
     sources = _sources(offer)
     room = services.rooms.get_or_create(record.id, record.title, record.kind)
     participant = await room.add(name, role, _nobody_listens, subscribe=False)
@@ -300,22 +337,21 @@ async def whep_post(request: web.Request) -> web.Response:
     token = _bearer(request)
     home = _home_worker(request, hub)
     record = await _record(services, request, room_id)
-    # A live participant's session token (the viewer page) is already counted as a viewer.
-    counted = True
+    address = request.remote or "unknown"
+    # A live participant's session token (the viewer page) is already counted (and, in a
+    # meeting, named) as the participant it belongs to.
     if home == hub.worker:
-        if services.rooms.participant_by_token(record.id, token) is not None:
-            counted = False
-        elif await token_role(services, record, token) is None:
-            await _failed(services, request.remote or "unknown")
-            raise _unauthorised("a viewer password, room password, invite or session token")
+        own = services.rooms.participant_by_token(record.id, token) is not None
     else:
         assert hub.edges is not None
-        if await _relayed(hub.edges.session_token_valid(home, record.id, token)):
-            counted = False
-        elif await token_role(services, record, token) is None:
-            await _failed(services, request.remote or "unknown")
-            raise _unauthorised("a viewer password, room password, invite or session token")
-    services.throttle.record_success(request.remote or "unknown")
+        own = await _relayed(hub.edges.session_token_valid(home, record.id, token))
+    if own:
+        services.throttle.record_success(address)
+    else:
+        await _admit_viewer(services, record, token, address)
+    watcher = (
+        None if own else (f"w{secrets.token_hex(4)}", _display_name(request, DEFAULT_VIEWER_NAME))
+    )
     if not record.is_open(time.time()):
         raise ApiError(403, "room_not_open", "the room is not open at this time")
     if hub.busy():
@@ -346,21 +382,21 @@ async def whep_post(request: web.Request) -> web.Response:
         await close_quietly(viewer)
         if room is not None:
             room.viewer_sessions.pop(session_id, None)
-            room.whep_viewers -= counted
-            room.viewers_changed()
+            if watcher is not None:
+                room.remove_watcher(watcher[0])
             services.rooms.discard_if_empty(room)
         elif hub.edges is not None:
-            await hub.edges.leave(record.id, counted)
+            await hub.edges.leave(record.id, watcher[0] if watcher is not None else None)
         WHEP_SESSIONS.dec()
 
     hub.sessions[session_id] = _Session(f"whep:{record.id}", close, viewer)
     WHEP_SESSIONS.inc()
     if room is not None:
         room.viewer_sessions[session_id] = close
-        room.whep_viewers += counted
-        room.viewers_changed()
+        if watcher is not None:
+            room.add_watcher(*watcher)
     elif hub.edges is not None:
-        hub.edges.viewer_added(record.id, counted)
+        hub.edges.viewer_added(record.id, watcher)
     try:
         answer = await viewer.answer(offer)
     except NegotiationError as exc:
@@ -370,7 +406,13 @@ async def whep_post(request: web.Request) -> web.Response:
         await close()
         raise
     viewer.on_closed = lambda: closing.append(asyncio.ensure_future(close()))
-    logger.info("room %s: WHEP viewer %s on worker %d", record.id, session_id, hub.worker)
+    logger.info(
+        "room %s: WHEP viewer %s (%s) on worker %d",
+        record.id,
+        session_id,
+        watcher[1] if watcher is not None else "a participant's page",
+        hub.worker,
+    )
     return _created(answer, f"/whep/{record.id}/{session_id}")
 
 

@@ -261,17 +261,13 @@ class ClientConnection:
                 await self._failed_attempt(now, record.id, "wrong password")
                 raise ProtocolError("wrong_password", "wrong room password", request_id=message.id)
             role = password_role
-        if role == "viewer" and record.kind != "lecture":
-            raise ProtocolError(
-                "bad_invite", "viewer invites admit to lectures only", request_id=message.id
-            )
         services.throttle.record_success(self.address)
         if not record.is_open(now):
             raise ProtocolError(
                 "room_not_open", "the room is not open at this time", request_id=message.id
             )
         limit = record.max_participants or services.max_participants_default
-        # Lecture viewers are counted, not seated: the limit is on people seen and heard.
+        # Viewers are counted, not seated: the limit is on people seen and heard.
         if role != "viewer" and services.rooms.participant_count(record.id) >= limit:
             raise ProtocolError(
                 "room_full", f"the room holds {limit} participants", request_id=message.id

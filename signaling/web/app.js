@@ -27,8 +27,9 @@ const params = new URLSearchParams(location.search);
 const invite = params.get("invite");
 const roomId = roomFromPath(location.pathname) ?? params.get("room");
 const videoCodec = (params.get("codec") || "").toLowerCase() === "h264" ? "h264" : "vp8";
-// "connection", or "none" on a lecture's audience link (`?view`, or a viewer invite): the stage
-// then comes over WHEP and the page asks for no camera or microphone unless invited to speak.
+// "connection", or "none" on an audience link (`?view`, or a viewer invite, to a lecture or a
+// meeting): the stage then comes over WHEP and the page asks for no camera or microphone unless
+// invited to speak.
 let joinMedia = "connection";
 
 /** Test and diagnostics handle: session state, the latest error, and a getStats() summary. */
@@ -83,7 +84,10 @@ const mcu = {
   get recording() {
     return recording.state;
   },
-  /** A lecture: `{kind, viewers, hands, stage, handRaised, whep}` (whep: the connection state). */
+  /**
+   * Lecture and watching state: `{kind, viewers, watchers (names; meetings only), hands, stage,
+   * handRaised, whep}` (whep: the WHEP connection state).
+   */
   get lecture() {
     return lecture.state;
   },
@@ -335,8 +339,9 @@ function joinFailed(error) {
 // ---------------------------------------------------------------- in the room
 
 function enterRoom(joined) {
-  if (joinMedia === "none" && joined.room?.kind !== "lecture") {
-    rejoinWithConnection(); // an audience link to a meeting: no stage to watch
+  const watching = joined.room?.kind === "lecture" || joined.participant.role === "viewer";
+  if (joinMedia === "none" && !watching) {
+    rejoinWithConnection(); // a meeting's participant on an audience link: join it properly
     return;
   }
   // Synchronous up to publish: messages after `joined` (offers, joins) find the session ready.

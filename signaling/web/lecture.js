@@ -1,6 +1,7 @@
 // Lecture rooms (docs/protocol.md): what the lecturer and speakers see (the audience's size, the
 // raised hands and the chair's promote/demote), and the audience's side of the page: watching the
-// stage over WHEP, raising a hand, and speaking when the chair asks.
+// stage over WHEP, raising a hand, and speaking when the chair asks. A meeting's viewers (a viewer
+// invite) watch the same way, and its participants see who watches ("Watched by N: names").
 
 import { WhepSession } from "./whep.js";
 
@@ -57,10 +58,12 @@ export class Lecture {
     this.stop();
     this.kind = joined.room?.kind ?? "meeting";
     this.viewers = joined.viewers ?? 0;
+    this.watchers = joined.watchers ?? [];
     this.hands = joined.hands ?? [];
     this.stage = { video: joined.stage?.video ?? [], audio: joined.stage?.audio ?? [] };
     this.handRaised = false;
-    this.watch = watch && this.isLecture;
+    // A lecture's audience page, or a meeting watched with a viewer invite.
+    this.watch = watch && (this.isLecture || this.deps.role() === "viewer");
     this.whepState = this.watch ? "starting" : null;
     this.$("lecture-status").textContent = "";
     this.$("waiting").textContent = this.isLecture
@@ -82,6 +85,7 @@ export class Lecture {
     return {
       kind: this.kind,
       viewers: this.viewers,
+      watchers: this.watchers.map((w) => w.name),
       hands: this.hands.map((h) => ({ ...h })),
       stage: this.stage,
       handRaised: this.handRaised,
@@ -99,6 +103,7 @@ export class Lecture {
     switch (message.type) {
       case "viewers":
         this.viewers = message.count;
+        this.watchers = message.watchers ?? [];
         break;
       case "hands":
         this._onHands(message.hands ?? []);
@@ -158,7 +163,7 @@ export class Lecture {
         return;
       }
       const busy = this.whep;
-      this.deps.notify("The lecture server is busy; trying again in a few seconds.");
+      this.deps.notify("The server is busy; trying again in a few seconds.");
       await new Promise((resolve) => setTimeout(resolve, outcome * 1000));
       if (this.whep !== busy) {
         return; // left meanwhile, or another session started
@@ -182,7 +187,7 @@ export class Lecture {
       }
       this.whepState = whep.pc.connectionState;
       if (whep.pc.connectionState === "failed") {
-        this.deps.notify("Receiving the lecture failed (network). Leave and join again.");
+        this.deps.notify("Receiving the room failed (network). Leave and join again.");
       }
     });
     try {
@@ -197,7 +202,7 @@ export class Lecture {
       }
       console.error("WHEP failed", error);
       this.whepState = "failed";
-      this.deps.notify(`The lecture could not be received: ${error.message}`);
+      this.deps.notify(`The room could not be received: ${error.message}`);
       return null;
     }
     if (this.whep === whep) {
@@ -324,13 +329,21 @@ export class Lecture {
     const $ = this.$;
     const role = this.deps.role();
     const lecture = this.isLecture;
-    const viewer = lecture && role === "viewer";
+    const viewer = role === "viewer";
     document.body.dataset.lecture = lecture ? role : "";
-    $("viewer-count").hidden = !lecture || viewer || role === null;
-    $("viewer-count").textContent = plural(this.viewers, "viewer");
+    const count = $("viewer-count");
+    if (lecture) {
+      count.hidden = viewer || role === null;
+      count.textContent = plural(this.viewers, "viewer");
+    } else {
+      // A consultation is private: its participants always see who watches it.
+      count.hidden = viewer || role === null || this.viewers === 0;
+      const names = this.watchers.map((w) => w.name).join(", ");
+      count.textContent = `Watched by ${this.viewers}${names ? `: ${names}` : ""}`;
+    }
 
     const hand = $("hand-button");
-    hand.hidden = !viewer;
+    hand.hidden = !(lecture && viewer);
     hand.textContent = this.handRaised ? "Lower hand" : "Raise hand";
     hand.setAttribute("aria-pressed", String(this.handRaised));
 

@@ -374,6 +374,15 @@ async def test_lecture_room_with_viewer_password(api: Api) -> None:
     assert status == 400 and "differ" in body["message"]
     status, body = await api.call("POST", "/api/rooms/lesson-1/invites", {"role": "viewer"})
     assert status == 201 and body["role"] == "viewer"
+    # A meeting is watched with a viewer invite too: the audience page, or a WHEP player.
+    status, body = await api.call("POST", "/api/rooms", {**ROOM, "id": "meet-2"})
+    assert status == 201, body
+    status, body = await api.call("POST", "/api/rooms/meet-2/invites", {"role": "viewer"})
+    assert status == 201 and body["role"] == "viewer"
+    assert body["url"] == f"/r/meet-2?view&invite={body['token']}"
+    assert body["whep"] == "/whep/meet-2"
+    status, body = await api.call("POST", "/api/rooms/meet-2/invites", {"role": "participant"})
+    assert status == 201 and "whep" not in body
 
 
 async def test_patch_keeps_the_viewer_password_rules_of_creation(api: Api) -> None:

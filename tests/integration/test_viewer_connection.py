@@ -25,7 +25,7 @@ from mcu.media import CodecInfo, TrackSource
 from mcu.peer import NegotiationError, PublisherConnection
 from mcu.producer import Producer
 from mcu.stage import Stage
-from mcu.viewer import ViewerConnection, codec_compatible
+from mcu.viewer import CODEC_MISMATCHES, ViewerConnection, codec_compatible
 from tests.support.room_client import ColourTrack, ToneTrack
 
 RED = (200, 30, 30)
@@ -53,19 +53,26 @@ class Publisher:
         await self.client.close()
 
 
-async def _publish(name: str, tracks: dict[TrackSource, MediaStreamTrack]) -> Publisher:
+def _only(mime_type: str) -> list[Any]:
+    """One video codec and RTX, as a publisher or player that has only that codec offers."""
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    return [c for c in caps if c.mimeType in (mime_type, "video/rtx")]
+
+
+async def _publish(
+    name: str, tracks: dict[TrackSource, MediaStreamTrack], video: str = "video/H264"
+) -> Publisher:
     client = _new_pc()
     transceivers = []
     for source, track in tracks.items():
         transceiver = client.addTransceiver(track, direction="sendonly")
         if track.kind == "video":
-            caps = RTCRtpSender.getCapabilities("video").codecs
-            transceiver.setCodecPreferences([c for c in caps if c.mimeType != "video/VP8"])
+            transceiver.setCodecPreferences(_only(video))
         transceivers.append((transceiver, source))
     await client.setLocalDescription(await client.createOffer())
     sources = {t.mid or "": source for t, source in transceivers}
     server = PublisherConnection([])
-    answer, offered = await server.negotiate(client.localDescription.sdp, sources, "video/H264")
+    answer, offered = await server.negotiate(client.localDescription.sdp, sources)
     producers = {}
     for section in offered:
         producer = Producer(
@@ -93,9 +100,12 @@ class Viewer:
     def __post_init__(self) -> None:
         self.pc.on("track", self._on_track)
 
-    async def offer(self, *kinds: str) -> str:
+    async def offer(self, *kinds: str, video: str | None = None) -> str:
+        """Receive-only sections of ``kinds``; ``video``: offer only this video codec."""
         for kind in kinds:
-            self.pc.addTransceiver(kind, direction="recvonly")
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video" and video is not None:
+                transceiver.setCodecPreferences(_only(video))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
@@ -164,19 +174,19 @@ async def test_sections_follow_the_stage_without_renegotiation(
     viewer, other = Viewer(), Viewer()
     connection = ViewerConnection([], stage, on_consumer)
     connection.on_closed = lambda: closed.append(True)
-    # A player that prefers VP8 gets a VP8 section, which cannot carry the H.264 cameras.
-    vp8_connection = ViewerConnection([], stage, on_consumer, prefer_video=None)
+    # A player that offers only VP8 gets a VP8 section, which cannot carry the H.264 cameras.
+    vp8_connection = ViewerConnection([], stage, on_consumer)
     try:
         answer = await connection.answer(await viewer.offer("audio", "video", "video"))
         await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        assert count[0] == 3 and "H264" in answer
+        assert count[0] == 3 and "H264" in answer and "VP8" in answer
         consumers = connection.consumers()
 
         # Audio and the first video section carry the stage; the second video section is silent.
         await _until(lambda: viewer.colour("1") == "red" and viewer.frames.get("0", 0) > 10)
         assert viewer.frames.get("2", 0) == 0
 
-        answer = await vp8_connection.answer(await other.offer("audio", "video"))
+        answer = await vp8_connection.answer(await other.offer("audio", "video", video="video/VP8"))
         await other.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         audio, video = vp8_connection.consumers()
         await _until(lambda: audio.packets_sent > 0)
@@ -204,6 +214,49 @@ async def test_sections_follow_the_stage_without_renegotiation(
         await viewer.close()
         await other.close()
     assert count[0] == 0 and closed == [True] and stage.listeners == 0
+
+
+async def test_a_section_carries_vp8_then_h264_as_the_stage_changes() -> None:
+    # A meeting answers each publisher with its own first codec: one VP8, one H.264. A player
+    # offering both decodes whichever holds its slot, in the same section, without renegotiation.
+    vp8 = await _publish("vp8", {TrackSource.CAMERA: ColourTrack(RED)}, video="video/VP8")
+    h264 = await _publish("h264", {TrackSource.CAMERA: ColourTrack(BLUE)}, video="video/H264")
+    vp8_camera, h264_camera = vp8.producers[TrackSource.CAMERA], h264.producers[TrackSource.CAMERA]
+    assert (vp8_camera.codec.mime_type, h264_camera.codec.mime_type) == ("video/VP8", "video/H264")
+    stage = Stage("meeting-1")
+    stage.set([vp8_camera], [])
+    both, h264_only = Viewer(), Viewer()
+    connection = ViewerConnection([], stage, lambda delta: None)
+    narrow = ViewerConnection([], stage, lambda delta: None)
+    mismatches = CODEC_MISMATCHES._value.get()
+    try:
+        answer = await connection.answer(await both.offer("video"))
+        await both.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await _until(lambda: both.colour("0") == "red" and both.frames["0"] > 5)
+        stage.set([h264_camera], [])
+        await _until(lambda: both.colour("0") == "blue")
+        before = both.frames["0"]
+        await _until(lambda: both.frames["0"] > before + 5)
+        stage.set([vp8_camera], [])
+        await _until(lambda: both.colour("0") == "red")
+        assert both.pc.signalingState == "stable"
+
+        # A player that offered only H.264 cannot take the VP8 slot: silent, logged and
+        # counted, until an H.264 publisher holds it.
+        answer = await narrow.answer(await h264_only.offer("video", video="video/H264"))
+        await h264_only.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        assert "VP8" not in answer
+        await _until(lambda: CODEC_MISMATCHES._value.get() > mismatches)
+        assert narrow.consumers()[0].packets_sent == 0
+        stage.set([h264_camera], [])
+        await _until(lambda: h264_only.colour("0") == "blue")
+    finally:
+        await connection.close()
+        await narrow.close()
+        await both.close()
+        await h264_only.close()
+        await vp8.close()
+        await h264.close()
 
 
 async def test_unusable_offers_are_refused_with_a_reason() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiortc import (
@@ -103,15 +104,17 @@ class WhepViewer:
     tracks: list[MediaStreamTrack] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def play(self, audio: int = 1, video: int = 1) -> tuple[int, str]:
+    async def play(self, audio: int = 1, video: int = 1, name: str = "") -> tuple[int, str]:
+        """Offer ``audio`` and ``video`` receive-only sections; ``name`` goes as ``?name=``."""
         for _ in range(audio):
             self.pc.addTransceiver("audio", direction="recvonly")
         for _ in range(video):
             self.pc.addTransceiver("video", direction="recvonly")
         self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        query = f"?{urlencode({'name': name})}" if name else ""
         status, body, headers = await post_sdp(
-            f"{self.base_url}/whep/{self.room}", self.pc.localDescription.sdp, self.token
+            f"{self.base_url}/whep/{self.room}{query}", self.pc.localDescription.sdp, self.token
         )
         if status == 201:
             self.location = headers["Location"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mcu.consumer import Consumer, ConsumerLeg
+from mcu.consumer import Consumer, ConsumerLeg, PayloadTypes
 from mcu.media import CodecInfo, TrackSource
 from mcu.producer import Producer
 from mcu.rtp import parse_fixed_header
@@ -224,3 +224,42 @@ def test_a_stalled_audio_consumer_simply_continues() -> None:
     a.send(3, 1920, b"3", 0.04)
     assert [_payload(p) for p in tx.sent] == [b"1", b"3"]
     assert consumer.packets_dropped == 1 and consumer.stalls == 0 and a.asked == 0
+
+
+H264 = CodecInfo("video/H264", 90000, None, (("packetization-mode", "1"),))
+# H.264 payloads: an IDR NAL unit (type 5) is a keyframe, a non-IDR slice (type 1) is not.
+IDR = b"\x65idr"
+SLICE = b"\x41slice"
+
+
+def test_follow_switches_the_payload_type_to_the_new_producers_codec() -> None:
+    # A section negotiated with VP8 (96, RTX 97) and H.264 (102, RTX 103) follows a VP8
+    # publisher, then an H.264 one: each packet carries its own codec's payload type, and
+    # retransmissions the RTX type paired with it.
+    vp8, h264 = Publisher("vp8"), Publisher("h264", H264)
+    tx = StallingTransmitter()
+    consumer = Consumer(LEG, tx, video=True)
+    _switch(consumer, None, vp8, 0.0)
+    vp8.send(10, 0, KEY, 0.0)
+    assert _header(tx.sent[-1])[0] == 96
+
+    vp8.producer.remove_sink(consumer)
+    consumer.follow(h264.producer, 0.5, PayloadTypes(102, 103))
+    h264.producer.add_sink(consumer)
+    h264.send(500, 9_000, IDR, 0.6)
+    h264.send(501, 12_000, SLICE, 0.7)
+    pt, seq, _, ssrc = _header(tx.sent[-2])
+    assert (pt, ssrc) == (102, LEG.ssrc) and _header(tx.sent[-1])[0] == 102
+    tx.sent.clear()
+    assert consumer.on_nack([seq]) == 1
+    assert _header(tx.sent[0])[0] == 103
+
+    h264.producer.remove_sink(consumer)
+    consumer.follow(vp8.producer, 1.0, PayloadTypes(96, None))  # a leg without RTX for VP8
+    vp8.producer.add_sink(consumer)
+    vp8.send(11, 90_000, KEY, 1.1)
+    pt, seq, _, _ = _header(tx.sent[-1])
+    assert pt == 96
+    tx.sent.clear()
+    assert consumer.on_nack([seq]) == 1
+    assert _header(tx.sent[0])[0] == 96  # resent as the original, no RTX on this codec
