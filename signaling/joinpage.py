@@ -143,9 +143,6 @@ class _JoinPage:
             # public by now; counting would lock out someone reloading an expired link.
             reason, message = INVITE_REFUSALS.get(exc.reason, INVITE_REFUSALS["malformed"])
             return _bad_invite(reason, message)
-        if invite.role == "viewer" and record.kind != "lecture":
-            # The join refuses it as well: only lectures have an audience.
-            return _bad_invite("lectures_only", "viewer invitations admit to lectures only")
         body = {"room": _public(record), "role": invite.role, "expires_at": _iso(invite.expires_at)}
         return web.json_response(body, headers=_NO_STORE)
 

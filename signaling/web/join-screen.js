@@ -12,7 +12,6 @@ export const INVITE_REFUSED_TEXT = {
   invalid: "This invitation link is not valid. Please check the link or ask for a new one.",
   wrong_room: "This invitation is for another room. Please check the link.",
   revoked: "This invitation is no longer valid: the room was set up again. Please ask for a new one.",
-  lectures_only: "This invitation is for a lecture's audience, not this meeting. Please ask for a new one.",
 };
 
 const LOOKUP_TIMEOUT_MS = 15000;
