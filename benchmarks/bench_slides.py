@@ -258,7 +258,7 @@ async def idle_slide_cpu(page: Page, seconds: float) -> tuple[float, int, float]
     producer.send_keyframe_request = track.request_keyframe
     track.start()
     await track.show(page)
-    await asyncio.sleep(1.5)  # the keyframe and one refresh: measure the steady state only
+    await asyncio.sleep(1.5)  # the keyframe, its follow-ups and a refresh: steady state only
     frames, sent = track.frames_sent, track.bytes_sent
     cpu, wall = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)

@@ -9,8 +9,10 @@ runs libvpx in CBR mode and caps its target at 1.5 Mbit/s: at 1920x1080 its firs
 page of text comes out blurred (PSNR ~30 dB) and it then spends its whole per-second budget
 refining the picture in 30-150 kB delta frames. Here libvpx (or libx264) runs at a fixed
 quantiser instead: every keyframe of a page is equally sharp (PSNR ~45 dB on dense text), and
-an unchanged page costs a ~200-byte refresh frame a second. aiortc still does the RTP
-packetisation (``Encoder.pack``), so the payloads are exactly what its own senders produce.
+an unchanged page costs a ~200-byte refresh frame a second. Every keyframe is followed at once by
+a few such small frames (:mod:`mcu.slideschedule` says when and why): receivers that show a frame
+only when the next one begins would otherwise show a new page a second late. aiortc still does
+the RTP packetisation (``Encoder.pack``), so the payloads are exactly what its own senders produce.
 """
 
 from __future__ import annotations
@@ -35,11 +37,10 @@ from av.video.frame import PictureType
 
 from .media import CodecInfo
 from .producer import Producer
+from .slideschedule import SlideSchedule
 
 logger = logging.getLogger(__name__)
 
-REFRESH_INTERVAL = 1.0
-"Seconds between frames of an unchanged page: keeps receivers' video alive at almost no cost."
 VP8_QUANTIZER = 10
 "libvpx quantiser (0-63) of every slide frame: small text at 1080p stays sharp."
 H264_QP = 20
@@ -102,9 +103,11 @@ def _to_video_frame(image: npt.NDArray[np.uint8]) -> av.VideoFrame:
 class SlideTrack:
     """Feeds a producer with RTP packets of the page on show.
 
-    ``show`` sends the new page as a keyframe at once; while the page is unchanged a small
-    refresh frame goes out every ``REFRESH_INTERVAL``; ``request_keyframe`` (the producer's
-    keyframe callback, which it rate-limits) sends the page as a keyframe again. Encoding runs
+    ``show`` sends the new page as a keyframe at once; ``request_keyframe`` (the producer's
+    keyframe callback, which it rate-limits) sends the page as a keyframe again. Each keyframe is
+    followed by a few small follow-up frames within half a second, then, while the page is
+    unchanged, by one small refresh frame a second (:class:`~mcu.slideschedule.SlideSchedule`;
+    the follow-ups let receivers that wait for the next frame show the page). Encoding runs
     in ``executor`` (the loop's default when None), never on the event loop. The producer is the
     caller's: ``stop`` stops feeding it but does not close it. Wiring::
 
@@ -194,9 +197,9 @@ class SlideTrack:
         self._wake.set()
 
     async def _run(self) -> None:
-        next_refresh = 0.0
+        schedule = SlideSchedule()
         while True:
-            delay = next_refresh - time.monotonic()
+            delay = schedule.delay(time.monotonic())
             if self._frame is None:
                 await self._wake.wait()
             elif delay > 0 and not self._wake.is_set():
@@ -219,10 +222,14 @@ class SlideTrack:
             except Exception:
                 logger.exception("encoding a slide frame failed")
                 self._keyframe_due = self._keyframe_due or keyframe
-                payloads, timestamp = [], 0
+                self._encoding = None
+                schedule.failed(time.monotonic())
+                continue
             self._encoding = None
             self._send(payloads, timestamp, keyframe)
-            next_refresh = time.monotonic() + REFRESH_INTERVAL
+            # Timed from when the frame went out, so a slow keyframe encode does not eat into
+            # the gap before its follow-up.
+            schedule.sent(time.monotonic(), keyframe and bool(payloads))
 
     def _next_pts(self) -> int:
         # RTP time follows the wall clock, so receivers pace and measure jitter correctly.

@@ -9,8 +9,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mcu.slideschedule import REFRESH_INTERVAL
 from tests.support.documents import dicom
-from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
+from tests.support.room_client import (
+    ColourTrack,
+    DecodedPicture,
+    RoomClient,
+    ToneTrack,
+    joined_client,
+)
 from tests.support.server import ServerProcess
 
 
@@ -183,6 +190,61 @@ async def test_uploaded_documents_reach_subscribers_as_content(server: ServerPro
         )
         await viewer.wait_until(lambda: (None, None, "released") in _floor_events(viewer))
         assert await server.decoded_frames() == 0  # rendering encodes; nothing is decoded
+    finally:
+        await presenter.close()
+        await viewer.close()
+
+
+def _shows(picture: DecodedPicture, colour: tuple[int, int, int]) -> bool:
+    """Whether the middle of the decoded picture has ``colour``."""
+    middle = picture.frame.to_ndarray(format="rgb24")[540, 1500].astype(int)
+    return bool(np.abs(middle - colour).max() < 40)
+
+
+async def test_a_turned_page_is_decoded_without_waiting_for_the_refresh(
+    server: ServerProcess,
+) -> None:
+    """The viewer's aiortc receiver passes a frame to its decoder only once a packet of the next
+    frame arrives. So after a page turn the frame that follows the new page's keyframe must come
+    at once, not with the slow refresh: checked in the sender's media time (RTP timestamps),
+    which the server sets from its clock when it encodes each frame."""
+    await server.create_room("cardio-1", "correct horse")
+    presenter = await joined_client(server, "Lecturer", password="correct horse")
+    viewer = await joined_client(server, "Viewer", password="correct horse")
+    red, blue = (200, 40, 40), (40, 40, 200)
+    try:
+        pages = [np.full((540, 960, 3), colour, dtype=np.uint8) for colour in (red, blue)]
+        pdf = _encode(pages[0], "PDF", save_all=True, append_images=[Image.fromarray(pages[1])])
+        status, body = await _upload(server, presenter, pdf)
+        assert status == 201, body
+        await presenter.send(
+            {"type": "slides", "action": "show", "document_id": body["document_id"], "page": 1}
+        )
+        slides = await viewer.wait_for(lambda m: m["type"] == "slides" and m.get("presenter"))
+        track_id = slides["track_id"]
+        await viewer.wait_until(
+            lambda: (
+                track_id in viewer.received
+                and any(_shows(p, red) for p in viewer.received[track_id].pictures)
+            ),
+            timeout=15,
+        )
+        track = viewer.received[track_id]
+
+        await presenter.send({"type": "slides", "action": "page", "page": 2})
+
+        def turned() -> list[DecodedPicture]:
+            """The first picture of the new page and every picture decoded after it."""
+            pictures = list(track.pictures)
+            first = next((i for i, p in enumerate(pictures) if _shows(p, blue)), len(pictures))
+            return pictures[first:]
+
+        # The new page is decoded, and so is the frame after its keyframe (no further turn).
+        await viewer.wait_until(lambda: len(turned()) >= 2, timeout=10)
+        keyframe, follow_up = turned()[:2]
+        assert _shows(follow_up, blue)
+        gap = (follow_up.rtp_time - keyframe.rtp_time) % (1 << 32) / 90000
+        assert 0 < gap < REFRESH_INTERVAL / 2, f"the next frame came {gap:.3f} s later"
     finally:
         await presenter.close()
         await viewer.close()

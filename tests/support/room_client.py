@@ -12,6 +12,7 @@ import fractions
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,17 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+@dataclass(frozen=True)
+class DecodedPicture:
+    """One decoded video frame, with the RTP time it carried and when the client decoded it."""
+
+    rtp_time: int
+    "The frame's RTP timestamp (the sender's 90 kHz media clock, offset by the server)."
+    decoded_at: float
+    "``time.monotonic()`` when ``recv()`` returned it."
+    frame: av.VideoFrame
+
+
 @dataclass
 class ReceivedTrack:
     """A track this client receives, and what it decoded of it."""
@@ -103,6 +115,8 @@ class ReceivedTrack:
     ended: bool = False
     audio: list[Any] = field(default_factory=list)
     "The last few seconds of decoded audio (mono float arrays), for spectrum checks."
+    pictures: deque[DecodedPicture] = field(default_factory=lambda: deque(maxlen=8))
+    "The last few decoded video frames, oldest first (which frame showed what, and when)."
 
 
 @dataclass
@@ -274,6 +288,9 @@ class RoomClient:
                 frame = await track.recv()
                 received.frames += 1
                 received.last_frame = frame
+                if isinstance(frame, av.VideoFrame):
+                    pts = frame.pts if frame.pts is not None else -1
+                    received.pictures.append(DecodedPicture(pts, time.monotonic(), frame))
                 if received.kind == "audio":
                     samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
                     received.audio.append(samples.mean(axis=1))

@@ -1,5 +1,5 @@
-"""SlideTrack feeding a real Producer: keyframes on show and on request, small refreshes, and
-frames that decode back to the page.
+"""SlideTrack feeding a real Producer: keyframes on show and on request, each followed at once by
+small follow-up frames, slow refreshes, and frames that decode back to the page.
 
 The pages are small (320x180) so the encoder is quick; waits are bounded polls.
 """
@@ -23,9 +23,11 @@ from PIL import Image, ImageDraw
 
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.producer import Producer
-from mcu.slidetrack import REFRESH_INTERVAL, SlideTrack
+from mcu.slideschedule import FOLLOW_UP_GAPS, REFRESH_INTERVAL
+from mcu.slidetrack import SlideTrack
 
 SIZE = (320, 180)
+CLOCK = 90000
 VP8 = CodecInfo("video/VP8", 90000)
 H264 = CodecInfo(
     "video/H264",
@@ -67,6 +69,10 @@ class Frame:
     def arrival(self) -> float:
         return self.packets[-1].arrival
 
+    @property
+    def timestamp(self) -> int:
+        return self.packets[0].timestamp
+
 
 @dataclass
 class Collector:
@@ -96,6 +102,16 @@ class Collector:
             assert time.monotonic() < deadline, f"{len(self.frames)} of {count} frames arrived"
             await asyncio.sleep(0.005)
         return self.frames[:count]
+
+    async def wait_keyframe(self, start: int, timeout: float) -> int:
+        """Wait (at most ``timeout`` s) for a keyframe at index ``start`` or later; its index."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [i for i in range(start, len(self.frames)) if self.frames[i].keyframe]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, f"no keyframe among frames from {start}"
+            await asyncio.sleep(0.005)
 
 
 @dataclass
@@ -162,17 +178,53 @@ async def test_show_sends_a_keyframe_that_decodes_to_the_page(vp8: Rig) -> None:
 async def test_unchanged_page_is_refreshed_every_second_with_tiny_frames(vp8: Rig) -> None:
     slide = page("Refresh", (200, 200, 200))
     await vp8.track.show(slide)
-    key, refresh = await vp8.sink.wait_frames(2, timeout=REFRESH_INTERVAL + 1.5)
-    assert key.keyframe and not refresh.keyframe
-    assert 0.8 * REFRESH_INTERVAL < refresh.arrival - key.arrival < 1.5 * REFRESH_INTERVAL
-    assert refresh.size < key.size / 10
-    assert refresh.size < 1000
-    # RTP time follows the wall clock (90 kHz).
-    elapsed = (refresh.packets[0].timestamp - key.packets[0].timestamp) / 90000
-    assert elapsed == pytest.approx(refresh.arrival - key.arrival, abs=0.15)
+    burst = 1 + len(FOLLOW_UP_GAPS)  # the keyframe and its follow-ups
+    timeout = sum(FOLLOW_UP_GAPS) + 2 * REFRESH_INTERVAL + 1.5
+    frames = await vp8.sink.wait_frames(burst + 2, timeout=timeout)
+    key, refreshes = frames[0], frames[burst:]
+    assert key.keyframe and not any(frame.keyframe for frame in frames[1:])
+    # Once the follow-ups are out, one frame per REFRESH_INTERVAL of RTP time (90 kHz).
+    gap = (refreshes[1].timestamp - refreshes[0].timestamp) / CLOCK
+    assert gap == pytest.approx(REFRESH_INTERVAL, abs=0.15)
+    # RTP time follows the wall clock.
+    assert gap == pytest.approx(refreshes[1].arrival - refreshes[0].arrival, abs=0.15)
+    for frame in frames[1:]:
+        assert frame.size < key.size / 10
+        assert frame.size < 1000
     decode = decoder_for(VP8)
-    decode(key)
-    assert mean_abs_diff(decode(refresh), slide) < 4.0
+    for frame in frames:
+        picture = decode(frame)
+    assert mean_abs_diff(picture, slide) < 4.0
+
+
+async def test_a_new_page_is_followed_at_once_by_a_small_frame(vp8: Rig) -> None:
+    """A receiver that passes a frame to its decoder only when the next frame begins (aiortc's
+    jitter buffer does) shows a new page when the frame after its keyframe arrives: that frame
+    must be a quick follow-up, not the refresh a second later."""
+    first, second = page("Page 1", (250, 250, 250)), page("Page 2", (10, 10, 10))
+    await vp8.track.show(first)
+    await vp8.sink.wait_frames(1, timeout=2.0)
+    await vp8.track.show(second)
+    key = await vp8.sink.wait_keyframe(len(vp8.sink.frames), timeout=2.0)
+    frames = vp8.sink.frames
+    await vp8.sink.wait_frames(key + 2, timeout=2 * REFRESH_INTERVAL + 1.0)
+    # In the sender's own media time: the frame after the keyframe is not the refresh.
+    first_gap = (frames[key + 1].timestamp - frames[key].timestamp) / CLOCK
+    assert first_gap < REFRESH_INTERVAL / 2
+    # Every follow-up comes before the first slow refresh would have; then the pace slows.
+    timeout = sum(FOLLOW_UP_GAPS) + REFRESH_INTERVAL + 2.0
+    await vp8.sink.wait_frames(key + 2 + len(FOLLOW_UP_GAPS), timeout=timeout)
+    after = frames[key + 1 : key + 2 + len(FOLLOW_UP_GAPS)]
+    assert not any(frame.keyframe for frame in after)
+    offsets = [(frame.timestamp - frames[key].timestamp) / CLOCK for frame in after]
+    assert offsets[len(FOLLOW_UP_GAPS) - 1] < REFRESH_INTERVAL, offsets
+    assert offsets[-1] - offsets[-2] > REFRESH_INTERVAL / 2, offsets
+    assert all(frame.size < frames[key].size / 10 for frame in after)
+    # The follow-up carries the new page (nothing changed since the keyframe).
+    decode = decoder_for(VP8)
+    for frame in frames[: key + 2]:
+        picture = decode(frame)
+    assert mean_abs_diff(picture, second) < 4.0
 
 
 async def test_keyframe_request_through_the_producer(vp8: Rig) -> None:
@@ -180,12 +232,17 @@ async def test_keyframe_request_through_the_producer(vp8: Rig) -> None:
     await vp8.sink.wait_frames(1, timeout=2.0)
     asked = time.monotonic()
     vp8.producer.request_keyframe(asked)  # what a consumer does when its subscriber joins
-    _, again = await vp8.sink.wait_frames(2, timeout=1.0)
-    assert again.keyframe
+    index = await vp8.sink.wait_keyframe(1, timeout=1.0)
+    again = vp8.sink.frames[index]
     assert again.arrival - asked < 0.25
     assert vp8.producer.keyframe_requests_sent == 1
-    # The late joiner decodes the page from this keyframe alone.
+    # The late joiner decodes the page from this keyframe alone...
     assert mean_abs_diff(decoder_for(VP8)(again), page("Late joiner", (20, 120, 60))) < 4.0
+    # ...and, like a page turn, it is followed at once, so receivers can show it straight away.
+    await vp8.sink.wait_frames(index + 2, timeout=2 * REFRESH_INTERVAL + 1.0)
+    follow_up = vp8.sink.frames[index + 1]
+    assert not follow_up.keyframe
+    assert (follow_up.timestamp - again.timestamp) / CLOCK < REFRESH_INTERVAL / 2
 
 
 async def test_new_page_goes_out_as_a_keyframe(vp8: Rig) -> None:
@@ -230,10 +287,16 @@ async def test_h264_keyframe_is_detected_and_decodes() -> None:
         await setup.track.show(slide)
         (frame,) = await setup.sink.wait_frames(1, timeout=2.0)
         assert frame.keyframe
-        assert mean_abs_diff(decoder_for(H264)(frame), slide) < 4.0
+        decode = decoder_for(H264)
+        assert mean_abs_diff(decode(frame), slide) < 4.0
+        # The frame after the keyframe is a quick P-frame follow-up of the same picture.
+        _, follow_up = await setup.sink.wait_frames(2, timeout=2 * REFRESH_INTERVAL + 1.0)
+        assert not follow_up.keyframe
+        assert (follow_up.timestamp - frame.timestamp) / CLOCK < REFRESH_INTERVAL / 2
+        assert mean_abs_diff(decode(follow_up), slide) < 4.0
         setup.track.request_keyframe()
-        _, again = await setup.sink.wait_frames(2, timeout=1.0)
-        assert again.keyframe
+        await setup.sink.wait_frames(3, timeout=2 * REFRESH_INTERVAL + 1.0)
+        assert any(frame.keyframe for frame in setup.sink.frames[2:])
     finally:
         await setup.track.stop()
         setup.producer.close()
