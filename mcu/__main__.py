@@ -45,15 +45,25 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+def loggable_path(path: str) -> str:
+    """``path`` as the access log shows it: a WHIP/WHEP session id (``/whep/room/<session>``,
+    which with its token ends the session) is left out."""
+    parts = path.split("/", 4)
+    if len(parts) >= 4 and parts[0] == "" and parts[1] in ("whip", "whep") and parts[3]:
+        return "/".join([*parts[:3], "<session>", *parts[4:]])
+    return path
+
+
 class AccessLogger(AbstractAccessLogger):
-    """Access log lines without query strings: invite and share tokens travel there."""
+    """Access log lines without query strings (invite and share tokens travel there) and
+    without WHIP/WHEP session ids."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %d %.3fs',
             request.remote,
             request.method,
-            request.path,
+            loggable_path(request.path),
             response.status,
             response.body_length,
             time,

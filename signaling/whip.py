@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -73,7 +75,13 @@ _CORS = {
 class _Session:
     room_id: str
     close: Callable[[], Awaitable[None]]
+    credential: bytes
+    "SHA-256 of the bearer token that created the session: DELETE must bear it too."
     viewer: ViewerConnection | None = None
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass
@@ -311,7 +319,7 @@ async def whip_post(request: web.Request) -> web.Response:
         hub.sessions.pop(session_id, None)
 
     participant.on_removed = removed_by_room
-    hub.sessions[session_id] = _Session(f"whip:{room.id}", close)
+    hub.sessions[session_id] = _Session(f"whip:{room.id}", close, _digest(token))
     logger.info("room %s: WHIP publisher %s as %s", room.id, participant.id, role)
     return _created(answer, f"/whip/{room.id}/{session_id}")
 
@@ -389,7 +397,7 @@ async def whep_post(request: web.Request) -> web.Response:
             await hub.edges.leave(record.id, watcher[0] if watcher is not None else None)
         WHEP_SESSIONS.dec()
 
-    hub.sessions[session_id] = _Session(f"whep:{record.id}", close, viewer)
+    hub.sessions[session_id] = _Session(f"whep:{record.id}", close, _digest(token), viewer)
     WHEP_SESSIONS.inc()
     if room is not None:
         room.viewer_sessions[session_id] = close
@@ -406,11 +414,12 @@ async def whep_post(request: web.Request) -> web.Response:
         await close()
         raise
     viewer.on_closed = lambda: closing.append(asyncio.ensure_future(close()))
+    # Ids only (names are personal data), and never the session id: with the token, it ends
+    # the session.
     logger.info(
-        "room %s: WHEP viewer %s (%s) on worker %d",
+        "room %s: WHEP viewer %s on worker %d",
         record.id,
-        session_id,
-        watcher[1] if watcher is not None else "a participant's page",
+        watcher[0] if watcher is not None else "(a participant's page)",
         hub.worker,
     )
     return _created(answer, f"/whep/{record.id}/{session_id}")
@@ -448,6 +457,9 @@ async def session_delete(request: web.Request) -> web.Response:
     kind = request.path.split("/", 2)[1]
     if session is None or session.room_id != f"{kind}:{request.match_info['room']}":
         raise ApiError(404, "unknown_session", "no such session (it may have ended)")
+    # The session URL alone is not enough: it may have been seen in a proxy's log.
+    if not hmac.compare_digest(_digest(_bearer(request)), session.credential):
+        raise _unauthorised("the bearer token the session was created with")
     await session.close()
     return web.Response(status=200)
 

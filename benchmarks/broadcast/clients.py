@@ -70,13 +70,16 @@ async def exchange(
         return body, urljoin(url, location)
 
 
-async def end_session(http: aiohttp.ClientSession, location: str | None) -> None:
-    """DELETE the session resource, quietly and bounded in time."""
+async def end_session(http: aiohttp.ClientSession, location: str | None, token: str) -> None:
+    """DELETE the session resource (with the token that created it), quietly and bounded in
+    time."""
     if location is None:
         return
     with contextlib.suppress(Exception):
         async with http.delete(
-            location, timeout=aiohttp.ClientTimeout(total=CLOSE_TIMEOUT)
+            location,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=aiohttp.ClientTimeout(total=CLOSE_TIMEOUT),
         ) as response:
             await response.read()
 
@@ -130,7 +133,7 @@ class WhipPublisher:
 
     async def close(self) -> None:
         """End the WHIP session and close the connection."""
-        await end_session(self.http, self.location)
+        await end_session(self.http, self.location, self.token)
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT)
@@ -237,7 +240,7 @@ class WhepViewer:
 
     async def close(self) -> None:
         """End the WHEP session and close the connection."""
-        await end_session(self.http, self.location)
+        await end_session(self.http, self.location, self.token)
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT)

@@ -95,8 +95,11 @@ async def test_whip_lecture_reaches_whep_and_protocol_viewers(server: ServerProc
         await site.wait_for(lambda m: m["type"] == "stage" and len(m["video"]) == 1)
         # DELETE ends the WHEP session; the WHIP DELETE ends the lecture's tracks.
         assert await whep.stop() == 200
-        assert await delete(server.base_url + (lecturer.location or "")) == 200
-        assert await delete(server.base_url + (lecturer.location or "")) == 404
+        # The session URL alone does not end a session: it needs the token that made it.
+        assert await delete(server.base_url + (lecturer.location or "")) == 401
+        assert await delete(server.base_url + (lecturer.location or ""), VIEWERS) == 401
+        assert await delete(server.base_url + (lecturer.location or ""), PASSWORD) == 200
+        assert await delete(server.base_url + (lecturer.location or ""), PASSWORD) == 404
         await site.wait_for(lambda m: m["type"] == "stage" and not m["video"])
     finally:
         await lecturer.pc.close()

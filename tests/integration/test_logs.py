@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from mcu.__main__ import loggable_path
 from tests.support.room_client import RoomClient
 from tests.support.server import ServerProcess
 
@@ -53,3 +54,10 @@ async def test_a_request_cannot_forge_log_lines(server: ServerProcess) -> None:
         await client.close()
     lines = log.splitlines()
     assert not [line for line in lines if line.startswith("FORGED")], log[-3000:]
+
+
+def test_session_urls_stay_out_of_the_access_log() -> None:
+    assert loggable_path("/whep/lesson-1/0-AbCdEf") == "/whep/lesson-1/<session>"
+    assert loggable_path("/whip/lesson-1/1-xyz") == "/whip/lesson-1/<session>"
+    assert loggable_path("/whep/lesson-1") == "/whep/lesson-1"
+    assert loggable_path("/r/lesson-1") == "/r/lesson-1"

@@ -45,5 +45,5 @@ async def test_busy_worker_refuses_new_viewers_then_takes_them(tmp_path: Path) -
         r = await client.post("/whep/lesson-1", data=offer, headers=headers)
         assert r.status == 201, await r.text()
         assert r.headers["Location"].startswith("/whep/lesson-1/")
-        assert (await client.delete(r.headers["Location"])).status == 200
+        assert (await client.delete(r.headers["Location"], headers=headers)).status == 200
     await pc.close()

@@ -40,8 +40,10 @@ async def post_sdp(
         return r.status, await r.text(), dict(r.headers)
 
 
-async def delete(url: str) -> int:
-    async with aiohttp.ClientSession() as session, session.delete(url) as r:
+async def delete(url: str, token: str | None = None) -> int:
+    """``DELETE`` a session URL, with the bearer token that created it (when given)."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with aiohttp.ClientSession() as session, session.delete(url, headers=headers) as r:
         return r.status
 
 
@@ -77,7 +79,7 @@ class WhipPublisher:
         return status, body
 
     async def stop(self) -> int | None:
-        status = await delete(self.base_url + self.location) if self.location else None
+        status = await delete(self.base_url + self.location, self.token) if self.location else None
         await self.pc.close()
         return status
 
@@ -155,7 +157,7 @@ class WhepViewer:
     async def stop(self) -> int | None:
         for task in self._tasks:
             task.cancel()
-        status = await delete(self.base_url + self.location) if self.location else None
+        status = await delete(self.base_url + self.location, self.token) if self.location else None
         await self.pc.close()
         return status
 
