@@ -269,7 +269,7 @@ async def create_app(config: Config) -> web.Application:
     )
     broadcasting = Broadcasting(signaling, ice_servers(config))
     setup_broadcasting(app, broadcasting)
-    setup_internal_routes(app, broadcasting.relaying, rooms, store)
+    setup_internal_routes(app, broadcasting.relaying, rooms, store, signer, throttle)
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
     loop_lag = LoopLagMonitor()

@@ -14,7 +14,6 @@ comes back as the page. docs/api.md ("Public room information") is the reference
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from mcu.crypto.tokens import InvalidInvite, InviteSigner
 from mcu.httpapi import ApiError, error_response
+from mcu.signaling.admission import Refused, unknown_room
 from mcu.signaling.store import RoomRecord, RoomStore
 from mcu.signaling.throttle import LoginThrottle
 
@@ -148,30 +148,27 @@ class _JoinPage:
 
     async def _record(self, request: web.Request) -> RoomRecord:
         """The room of the path, refused with 429 while the address is locked out, and with
-        404 (counted as a failed attempt) when there is no such room."""
+        404 (counted against the address) when there is no such room."""
         address = request.remote or "unknown"
-        retry = self.throttle.retry_after(address, time.time())
+        retry = self.throttle.address_retry_after(address, time.time())
         if retry is not None:
-            raise ApiError(
-                429,
-                "rate_limited",
-                "too many failed attempts",
-                {"Retry-After": str(int(retry) + 1)},
-            )
+            raise _rate_limited(retry)
         room_id = request.match_info["room"]
         record = await self.store.get(room_id) if len(room_id) <= MAX_ROOM_ID_CHARS else None
         if record is None:
-            await self._failed(request)
-            raise ApiError(404, "unknown_room", "there is no room with this id")
+            try:
+                await unknown_room(self.throttle, room_id, address)
+            except Refused as exc:
+                if exc.code == "rate_limited":
+                    raise _rate_limited(exc.retry_after or 0) from None
+                raise ApiError(404, "unknown_room", "there is no room with this id") from None
         return record
 
-    async def _failed(self, request: web.Request) -> None:
-        address = request.remote or "unknown"
-        now = time.time()
-        delay = self.throttle.failure_delay(address, now)
-        self.throttle.record_failure(address, now)
-        if delay > 0:
-            await asyncio.sleep(delay)
+
+def _rate_limited(retry: float) -> ApiError:
+    return ApiError(
+        429, "rate_limited", "too many failed attempts", {"Retry-After": str(int(retry) + 1)}
+    )
 
 
 def _public(record: RoomRecord) -> dict[str, str]:

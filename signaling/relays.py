@@ -10,7 +10,8 @@ viewers exactly as the home does. Control goes over the workers' internal HTTP s
   ``{"relay": [host, port], "stage": STAGE}``; ``DELETE .../relays/{worker}`` when the edge's
   last viewer of the room leaves; ``POST .../viewers`` ``{"worker", "count", "watchers": [{"id",
   "name"}]}`` as they change (a meeting's participants see who watches);
-  ``POST .../session`` ``{"token"}`` → ``{"valid"}`` (is it a live participant's session token).
+  ``POST .../admit`` ``{"token", "address"}`` → ``{"own", "role", "refused"}`` (a WHEP viewer's
+  credential judged at the home, which keeps the room's wrong-password counts).
 - home → edge ``POST /internal/rooms/{room}/stage`` STAGE on every change of the stage.
 
 Across hosts the same messages would go over TCP and the relay over the LAN; the directory saying
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from mcu.cluster import ROOM_EXISTS_PATH
+from mcu.crypto.tokens import InviteSigner
 from mcu.media import TrackSource
 from mcu.producer import Producer
 from mcu.relay import (
@@ -40,8 +42,10 @@ from mcu.relay import (
 )
 from mcu.stage import Stage
 
+from .admission import Admission, Refused, admit
 from .session import Room, Rooms
 from .store import RoomStore
+from .throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -343,12 +347,17 @@ class EdgeRooms:
             [room.producers[s["ssrc"]] for s in description["audio"]],
         )
 
-    async def session_token_valid(self, home: int, room_id: str, token: str) -> bool:
-        """Whether ``token`` is a live participant's session token (asked of the home)."""
+    async def admit(self, home: int, room_id: str, token: str, address: str) -> Admission:
+        """The home's verdict on a WHEP viewer's bearer credential (the home keeps the room's
+        wrong-password counts, so guesses spread over workers count once)."""
         reply = await _call(
-            self.peers, home, "POST", f"/internal/rooms/{room_id}/session", {"token": token}
+            self.peers,
+            home,
+            "POST",
+            f"/internal/rooms/{room_id}/admit",
+            {"token": token, "address": address},
         )
-        return bool(reply and reply.get("valid"))
+        return Admission.from_json(reply)
 
     def _report(self, room: _EdgeRoom) -> None:
         room.report_dirty = True
@@ -397,6 +406,8 @@ def setup_internal_routes(
     relaying: Callable[[], tuple[HomeRelays, EdgeRooms] | None],
     rooms: Rooms,
     store: RoomStore,
+    signer: InviteSigner,
+    throttle: LoginThrottle,
 ) -> None:
     """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).
 
@@ -432,11 +443,17 @@ def setup_internal_routes(
         )
         return web.json_response({})
 
-    async def session(request: web.Request) -> web.Response:
+    async def admit_viewer(request: web.Request) -> web.Response:
         started()
         body = await request.json()
-        found = rooms.participant_by_token(request.match_info["room"], str(body["token"]))
-        return web.json_response({"valid": found is not None})
+        record = await store.get(request.match_info["room"])
+        if record is None:
+            verdict = Admission(refused=Refused("unknown_room", "no such room"))
+        else:
+            verdict = await admit(
+                rooms, signer, throttle, record, str(body["token"]), str(body["address"])
+            )
+        return web.json_response(verdict.to_json())
 
     async def room_exists(request: web.Request) -> web.Response:
         started()
@@ -453,7 +470,7 @@ def setup_internal_routes(
         ("POST", "/internal/rooms/{room}/relays", add_relay),
         ("DELETE", "/internal/rooms/{room}/relays/{worker}", remove_relay),
         ("POST", "/internal/rooms/{room}/viewers", viewers),
-        ("POST", "/internal/rooms/{room}/session", session),
+        ("POST", "/internal/rooms/{room}/admit", admit_viewer),
         ("POST", "/internal/rooms/{room}/stage", stage),
         ("GET", ROOM_EXISTS_PATH, room_exists),
     ]

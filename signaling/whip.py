@@ -32,7 +32,6 @@ from aiortc import sdp as aiortc_sdp
 from prometheus_client import Counter, Gauge
 
 from mcu import metrics
-from mcu.crypto.tokens import InvalidInvite
 from mcu.httpapi import ApiError, error_response, read_body
 from mcu.media import TrackSource
 from mcu.peer import IceServerConfig, NegotiationError, close_quietly
@@ -40,11 +39,12 @@ from mcu.relay import RelayEndpoint
 from mcu.stage import Stage
 from mcu.viewer import ViewerConnection
 
+from .admission import Refused, admit, credential_role, unknown_room
 from .messages import ProtocolError
 from .relays import EdgeRooms, HomeRelays, Peers, RelayError
 from .session import Participant, Role, Room
 from .store import RoomRecord, RoomStore
-from .ws import SignalingServices, password_grants
+from .ws import SignalingServices
 
 logger = logging.getLogger(__name__)
 
@@ -177,61 +177,46 @@ async def _read_offer(request: web.Request) -> str:
 
 
 async def _record(services: SignalingServices, request: web.Request, room_id: str) -> RoomRecord:
-    address = request.remote or "unknown"
-    retry = services.throttle.retry_after(address, time.time())
-    if retry is not None:
-        raise ApiError(
-            429, "rate_limited", "too many failed attempts", {"Retry-After": str(int(retry) + 1)}
-        )
     record = await services.store.get(room_id)
     if record is None:
-        await _failed(services, address)
-        raise ApiError(404, "unknown_room", f"no room {room_id!r}")
+        try:
+            await unknown_room(services.throttle, room_id, request.remote or "unknown")
+        except Refused as exc:
+            raise _refusal(exc, "", request) from None
     return record
 
 
-async def _failed(services: SignalingServices, address: str) -> None:
-    logger.info("WHIP/WHEP: credential refused from %s", address)
-    now = time.time()
-    delay = services.throttle.failure_delay(address, now)
-    services.throttle.record_failure(address, now)
-    if delay > 0:
-        await asyncio.sleep(delay)
+def _refusal(exc: Refused, unauthorised: str, request: web.Request) -> ApiError:
+    """The HTTP error for an admission refusal (``unauthorised`` says what would admit)."""
+    logger.info(
+        "%s: credential refused from %s (%s)", request.path, request.remote or "unknown", exc.code
+    )
+    if exc.code == "rate_limited":
+        retry = str(int(exc.retry_after or 0) + 1)
+        return ApiError(429, "rate_limited", exc.message, {"Retry-After": retry})
+    if exc.code == "unknown_room":
+        return ApiError(404, "unknown_room", exc.message)
+    return _unauthorised(unauthorised)
 
 
 def _unauthorised(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="mcu"'})
 
 
-async def token_role(services: SignalingServices, record: RoomRecord, token: str) -> Role | None:
-    """The role a bearer credential admits: a room password, a viewer password or an invite."""
-    with contextlib.suppress(InvalidInvite):
-        return services.signer.verify(token, record.id, room_created_at=record.created_at).role
-    if len(token) > 256:
-        return None
-    return await password_grants(record, token)
-
-
 def _display_name(request: web.Request, default: str) -> str:
     return request.query.get("name", default).strip()[:64] or default
 
 
-async def _admit_viewer(
-    services: SignalingServices, record: RoomRecord, token: str, address: str
-) -> None:
-    """Check a WHEP credential that is not a live participant's session token.
+def _viewer_credential_needed(record: RoomRecord) -> str:
+    if record.kind == "lecture":
+        return "a viewer password, room password, invite or session token"
+    return "a viewer invite's token (or a participant's session token)"
 
-    Lectures admit any credential of the room (viewer password or invite, room password, any
-    invite). A meeting admits only a viewer invite: the room password and the other invites
-    admit people its participants see, and nobody may watch a consultation unseen.
-    """
-    role = await token_role(services, record, token)
-    if role is None:
-        await _failed(services, address)
-        if record.kind == "lecture":
-            raise _unauthorised("a viewer password, room password, invite or session token")
-        raise _unauthorised("a viewer invite's token (or a participant's session token)")
-    services.throttle.record_success(address)
+
+def _check_viewer_role(record: RoomRecord, role: Role) -> None:
+    """Lectures admit any credential of the room (viewer password or invite, room password,
+    any invite). A meeting admits only a viewer invite: the room password and the other
+    invites admit people its participants see, and nobody may watch a consultation unseen."""
     if record.kind != "lecture" and role != "viewer":
         raise ApiError(
             403,
@@ -286,11 +271,15 @@ async def whip_post(request: web.Request) -> web.Response:
     offer = await _read_offer(request)
     token = _bearer(request)
     record = await _record(services, request, room_id)
-    role = await token_role(services, record, token)
-    if role is None or role == "viewer":
-        await _failed(services, request.remote or "unknown")
-        raise _unauthorised("the room password or a publishing invite is needed")
-    services.throttle.record_success(request.remote or "unknown")
+    needed = "the room password or a publishing invite is needed"
+    try:
+        role = await credential_role(
+            services.signer, services.throttle, record, token, request.remote or "unknown"
+        )
+    except Refused as exc:
+        raise _refusal(exc, needed, request) from None
+    if role == "viewer":
+        raise _unauthorised(needed)
     if not record.is_open(time.time()):
         raise ApiError(403, "room_not_open", "the room is not open at this time")
     limit = record.max_participants or services.max_participants_default
@@ -348,15 +337,20 @@ async def whep_post(request: web.Request) -> web.Response:
     address = request.remote or "unknown"
     # A live participant's session token (the viewer page) is already counted (and, in a
     # meeting, named) as the participant it belongs to.
+    # Credentials are checked where the room lives, so its wrong-password counts are one.
     if home == hub.worker:
-        own = services.rooms.participant_by_token(record.id, token) is not None
+        verdict = await admit(
+            services.rooms, services.signer, services.throttle, record, token, address
+        )
     else:
         assert hub.edges is not None
-        own = await _relayed(hub.edges.session_token_valid(home, record.id, token))
-    if own:
-        services.throttle.record_success(address)
-    else:
-        await _admit_viewer(services, record, token, address)
+        verdict = await _relayed(hub.edges.admit(home, record.id, token, address))
+    own = verdict.own
+    if verdict.refused is not None:
+        raise _refusal(verdict.refused, _viewer_credential_needed(record), request)
+    if not own:
+        assert verdict.role is not None
+        _check_viewer_role(record, verdict.role)
     watcher = (
         None if own else (f"w{secrets.token_hex(4)}", _display_name(request, DEFAULT_VIEWER_NAME))
     )

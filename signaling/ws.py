@@ -12,10 +12,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from mcu import metrics
-from mcu.crypto.passwords import verify_password
-from mcu.crypto.tokens import InvalidInvite, InviteSigner
+from mcu.crypto.tokens import InviteSigner
 from mcu.media import TrackSource
 
+from .admission import Refused, check_password, invite_role, unknown_room
 from .messages import (
     Chair,
     ClientMessage,
@@ -33,8 +33,8 @@ from .messages import (
     parse_client_message,
 )
 from .mixing import parse_spec
-from .session import Participant, Role, Room, Rooms
-from .store import RoomRecord, RoomStore
+from .session import Participant, Room, Rooms
+from .store import RoomStore
 from .throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
@@ -235,33 +235,22 @@ class ClientConnection:
                 "bad_message", "join needs a password or an invite", request_id=message.id
             )
         now = time.time()
-        retry = services.throttle.retry_after(self.address, now)
-        if retry is not None:
-            raise ProtocolError(
-                "rate_limited", "too many failed attempts", request_id=message.id, retry_after=retry
-            )
-        record = await services.store.get(message.room)
-        if record is None:
-            await self._failed_attempt(now, message.room, "unknown room")
-            raise ProtocolError("unknown_room", f"no room {message.room!r}", request_id=message.id)
-        role: Role = "participant"
-        if message.invite is not None:
-            try:
-                # Invites issued before the room (id) was re-created are void.
-                invite = services.signer.verify(
-                    message.invite, message.room, room_created_at=record.created_at
+        try:
+            record = await services.store.get(message.room)
+            if record is None:
+                await unknown_room(services.throttle, message.room, self.address)
+            if message.invite is not None:
+                role = invite_role(services.signer, record, message.invite)
+            else:
+                assert message.password is not None
+                role = await check_password(
+                    services.throttle, record, message.password, self.address
                 )
-            except InvalidInvite as exc:
-                await self._failed_attempt(now, record.id, "bad invite")
-                raise ProtocolError("bad_invite", str(exc), request_id=message.id) from None
-            role = invite.role
-        if message.password is not None:
-            password_role = await password_grants(record, message.password)
-            if password_role is None:
-                await self._failed_attempt(now, record.id, "wrong password")
-                raise ProtocolError("wrong_password", "wrong room password", request_id=message.id)
-            role = password_role
-        services.throttle.record_success(self.address)
+        except Refused as exc:
+            logger.info("room %s: join refused from %s (%s)", message.room, self.address, exc.code)
+            raise ProtocolError(
+                exc.code, exc.message, request_id=message.id, retry_after=exc.retry_after
+            ) from None
         if not record.is_open(now):
             raise ProtocolError(
                 "room_not_open", "the room is not open at this time", request_id=message.id
@@ -290,14 +279,6 @@ class ClientConnection:
         self.participant = participant
         # Ids only: names are personal data.
         logger.info("room %s: %s joined as %s", room.id, participant.id, role)
-
-    async def _failed_attempt(self, now: float, room_id: str, why: str) -> None:
-        logger.info("room %s: join refused from %s (%s)", room_id, self.address, why)
-        throttle = self.services.throttle
-        delay = throttle.failure_delay(self.address, now)
-        throttle.record_failure(self.address, now)
-        if delay > 0:
-            await asyncio.sleep(delay)
 
     async def _chair(self, message: Chair, participant: Participant, room: Room) -> None:
         if participant.role != "chair":
@@ -353,17 +334,6 @@ class ClientConnection:
             participant.on_removed = None
             await room.remove(participant, "left" if reason == "left" else "disconnected")
             self.services.rooms.discard_if_empty(room)
-
-
-async def password_grants(record: RoomRecord, password: str) -> Role | None:
-    """The role a room's password admits with (the viewer password: viewer), None if wrong."""
-    if await verify_password(record.password_hash, password):
-        return "participant"
-    if record.viewer_password_hash is not None and await verify_password(
-        record.viewer_password_hash, password
-    ):
-        return "viewer"
-    return None
 
 
 def _reply(message: dict[str, Any], request_id: int | str | None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ async def test_joins_leaves_and_refusals_are_logged_by_id_only(server: ServerPro
     finally:
         await client.close()
     assert f"{me} joined as participant" in log
-    assert "join refused" in log and "wrong password" in log
+    assert "join refused from" in log and "(wrong_password)" in log
     assert SECRET_NAME not in log
 
 
