@@ -424,6 +424,21 @@ class Catalogue(SerialDatabase):
 
         return await self._run(remove)
 
+    async def discard_unfinished(self, item_id: str) -> bool:
+        """Forget a recording that is still being written (one that ended with nothing in it);
+        True if it was forgotten. Finished recordings and uploads are never deleted here."""
+
+        def remove(db: sqlite3.Connection) -> bool:
+            with db:
+                item = _select(db, item_id)
+                if item is None or item.kind != "recording" or item.status != "recording":
+                    return False
+                db.execute("DELETE FROM items WHERE id = ?", (item_id,))
+                self._unindex(db, item_id)
+            return True
+
+        return await self._run(remove)
+
     async def recover(self) -> list[LibraryItem]:
         """Finish items a killed server left in ``recording``; returns the items changed.
 

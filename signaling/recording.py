@@ -231,18 +231,26 @@ class RoomRecording:
                 track.producer.remove_sink(track.writer)
             await asyncio.gather(*(t.writer.aclose() for t in tracks.values()))
             duration = time.monotonic() - clock.monotonic_start
-            for track_id, track in list(tracks.items()):
-                if not track.writer.frames_written:  # never got a keyframe: nothing to keep
-                    (services.data_dir / track.file.path).unlink(missing_ok=True)
-                    del tracks[track_id]
+            empty = [t for t in tracks.values() if not t.writer.frames_written]
+            tracks = {k: t for k, t in tracks.items() if t.writer.frames_written}
             files = [
                 replace(t.file, plaintext_size=t.writer.bytes_written) for t in tracks.values()
             ]
-            size = sum(_disk_size(services.data_dir / f.path) for f in files)
-            status: ItemStatus = "complete" if error is None or files else "failed"
-            await services.catalogue.update_recording(
-                item.id, status=status, duration_s=duration, size_bytes=size, files=files
+            # Tracks that never got a keyframe hold nothing worth keeping.
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(
+                None, _remove_files, [services.data_dir / t.file.path for t in empty]
             )
+            if not files and error is None:
+                # Nobody sent media (people who only looked in): no item, no folder. A failed
+                # recording stays listed, so staff see that it failed.
+                await discard_empty(services, item.id)
+            else:
+                size = sum(_disk_size(services.data_dir / f.path) for f in files)
+                status: ItemStatus = "complete" if error is None or files else "failed"
+                await services.catalogue.update_recording(
+                    item.id, status=status, duration_s=duration, size_bytes=size, files=files
+                )
         message: dict[str, Any] = {"type": "recording", "active": False, "recording_id": item.id}
         if error is not None:
             message["error"] = error
@@ -354,6 +362,31 @@ def build_composite(
         return total
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def discard_empty(services: RecordingServices, item_id: str) -> bool:
+    """Forget an unfinished recording that has no media and remove its folder if that is
+    empty; True if the item was forgotten. A folder with anything in it stays."""
+    if not await services.catalogue.discard_unfinished(item_id):
+        return False
+    folder = services.data_dir / RECORDINGS_DIR / item_id
+    await asyncio.get_running_loop().run_in_executor(None, _remove_empty_folder, folder)
+    logger.info("recording %s held no media; not kept", item_id)
+    return True
+
+
+def _remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _remove_empty_folder(folder: Path) -> None:
+    try:
+        folder.rmdir()  # refuses a folder that is not empty
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("recording folder %s kept: %s", folder.name, exc.strerror)
 
 
 def _disk_size(path: Path) -> int:

@@ -158,23 +158,44 @@ async def test_sigkill_mid_recording_leaves_playable_files(tmp_path: Path) -> No
         assert await again.stop() == 0
 
 
+async def _gone(server: ServerProcess, recording_id: str) -> bool:
+    """Whether the library no longer has the item (polled while the room winds down)."""
+    for _ in range(80):
+        async with server.http.get(f"{server.base_url}/api/library/{recording_id}") as r:
+            if r.status == 404:
+                return True
+            item = await r.json()
+            if item["status"] != "recording":
+                return False
+        await asyncio.sleep(0.25)
+    return False
+
+
 async def test_room_set_to_record_automatically(server: ServerProcess) -> None:
     body = {"id": "cardio-1", "title": "Consult", "password": "correct horse", "auto_record": True}
     async with server.http.post(server.base_url + "/api/rooms", json=body) as r:
         assert r.status == 201 and (await r.json())["auto_record"] is True
+
+    # Someone who only looks in (no media at all) and leaves: nothing was recorded, so the
+    # library keeps no empty item and the disk no empty folder.
+    looker = await joined_client(server, "Nurse", password="correct horse", media="none")
+    try:
+        started = await looker.wait_for(lambda m: m["type"] == "recording" and m["active"])
+        assert started["recording_id"]
+    finally:
+        await looker.close()
+    assert await _gone(server, started["recording_id"])
+    assert not (server.data_dir / "recordings" / started["recording_id"]).exists()
+
+    # A session with media is kept: leaving ends the recording and the library has it.
     client = await joined_client(server, "Doctor", password="correct horse")
     try:
         started = await client.wait_for(lambda m: m["type"] == "recording" and m["active"])
-        joined = next(m for m in client.messages if m["type"] == "joined")
-        assert started["recording_id"]
-        assert joined is not None
+        await client.publish({"microphone": ToneTrack()}, video_codec="video/H264")
+        await asyncio.sleep(2)
     finally:
         await client.close()
-    # Leaving ends the session and the recording; the library has it.
-    item = await _item(server, started["recording_id"], complete=False)
-    for _ in range(60):
-        if item["status"] != "recording":
-            break
-        await asyncio.sleep(0.25)
-        item = await _item(server, started["recording_id"], complete=False)
+    assert not await _gone(server, started["recording_id"])
+    item = await _item(server, started["recording_id"], complete=True)
     assert item["kind"] == "recording" and item["room_id"] == "cardio-1"
+    assert [f["role"] for f in item["files"]].count("track") == 1, item
