@@ -290,16 +290,20 @@ async def recover_recordings(services: RecordingServices) -> list[LibraryItem]:
             continue
         tracks: list[RecordedTrack] = []
         keys: dict[str, bytes | None] = {}
-        for file in item.files:
-            if file.role != "track":
-                continue
-            track = _recorded_track(services.data_dir, file)
-            tracks.append(track)
-            keys[str(track.path)] = (
-                atrest.unwrap_key(services.master_key, file.wrapped_key_bytes())
-                if file.encrypted
-                else None
-            )
+        try:
+            for file in item.files:
+                if file.role != "track":
+                    continue
+                track = _recorded_track(services.data_dir, file)
+                tracks.append(track)
+                keys[str(track.path)] = (
+                    atrest.unwrap_key(services.master_key, file.wrapped_key_bytes())
+                    if file.encrypted
+                    else None
+                )
+        except (ValueError, atrest.AtRestError) as exc:  # the server starts regardless
+            logger.error("composite of %s not made: %s", item.id, exc)
+            continue
         if tracks:
             _start_composite(services, item.id, tracks, keys)
     return recovered
