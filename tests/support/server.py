@@ -137,7 +137,7 @@ class ServerProcess:
         if self._session is not None:
             await self._session.close()
 
-    async def power_cut(self) -> None:
+    async def kill_every_process(self) -> None:
         """SIGKILL every process of the server at once: the front, its workers (each in a
         session of its own, so a signal to the front's group misses them) and their children
         (the composite renderer). Each is stopped first, so none sees another die and reacts
