@@ -1,24 +1,29 @@
-"""Recordings encrypted at rest: AES-256-GCM in fixed-size chunks, seekable without the whole file.
+"""Recordings encrypted at rest: AES-256-GCM in chunks, seekable without the whole file.
 
-Layout of an encrypted file::
+Layout of an encrypted file (version 2, written since crash-safe short chunks)::
 
     header (32 bytes)
-        magic    b"MCUENC1"   7 bytes (offset 4 is b"NC1\\x01", never MP4's b"ftyp")
-        version  u8           1
-        chunk    u32 BE       plaintext bytes per chunk (64 KiB)
+        magic    b"MCUENC1"   7 bytes (offset 4 is b"NC1\\x01"/b"NC1\\x02", never MP4's b"ftyp")
+        version  u8           2
+        chunk    u32 BE       most plaintext bytes per chunk (64 KiB)
         nonce    4 bytes      random per-file nonce prefix
         file id  16 bytes     random, names this file in every chunk's associated data
     records, one per chunk
-        length   u32 BE       plaintext bytes in this chunk (== chunk, except the last)
+        word     u32 BE       bit 31: final chunk (the file was closed); bits 0-30: plaintext
+                              bytes in this chunk, 1..chunk (0..chunk for the final one)
         sealed   length + 16  AES-GCM ciphertext and tag
 
 Chunk ``i`` is sealed with nonce ``prefix || u64be(i)`` and associated data
-``header || u64be(i) || u32be(length)``: a chunk cannot be reordered, moved into another file,
-resized, or kept under an altered header without failing authentication. Every record but the
-last holds a full chunk, so record ``i`` starts at ``32 + i * (20 + chunk)`` and a byte range is
-served by decrypting only the chunks it touches. The last record is always short (possibly
-empty); a file whose last record is missing or torn (the process was killed mid-write) reads
-fine up to its last complete chunk.
+``header || u64be(i) || u32be(word)``: a chunk cannot be reordered, moved into another file,
+resized, marked final or unmarked without failing authentication. A chunk is sealed when it is
+full **or when the writer is flushed**, so a recorder that flushes every fragment loses nothing
+already flushed when it is killed, however low its bitrate. Readers find the records by walking
+their length words once per open (one small read per chunk). A file whose last record is
+missing or torn (the process was killed mid-write) reads fine up to its last complete chunk;
+:func:`truncate` cuts such a file back to a chunk boundary.
+
+Version 1 files (every chunk full but the last, which is always short and ends the file) are
+still read.
 
 Each file has its own random 256-bit data key, stored only wrapped (RFC 3394 AES key wrap) with
 the server's master key, in the library catalogue, never next to the file.
@@ -28,6 +33,7 @@ File I/O here is synchronous: call it from an executor.
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import struct
@@ -46,26 +52,32 @@ __all__ = [
     "MAGIC",
     "AtRestError",
     "DecryptingReader",
+    "EncryptedFile",
+    "EncryptedFileInfo",
     "EncryptingWriter",
     "TamperedError",
+    "file_info",
     "is_complete",
     "new_data_key",
     "open_encrypted_writer",
     "plaintext_size",
     "read_range",
+    "truncate",
     "unwrap_key",
     "wrap_key",
 ]
 
 MAGIC: Final = b"MCUENC1"
 """First bytes of every encrypted file."""
-VERSION: Final = 1
+VERSION: Final = 2
+"""The version written; version 1 (fixed-size chunks) is still read."""
 CHUNK_SIZE: Final = 64 * 1024
-"""Plaintext bytes per chunk: ~0.35 s of 1.5 Mbit/s video, the most a crash can lose."""
+"""Most plaintext bytes per chunk. Flushing seals a shorter one, so this bounds memory, not loss."""
 HEADER_SIZE: Final = 32
 KEY_SIZE: Final = 32
 _TAG = 16
-_LENGTH = struct.Struct(">I")
+_WORD = struct.Struct(">I")
+_FINAL = 0x8000_0000
 _HEADER = struct.Struct(">7sBI4s16s")
 _MIN_CHUNK, _MAX_CHUNK = 16, 16 * 1024 * 1024
 
@@ -110,43 +122,37 @@ def _check_key(key: bytes, what: str) -> None:
 @dataclass(frozen=True)
 class _Header:
     raw: bytes
+    version: int
     chunk_size: int
     nonce_prefix: bytes
-
-    @property
-    def record_size(self) -> int:
-        return _LENGTH.size + self.chunk_size + _TAG
 
     def nonce(self, index: int) -> bytes:
         return self.nonce_prefix + index.to_bytes(8, "big")
 
-    def associated_data(self, index: int, length: int) -> bytes:
-        return self.raw + index.to_bytes(8, "big") + _LENGTH.pack(length)
-
-    def offset(self, index: int) -> int:
-        return HEADER_SIZE + index * self.record_size
+    def associated_data(self, index: int, word: int) -> bytes:
+        return self.raw + index.to_bytes(8, "big") + _WORD.pack(word)
 
 
 def _parse_header(raw: bytes) -> _Header:
     if len(raw) < HEADER_SIZE or raw[: len(MAGIC)] != MAGIC:
         raise AtRestError("not an encrypted recording")
     _magic, version, chunk_size, nonce_prefix, _file_id = _HEADER.unpack(raw[:HEADER_SIZE])
-    if version != VERSION:
+    if version not in (1, 2):
         raise AtRestError(f"unsupported encrypted file version {version}")
     if not _MIN_CHUNK <= chunk_size <= _MAX_CHUNK:
         raise AtRestError(f"implausible chunk size {chunk_size}")
-    return _Header(raw[:HEADER_SIZE], chunk_size, nonce_prefix)
+    return _Header(raw[:HEADER_SIZE], version, chunk_size, nonce_prefix)
 
 
 class EncryptingWriter:
     """A write-only binary file that seals what it is given in chunks (see the module docstring).
 
-    Only whole chunks reach the disk before ``close``: ``flush`` pushes the complete chunks
-    written so far to the operating system but keeps a partial chunk buffered, because a short
-    chunk may only end the file. So a crash (SIGKILL, power loss) loses at most the last
-    ``chunk_size`` bytes written (~0.35 s of 1.5 Mbit/s video at the default 64 KiB); what came
-    before stays readable. ``close`` seals the final short chunk. Not seekable, so muxers must
-    write a streamable format (fragmented MP4).
+    A chunk is sealed and written when it is full, and ``flush`` seals whatever is buffered as a
+    shorter chunk before handing everything to the operating system. So a crash (SIGKILL, the
+    OOM killer) loses only what was written since the last ``flush``: a muxer that flushes after
+    every fragment loses at most the fragment being built, at any bitrate. ``close`` seals the
+    final chunk (possibly empty), which marks the file as complete. Not seekable, so muxers
+    must write a streamable format (fragmented MP4).
     """
 
     def __init__(self, file: BinaryIO, data_key: bytes, *, chunk_size: int = CHUNK_SIZE) -> None:
@@ -156,7 +162,7 @@ class EncryptingWriter:
         self._file = file
         self._aead = AESGCM(data_key)
         raw = _HEADER.pack(MAGIC, VERSION, chunk_size, os.urandom(4), os.urandom(16))
-        self._header = _Header(raw, chunk_size, raw[12:16])
+        self._header = _Header(raw, VERSION, chunk_size, raw[12:16])
         self._buffer = bytearray()
         self._index = 0
         self._position = 0
@@ -190,23 +196,27 @@ class EncryptingWriter:
         if len(self._buffer) >= size:
             whole = len(self._buffer) - len(self._buffer) % size
             for start in range(0, whole, size):
-                self._seal(bytes(self._buffer[start : start + size]))
+                self._seal(bytes(self._buffer[start : start + size]), final=False)
             del self._buffer[:whole]
         self._position += len(view)
         return len(view)
 
     def flush(self) -> None:
-        """Hand the complete chunks to the OS; a partial chunk stays buffered (see the class)."""
-        if not self._closed:
-            self._file.flush()
+        """Seal what is buffered as a (short) chunk and hand everything to the OS."""
+        if self._closed:
+            return
+        if self._buffer:
+            self._seal(bytes(self._buffer), final=False)
+            self._buffer.clear()
+        self._file.flush()
 
     def close(self) -> None:
-        """Seal the final (short, possibly empty) chunk and close the underlying file."""
+        """Seal the final chunk (possibly empty) and close the underlying file."""
         if self._closed:
             return
         self._closed = True
         try:
-            self._seal(bytes(self._buffer))
+            self._seal(bytes(self._buffer), final=True)
             self._buffer.clear()
             self._file.flush()
         finally:
@@ -223,12 +233,14 @@ class EncryptingWriter:
     ) -> None:
         self.close()
 
-    def _seal(self, plaintext: bytes) -> None:
+    def _seal(self, plaintext: bytes, *, final: bool) -> None:
         header, index = self._header, self._index
+        word = len(plaintext) | (_FINAL if final else 0)
         sealed = self._aead.encrypt(
-            header.nonce(index), plaintext, header.associated_data(index, len(plaintext))
+            header.nonce(index), plaintext, header.associated_data(index, word)
         )
-        self._file.write(_LENGTH.pack(len(plaintext)) + sealed)
+        # One write per record: a crash tears at most the record being written.
+        self._file.write(_WORD.pack(word) + sealed)
         self._index += 1
 
 
@@ -248,46 +260,147 @@ def open_encrypted_writer(
 
 @dataclass(frozen=True)
 class _Layout:
+    """Where the complete records of one file are: record ``i`` starts at ``offsets[i]`` on
+    disk and holds plaintext ``starts[i] .. starts[i + 1]``."""
+
     header: _Header
-    full_chunks: int
-    """Records holding a whole chunk."""
-    tail: int | None
-    """Plaintext length of the complete short final record, None if it is missing or torn."""
+    offsets: list[int]
+    starts: list[int]
+    """Plaintext offset of each record, plus the total size as a last entry."""
+    words: list[int]
+    final: bool
+    """The file was closed properly (its final record is present)."""
+    disk_end: int
+    """File offset just after the last complete record (anything after it is torn)."""
 
     @property
     def size(self) -> int:
-        return self.full_chunks * self.header.chunk_size + (self.tail or 0)
+        return self.starts[-1]
 
-    def chunk_length(self, index: int) -> int:
-        return self.header.chunk_size if index < self.full_chunks else self.tail or 0
+    def length(self, index: int) -> int:
+        return self.starts[index + 1] - self.starts[index]
 
 
 def _layout(file: BinaryIO) -> _Layout:
+    file.seek(0)
     header = _parse_header(file.read(HEADER_SIZE))
     total = os.fstat(file.fileno()).st_size
-    full, rest = divmod(total - HEADER_SIZE, header.record_size)
-    tail: int | None = None
-    if rest >= _LENGTH.size:
-        file.seek(header.offset(full))
-        (length,) = _LENGTH.unpack(file.read(_LENGTH.size))
+    if header.version == 1:
+        return _layout_v1(file, header, total)
+    return _layout_v2(file, header, total)
+
+
+def _layout_v1(file: BinaryIO, header: _Header, total: int) -> _Layout:
+    # Every record but the last is full-size, so the offsets follow from the file's size.
+    chunk = header.chunk_size
+    record = _WORD.size + chunk + _TAG
+    full, rest = divmod(total - HEADER_SIZE, record)
+    offsets = [HEADER_SIZE + i * record for i in range(full)]
+    starts = [i * chunk for i in range(full + 1)]
+    words = [chunk] * full
+    final = False
+    if rest >= _WORD.size:
+        file.seek(HEADER_SIZE + full * record)
+        (length,) = _WORD.unpack(file.read(_WORD.size))
         # A torn full-size record claims the whole chunk but lacks bytes: it does not count.
-        if length < header.chunk_size and rest == _LENGTH.size + length + _TAG:
-            tail = length
-    return _Layout(header, full, tail)
+        if length < chunk and rest == _WORD.size + length + _TAG:
+            offsets.append(HEADER_SIZE + full * record)
+            starts.append(starts[-1] + length)
+            words.append(length)
+            final = True
+    disk_end = offsets[-1] + _WORD.size + words[-1] + _TAG if offsets else HEADER_SIZE
+    return _Layout(header, offsets, starts, words, final, disk_end)
+
+
+def _layout_v2(file: BinaryIO, header: _Header, total: int) -> _Layout:
+    fd = file.fileno()
+    offsets: list[int] = []
+    starts = [0]
+    words: list[int] = []
+    final = False
+    position = HEADER_SIZE
+    while position + _WORD.size <= total:
+        raw = os.pread(fd, _WORD.size, position)
+        if len(raw) < _WORD.size:
+            break
+        (word,) = _WORD.unpack(raw)
+        length = word & ~_FINAL & 0x7FFF_FFFF
+        if final or length > header.chunk_size or (length == 0 and not word & _FINAL):
+            # A crash only ever leaves a prefix of a record, never a wrong length word.
+            raise TamperedError(f"chunk {len(offsets)} has an impossible length")
+        end = position + _WORD.size + length + _TAG
+        if end > total:
+            break  # torn: the process was killed while writing it
+        offsets.append(position)
+        starts.append(starts[-1] + length)
+        words.append(word)
+        final = bool(word & _FINAL)
+        position = end
+    return _Layout(header, offsets, starts, words, final, position)
+
+
+@dataclass(frozen=True)
+class EncryptedFileInfo:
+    """What an encrypted file's record structure says, read without the key (nothing is
+    authenticated)."""
+
+    version: int
+    """Format version (1: fixed-size chunks; 2: short chunks allowed)."""
+    plaintext_size: int
+    """Readable plaintext bytes: the complete chunks."""
+    complete: bool
+    """Whether the file was closed properly (its final chunk is present)."""
+    chunk_ends: tuple[int, ...]
+    """Plaintext offsets at which complete chunks end, in order: where :func:`truncate` can
+    cut."""
+    torn_bytes: int
+    """Bytes on disk after the last complete chunk (a record torn by a crash)."""
+
+
+def file_info(path: Path | str) -> EncryptedFileInfo:
+    """The record structure of the encrypted file at ``path`` (see :class:`EncryptedFileInfo`)."""
+    with open(path, "rb") as file:
+        layout = _layout(file)
+        total = os.fstat(file.fileno()).st_size
+    return EncryptedFileInfo(
+        version=layout.header.version,
+        plaintext_size=layout.size,
+        complete=layout.final,
+        chunk_ends=tuple(layout.starts[1:]),
+        torn_bytes=total - layout.disk_end,
+    )
+
+
+def truncate(path: Path | str, plaintext_size: int) -> None:
+    """Cut the encrypted file at ``path`` so that it holds exactly its first ``plaintext_size``
+    bytes, which must end at a chunk boundary (:attr:`EncryptedFileInfo.chunk_ends`, or 0).
+
+    For a file a crash left behind: a torn record and chunks after the cut are removed; nothing
+    is re-sealed (sealing new data under a used nonce would weaken the key). The result is a
+    file without its final chunk, readable to its end.
+    """
+    with open(path, "r+b") as file:
+        layout = _layout(file)
+        if plaintext_size not in layout.starts:
+            raise AtRestError(f"{plaintext_size} is not a chunk boundary of this file")
+        index = layout.starts.index(plaintext_size)
+        if index == len(layout.offsets) and layout.final:
+            raise AtRestError("the file is complete; it is not cut")
+        end = layout.offsets[index] if index < len(layout.offsets) else layout.disk_end
+        file.truncate(end)
 
 
 def plaintext_size(path: Path | str) -> int:
-    """Readable plaintext bytes in the encrypted file at ``path``: its complete chunks, plus the
-    final short chunk if that was written whole. Needs no key and authenticates nothing;
-    ``read_range`` does."""
+    """Readable plaintext bytes in the encrypted file at ``path``: its complete chunks. Needs no
+    key and authenticates nothing; ``read_range`` does."""
     with open(path, "rb") as file:
         return _layout(file).size
 
 
 def is_complete(path: Path | str) -> bool:
-    """Whether the file at ``path`` was closed properly (its final short chunk is present)."""
+    """Whether the file at ``path`` was closed properly (its final chunk is present)."""
     with open(path, "rb") as file:
-        return _layout(file).tail is not None
+        return _layout(file).final
 
 
 def read_range(path: Path | str, data_key: bytes, start: int, end_inclusive: int) -> bytes:
@@ -295,34 +408,59 @@ def read_range(path: Path | str, data_key: bytes, start: int, end_inclusive: int
 
     Reads and decrypts only the chunks the range touches. Raises ``TamperedError`` if any of
     them fails authentication, ``AtRestError`` if the range is outside ``plaintext_size``.
+    To read one file in many ranges, use an :class:`EncryptedFile`: each call here walks the
+    file's records again.
     """
     with open(path, "rb") as file:
         return _read_range(file, _layout(file), AESGCM(data_key), start, end_inclusive)
 
 
+class EncryptedFile:
+    """An encrypted file whose records were walked once, for reading many ranges of it (serving
+    a video to a player). It holds no open file between reads, so reads may run on any thread
+    and nothing needs closing. The size is fixed when it is made."""
+
+    def __init__(self, path: Path | str, data_key: bytes) -> None:
+        self._path = path
+        with open(path, "rb") as file:
+            self._layout = _layout(file)
+        self._aead = AESGCM(data_key)
+
+    @property
+    def size(self) -> int:
+        """Readable plaintext bytes."""
+        return self._layout.size
+
+    def read_range(self, start: int, end_inclusive: int) -> bytes:
+        """Plaintext bytes ``start..end_inclusive``, as :func:`read_range`."""
+        with open(self._path, "rb") as file:
+            return _read_range(file, self._layout, self._aead, start, end_inclusive)
+
+
 def _read_range(file: BinaryIO, layout: _Layout, aead: AESGCM, start: int, end: int) -> bytes:
     if not 0 <= start <= end < layout.size:
         raise AtRestError(f"range {start}-{end} outside 0-{layout.size - 1}")
-    header, size = layout.header, layout.header.chunk_size
-    first, last = start // size, end // size
-    file.seek(header.offset(first))
-    # Every touched record but the tail is full-size, so one read covers them all.
-    blob = file.read(
-        (last - first) * header.record_size + _LENGTH.size + layout.chunk_length(last) + _TAG
-    )
+    header = layout.header
+    first = bisect.bisect_right(layout.starts, start) - 1
+    last = bisect.bisect_right(layout.starts, end) - 1
+    # The touched records lie back to back on disk, so one read covers them all.
+    base = layout.offsets[first]
+    stop = layout.offsets[last] + _WORD.size + layout.length(last) + _TAG
+    file.seek(base)
+    blob = file.read(stop - base)
     out = bytearray()
-    position = 0
     for index in range(first, last + 1):
-        (length,) = _LENGTH.unpack_from(blob, position)
-        if length != layout.chunk_length(index):
+        position = layout.offsets[index] - base
+        (word,) = _WORD.unpack_from(blob, position)
+        length = layout.length(index)
+        if word != layout.words[index]:
             raise TamperedError(f"chunk {index} has an unexpected length")
-        sealed = blob[position + _LENGTH.size : position + _LENGTH.size + length + _TAG]
+        sealed = blob[position + _WORD.size : position + _WORD.size + length + _TAG]
         try:
-            out += aead.decrypt(header.nonce(index), sealed, header.associated_data(index, length))
+            out += aead.decrypt(header.nonce(index), sealed, header.associated_data(index, word))
         except InvalidTag:
             raise TamperedError(f"chunk {index} failed authentication") from None
-        position += header.record_size
-    offset = first * size
+    offset = layout.starts[first]
     return bytes(out[start - offset : end - offset + 1])
 
 

@@ -22,7 +22,11 @@ from mcu.recorder.writer import TrackWriter
 from mcu.signaling.admin import setup_admin_api
 from mcu.signaling.joinpage import setup_join_page
 from mcu.signaling.keys import ROOMS
-from mcu.signaling.recording import RecordingServices, composite_executor
+from mcu.signaling.recording import (
+    RecordingServices,
+    composite_executor,
+    recover_recordings,
+)
 from mcu.signaling.relays import setup_internal_routes
 from mcu.signaling.session import Rooms
 from mcu.signaling.store import RoomStore
@@ -236,10 +240,6 @@ async def create_app(config: Config) -> web.Application:
     )
     signer = InviteSigner(load_or_create_secret(config.data_dir, "invite-key"))
     catalogue = await Catalogue.open(config.data_dir)
-    if config.worker_index in (None, 0):  # one process recovers, while no worker records yet
-        recovered = await catalogue.recover()
-        for item in recovered:
-            logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
     master_key = load_or_create_secret(config.data_dir, MASTER_KEY_NAME)
     composer = composite_executor()
     recording = RecordingServices(
@@ -249,6 +249,9 @@ async def create_app(config: Config) -> web.Application:
         encrypt=config.encrypt_recordings,
         composer=composer,
     )
+    if config.worker_index in (None, 0):  # one process recovers, while no worker records yet
+        for item in await recover_recordings(recording):
+            logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
     rooms = Rooms(ice_servers(config), recording)
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms

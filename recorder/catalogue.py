@@ -20,11 +20,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
-from mcu.crypto.atrest import AtRestError, plaintext_size
+from mcu.crypto.atrest import AtRestError, plaintext_size, unwrap_key
 from mcu.database import UNSET, DatabaseError, SerialDatabase, Unset
+
+from .salvage import salvage
 
 __all__ = [
     "DB_FILENAME",
+    "RECORDINGS_DIR",
     "UNSET",
     "Catalogue",
     "CatalogueError",
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 DB_FILENAME = "library.sqlite3"
 """The catalogue's file name inside ``data_dir``."""
+RECORDINGS_DIR = "recordings"
+"""Recordings' files live in ``data_dir / RECORDINGS_DIR / <item id>``."""
 
 ItemKind = Literal["recording", "upload"]
 ItemStatus = Literal["recording", "complete", "failed"]
@@ -114,6 +119,10 @@ class LibraryFile:
     """Base64 of the file's data key wrapped with the master key; None for plain files."""
     plaintext_size: int
     """Bytes a player receives (the file's size on disk for plain files)."""
+    source: str | None = None
+    """A recorded track's source (``camera``, ``microphone``, ``content``); None otherwise."""
+    participant: str | None = None
+    """Whose track it is (the name shown in the room); None for other files."""
 
     def __post_init__(self) -> None:
         if not FILE_NAME.fullmatch(self.name):
@@ -144,6 +153,10 @@ class LibraryFile:
             "encrypted": self.encrypted,
             "wrapped_key": self.wrapped_key,
             "plaintext_size": self.plaintext_size,
+        } | {
+            key: value
+            for key, value in (("source", self.source), ("participant", self.participant))
+            if value is not None
         }
 
     @classmethod
@@ -157,6 +170,8 @@ class LibraryFile:
             encrypted=bool(value["encrypted"]),
             wrapped_key=value.get("wrapped_key"),
             plaintext_size=int(value["plaintext_size"]),
+            source=value.get("source"),
+            participant=value.get("participant"),
         )
 
 
@@ -424,13 +439,38 @@ class Catalogue(SerialDatabase):
 
         return await self._run(remove)
 
-    async def recover(self) -> list[LibraryItem]:
-        """Finish items a killed server left in ``recording``; returns the items changed.
+    async def discard_unfinished(self, item_id: str) -> bool:
+        """Forget a recording that is still being written (one that ended with nothing in it)
+        and remove its folder if that is empty; True if it was forgotten. Finished recordings
+        and uploads are never deleted here, nor is a folder with anything in it."""
 
-        An item whose files (some of them) exist becomes ``complete`` with those files, their
-        sizes recomputed (encrypted ones up to their last complete chunk) and, when unknown,
-        its duration estimated from the newest file's modification time; an item with no file
-        left becomes ``failed``. Call at start-up, before recording begins.
+        def remove(db: sqlite3.Connection) -> bool:
+            with db:
+                item = _select(db, item_id)
+                if item is None or item.kind != "recording" or item.status != "recording":
+                    return False
+                db.execute("DELETE FROM items WHERE id = ?", (item_id,))
+                self._unindex(db, item_id)
+            return True
+
+        if not await self._run(remove):
+            return False
+        folder = self.data_dir / RECORDINGS_DIR / item_id
+        await asyncio.get_running_loop().run_in_executor(None, _remove_empty_folder, folder)
+        log.info("library: recording %s held no media; not kept", item_id)
+        return True
+
+    async def recover(self, master_key: bytes | None = None) -> list[LibraryItem]:
+        """Finish items a killed server left in ``recording``; returns the items kept.
+
+        Each file is cut back to its last whole fragment (:func:`.salvage.salvage`), so it
+        decodes without an error; encrypted files need ``master_key`` for that (without it they
+        are kept up to their last complete chunk). A file without one whole fragment is
+        deleted. An item with files left becomes ``complete``, its sizes recomputed and, when
+        unknown, its duration estimated from its files' modification times (as the crash left
+        them). An item whose files are all missing or unreadable becomes ``failed``; one in which
+        nothing was recorded is deleted with its empty folder. Call at start-up, before
+        recording begins.
         """
         unfinished = await self._run(
             lambda db: [
@@ -443,39 +483,54 @@ class Catalogue(SerialDatabase):
         changed: list[LibraryItem] = []
         loop = asyncio.get_running_loop()
         for item in unfinished:
-            files, size, newest = await loop.run_in_executor(None, self._survey, item)
-            if files:
+            survey = await loop.run_in_executor(None, self._survey, item, master_key)
+            if survey.files:
                 duration = item.duration_s
-                if not duration and newest is not None:
-                    duration = max(0.0, round(newest - item.recorded_at, 3))
+                if not duration and survey.newest is not None:
+                    duration = max(0.0, round(survey.newest - item.recorded_at, 3))
                 updated = await self.update_recording(
-                    item.id, status="complete", files=files, size_bytes=size, duration_s=duration
+                    item.id,
+                    status="complete",
+                    files=survey.files,
+                    size_bytes=survey.size,
+                    duration_s=duration,
                 )
-            else:
+            elif survey.unusable:
                 updated = await self.update_recording(item.id, status="failed", size_bytes=0)
+            else:
+                await self.discard_unfinished(item.id)
+                continue
             if updated is not None:
                 log.info("library: recovered %s as %s", item.id, updated.status)
                 changed.append(updated)
         return changed
 
-    def _survey(self, item: LibraryItem) -> tuple[list[LibraryFile], int, float | None]:
-        files: list[LibraryFile] = []
-        size = 0
-        newest: float | None = None
+    def _survey(self, item: LibraryItem, master_key: bytes | None) -> _Survey:
+        survey = _Survey()
         for file in item.files:
             path = self.data_dir / file.path
             try:
-                stat = path.stat()
-                readable = plaintext_size(path) if file.encrypted else stat.st_size
-            except (OSError, AtRestError) as exc:
+                # Before salvage touches the file: when the crash came.
+                modified = path.stat().st_mtime
+                if file.encrypted and master_key is None:
+                    readable = plaintext_size(path)
+                else:
+                    key = None
+                    if file.encrypted and master_key is not None:
+                        key = unwrap_key(master_key, file.wrapped_key_bytes())
+                    readable = salvage(path, key).kept
+                if readable == 0:
+                    path.unlink()  # not one whole fragment: nothing to play
+                    continue
+                size = path.stat().st_size
+            except (OSError, AtRestError, ValueError) as exc:
                 log.warning("library: %s file %s unusable: %s", item.id, file.name, exc)
+                survey.unusable += 1
                 continue
-            if readable == 0:
-                continue
-            files.append(replace(file, plaintext_size=readable))
-            size += stat.st_size
-            newest = stat.st_mtime if newest is None else max(newest, stat.st_mtime)
-        return files, size, newest
+            survey.files.append(replace(file, plaintext_size=readable))
+            survey.size += size
+            survey.newest = modified if survey.newest is None else max(survey.newest, modified)
+        return survey
 
     async def _update(self, item_id: str, changes: dict[str, Any]) -> LibraryItem | None:
         def apply(db: sqlite3.Connection) -> LibraryItem | None:
@@ -512,6 +567,25 @@ class Catalogue(SerialDatabase):
         self._fts = _build_fts(db)
 
 
+@dataclass
+class _Survey:
+    """What recovery found of one interrupted recording's files."""
+
+    files: list[LibraryFile] = field(default_factory=list)
+    size: int = 0
+    newest: float | None = None
+    unusable: int = 0
+
+
+def _remove_empty_folder(folder: Path) -> None:
+    try:
+        folder.rmdir()  # refuses a folder that is not empty
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("library: folder %s kept: %s", folder.name, exc.strerror)
+
+
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
@@ -539,11 +613,11 @@ def _build_fts(db: sqlite3.Connection) -> bool:
     return True
 
 
-async def recover(data_dir: Path) -> list[LibraryItem]:
+async def recover(data_dir: Path, master_key: bytes | None = None) -> list[LibraryItem]:
     """Open the catalogue in ``data_dir``, finish interrupted recordings (see
-    ``Catalogue.recover``), close it; returns the items changed."""
+    ``Catalogue.recover``), close it; returns the items kept."""
     catalogue = await Catalogue.open(data_dir)
     try:
-        return await catalogue.recover()
+        return await catalogue.recover(master_key)
     finally:
         await catalogue.close()

@@ -55,8 +55,9 @@ class RecordedTrack:
     "What the track carried."
     participant_name: str
     "Whose it is; labels the tile."
-    start_offset_s: float
-    "Seconds from the start of the recording to the track's first sample."
+    start_offset_s: float | None
+    """Seconds from the start of the recording to the track's first sample; None: where the
+    file's own time stamps put it (the recorder writes them on the recording's time line)."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,20 @@ def _extent(path: Path | str) -> _Extent | None:
     return _Extent(first, end) if first < math.inf else None
 
 
+def _start(track: RecordedTrack, extent: _Extent) -> float:
+    """Where the track starts on the recording's time line."""
+    return max(0.0, extent.first) if track.start_offset_s is None else track.start_offset_s
+
+
 class _VideoReader:
     """One video track's pictures on the recording's time line, read on demand."""
 
     def __init__(self, track: RecordedTrack, extent: _Extent) -> None:
         self.track = track
-        self.start = track.start_offset_s
-        self.end = track.start_offset_s + (extent.end - extent.first)
+        self.start = _start(track, extent)
+        self.end = self.start + (extent.end - extent.first)
         self.shown_until = self.end + END_GRACE_S
-        self._shift = track.start_offset_s - extent.first
+        self._shift = self.start - extent.first
         self._container = av.open(str(track.path))
         self._frames: Iterator[av.VideoFrame] = self._container.decode(video=0)
         self._next: av.VideoFrame | None = self._read()
@@ -120,9 +126,9 @@ class _AudioReader:
 
     def __init__(self, track: RecordedTrack, extent: _Extent) -> None:
         self.track = track
-        self.start = track.start_offset_s
-        self.end = track.start_offset_s + (extent.end - extent.first)
-        self._shift = track.start_offset_s - extent.first
+        self.start = _start(track, extent)
+        self.end = self.start + (extent.end - extent.first)
+        self._shift = self.start - extent.first
         self._container = av.open(str(track.path))
         self._frames: Iterator[av.AudioFrame] = self._container.decode(audio=0)
         self._resampler = MonoResampler()

@@ -31,12 +31,12 @@ from mcu.crypto.atrest import (
     CHUNK_SIZE,
     AtRestError,
     DecryptingReader,
+    EncryptedFile,
     EncryptingWriter,
     TamperedError,
     new_data_key,
     open_encrypted_writer,
     plaintext_size,
-    read_range,
     unwrap_key,
     wrap_key,
 )
@@ -691,13 +691,32 @@ class _Library:
         loop = asyncio.get_running_loop()
         path = self._on_disk(file)
         key = unwrap_key(self.master_key, file.wrapped_key_bytes()) if file.encrypted else None
+        # An encrypted file's records are walked once per request, not once per window.
+        encrypted: EncryptedFile | None = None
         try:
-            size = await loop.run_in_executor(
-                None, plaintext_size if key is not None else _plain_size, path
-            )
+            if key is not None:
+                encrypted = await loop.run_in_executor(None, EncryptedFile, path, key)
+                size = encrypted.size
+            else:
+                size = await loop.run_in_executor(None, _plain_size, path)
+        except TamperedError:
+            log.error("library: %s file %s failed authentication", item.id, file.name)
+            raise ApiError(500, "corrupt", "the file is damaged") from None
         except (OSError, AtRestError):
             log.warning("library: %s file %s is missing or unreadable", item.id, file.name)
             raise ApiError(404, "not_found", f"file {file.name!r} is not available") from None
+        return await self._stream(request, item, file, path, encrypted, size)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        item: LibraryItem,
+        file: LibraryFile,
+        path: Path,
+        encrypted: EncryptedFile | None,
+        size: int,
+    ) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
         try:
             selected = byte_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
@@ -711,8 +730,8 @@ class _Library:
         length = last - first + 1
 
         def read(start: int, end: int) -> bytes:
-            if key is not None:
-                return read_range(path, key, start, end)
+            if encrypted is not None:
+                return encrypted.read_range(start, end)
             return _read_plain(path, start, end)
 
         def window_end(start: int) -> int:

@@ -18,10 +18,14 @@ What goes into the file:
   (:mod:`.composite`) is AAC, as it is meant for the widest range of players.
 
 The file is fragmented (``frag_keyframe+empty_moov+default_base_moof``, a fragment at least every
-second): a process killed with SIGKILL leaves a file that plays up to its last complete fragment,
-a second or two before the kill. ``delay_moov`` holds the ``moov`` back until the first fragment
-is cut, so the track's start on the recording's time line is known and written as an edit list:
-a participant who joined 40 s into the session has a file whose ``start_time`` is 40 s.
+second of media), and the output is flushed after every fragment, which also seals an encrypted
+file's chunk however short it is. So a process killed with SIGKILL loses the fragment being built
+(at most a second of media, whatever the bitrate) and possibly a torn tail, which recovery cuts
+off (:mod:`.salvage`). The muxer cuts a fragment when the next sample arrives, so a track that
+stops sending keeps its last fragment pending until it sends again or the file is finished.
+``delay_moov`` holds the ``moov`` back until the first fragment is cut, so the track's start on
+the recording's time line is known and written as an edit list: a participant who joined 40 s
+into the session has a file whose ``start_time`` is 40 s.
 
 Output goes to any binary file object; only ``write`` (and ``flush``/``close`` when present) is
 used, never ``seek``, so it may encrypt or stream. A write error (disk full, ...) stops the writer:
@@ -84,7 +88,8 @@ class _CountingOutput:
         return len(data)
 
     def flush_if_written(self) -> None:
-        """Flush after a fragment went out (the muxer writes only whole fragments)."""
+        """Flush after a fragment went out: the muxer hands over only whole fragments, so what
+        reaches the disk (and each sealed chunk of an encrypted file) ends on one."""
         if self.written != self.flushed:
             self.flushed = self.written
             flush = getattr(self._output, "flush", None)

@@ -2,9 +2,10 @@
 
 The recorder is a subscriber like any other: each track's producer gets a ``TrackWriter`` sink
 (fragmented MP4, written as it goes, encrypted at rest when configured). The catalogue learns
-every file the moment it is created, so a server killed mid-session is completed on restart.
-After the session the composite (people + content, mixed sound) is rendered in a separate
-process, so it never competes with forwarding for this process's core.
+every file the moment it is created, so a server killed mid-session is completed on restart
+(:func:`recover_recordings`). After the session, or after that restart, the composite (people +
+content, mixed sound) is rendered in a separate process, so it never competes with forwarding
+for this process's core.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mcu.media import TrackSource
 from mcu.mixer.session import MIX_PARTICIPANT
 from mcu.producer import Producer
 from mcu.recorder.catalogue import (
+    RECORDINGS_DIR,
     Catalogue,
     ItemStatus,
     LibraryFile,
@@ -43,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RECORDINGS_DIR = "recordings"
 COMPOSITE_NAME = "composite.mp4"
 _pending_composites: set[asyncio.Task[None]] = set()
 
@@ -198,6 +199,8 @@ class RoomRecording:
                 else None
             ),
             plaintext_size=0,
+            source=str(producer.source),
+            participant=name,
         )
         self._tracks[producer.track_id] = _Track(producer, writer, record, name, data_key)
         producer.add_sink(writer)
@@ -231,18 +234,26 @@ class RoomRecording:
                 track.producer.remove_sink(track.writer)
             await asyncio.gather(*(t.writer.aclose() for t in tracks.values()))
             duration = time.monotonic() - clock.monotonic_start
-            for track_id, track in list(tracks.items()):
-                if not track.writer.frames_written:  # never got a keyframe: nothing to keep
-                    (services.data_dir / track.file.path).unlink(missing_ok=True)
-                    del tracks[track_id]
+            empty = [t for t in tracks.values() if not t.writer.frames_written]
+            tracks = {k: t for k, t in tracks.items() if t.writer.frames_written}
             files = [
                 replace(t.file, plaintext_size=t.writer.bytes_written) for t in tracks.values()
             ]
-            size = sum(_disk_size(services.data_dir / f.path) for f in files)
-            status: ItemStatus = "complete" if error is None or files else "failed"
-            await services.catalogue.update_recording(
-                item.id, status=status, duration_s=duration, size_bytes=size, files=files
+            # Tracks that never got a keyframe hold nothing worth keeping.
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(
+                None, _remove_files, [services.data_dir / t.file.path for t in empty]
             )
+            if not files and error is None:
+                # Nobody sent media (people who only looked in): no item, no folder. A failed
+                # recording stays listed, so staff see that it failed.
+                await services.catalogue.discard_unfinished(item.id)
+            else:
+                size = sum(_disk_size(services.data_dir / f.path) for f in files)
+                status: ItemStatus = "complete" if error is None or files else "failed"
+                await services.catalogue.update_recording(
+                    item.id, status=status, duration_s=duration, size_bytes=size, files=files
+                )
         message: dict[str, Any] = {"type": "recording", "active": False, "recording_id": item.id}
         if error is not None:
             message["error"] = error
@@ -261,55 +272,115 @@ class RoomRecording:
         ]
         keys = {str(services.data_dir / t.file.path): t.data_key for t in tracks.values()}
         if recorded:
-            task = asyncio.create_task(self._composite(item.id, recorded, keys))
-            _pending_composites.add(task)
-            task.add_done_callback(_pending_composites.discard)
-
-    async def _composite(
-        self, item_id: str, tracks: list[RecordedTrack], keys: dict[str, bytes | None]
-    ) -> None:
-        services = self.services
-        assert services is not None
-        relative = Path(RECORDINGS_DIR) / item_id / COMPOSITE_NAME
-        data_key = atrest.new_data_key() if services.encrypt else None
-        loop = asyncio.get_running_loop()
-        try:
-            plaintext_size = await loop.run_in_executor(
-                services.composer,
-                build_composite,
-                tracks,
-                keys,
-                services.data_dir / relative,
-                data_key,
-            )
-        except Exception:
-            logger.exception("composite of %s failed", item_id)
-            return
-        item = await services.catalogue.get(item_id)
-        if item is None:
-            return  # deleted meanwhile
-        composite = LibraryFile(
-            name=COMPOSITE_NAME,
-            role="composite",
-            media_type="video/mp4",
-            path=str(relative),
-            encrypted=data_key is not None,
-            wrapped_key=(
-                base64.b64encode(atrest.wrap_key(services.master_key, data_key)).decode()
-                if data_key
-                else None
-            ),
-            plaintext_size=plaintext_size,
-        )
-        size = item.size_bytes + _disk_size(services.data_dir / relative)
-        await services.catalogue.update_recording(
-            item_id, files=[*item.files, composite], size_bytes=size
-        )
-        logger.info("composite of %s ready", item_id)
+            _start_composite(services, item.id, recorded, keys)
 
     async def close(self) -> None:
         """The room ends: finish the recording (the composite still gets made)."""
         await self.stop()
+
+
+async def recover_recordings(services: RecordingServices) -> list[LibraryItem]:
+    """At start-up, before anything records: finish the recordings a killed server left
+    (``Catalogue.recover``: files cut back to their last whole fragment) and start making the
+    composite of each one that kept media, as its session would have at its end. Returns the
+    items kept."""
+    recovered = await services.catalogue.recover(services.master_key)
+    for item in recovered:
+        if item.status != "complete" or any(f.role == "composite" for f in item.files):
+            continue
+        tracks: list[RecordedTrack] = []
+        keys: dict[str, bytes | None] = {}
+        try:
+            for file in item.files:
+                if file.role != "track":
+                    continue
+                track = _recorded_track(services.data_dir, file)
+                tracks.append(track)
+                keys[str(track.path)] = (
+                    atrest.unwrap_key(services.master_key, file.wrapped_key_bytes())
+                    if file.encrypted
+                    else None
+                )
+        except (ValueError, atrest.AtRestError) as exc:  # the server starts regardless
+            logger.error("composite of %s not made: %s", item.id, exc)
+            continue
+        if tracks:
+            _start_composite(services, item.id, tracks, keys)
+    return recovered
+
+
+_TRACK_NAME = re.compile(r"\d+-(?P<who>.+)-(?P<source>camera|microphone|content)\.mp4")
+
+
+def _recorded_track(data_dir: Path, file: LibraryFile) -> RecordedTrack:
+    """A catalogued track file as the composite takes it; its place on the recording's time
+    line is the file's own (the writer stamps samples on it)."""
+    named = _TRACK_NAME.fullmatch(file.name)
+    source = file.source or (named["source"] if named else None) or "camera"
+    participant = file.participant or (named["who"] if named else file.name)
+    return RecordedTrack(
+        path=data_dir / file.path,
+        kind="audio" if file.media_type.startswith("audio/") else "video",
+        source=source,  # type: ignore[arg-type]
+        participant_name=participant,
+        start_offset_s=None,
+    )
+
+
+def _start_composite(
+    services: RecordingServices,
+    item_id: str,
+    tracks: list[RecordedTrack],
+    keys: dict[str, bytes | None],
+) -> None:
+    task = asyncio.create_task(_composite(services, item_id, tracks, keys))
+    _pending_composites.add(task)
+    task.add_done_callback(_pending_composites.discard)
+
+
+async def _composite(
+    services: RecordingServices,
+    item_id: str,
+    tracks: list[RecordedTrack],
+    keys: dict[str, bytes | None],
+) -> None:
+    """Render the composite of ``item_id`` in the composer's process and add it to the item."""
+    relative = Path(RECORDINGS_DIR) / item_id / COMPOSITE_NAME
+    data_key = atrest.new_data_key() if services.encrypt else None
+    loop = asyncio.get_running_loop()
+    try:
+        plaintext_size = await loop.run_in_executor(
+            services.composer,
+            build_composite,
+            tracks,
+            keys,
+            services.data_dir / relative,
+            data_key,
+        )
+    except Exception:
+        logger.exception("composite of %s failed", item_id)
+        return
+    item = await services.catalogue.get(item_id)
+    if item is None:
+        return  # deleted meanwhile
+    composite = LibraryFile(
+        name=COMPOSITE_NAME,
+        role="composite",
+        media_type="video/mp4",
+        path=str(relative),
+        encrypted=data_key is not None,
+        wrapped_key=(
+            base64.b64encode(atrest.wrap_key(services.master_key, data_key)).decode()
+            if data_key
+            else None
+        ),
+        plaintext_size=plaintext_size,
+    )
+    size = item.size_bytes + _disk_size(services.data_dir / relative)
+    await services.catalogue.update_recording(
+        item_id, files=[*item.files, composite], size_bytes=size
+    )
+    logger.info("composite of %s ready", item_id)
 
 
 def build_composite(
@@ -331,13 +402,11 @@ def build_composite(
                 plain_tracks.append(track)
                 continue
             plain = scratch / f"{index}.mp4"
+            sealed = atrest.EncryptedFile(track.path, key)
             with open(plain, "wb") as out:
-                size = atrest.plaintext_size(track.path)
                 step = 4 * 1024 * 1024
-                for start in range(0, size, step):
-                    out.write(
-                        atrest.read_range(track.path, key, start, min(size, start + step) - 1)
-                    )
+                for start in range(0, sealed.size, step):
+                    out.write(sealed.read_range(start, min(sealed.size, start + step) - 1))
             plain_tracks.append(replace(track, path=plain))
         rendered = scratch / "composite.mp4"
         make_composite(plain_tracks, rendered)
@@ -356,6 +425,11 @@ def build_composite(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def _disk_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -367,4 +441,10 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["RecordingServices", "RoomRecording", "TrackSource", "build_composite"]
+__all__ = [
+    "RecordingServices",
+    "RoomRecording",
+    "TrackSource",
+    "build_composite",
+    "recover_recordings",
+]

@@ -180,17 +180,24 @@ class RoomClient:
                     await asyncio.wait_for(self._changed.wait(), 0.25)
 
     async def join(
-        self, room: str, password: str | None = None, invite: str | None = None
+        self,
+        room: str,
+        password: str | None = None,
+        invite: str | None = None,
+        media: str | None = None,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "join", "room": room, "name": self.name}
         if password is not None:
             message["password"] = password
         if invite is not None:
             message["invite"] = invite
+        if media is not None:
+            message["media"] = media
         reply = await self.request(message)
         if reply["type"] == "joined":
             self.participant_id = reply["participant"]["id"]
-            self._subscriber()
+            if media != "none":
+                self._subscriber()
         return reply
 
     def _subscriber(self) -> RTCPeerConnection:

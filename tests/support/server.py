@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -18,6 +20,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _descendants(root: int) -> set[int]:
+    """Every living descendant of process ``root`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:
+            continue  # gone meanwhile
+        # The command name is in parentheses and may hold spaces: the ppid follows its end.
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 class ServerProcess:
@@ -107,6 +133,30 @@ class ServerProcess:
         """SIGKILL: no chance to finish anything (a power cut, the OOM killer)."""
         assert self.process is not None
         self.process.kill()
+        await self.process.wait()
+        if self._session is not None:
+            await self._session.close()
+
+    async def kill_every_process(self) -> None:
+        """SIGKILL every process of the server at once: the front, its workers (each in a
+        session of its own, so a signal to the front's group misses them) and their children
+        (the composite renderer). Each is stopped first, so none sees another die and reacts
+        (a worker ending its rooms cleanly, the front restarting a worker)."""
+        assert self.process is not None
+        root = self.process.pid
+        stopped: set[int] = set()
+        for _ in range(20):  # until no new descendant appears (bounded)
+            tree = {root} | _descendants(root)
+            fresh = tree - stopped
+            if not fresh:
+                break
+            for pid in fresh:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            stopped |= fresh
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         await self.process.wait()
         if self._session is not None:
             await self._session.close()

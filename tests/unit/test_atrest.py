@@ -1,4 +1,5 @@
-"""Chunked AES-GCM encryption at rest: round trips, ranges, tampering, crash truncation."""
+"""Chunked AES-GCM encryption at rest: round trips, short chunks, ranges, tampering, crash
+truncation, the first format still read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mcu.crypto.atrest import (
     CHUNK_SIZE,
@@ -17,11 +19,13 @@ from mcu.crypto.atrest import (
     DecryptingReader,
     EncryptingWriter,
     TamperedError,
+    file_info,
     is_complete,
     new_data_key,
     open_encrypted_writer,
     plaintext_size,
     read_range,
+    truncate,
     unwrap_key,
     wrap_key,
 )
@@ -161,16 +165,128 @@ def test_truncated_file_reads_up_to_last_complete_chunk(
         read_range(path, key, 0, complete * SMALL)
 
 
-def test_killed_writer_leaves_readable_chunks(tmp_path: Path, key: bytes) -> None:
-    # flush() emits whole chunks only; what a SIGKILL leaves is exactly those.
+def test_killed_writer_keeps_everything_flushed(tmp_path: Path, key: bytes) -> None:
+    # flush() seals what is buffered as a short chunk: a SIGKILL after it loses nothing,
+    # however little was written (a voice track fills a 64 KiB chunk only every ~16 s).
     data = os.urandom(5 * SMALL + 300)
     writer = open_encrypted_writer(tmp_path / "f", key, chunk_size=SMALL)
-    writer.write(data)
+    writer.write(data[:100])
     writer.flush()
-    assert plaintext_size(tmp_path / "f") == 5 * SMALL
-    assert read_range(tmp_path / "f", key, 0, 5 * SMALL - 1) == data[: 5 * SMALL]
-    writer.close()
+    assert plaintext_size(tmp_path / "f") == 100
+    writer.write(data[100:])
+    writer.flush()
     assert plaintext_size(tmp_path / "f") == len(data)
+    assert read_range(tmp_path / "f", key, 0, len(data) - 1) == data
+    assert not is_complete(tmp_path / "f")
+    writer.write(b"tail")  # not flushed: what a crash now would lose
+    assert plaintext_size(tmp_path / "f") == len(data)
+    writer.close()
+    assert is_complete(tmp_path / "f")
+    assert read_range(tmp_path / "f", key, 0, len(data) + 3) == data + b"tail"
+
+
+def test_short_chunks_anywhere_read_as_slices(tmp_path: Path, key: bytes) -> None:
+    rng = random.Random(5)
+    data = rng.randbytes(20 * SMALL)
+    path = tmp_path / "f"
+    with open_encrypted_writer(path, key, chunk_size=SMALL) as writer:
+        position = 0
+        while position < len(data):
+            step = rng.choice([1, 17, 300, SMALL - 1, SMALL, 3 * SMALL + 5])
+            writer.write(data[position : position + step])
+            position += step
+            if rng.random() < 0.5:
+                writer.flush()
+    info = file_info(path)
+    assert info.complete and info.version == 2 and info.plaintext_size == len(data)
+    assert len(info.chunk_ends) > 20  # short chunks in the middle, not only at the end
+    for _ in range(300):
+        start = rng.randrange(len(data))
+        end = rng.randrange(start, min(len(data), start + 3 * SMALL))
+        assert read_range(path, key, start, end) == data[start : end + 1]
+    with DecryptingReader(path, key) as reader:
+        assert reader.read() == data
+
+
+def test_final_mark_is_authenticated(tmp_path: Path, key: bytes) -> None:
+    path = _encrypt(tmp_path / "f", os.urandom(2 * SMALL + 10), key)
+    raw = bytearray(path.read_bytes())
+    last = HEADER_SIZE + 2 * RECORD
+    raw[last] ^= 0x80  # unmark the final chunk: it claims to be an ordinary short one
+    path.write_bytes(raw)
+    assert not is_complete(path)
+    with pytest.raises(TamperedError):
+        read_range(path, key, 2 * SMALL, 2 * SMALL + 1)
+
+
+def test_impossible_length_is_tampering(tmp_path: Path, key: bytes) -> None:
+    path = _encrypt(tmp_path / "f", os.urandom(3 * SMALL), key)
+    raw = bytearray(path.read_bytes())
+    raw[HEADER_SIZE + RECORD : HEADER_SIZE + RECORD + 4] = (SMALL + 1).to_bytes(4, "big")
+    path.write_bytes(raw)
+    with pytest.raises(TamperedError):
+        plaintext_size(path)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 4, 30])
+def test_truncate_to_a_chunk_boundary(tmp_path: Path, key: bytes, cut: int) -> None:
+    data = os.urandom(3 * SMALL)
+    path = tmp_path / "f"
+    writer = open_encrypted_writer(path, key, chunk_size=SMALL)
+    for piece in (data[:500], data[500:SMALL], data[SMALL:]):
+        writer.write(piece)
+        writer.flush()
+    # killed while writing one more record: the first `cut` bytes of it reached the disk
+    with open(path, "ab") as file:
+        file.write((SMALL.to_bytes(4, "big") + os.urandom(SMALL + 16))[:cut])
+    info = file_info(path)
+    assert info.chunk_ends == (500, SMALL, 2 * SMALL, 3 * SMALL)
+    assert info.torn_bytes == cut and not info.complete
+    with pytest.raises(AtRestError):
+        truncate(path, 600)  # not a chunk boundary
+    truncate(path, 3 * SMALL)
+    assert file_info(path).torn_bytes == 0
+    assert read_range(path, key, 0, 3 * SMALL - 1) == data
+    truncate(path, 500)
+    assert file_info(path).chunk_ends == (500,)
+    assert read_range(path, key, 0, 499) == data[:500]
+    writer.close()
+
+
+def test_complete_file_is_not_truncated(tmp_path: Path, key: bytes) -> None:
+    path = _encrypt(tmp_path / "f", os.urandom(SMALL + 3), key)
+    with pytest.raises(AtRestError):
+        truncate(path, SMALL + 3)
+
+
+def _encrypt_v1(path: Path, data: bytes, key: bytes, *, final: bool = True) -> Path:
+    """A file in the first format (every chunk full but the last), sealed as it was."""
+    header = MAGIC + bytes([1]) + SMALL.to_bytes(4, "big") + os.urandom(4) + os.urandom(16)
+    aead = AESGCM(key)
+    chunks = [data[i : i + SMALL] for i in range(0, len(data) - len(data) % SMALL, SMALL)]
+    if final:
+        chunks.append(data[len(chunks) * SMALL :])
+    out = bytearray(header)
+    for index, chunk in enumerate(chunks):
+        word = len(chunk).to_bytes(4, "big")
+        aad = header + index.to_bytes(8, "big") + word
+        out += word + aead.encrypt(header[12:16] + index.to_bytes(8, "big"), chunk, aad)
+    path.write_bytes(out)
+    return path
+
+
+def test_version_1_files_still_read(tmp_path: Path, key: bytes, plaintext: bytes) -> None:
+    path = _encrypt_v1(tmp_path / "old", plaintext, key)
+    assert plaintext_size(path) == len(plaintext) and is_complete(path)
+    assert file_info(path).version == 1
+    rng = random.Random(2)
+    for _ in range(100):
+        start = rng.randrange(len(plaintext))
+        end = rng.randrange(start, len(plaintext))
+        assert read_range(path, key, start, end) == plaintext[start : end + 1]
+    cut = _encrypt_v1(tmp_path / "killed", plaintext, key, final=False)
+    assert plaintext_size(cut) == 10 * SMALL and not is_complete(cut)
+    assert read_range(cut, key, 0, 10 * SMALL - 1) == plaintext[: 10 * SMALL]
 
 
 def test_header_is_not_mp4(tmp_path: Path, key: bytes) -> None:
