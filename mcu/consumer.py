@@ -103,6 +103,8 @@ class Consumer:
         self.packets_dropped = 0
         self.stalls = 0
         "Times a video consumer stopped after a refused send, to restart at a keyframe."
+        self.packets_skipped = 0
+        "Video packets not sent while waiting for a keyframe (joining, following, after a stall)."
         self.retransmissions = 0
         self.nacks_received = 0
         self.keyframe_requests_received = 0
@@ -143,6 +145,7 @@ class Consumer:
             if not self._transmitter.ready():
                 return
             if self._video and not packet.keyframe:
+                self.packets_skipped += 1
                 self._ask_keyframe(packet.arrival)
                 return
             self._start(packet)
@@ -354,6 +357,13 @@ class Consumer:
     def started(self) -> bool:
         """Whether the first packet (a keyframe for video) has been sent."""
         return self._started
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        """A video consumer with a producer to follow that sends nothing until a keyframe."""
+        return (
+            self._video and not self._started and not self._closed and self._keyframes is not None
+        )
 
     def close(self) -> None:
         """Stop forwarding for good."""
