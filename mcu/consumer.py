@@ -127,6 +127,7 @@ class Consumer:
         self._first_timestamp = random.randrange(1 << 32)
         self._rtx_sequence = random.randrange(0x8000)
         self._last_keyframe_ask = float("-inf")
+        self._keyframe_timestamp: int | None = None  # RTP timestamp of the last keyframe sent
         self._payload_type = leg.payload_type
         self._ssrc = leg.ssrc
         self._profile = (leg.abs_send_time_id, leg.audio_level_id, 0)
@@ -158,6 +159,8 @@ class Consumer:
         if packet.ext_sequence > self._last_ext:
             self._last_ext = packet.ext_sequence
             self._last_packet = packet
+        if packet.keyframe:
+            self._keyframe_timestamp = packet.timestamp
         sequence = (packet.ext_sequence + self._seq_offset) & 0xFFFF
         data = self._build(
             self._payload_type,
@@ -175,13 +178,17 @@ class Consumer:
                 FORWARDING_SAMPLER.observe(packet.arrival)
         else:
             self.packets_dropped += 1
-            if self._video:
+            if self._video and packet.timestamp != self._keyframe_timestamp:
                 self._stall(packet, sequence)
+            # A packet of the keyframe being sent keeps its number: the subscriber NACKs it and
+            # the history repairs it once the buffer drains. Halting here would wait for the
+            # next keyframe, the same burst, refused again: video would never come back.
 
     def _stall(self, packet: IncomingPacket, sequence: int) -> None:
-        # The subscriber's transport is backed up. Sending the rest of a frame whose packets were
-        # dropped only makes it NACK and wait; stop, and restart cleanly at the next keyframe
-        # with numbering that follows the last packet that really left (so it sees no gap).
+        # The subscriber's transport is backed up inside a delta frame. Sending the rest of a
+        # frame whose packets were dropped only makes it NACK and wait; stop, and restart cleanly
+        # at the next keyframe with numbering that follows the last packet that really left (so
+        # it sees no gap). Delta frames are what we give up; keyframes are kept whole.
         self.stalls += 1
         if packet.ext_sequence == self._last_ext:
             self._halt(sequence)  # the newest packet: it never left, its number is reused
