@@ -47,6 +47,7 @@ import aiohttp  # noqa: E402
 from bench_forward import core_busy_seconds  # noqa: E402
 from broadcast.clients import WhipPublisher  # noqa: E402
 from broadcast.generator import LocalViewers, RemoteViewers, Viewers  # noqa: E402
+from broadcast.hog import CpuHog  # noqa: E402
 from broadcast.netns import reexec_isolated  # noqa: E402
 from broadcast.results import (  # noqa: E402
     Snapshot,
@@ -56,7 +57,15 @@ from broadcast.results import (  # noqa: E402
     summarise_run,
     sweep_table,
 )
-from broadcast.server import HOST, ServerProcess  # noqa: E402
+from broadcast.server import (  # noqa: E402
+    HOST,
+    SERVER_COUNTERS,
+    SERVER_GAUGES,
+    ServerProcess,
+    packets_sent_by_worker,
+    sum_samples,
+    udp_counters,
+)
 from load.clip import Clip, encode_clip  # noqa: E402
 from loadtest import fraction  # noqa: E402
 
@@ -106,6 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--server-cores", default="0", help="taskset -c list for the server (front and workers)")
     add("--client-cores", type=int_list, default=[1], help="cores for this process and children")
     add("--client-processes", type=int, default=1, help="generator processes holding the viewers")
+    add(
+        "--cpu-hog",
+        type=float,
+        default=0.0,
+        help="run a process taking this share (0-1) of the first server core (0: none)",
+    )
     add("--keep-going", action="store_true", help="go on to larger N after a failed run")
     add("--timeout", type=float, help="bound on the whole benchmark, seconds (default: computed)")
     add("--no-netns", action="store_true", help="stay on the host network (still 127.0.0.1)")
@@ -122,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seconds in (0, 3600], --join-rate in (0, 500]")
     if not 1 <= args.join_timeout <= 300:
         parser.error("--join-timeout in [1, 300]")
+    if not 0 <= args.cpu_hog < 1:
+        parser.error("--cpu-hog in [0, 1): the share of the server's first core to take")
     if not 1 <= args.client_processes <= 64:
         parser.error("--client-processes in 1..64")
     if max(args.client_cores) >= cpus:
@@ -191,12 +208,14 @@ async def snapshot(
     server: ServerProcess,
     http: aiohttp.ClientSession,
     cores: list[int],
+    hog: CpuHog | None,
 ) -> Snapshot:
     """Read everything at (nearly) one moment: viewers first, then the server."""
     replies = await asyncio.gather(*(g.snapshot() for g in groups))
     at = time.monotonic()
     server_cpu = server.sample_cpu()
-    packets_sent = await server.packets_sent(http)
+    hog_cpu = hog.cpu_seconds() if hog is not None else None
+    exposition = await server.metrics(http)
     viewers: dict[str, Any] = {}
     for reply in replies:
         viewers.update(reply["viewers"])
@@ -206,8 +225,15 @@ async def snapshot(
         generator_cpu=[] if local else [float(r["cpu"]) for r in replies],
         main_cpu=time.process_time(),
         server=server_cpu,
-        packets_sent=packets_sent,
+        packets_sent=packets_sent_by_worker(exposition) if exposition is not None else None,
         core_busy={core: core_busy_seconds(core) for core in cores},
+        server_counters=(
+            sum_samples(exposition, SERVER_COUNTERS + SERVER_GAUGES)
+            if exposition is not None
+            else None
+        ),
+        udp=udp_counters(),
+        hog_cpu=hog_cpu,
     )
 
 
@@ -219,6 +245,9 @@ async def run_once(
     local = args.client_processes == 1
     groups: list[Viewers] = []
     publisher: WhipPublisher | None = None
+    hog = (
+        CpuHog(args.cpu_hog, args.server_core_set[0], run_limit(args, n)) if args.cpu_hog else None
+    )
 
     def say(text: str) -> None:
         if not args.quiet:
@@ -230,6 +259,8 @@ async def run_once(
             try:
                 server.launch()
                 await server.wait_ready(http)
+                if hog is not None:  # from the start: admission sees the neighbour too
+                    hog.start()
             except (RuntimeError, OSError) as exc:
                 raise SetupError(str(exc)) from exc
             room, password, viewer_password = await create_lecture(http, server)
@@ -279,12 +310,15 @@ async def run_once(
                 f" measuring {args.seconds:g} s"
             )
             await asyncio.sleep(SETTLE_SECONDS)
-            before = await snapshot(groups, local, server, http, cores)
+            sent_before = await publisher.sent()
+            before = await snapshot(groups, local, server, http, cores, hog)
             await asyncio.sleep(args.seconds)
-            after = await snapshot(groups, local, server, http, cores)
+            after = await snapshot(groups, local, server, http, cores, hog)
             sent = await publisher.sent()
         finally:
             await asyncio.gather(*(g.close() for g in groups), return_exceptions=True)
+            if hog is not None:
+                hog.stop()
             if publisher is not None:
                 await publisher.close()
             await asyncio.get_running_loop().run_in_executor(None, server.stop)
@@ -301,6 +335,11 @@ async def run_once(
         + float(clip.describe()["audio_bitrate_bps"]),
     )
     result["lecturer_sent"] = sent
+    result["lecturer_window_pps"] = {
+        kind: (sent[kind]["packets"] - sent_before[kind]["packets"]) / result["window_s"]
+        for kind in sent
+        if kind in sent_before and result["window_s"] > 0
+    }
     result["server_log_tail"] = server.log_tail() if not result["passed"] else ""
     return result
 
@@ -328,7 +367,12 @@ async def bench(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     )
     print(
         f"server: cores {args.server_cores}; generator: cores"
-        f" {','.join(map(str, args.client_cores))}, {args.client_processes} process(es)",
+        f" {','.join(map(str, args.client_cores))}, {args.client_processes} process(es)"
+        + (
+            f"; CPU hog: {args.cpu_hog:.0%} of core {args.server_core_set[0]}"
+            if args.cpu_hog
+            else ""
+        ),
         flush=True,
     )
     runs: list[dict[str, Any]] = []

@@ -388,20 +388,27 @@ class SrtpTransmitter:
     def send(self, packet: bytes) -> bool:
         srtp = self._dtls._tx_srtp
         if srtp is None:
+            metrics.SEND_REFUSED.labels("not_ready").inc()
             return False
         pair = self._connection._nominated.get(1)
         if pair is not self._pair:  # first packet, or ICE chose another pair: re-bind
             if pair is None:
+                metrics.SEND_REFUSED.labels("not_ready").inc()
                 return False
             self._pair = pair
             self._transport = pair.protocol.transport
             self._addr = pair.remote_addr
         transport = self._transport
-        if transport.is_closing() or transport.get_write_buffer_size() > MAX_SEND_BUFFER_BYTES:
+        if transport.is_closing():
+            metrics.SEND_REFUSED.labels("closing").inc()
+            return False
+        if transport.get_write_buffer_size() > MAX_SEND_BUFFER_BYTES:
+            metrics.SEND_REFUSED.labels("queue_full").inc()
             return False
         try:
             transport.sendto(srtp.protect(packet), self._addr)
         except (pylibsrtp.Error, OSError, ValueError):
+            metrics.SEND_REFUSED.labels("error").inc()
             return False
         return True
 

@@ -114,6 +114,8 @@ class Consumer:
         self.packets_dropped = 0
         self.stalls = 0
         "Times a video consumer stopped after a refused send, to restart at a keyframe."
+        self.packets_skipped = 0
+        "Video packets not sent while waiting for a keyframe (joining, following, after a stall)."
         self.retransmissions = 0
         self.nacks_received = 0
         self.keyframe_requests_received = 0
@@ -136,6 +138,7 @@ class Consumer:
         self._first_timestamp = random.randrange(1 << 32)
         self._rtx_sequence = random.randrange(0x8000)
         self._last_keyframe_ask = float("-inf")
+        self._keyframe_timestamp: int | None = None  # RTP timestamp of the last keyframe sent
         self._payload_type = leg.payload_type
         self._rtx_payload_type = leg.rtx_payload_type
         self._ssrc = leg.ssrc
@@ -155,6 +158,7 @@ class Consumer:
             if not self._transmitter.ready():
                 return
             if self._video and not packet.keyframe:
+                self.packets_skipped += 1
                 self._ask_keyframe(packet.arrival)
                 return
             self._start(packet)
@@ -167,6 +171,8 @@ class Consumer:
         if packet.ext_sequence > self._last_ext:
             self._last_ext = packet.ext_sequence
             self._last_packet = packet
+        if packet.keyframe:
+            self._keyframe_timestamp = packet.timestamp
         sequence = (packet.ext_sequence + self._seq_offset) & 0xFFFF
         data = self._build(
             self._payload_type,
@@ -184,13 +190,17 @@ class Consumer:
                 FORWARDING_SAMPLER.observe(packet.arrival)
         else:
             self.packets_dropped += 1
-            if self._video:
+            if self._video and packet.timestamp != self._keyframe_timestamp:
                 self._stall(packet, sequence)
+            # A packet of the keyframe being sent keeps its number: the subscriber NACKs it and
+            # the history repairs it once the buffer drains. Halting here would wait for the
+            # next keyframe, the same burst, refused again: video would never come back.
 
     def _stall(self, packet: IncomingPacket, sequence: int) -> None:
-        # The subscriber's transport is backed up. Sending the rest of a frame whose packets were
-        # dropped only makes it NACK and wait; stop, and restart cleanly at the next keyframe
-        # with numbering that follows the last packet that really left (so it sees no gap).
+        # The subscriber's transport is backed up inside a delta frame. Sending the rest of a
+        # frame whose packets were dropped only makes it NACK and wait; stop, and restart cleanly
+        # at the next keyframe with numbering that follows the last packet that really left (so
+        # it sees no gap). Delta frames are what we give up; keyframes are kept whole.
         self.stalls += 1
         if packet.ext_sequence == self._last_ext:
             self._halt(sequence)  # the newest packet: it never left, its number is reused
@@ -381,6 +391,13 @@ class Consumer:
     def started(self) -> bool:
         """Whether the first packet (a keyframe for video) has been sent."""
         return self._started
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        """A video consumer with a producer to follow that sends nothing until a keyframe."""
+        return (
+            self._video and not self._started and not self._closed and self._keyframes is not None
+        )
 
     def close(self) -> None:
         """Stop forwarding for good."""

@@ -42,6 +42,11 @@ KEYFRAME_REQUESTS = Counter(
     "mcu_keyframe_requests_sent_total",
     "Keyframe requests (PLI) sent to publishers, after coalescing.",
 )
+SEND_REFUSED = Counter(
+    "mcu_rtp_send_refused_total",
+    "Packets a subscriber's transport refused to send, by reason.",
+    ["reason"],
+)
 ROOMS = Gauge("mcu_rooms", "Rooms with at least one participant.")
 PARTICIPANTS = Gauge("mcu_participants", "Participants connected, by role.", ["role"])
 TRACKS = Gauge("mcu_tracks", "Published tracks, by kind.", ["kind"])
@@ -56,6 +61,8 @@ for _kind in ("audio", "video"):
     TRACKS.labels(_kind)
 for _reason in ("malformed", "unroutable", "unknown_payload_type"):
     PACKETS_DISCARDED.labels(_reason)
+for _reason in ("not_ready", "closing", "queue_full", "error"):
+    SEND_REFUSED.labels(_reason)
 
 FORWARDING_LATENCY = Histogram(
     "mcu_forwarding_latency_seconds",

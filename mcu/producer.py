@@ -41,6 +41,8 @@ class Producer:
         self.packets_received = 0
         self.bytes_received = 0
         self.keyframe_requests_sent = 0
+        self.keyframe_packets_received = 0
+        "Packets that start a keyframe (an H.264 keyframe may count twice: SPS, then IDR)."
         self._level_sum = 0
         self._level_count = 0
         self.last_sender_report: tuple[int, int] | None = None
@@ -65,16 +67,13 @@ class Producer:
         """Take one (already decrypted, RTX-unwrapped) packet and forward it to every sink."""
         if self._closed:
             return
+        keyframe = self._video and bool(payload) and self._is_keyframe(payload)
         packet = IncomingPacket(
-            self._unwrapper.unwrap(sequence),
-            timestamp,
-            marker,
-            payload,
-            self._video and bool(payload) and self._is_keyframe(payload),
-            audio_level,
+            self._unwrapper.unwrap(sequence), timestamp, marker, payload, keyframe, audio_level,
             arrival,
-        )
+        )  # fmt: skip
         self.packets_received += 1
+        self.keyframe_packets_received += keyframe
         self.bytes_received += len(payload)
         if audio_level is not None:
             self._level_sum += audio_level

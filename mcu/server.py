@@ -64,8 +64,12 @@ class MediaCollector(Collector):
     def __init__(self, rooms: Rooms, broadcasting: Broadcasting) -> None:
         self._rooms = rooms
         self._broadcasting = broadcasting
-        self._producers = metrics.CounterSweep(("packets_received", "bytes_received"))
-        self._consumers = metrics.CounterSweep(("packets_sent", "bytes_sent", "packets_dropped"))
+        self._producers = metrics.CounterSweep(
+            ("packets_received", "bytes_received", "keyframe_packets_received")
+        )
+        self._consumers = metrics.CounterSweep(
+            ("packets_sent", "bytes_sent", "packets_dropped", "stalls", "packets_skipped")
+        )
         self._writers = metrics.CounterSweep(("bytes_written",))
 
     def collect(self) -> Iterator[Metric]:
@@ -84,8 +88,8 @@ class MediaCollector(Collector):
                     consumers.extend(participant.subscriber.consumers())
         for viewer in self._broadcasting.viewer_connections():
             consumers.extend(viewer.consumers())
-        packets_in, bytes_in = self._producers.collect(producers)
-        packets_out, bytes_out, dropped = self._consumers.collect(consumers)
+        packets_in, bytes_in, keyframes_in = self._producers.collect(producers)
+        packets_out, bytes_out, dropped, stalls, skipped = self._consumers.collect(consumers)
         (written,) = self._writers.collect(writers)
         yield _counter(
             "mcu_rtp_packets_received_total",
@@ -96,6 +100,11 @@ class MediaCollector(Collector):
             "mcu_rtp_received_bytes_total",
             "RTP payload bytes received from publishers (includes departed tracks).",
             bytes_in,
+        )
+        yield _counter(
+            "mcu_video_keyframes_received_total",
+            "Packets from publishers that start a keyframe (H.264: SPS and IDR starts).",
+            keyframes_in,
         )
         yield _counter(
             "mcu_rtp_packets_sent_total",
@@ -111,6 +120,21 @@ class MediaCollector(Collector):
             "mcu_rtp_packets_dropped_total",
             "RTP packets not sent to a subscriber: transport not ready or send queue full.",
             dropped,
+        )
+        yield _counter(
+            "mcu_video_consumer_stalls_total",
+            "Times a video consumer stopped after a refused send, to resume at a keyframe.",
+            stalls,
+        )
+        yield _counter(
+            "mcu_video_packets_skipped_total",
+            "Video packets not sent to a subscriber while its consumer waited for a keyframe.",
+            skipped,
+        )
+        yield GaugeMetricFamily(
+            "mcu_video_consumers_waiting_keyframe",
+            "Video consumers sending nothing until their producer's next keyframe.",
+            sum(1 for c in consumers if c.waiting_for_keyframe),
         )
         yield _counter(
             "mcu_recording_written_bytes_total",

@@ -5,10 +5,10 @@ scaling between worker counts."""
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from broadcast.server import ProcessSample, cpu_percent
+from broadcast.server import SERVER_GAUGES, ProcessSample, cpu_percent
 
 KINDS = ("audio", "video")
 
@@ -31,6 +31,12 @@ class Snapshot:
     "``mcu_rtp_packets_sent_total`` per worker, or None when ``/metrics`` did not answer."
     core_busy: dict[int, float]
     "Busy seconds since boot of each core the benchmark uses (``/proc/stat``)."
+    server_counters: dict[str, float] | None = None
+    "The server's forwarding counters and gauges (``SERVER_COUNTERS``), summed over workers."
+    udp: dict[str, int] = field(default_factory=dict)
+    "The namespace's UDP counters (``/proc/net/snmp``)."
+    hog_cpu: float | None = None
+    "CPU seconds of the ``--cpu-hog`` process (None without one)."
 
 
 def viewer_window(
@@ -39,6 +45,8 @@ def viewer_window(
     """One viewer's packets, loss and bitrate between two snapshots of its counts."""
     row: dict[str, Any] = {"name": name}
     got = expected = octets = 0
+    for kind in KINDS:
+        row[f"{kind}_bps"] = 0.0
     for key, (packets, span, size) in after.items():
         p0, e0, b0 = before.get(key, [0, 0, 0])
         octets += size - b0
@@ -47,6 +55,7 @@ def viewer_window(
             expected += span - e0
             row[f"{key}_packets"] = packets - p0
             row[f"{key}_loss"] = max(0.0, 1 - (packets - p0) / (span - e0)) if span > e0 else 1.0
+            row[f"{key}_bps"] = (size - b0) * 8 / seconds if seconds > 0 else 0.0
         else:
             row[f"{key}_packets"] = packets - p0
     row["loss"] = max(0.0, 1 - got / expected) if expected > 0 else 1.0
@@ -123,6 +132,29 @@ def summarise_run(
     if restarted:
         problems.append(f"server processes changed during the window: {', '.join(restarted)}")
     ready = [s for s in joined.values() if s is not None]
+    per_kind = {
+        kind: {
+            "min": min((r[f"{kind}_bps"] for r in rows), default=None),
+            "median": statistics.median(r[f"{kind}_bps"] for r in rows) if rows else None,
+            "without": sum(1 for r in rows if not r.get(f"{kind}_packets")),
+        }
+        for kind in KINDS
+    }
+    counters: dict[str, float] | None = None
+    if before.server_counters is not None and after.server_counters is not None:
+        counters = {
+            name: value - before.server_counters.get(name, 0.0)
+            for name, value in after.server_counters.items()
+        }
+        for name in SERVER_GAUGES:
+            if name in after.server_counters:
+                counters[name] = after.server_counters[name]
+    udp = {name: after.udp[name] - before.udp.get(name, 0) for name in after.udp}
+    hog = (
+        100 * (after.hog_cpu - before.hog_cpu) / window
+        if after.hog_cpu is not None and before.hog_cpu is not None and window > 0
+        else None
+    )
     return {
         "viewers": viewers,
         "workers": workers,
@@ -145,6 +177,10 @@ def summarise_run(
             "median": statistics.median(rates) if rates else None,
             "min": min(rates, default=None),
         },
+        "kind_bitrate_bps": per_kind,
+        "server_counters": counters,
+        "udp": udp,
+        "hog_cpu_percent": hog,
         "server_cpu_percent": server_cpu,
         "server_cpu_total_percent": server_total,
         "server_cpu_per_viewer_percent": server_total / len(rows) if rows else None,
@@ -209,6 +245,12 @@ def run_report(run: dict[str, Any], server_cores: str, client_cores: str) -> str
         f" viewers over {loss['limit']:.2%}: {loss['over_limit']}",
         f"  received per viewer: median {_f(rate['median'] and rate['median'] / 1e3, '{:,.0f}')}"
         f" kbit/s, min {_f(rate['min'] and rate['min'] / 1e3, '{:,.0f}')} kbit/s",
+        "  "
+        + "; ".join(
+            f"{kind} per viewer: min {_kbit(per['min'])}, median {_kbit(per['median'])} kbit/s"
+            + (f" ({per['without']} received none)" if per["without"] else "")
+            for kind, per in run.get("kind_bitrate_bps", {}).items()
+        ),
         f"  server CPU (cores {server_cores}): {run['server_cpu_total_percent']:.1f} % of a core,"
         f" {_f(run['server_cpu_per_viewer_percent'], '{:.3f}')} % per viewer; {per_process}",
         f"  egress pkt/s: {egress_text}",
@@ -216,6 +258,24 @@ def run_report(run: dict[str, Any], server_cores: str, client_cores: str) -> str
         f" {split}",
         f"  busy (all processes): {busy}",
     ]
+    lecturer = run.get("lecturer_window_pps")
+    if lecturer:
+        lines.append(
+            "  lecturer sent in the window: "
+            + ", ".join(f"{kind} {pps:,.0f}" for kind, pps in sorted(lecturer.items()))
+            + " pkt/s"
+        )
+    if run.get("hog_cpu_percent") is not None:
+        lines.append(f"  CPU hog on the server's core: {run['hog_cpu_percent']:.0f} % of a core")
+    counters = run.get("server_counters")
+    if counters:
+        lines.append("  server in the window: " + _counters_text(counters))
+    udp = run.get("udp") or {}
+    if udp:
+        lines.append(
+            f"  UDP in the namespace: {udp.get('RcvbufErrors', 0):,} dropped at full receive"
+            f" buffers, {udp.get('SndbufErrors', 0):,} at full send buffers"
+        )
     for name, error in list(run["failures"].items())[:5]:
         lines.append(f"  failed {name}: {error}")
     tail = run.get("server_log_tail", "").strip()
@@ -227,6 +287,43 @@ def run_report(run: dict[str, Any], server_cores: str, client_cores: str) -> str
     else:
         lines.append("  FAIL: " + "; ".join(run["problems"]))
     return "\n".join(lines)
+
+
+def _kbit(bps: float | None) -> str:
+    return "-" if bps is None else f"{bps / 1e3:,.0f}"
+
+
+_COUNTER_LABELS = (
+    ("mcu_rtp_packets_received_total", "{:,.0f} packets in"),
+    ("mcu_video_keyframes_received_total", "{:,.0f} keyframe starts in"),
+    ("mcu_rtp_packets_dropped_total", "{:,.0f} sends refused"),
+    ("mcu_video_consumer_stalls_total", "{:,.0f} video stalls"),
+    ("mcu_video_packets_skipped_total", "{:,.0f} video packets skipped awaiting a keyframe"),
+    ("mcu_keyframe_requests_sent_total", "{:,.0f} PLIs to the lecturer"),
+    ("mcu_whep_refused_busy_total", "{:,.0f} viewers refused busy"),
+    ("mcu_video_consumers_waiting_keyframe", "{:,.0f} video consumers waiting at the end"),
+    ("mcu_event_loop_lag_last_seconds", "loop lag {:.2f} s at the end"),
+)
+
+
+def _counters_text(counters: dict[str, float]) -> str:
+    """The server's counters over the window; refused sends with their reasons."""
+    parts = []
+    for name, pattern in _COUNTER_LABELS:
+        if name not in counters:
+            continue
+        text = pattern.format(counters[name])
+        if name == "mcu_rtp_packets_dropped_total":
+            prefix = "mcu_rtp_send_refused_total:"
+            reasons = [
+                f"{key[len(prefix) :]} {value:,.0f}"
+                for key, value in sorted(counters.items())
+                if key.startswith(prefix) and value
+            ]
+            if reasons:
+                text += f" ({', '.join(reasons)})"
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def sweep_table(runs: list[dict[str, Any]]) -> str:

@@ -79,6 +79,58 @@ def worker_index(pid: int) -> str | None:
     return None
 
 
+SERVER_COUNTERS = (
+    "mcu_rtp_packets_received_total",
+    "mcu_rtp_packets_dropped_total",
+    "mcu_rtp_send_refused_total",
+    "mcu_video_consumer_stalls_total",
+    "mcu_video_packets_skipped_total",
+    "mcu_video_keyframes_received_total",
+    "mcu_keyframe_requests_sent_total",
+    "mcu_whep_refused_busy_total",
+)
+"Counters read from ``/metrics`` at both edges of the window (summed over workers and labels)."
+SERVER_GAUGES = ("mcu_video_consumers_waiting_keyframe", "mcu_event_loop_lag_last_seconds")
+"Gauges read at the end of the window."
+
+
+BY_REASON = ("mcu_rtp_send_refused_total",)
+"Counters also kept per ``reason`` label, as ``name:reason``."
+_REASON_LABEL = re.compile(r'reason="([^"]*)"')
+
+
+def sum_samples(exposition: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Each metric in ``names`` summed over all its samples (workers, labels); those in
+    ``BY_REASON`` also per reason, as ``name:reason``."""
+    totals = dict.fromkeys(names, 0.0)
+    for line in exposition.splitlines():
+        if not line or line[0] == "#":
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name not in totals:
+            continue
+        with contextlib.suppress(ValueError, IndexError):
+            value = float(line.rsplit(" ", 1)[1])
+            totals[name] += value
+            reason = _REASON_LABEL.search(line) if name in BY_REASON else None
+            if reason is not None:
+                key = f"{name}:{reason.group(1)}"
+                totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
+def udp_counters() -> dict[str, int]:
+    """This network namespace's UDP counters (``/proc/net/snmp``): every socket in it, the
+    server's and the viewers' alike. ``RcvbufErrors`` counts datagrams dropped because a
+    receiver's buffer was full, ``SndbufErrors`` sends refused for a full send buffer."""
+    with contextlib.suppress(OSError, ValueError):
+        rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+        udp = [row[1:] for row in rows if row and row[0] == "Udp:"]
+        if len(udp) >= 2:
+            return {name: int(value) for name, value in zip(udp[0], udp[1], strict=False)}
+    return {}
+
+
 def packets_sent_by_worker(exposition: str) -> dict[str, float]:
     """``mcu_rtp_packets_sent_total`` per ``worker`` label (``0`` for an unlabelled sample)."""
     totals: dict[str, float] = {}
@@ -187,15 +239,15 @@ class ServerProcess:
                 cpu[label] = (pid, cpu_seconds(pid))
         return ProcessSample(time.monotonic(), cpu)
 
-    async def packets_sent(self, http: aiohttp.ClientSession) -> dict[str, float] | None:
-        """Packets sent per worker so far, from ``/metrics``; None when it did not answer."""
+    async def metrics(self, http: aiohttp.ClientSession) -> str | None:
+        """The front's ``/metrics`` exposition, or None when it did not answer."""
         try:
             async with http.get(
                 f"{self.base_url}/metrics", timeout=aiohttp.ClientTimeout(total=5)
             ) as response:
                 if response.status != 200:
                     return None
-                return packets_sent_by_worker(await response.text())
+                return await response.text()
         except (aiohttp.ClientError, TimeoutError):
             return None
 

@@ -47,4 +47,11 @@ async def test_three_viewers_receive_the_lecture(tmp_path: Path) -> None:
         assert row["loss"] <= 0.05, row
         assert row["bitrate_bps"] > 0, row
     assert run["server_cpu_percent"], "the server's CPU was read from /proc"
+    per_kind = run["kind_bitrate_bps"]
+    assert per_kind["video"]["min"] > per_kind["audio"]["min"] > 0, per_kind
+    assert per_kind["video"]["without"] == per_kind["audio"]["without"] == 0
+    counters = run["server_counters"]
+    assert counters["mcu_rtp_packets_received_total"] > 0, counters
+    assert counters["mcu_video_keyframes_received_total"] > 0, counters
+    assert "video per viewer: min" in text
     assert "PASS" in text

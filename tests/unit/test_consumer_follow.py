@@ -196,7 +196,7 @@ def test_a_stalled_video_viewer_resumes_at_a_keyframe_without_a_sequence_gap() -
     assert _payload(tx.sent[2]) == KEY
 
 
-def test_a_drop_inside_a_keyframe_waits_for_the_next_one() -> None:
+def test_a_drop_inside_a_keyframe_keeps_the_keyframe_and_repairs_the_gap() -> None:
     a = Publisher("a")
     tx = StallingTransmitter()
     consumer = Consumer(LEG, tx, video=True)
@@ -206,10 +206,12 @@ def test_a_drop_inside_a_keyframe_waits_for_the_next_one() -> None:
     a.send(2, 0, MIDDLE, 0.0)
     tx.refusing = False
     a.send(3, 3_000, DELTA, 0.1)
-    a.send(4, 6_000, KEY, 1.5)
     seqs = [_header(p)[1] for p in tx.sent]
-    assert len(seqs) == 2 and seqs[1] == (seqs[0] + 1) & 0xFFFF  # the dropped number is reused
-    assert a.asked == 1  # the request made on joining, under a second ago, still stands
+    # The keyframe's refused packet keeps its number; what follows is still sent.
+    assert len(seqs) == 2 and seqs[1] == (seqs[0] + 2) & 0xFFFF
+    assert consumer.packets_dropped == 1 and consumer.stalls == 0
+    assert consumer.on_nack([(seqs[0] + 1) & 0xFFFF]) == 1  # the subscriber's NACK repairs it
+    assert a.asked == 1  # no new keyframe asked for: this one arrives whole
 
 
 def test_a_stalled_audio_consumer_simply_continues() -> None:
