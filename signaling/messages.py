@@ -76,7 +76,8 @@ class Publish(_Message):
 
     type: Literal["publish"]
     sdp: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_CHARS)]
-    tracks: Annotated[list[PublishedTrackSpec], Field(max_length=8)]
+    tracks: Annotated[list[PublishedTrackSpec], Field(max_length=len(SOURCES))]
+    "At most one track per source."
 
 
 class SubscribeAnswer(_Message):
