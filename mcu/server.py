@@ -36,6 +36,7 @@ from .consumer import Consumer
 from .looplag import LoopLagMonitor
 from .peer import IceServerConfig
 from .producer import Producer
+from .socketlimits import SocketLimits, SocketLimitsCollector
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,13 @@ async def create_app(config: Config) -> web.Application:
         throttle=LoginThrottle(),
         max_message_bytes=config.max_message_bytes,
         max_participants_default=config.max_participants_default,
+        sockets=SocketLimits(
+            config.max_websockets_per_address, config.max_websockets, config.join_timeout
+        ),
+        behind_front=config.worker_index is not None,
     )
+    sockets_collector = SocketLimitsCollector(signaling.sockets)
+    REGISTRY.register(sockets_collector)
     broadcasting = Broadcasting(signaling, ice_servers(config))
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, rooms)
@@ -291,6 +298,7 @@ async def create_app(config: Config) -> web.Application:
         await loop_lag.stop()
         await broadcasting.stop_relaying()
         REGISTRY.unregister(collector)
+        REGISTRY.unregister(sockets_collector)
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
         await store.close()
