@@ -48,6 +48,8 @@ HARD_FRAME_LIMIT = 1024 * 1024
 OUTBOX_MESSAGES = 256
 # How long a closing connection waits for its last messages (room_ended, removed) to go out.
 FLUSH_SECONDS = 2.0
+# Seconds added to the join deadline a front passes on, for the first frame's trip to a worker.
+FORWARDED_JOIN_GRACE = 0.5
 
 
 @dataclass
@@ -418,8 +420,9 @@ def _join_within(request: web.Request, services: SignalingServices) -> float:
         left = float(request.headers.get(JOIN_WITHIN_HEADER, "nan"))
     except ValueError:
         return own
-    # The front started the client's deadline when it accepted the socket.
-    return min(own, max(0.0, left)) if math.isfinite(left) else own
+    # The front started the client's deadline when it accepted the socket; the grace lets a
+    # join the front received just in time reach this process and be read.
+    return min(own, max(0.0, left) + FORWARDED_JOIN_GRACE) if math.isfinite(left) else own
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
