@@ -18,9 +18,10 @@ from pydantic import (
 from mcu import jsonnumbers
 
 MAX_REQUEST_ID = 2**53 - 1
-"Largest integer request id: JavaScript's ``Number.MAX_SAFE_INTEGER`` (a browser echoes larger "
-"ones rounded, so its reply would never match)."
+"""Largest integer request id: JavaScript's ``Number.MAX_SAFE_INTEGER`` (a browser reads larger
+ones rounded, so the reply would never match its request)."""
 MAX_REQUEST_ID_CHARS = 64
+"Longest string request id."
 
 
 def _request_id(value: object) -> int | str:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from mcu import metrics
 from mcu.crypto.passwords import verify_password
@@ -156,7 +156,7 @@ class ClientConnection:
         finally:
             await self._leave("disconnected")
 
-    async def _next_frame(self, deadline: float | None) -> Any:
+    async def _next_frame(self, deadline: float | None) -> WSMessage:
         if deadline is None:
             return await self.ws.receive()
         # Around the whole receive: aiohttp's own timeout restarts at every ping and pong.
