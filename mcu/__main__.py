@@ -150,6 +150,28 @@ async def _public_site(runner: web.AppRunner, config: Config) -> web.TCPSite:
     return site
 
 
+def _check_open_files(config: Config, per_socket: int) -> None:
+    """Warn when ``ulimit -n`` cannot hold ``max_websockets`` sockets: past it ``accept()`` fails
+    for every client, media included, instead of the clear refusal the cap gives."""
+    import resource
+
+    from .socketlimits import descriptors_short
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    short = descriptors_short(config.max_websockets, per_socket, soft)
+    if short:
+        logging.getLogger("mcu").warning(
+            "the open-files limit (%d) is %d short of max_websockets = %d at %d descriptors "
+            "each plus headroom: raise ulimit -n (LimitNOFILE=) or lower max_websockets",
+            soft,
+            short,
+            config.max_websockets,
+            per_socket,
+        )
+
+
 def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -182,6 +204,7 @@ async def serve(config: Config) -> None:
     await runner.setup()
     watcher: asyncio.Task[None] | None = None
     if config.worker_index is None:
+        _check_open_files(config, per_socket=1)
         await _public_site(runner, config)
     else:
         path = worker.prepare_socket(config.data_dir, config.worker_index)
@@ -237,6 +260,7 @@ async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
         create_front_app(front), handle_signals=False, access_log_class=AccessLogger
     )
     await runner.setup()
+    _check_open_files(config, per_socket=2)  # the client's socket and the worker's
     site = await _public_site(runner, config)
     await stopping
     log.info("shutting down")

@@ -37,6 +37,9 @@ _TURN_SCHEMES = ("turn:", "turns:")
 _SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "credential"})
 _MIN_ADMIN_TOKEN_CHARS = 16
 MAX_WORKERS = 64
+MIN_JOIN_TIMEOUT = 0.5
+MAX_JOIN_TIMEOUT = 600.0
+MAX_WEBSOCKETS = 1_000_000
 # Set by the front for the worker processes it starts; never read from a file or the environment.
 _INTERNAL_FIELDS = frozenset({"worker_index"})
 
@@ -141,6 +144,12 @@ class Config(BaseModel):
     """Largest signalling WebSocket message accepted."""
     max_participants_default: int = 16
     """Room capacity when a room sets no ``max_participants``."""
+    join_timeout: float = 15.0
+    """Seconds a signalling WebSocket may stay open without joining a room (pings do not count)."""
+    max_websockets_per_address: int = 200
+    """Signalling WebSockets one client address (an IPv6 /64) may keep open at once."""
+    max_websockets: int = 10_000
+    """Signalling WebSockets the server keeps open at once, from all addresses."""
     encrypt_recordings: bool = True
     """Encrypt recordings and uploaded courseware at rest (AES-256-GCM, per-file keys)."""
     workers: int = 0
@@ -228,6 +237,25 @@ class Config(BaseModel):
     def _check_max_participants(cls, value: int) -> int:
         if not 1 <= value <= 1000:
             raise ValueError(f"max_participants_default must be between 1 and 1000, got {value}")
+        return value
+
+    @field_validator("join_timeout")
+    @classmethod
+    def _check_join_timeout(cls, value: float) -> float:
+        if not MIN_JOIN_TIMEOUT <= value <= MAX_JOIN_TIMEOUT:
+            raise ValueError(
+                f"join_timeout must be between {MIN_JOIN_TIMEOUT:g} and {MAX_JOIN_TIMEOUT:g} "
+                f"seconds, got {value:g}"
+            )
+        return value
+
+    @field_validator("max_websockets_per_address", "max_websockets")
+    @classmethod
+    def _check_websocket_caps(cls, value: int, info: ValidationInfo) -> int:
+        if not 1 <= value <= MAX_WEBSOCKETS:
+            raise ValueError(
+                f"{info.field_name} must be between 1 and {MAX_WEBSOCKETS}, got {value}"
+            )
         return value
 
     @field_validator("workers")
@@ -401,6 +429,28 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="worker processes behind one front process, 0-64; 0 = one per CPU core, "
         "1 = everything in a single process (env MCU_WORKERS; default 0)",
     )
+    add(
+        "--join-timeout",
+        metavar="SECONDS",
+        dest="join_timeout",
+        help="close a signalling WebSocket that has not joined a room after this long, "
+        f"{MIN_JOIN_TIMEOUT:g}-{MAX_JOIN_TIMEOUT:g}; pings do not extend it "
+        "(env MCU_JOIN_TIMEOUT; default 15)",
+    )
+    add(
+        "--max-websockets-per-address",
+        metavar="N",
+        dest="max_websockets_per_address",
+        help="signalling WebSockets one client address (IPv6: one /64) may keep open; more "
+        "are refused with 429 (env MCU_MAX_WEBSOCKETS_PER_ADDRESS; default 200)",
+    )
+    add(
+        "--max-websockets",
+        metavar="N",
+        dest="max_websockets",
+        help="signalling WebSockets the server keeps open in all; more are refused with 503 "
+        "(env MCU_MAX_WEBSOCKETS; default 10000)",
+    )
     # Internal: the front starts worker i with this flag; not for operators.
     add("--worker-index", metavar="I", dest="worker_index", help=argparse.SUPPRESS)
     add(
@@ -474,6 +524,9 @@ _TYPE_MESSAGES = {
     "int_parsing": "must be a whole number",
     "int_type": "must be a whole number",
     "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
     "bool_parsing": "must be true or false",
     "bool_type": "must be true or false",
     "list_type": "must be a list",

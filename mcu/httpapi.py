@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import AfterValidator, AwareDatetime, ValidationError
+
+from . import jsonnumbers
+
+EARLIEST_YEAR = 1970
+"First year (UTC) of a time the APIs accept: stored times are Unix timestamps."
+LATEST_YEAR = 9998
+"Last year (UTC) of a time the APIs accept, so that a day later still fits in a ``datetime``."
 
 
 class ApiError(Exception):
@@ -33,6 +42,26 @@ def error_response(
     return response
 
 
+def plausible_moment(moment: datetime) -> datetime:
+    """``moment`` (timezone-aware) if it falls in the years ``EARLIEST_YEAR``..``LATEST_YEAR`` in
+    UTC; ``ValueError`` otherwise, for pydantic to report against the field.
+
+    The conversion itself can fail: ``9999-12-31T23:59:59-14:00`` is valid ISO 8601 but falls in
+    the year 10000 in UTC, where ``datetime`` raises ``OverflowError``.
+    """
+    try:
+        year = moment.astimezone(UTC).year
+    except OverflowError:
+        year = None
+    if year is None or not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR} in UTC")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(plausible_moment)]
+"A request's point in time: ISO 8601 with a zone, within :func:`plausible_moment`'s years."
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming the first problem of a request body or query."""
     first = exc.errors()[0]
@@ -40,6 +69,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     prefix = f"{field}: " if field else ""
     kind = first["type"]
     if kind == "json_invalid":
+        oversized = _oversized_number(first.get("input"))
+        if oversized is not None:
+            return f"{oversized}: number out of range"
         return f"malformed JSON: {first['ctx'].get('error', first['msg'])}"
     if kind == "extra_forbidden":
         return f"unknown field {field!r}"
@@ -50,6 +82,17 @@ def describe_validation_error(exc: ValidationError) -> str:
     if kind == "value_error":
         return f"{prefix}{first['ctx']['error']}"
     return f"{prefix}{first['msg']}"
+
+
+def _oversized_number(document: object) -> str | None:
+    """Where a body the JSON parser refused holds an integer too long to read (pydantic's parser
+    only says "number out of range" and a column), so the error can name the field."""
+    if not isinstance(document, str | bytes):
+        return None
+    try:
+        return jsonnumbers.find_oversized(jsonnumbers.loads(document))
+    except (ValueError, RecursionError):  # malformed for another reason too
+        return None
 
 
 def bearer_matches(request: web.BaseRequest, token: bytes) -> bool:

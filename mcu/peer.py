@@ -27,8 +27,29 @@ from .producer import Producer
 logger = logging.getLogger(__name__)
 
 
+MAX_PUBLISH_SECTIONS = 16
+"""Media sections a publish (or WHIP) offer may have. A participant sends at most a microphone,
+a camera and content; the rest is slack for sections a browser leaves inactive after
+renegotiation. aiortc makes a transceiver per section, so the count is checked first."""
+
+
 class NegotiationError(Exception):
     """The remote SDP could not be applied (malformed, or nothing we can use)."""
+
+
+def media_section_count(description: str) -> int:
+    """How many media sections (``m=`` lines) an SDP text has, counted as aiortc's parser splits
+    lines, without parsing anything else."""
+    return sum(1 for line in description.splitlines() if line.startswith("m="))
+
+
+def check_section_count(description: str, limit: int, what: str = "offer") -> None:
+    """Refuse SDP with more than ``limit`` media sections before anything parses it."""
+    count = media_section_count(description)
+    if count > limit:
+        raise NegotiationError(
+            f"the {what} has {count} media sections; at most {limit} are accepted"
+        )
 
 
 @dataclass(frozen=True)
@@ -52,7 +73,9 @@ def new_peer_connection(ice_servers: list[IceServerConfig]) -> RTCPeerConnection
 
 
 def check_offer(offer_sdp: str, sources: dict[str, TrackSource]) -> None:
-    """Refuse an offer before applying it if it lacks a listed section or is not an offer at all."""
+    """Refuse an offer before applying it if it has more than ``MAX_PUBLISH_SECTIONS`` media
+    sections, lacks a listed section or is not an offer at all."""
+    check_section_count(offer_sdp, MAX_PUBLISH_SECTIONS)
     try:
         description = sdp.SessionDescription.parse(offer_sdp)
     except Exception as exc:
@@ -192,6 +215,13 @@ class SubscriberConnection:
         """Apply the client's answer and start forwarding to new media sections."""
         if not self.offer_outstanding:
             raise NegotiationError("no subscribe offer is outstanding")
+        # An answer has exactly the offer's sections; more would only cost parsing.
+        offered = media_section_count(self.pc.localDescription.sdp)
+        answered = media_section_count(answer_sdp)
+        if answered != offered:
+            raise NegotiationError(
+                f"the answer has {answered} media sections; the offer has {offered}"
+            )
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         except Exception as exc:

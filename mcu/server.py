@@ -44,6 +44,7 @@ from .looplag import LoopLagMonitor
 from .mixer.session import MixedVideo
 from .peer import IceServerConfig
 from .producer import Producer
+from .socketlimits import SocketLimits, SocketLimitsCollector
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +294,13 @@ async def create_app(config: Config) -> web.Application:
         throttle=throttle,
         max_message_bytes=config.max_message_bytes,
         max_participants_default=config.max_participants_default,
+        sockets=SocketLimits(
+            config.max_websockets_per_address, config.max_websockets, config.join_timeout
+        ),
+        behind_front=config.worker_index is not None,
     )
+    sockets_collector = SocketLimitsCollector(signaling.sockets)
+    REGISTRY.register(sockets_collector)
     broadcasting = Broadcasting(signaling, ice_servers(config))
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, rooms, store, signer, throttle)
@@ -337,6 +344,7 @@ async def create_app(config: Config) -> web.Application:
         await loop_lag.stop()
         await broadcasting.stop_relaying()
         REGISTRY.unregister(collector)
+        REGISTRY.unregister(sockets_collector)
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
         await store.close()

@@ -31,7 +31,7 @@ from prometheus_client import Counter
 from . import aiortc_adapter as adapter
 from .consumer import Consumer, PayloadTypes
 from .media import CodecInfo, IncomingPacket
-from .peer import IceServerConfig, NegotiationError, new_peer_connection
+from .peer import IceServerConfig, NegotiationError, check_section_count, new_peer_connection
 from .producer import Producer
 from .stage import Stage
 
@@ -41,6 +41,10 @@ AUDIO_CODEC = "audio/opus"
 VIDEO_CODECS = ("video/vp8", "video/h264")
 STREAM_ID = "stage"
 "The msid stream of every section: simple players show ``streams[0]`` of the first track."
+MAX_VIEWER_SECTIONS = 16
+"""Media sections a viewer's offer may have. Each becomes a transceiver and, while the stage
+fills it, a consumer; a lecture's stage is content plus a few lecturers and speakers (the web
+client offers three of each kind)."""
 
 CODEC_MISMATCHES = Counter(
     "mcu_whep_codec_mismatches_total",
@@ -71,10 +75,11 @@ def _packetization_mode(codec: CodecInfo) -> str:
 def check_viewer_offer(offer_sdp: str) -> None:
     """Refuse what cannot be a viewer's offer before aiortc applies it.
 
-    Raises :class:`~mcu.peer.NegotiationError` on malformed SDP, an answer sent instead of an
-    offer, missing ICE credentials or DTLS fingerprint, or no section the viewer receives with a
-    codec we send (Opus, VP8 or H.264).
+    Raises :class:`~mcu.peer.NegotiationError` on more than ``MAX_VIEWER_SECTIONS`` media
+    sections, malformed SDP, an answer sent instead of an offer, missing ICE credentials or DTLS
+    fingerprint, or no section the viewer receives with a codec we send (Opus, VP8 or H.264).
     """
+    check_section_count(offer_sdp, MAX_VIEWER_SECTIONS)
     try:
         description = sdp.SessionDescription.parse(offer_sdp)
     except Exception as exc:

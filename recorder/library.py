@@ -25,7 +25,15 @@ from typing import IO, Annotated, Any, Final, NoReturn, TypeVar
 
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from mcu.crypto.atrest import (
     CHUNK_SIZE,
@@ -45,6 +53,7 @@ from mcu.httpapi import (
     bearer_matches,
     describe_validation_error,
     error_response,
+    plausible_moment,
     read_body,
 )
 
@@ -154,15 +163,15 @@ class RangeNotSatisfiable(Exception):
 
 
 _RANGE = re.compile(r"bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
-
-
-_BEYOND_ANY_FILE = 2**63
+_POSITION_DIGITS = 18
+"Digits of a range position read exactly; a longer one is past the end of any file."
+_BEYOND_ANY_FILE = 10**_POSITION_DIGITS
 
 
 def _position(digits: str) -> int:
-    """A byte position from the header; one too long to be a real position reads as beyond any
-    file (and never reaches ``int()``, which refuses numbers over 4,300 digits)."""
-    return int(digits) if len(digits) <= 18 else _BEYOND_ANY_FILE
+    # int() refuses more than 4,300 digits (and is slow well before); leading zeros are allowed.
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _POSITION_DIGITS else _BEYOND_ANY_FILE
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -170,7 +179,8 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     ``size`` bytes, or None to send the whole body.
 
     One range is honoured (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``); a missing, malformed or
-    multi-range header gets the whole body, as RFC 9110 allows. Raises ``RangeNotSatisfiable``
+    multi-range header gets the whole body, as RFC 9110 allows. Positions of any length are
+    read (a longer one than any file is just past the end). Raises ``RangeNotSatisfiable``
     when the range starts past the end or asks for the last 0 bytes.
     """
     if not header:
@@ -233,10 +243,19 @@ class _QueryParams(BaseModel):
 
     q: Annotated[str, StringConstraints(max_length=200)] = ""
     department: Label | None = None
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
+    from_: float | None = Field(default=None, alias="from")
+    "Unix time of the earliest recording (``from``: a date's start, or a time with a zone)."
+    to: float | None = None
+    "Unix time just after the latest recording (``to``: the next day's start, or a time)."
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     offset: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _moment(cls, value: object, info: ValidationInfo) -> float:
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO-8601 date or time")
+        return _moment(value, end_of_day=info.field_name == "to")
 
 
 def _query_dict(request: web.Request) -> dict[str, str]:
@@ -267,18 +286,26 @@ async def _parse(request: web.Request, model: type[_M], *, empty_ok: bool = Fals
         _bad_request(exc)
 
 
-def _moment(name: str, text: str, *, end_of_day: bool) -> float:
-    # A bare date means that UTC day; a time needs its zone (as everywhere in the API).
+def _moment(text: str, *, end_of_day: bool) -> float:
+    """The Unix time a ``from``/``to`` parameter means; ``ValueError`` says what is wrong.
+
+    A bare date means that UTC day (``to`` the start of the next one); a time needs its zone, as
+    everywhere in the API.
+    """
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return (start + timedelta(days=1) if end_of_day else start).timestamp()
-        moment = datetime.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ApiError(400, "bad_request", f"{name}: not an ISO-8601 date or time") from None
+        raise ValueError("not an ISO-8601 date or time") from None
     if moment.tzinfo is None:
-        raise ApiError(400, "bad_request", f"{name}: a time needs a zone, e.g. 'Z'")
+        raise ValueError("a time needs a zone, e.g. 'Z'")
+    # Checked before adding a day: the day after 9999-12-31 is not a date.
+    plausible_moment(moment)
+    if len(text) == 10 and end_of_day:
+        moment += timedelta(days=1)
     return moment.timestamp()
 
 
@@ -463,15 +490,11 @@ class _Library:
     async def list_items(self, request: web.Request) -> web.Response:
         """``GET /api/library``."""
         params = _validate(_QueryParams, _query_dict(request))
-        recorded_from = (
-            None if params.from_ is None else _moment("from", params.from_, end_of_day=False)
-        )
-        recorded_to = None if params.to is None else _moment("to", params.to, end_of_day=True)
         page = await self.catalogue.query(
             text=params.q or None,
             department=params.department,
-            recorded_from=recorded_from,
-            recorded_to=recorded_to,
+            recorded_from=params.from_,
+            recorded_to=params.to,
             limit=params.limit,
             offset=params.offset,
         )

@@ -14,8 +14,6 @@ from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,6 +26,7 @@ from mcu.crypto.passwords import hash_password, verify_password
 from mcu.crypto.tokens import InviteSigner, Role
 from mcu.httpapi import (
     ApiError,
+    Moment,
     bearer_matches,
     describe_validation_error,
     error_response,
@@ -49,16 +48,6 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Capacity = Annotated[int, Field(ge=1, le=1000)]
 TtlSeconds = Annotated[int, Field(ge=60, le=2_592_000)]
-
-
-def _plausible(moment: datetime) -> datetime:
-    # Keeps every stored time convertible back to a datetime on output.
-    if not 1970 <= moment.astimezone(UTC).year <= 9998:
-        raise ValueError("must be between 1970 and 9998")
-    return moment
-
-
-Moment = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class LiveRooms(Protocol):

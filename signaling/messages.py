@@ -5,9 +5,41 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
-RequestId = int | Annotated[str, StringConstraints(max_length=64)]
+from mcu import jsonnumbers
+
+MAX_REQUEST_ID = 2**53 - 1
+"""Largest integer request id: JavaScript's ``Number.MAX_SAFE_INTEGER`` (a browser reads larger
+ones rounded, so the reply would never match its request)."""
+MAX_REQUEST_ID_CHARS = 64
+"Longest string request id."
+
+
+def _request_id(value: object) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -MAX_REQUEST_ID <= value <= MAX_REQUEST_ID:
+            raise ValueError(f"must be an integer between -{MAX_REQUEST_ID} and {MAX_REQUEST_ID}")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_REQUEST_ID_CHARS:
+            raise ValueError(f"must be a string of at most {MAX_REQUEST_ID_CHARS} characters")
+        return value
+    if isinstance(value, jsonnumbers.OversizedNumber):
+        raise ValueError(f"must be an integer between -{MAX_REQUEST_ID} and {MAX_REQUEST_ID}")
+    raise ValueError("must be an integer or a string")
+
+
+RequestId = Annotated[int | str, PlainValidator(_request_id)]
+"A client's request id, echoed in the reply: an integer JavaScript holds exactly, or a string."
 Source = Literal["microphone", "camera", "content"]
 SOURCES: tuple[Source, ...] = ("microphone", "camera", "content")
 MAX_SDP_CHARS = 100_000
@@ -45,7 +77,8 @@ class Publish(_Message):
 
     type: Literal["publish"]
     sdp: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_CHARS)]
-    tracks: Annotated[list[PublishedTrackSpec], Field(max_length=8)]
+    tracks: Annotated[list[PublishedTrackSpec], Field(max_length=len(SOURCES))]
+    "At most one track per source."
 
 
 class SubscribeAnswer(_Message):
@@ -60,7 +93,13 @@ class Subscription(_Message):
 
     type: Literal["subscription"]
     sources: Annotated[list[Source], Field(max_length=3)] = list(SOURCES)
-    participants: Annotated[list[str], Field(max_length=256)] | None = None
+    participants: (
+        Annotated[
+            list[Annotated[str, StringConstraints(max_length=64)]],
+            Field(max_length=256),
+        ]
+        | None
+    ) = None
     mode: Literal["forwarded", "mixed", "room"] | None = None
     "mixed: one composite picture and N-1 sound; room: follow the room's default."
     layout: Literal["grid", "speaker", "content"] | None = None
@@ -172,14 +211,15 @@ class ProtocolError(Exception):
 def parse_client_message(text: str) -> ClientMessage:
     """Parse and validate one client frame; raises ProtocolError naming the problem."""
     try:
-        raw = json.loads(text)
+        raw = jsonnumbers.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
-    request_id = raw.get("id") if isinstance(raw, dict) else None
-    if not isinstance(request_id, int | str) or (
-        isinstance(request_id, str) and len(request_id) > 64
-    ):
-        request_id = None
+    request_id: RequestId | None = None
+    if isinstance(raw, dict) and "id" in raw:
+        try:
+            request_id = _request_id(raw["id"])
+        except ValueError:
+            pass  # validation names it; an unusable id is not echoed
     if isinstance(raw, dict) and raw.get("type") == "join" and raw.get("password") is not None:
         if raw.get("invite") is not None:
             raise ProtocolError(
@@ -195,5 +235,6 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors()[:3]:
         where = ".".join(str(p) for p in error["loc"]) or "message"
-        problems.append(f"{where}: {error['msg']}")
+        text = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        problems.append(f"{where}: {text}")
     return "; ".join(problems)

@@ -16,10 +16,12 @@ from mcu import metrics
 from mcu.media import CodecInfo, TrackSource
 from mcu.mixer.specs import MixSpec
 from mcu.peer import (
+    MAX_PUBLISH_SECTIONS,
     IceServerConfig,
     NegotiationError,
     PublisherConnection,
     SubscriberConnection,
+    check_section_count,
     close_quietly,
 )
 from mcu.producer import Producer
@@ -285,6 +287,11 @@ class Room:
         self, participant: Participant, offer_sdp: str, sources: dict[str, TrackSource]
     ) -> tuple[str, list[dict[str, str]]]:
         """Apply a publish offer; returns the answer and the mid → track id mapping."""
+        try:
+            # Before the floor is claimed or a peer connection made for it.
+            check_section_count(offer_sdp, MAX_PUBLISH_SECTIONS)
+        except NegotiationError as exc:
+            raise ProtocolError("bad_sdp", str(exc)) from None
         seen: set[TrackSource] = set()
         for source in sources.values():
             if source in seen:

@@ -34,10 +34,16 @@ from prometheus_client import Counter, Gauge
 from mcu import metrics
 from mcu.httpapi import ApiError, error_response, read_body
 from mcu.media import TrackSource
-from mcu.peer import IceServerConfig, NegotiationError, close_quietly
+from mcu.peer import (
+    MAX_PUBLISH_SECTIONS,
+    IceServerConfig,
+    NegotiationError,
+    check_section_count,
+    close_quietly,
+)
 from mcu.relay import RelayEndpoint
 from mcu.stage import Stage
-from mcu.viewer import ViewerConnection
+from mcu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
 
 from .admission import Refused, admit, credential_role, unknown_room
 from .messages import ProtocolError
@@ -166,14 +172,21 @@ def _bearer(request: web.Request) -> str:
     return token
 
 
-async def _read_offer(request: web.Request) -> str:
+async def _read_offer(request: web.Request, max_sections: int) -> str:
+    """The offer, refused before anything else looks at it when it is not SDP text or has more
+    than ``max_sections`` media sections (each would cost a transceiver)."""
     if request.content_type != "application/sdp":
         raise ApiError(415, "unsupported_media_type", "the offer must be application/sdp")
     body = await read_body(request, MAX_SDP_BYTES)
     try:
-        return body.decode("utf-8")
+        offer = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "bad_sdp", "the offer is not UTF-8 text") from None
+    try:
+        check_section_count(offer, max_sections)
+    except NegotiationError as exc:
+        raise ApiError(400, "bad_sdp", str(exc)) from None
+    return offer
 
 
 async def _record(services: SignalingServices, request: web.Request, room_id: str) -> RoomRecord:
@@ -268,7 +281,7 @@ async def whip_post(request: web.Request) -> web.Response:
     hub = request.app[BROADCASTING]
     services = hub.signaling
     room_id = request.match_info["room"]
-    offer = await _read_offer(request)
+    offer = await _read_offer(request, MAX_PUBLISH_SECTIONS)
     token = _bearer(request)
     record = await _record(services, request, room_id)
     needed = "the room password or a publishing invite is needed"
@@ -330,7 +343,7 @@ async def whep_post(request: web.Request) -> web.Response:
     hub = request.app[BROADCASTING]
     services = hub.signaling
     room_id = request.match_info["room"]
-    offer = await _read_offer(request)
+    offer = await _read_offer(request, MAX_VIEWER_SECTIONS)
     token = _bearer(request)
     home = _home_worker(request, hub)
     record = await _record(services, request, room_id)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from mcu import metrics
 from mcu.crypto.tokens import InviteSigner
 from mcu.media import TrackSource
+from mcu.socketlimits import JOIN_WITHIN_HEADER, SocketLimits, refuse_websocket
 
 from .admission import Refused, check_password, invite_role, unknown_room
 from .messages import (
@@ -46,6 +48,8 @@ HARD_FRAME_LIMIT = 1024 * 1024
 OUTBOX_MESSAGES = 256
 # How long a closing connection waits for its last messages (room_ended, removed) to go out.
 FLUSH_SECONDS = 2.0
+# Seconds added to the join deadline a front passes on, for the first frame's trip to a worker.
+FORWARDED_JOIN_GRACE = 0.5
 
 
 @dataclass
@@ -58,6 +62,10 @@ class SignalingServices:
     throttle: LoginThrottle
     max_message_bytes: int
     max_participants_default: int
+    sockets: SocketLimits
+    "Caps on open WebSockets and the join deadline."
+    behind_front: bool = False
+    "This process is a worker: the front's ``X-Mcu-Join-Within`` header is trusted."
 
 
 SIGNALING = web.AppKey("signaling", SignalingServices)
@@ -77,6 +85,7 @@ class ClientConnection:
         self._writer: asyncio.Task[None] | None = None
         self._too_slow = False
         self._closing: asyncio.Future[None] | None = None
+        self._joined = False
 
     async def send(self, message: dict[str, Any]) -> None:
         """Queue one message; a writer task sends them in order, so callers never wait on a slow
@@ -122,10 +131,22 @@ class ClientConnection:
                 await self._writer
             self._writer = None
 
-    async def run(self) -> None:
-        """Read frames until the socket closes, then leave the room."""
+    async def run(self, join_within: float) -> None:
+        """Read frames until the socket closes, then leave the room.
+
+        A socket that has not joined a room ``join_within`` seconds after this call is closed
+        (1008). The deadline is absolute: pings, pongs and refused joins do not extend it.
+        """
+        deadline = asyncio.get_running_loop().time() + join_within
         try:
-            async for frame in self.ws:
+            while True:
+                try:
+                    frame = await self._next_frame(None if self._joined else deadline)
+                except TimeoutError:
+                    await self._join_timed_out()
+                    break
+                if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
                 if frame.type == WSMsgType.TEXT:
                     await self._handle_text(frame.data)
                 elif frame.type == WSMsgType.BINARY:
@@ -138,6 +159,22 @@ class ClientConnection:
                     break
         finally:
             await self._leave("disconnected")
+
+    async def _next_frame(self, deadline: float | None) -> WSMessage:
+        if deadline is None:
+            return await self.ws.receive()
+        # Around the whole receive: aiohttp's own timeout restarts at every ping and pong.
+        async with asyncio.timeout_at(deadline):
+            return await self.ws.receive()
+
+    async def _join_timed_out(self) -> None:
+        sockets = self.services.sockets
+        sockets.join_timed_out()
+        reason = sockets.join_timeout_reason
+        logger.debug("%s: %s; closing", self.address, reason)
+        await self._reply_error(ProtocolError("join_timeout", f"{reason}; connect again to join"))
+        await self.flush()
+        await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode())
 
     async def _handle_text(self, text: str) -> None:
         if len(text) > self.services.max_message_bytes:
@@ -277,6 +314,7 @@ class ClientConnection:
             await room.recording.start()  # the room is set to record automatically
         participant.on_removed = self._on_removed_by_room
         self.participant = participant
+        self._joined = True
         # Ids only: names are personal data.
         logger.info("room %s: %s joined as %s", room.id, participant.id, role)
 
@@ -346,14 +384,34 @@ def _type_of(text: str) -> str:
     return text[:40].replace("\n", " ")
 
 
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+def _join_within(request: web.Request, services: SignalingServices) -> float:
+    own = services.sockets.join_timeout
+    if not services.behind_front:
+        return own
+    try:
+        left = float(request.headers.get(JOIN_WITHIN_HEADER, "nan"))
+    except ValueError:
+        return own
+    # The front started the client's deadline when it accepted the socket; the grace lets a
+    # join the front received just in time reach this process and be read.
+    return min(own, max(0.0, left) + FORWARDED_JOIN_GRACE) if math.isfinite(left) else own
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /ws``: one signalling session."""
     services = request.app[SIGNALING]
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=HARD_FRAME_LIMIT)
-    await ws.prepare(request)
-    connection = ClientConnection(ws, request.remote or "unknown", services)
+    address = request.remote or "unknown"
+    refusal = refuse_websocket(services.sockets, address)
+    if refusal is not None:
+        return refusal
     try:
-        await connection.run()
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=HARD_FRAME_LIMIT)
+        await ws.prepare(request)
+        connection = ClientConnection(ws, address, services)
+        try:
+            await connection.run(_join_within(request, services))
+        finally:
+            await connection.stop_writer()
+        return ws
     finally:
-        await connection.stop_writer()
-    return ws
+        services.sockets.release(address)

@@ -34,6 +34,12 @@ from yarl import URL
 from .. import __version__
 from ..config import Config
 from ..httpapi import MetricsAccess
+from ..socketlimits import (
+    JOIN_WITHIN_HEADER,
+    SocketLimits,
+    SocketLimitsCollector,
+    refuse_websocket,
+)
 from . import HOME_WORKER_HEADER, ROOM_EXISTS_PATH
 from .directory import RoomDirectory
 from .metricsmerge import merge_expositions
@@ -53,8 +59,6 @@ MAX_FRAME_BYTES = 1024 * 1024
 "Largest WebSocket frame accepted from a client (the workers' own limit)."
 MAX_UPSTREAM_FRAME_BYTES = 16 * 1024 * 1024
 "Largest WebSocket frame accepted from a worker."
-FIRST_FRAME_TIMEOUT = 60.0
-"Seconds a new WebSocket has to send its first frame (the join)."
 CONNECT_TIMEOUT = 10.0
 "Seconds to open a connection to a worker."
 PROBE_TIMEOUT = 2.0
@@ -177,6 +181,11 @@ class Front:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.registry.register(_WorkersUp(supervisor))
+        self.sockets = SocketLimits(
+            config.max_websockets_per_address, config.max_websockets, config.join_timeout
+        )
+        "Every client WebSocket passes the front: the caps and the join deadline hold here."
+        self.registry.register(SocketLimitsCollector(self.sockets))
         self._poller: asyncio.Task[None] | None = None
 
     async def home_of_join(self, text: str) -> int:
@@ -419,15 +428,35 @@ async def _pipe(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocket
         await asyncio.gather(to_worker, to_client, return_exceptions=True)
 
 
-async def websocket_proxy(request: web.Request) -> web.WebSocketResponse:
-    """``GET /ws``: route by the first frame's room, then pipe to the home worker."""
+async def websocket_proxy(request: web.Request) -> web.StreamResponse:
+    """``GET /ws``: refused (429, 503) past the socket caps; else routed by the first frame's
+    room and piped to the home worker, which closes it if it has not joined by the deadline the
+    front started (passed on in ``X-Mcu-Join-Within``)."""
     front = request.app[FRONT]
+    address = _client_address(request)
+    refusal = refuse_websocket(front.sockets, address)
+    if refusal is not None:
+        return refusal
+    try:
+        return await _websocket_proxy(request, front)
+    finally:
+        front.sockets.release(address)
+
+
+async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketResponse:
+    loop = asyncio.get_running_loop()
+    sockets = front.sockets
+    deadline = loop.time() + sockets.join_timeout
     client = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
     await client.prepare(request)
     try:
-        first = await client.receive(timeout=FIRST_FRAME_TIMEOUT)
+        # Around the whole receive: aiohttp's own timeout restarts at every ping and pong.
+        async with asyncio.timeout_at(deadline):
+            first = await client.receive()
     except TimeoutError:
-        await client.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no join received")
+        sockets.join_timed_out()
+        reason = sockets.join_timeout_reason.encode()
+        await client.close(code=WSCloseCode.POLICY_VIOLATION, message=reason)
         return client
     if first.type == WSMsgType.TEXT:
         worker = await front.home_of_join(first.data)
@@ -442,6 +471,7 @@ async def websocket_proxy(request: web.Request) -> web.WebSocketResponse:
                 headers={
                     "X-Forwarded-For": _client_address(request),
                     HOME_WORKER_HEADER: str(worker),
+                    JOIN_WITHIN_HEADER: f"{max(0.0, deadline - loop.time()):.3f}",
                 },
                 max_msg_size=MAX_UPSTREAM_FRAME_BYTES,
             ),

@@ -410,3 +410,54 @@ async def test_patch_keeps_the_viewer_password_rules_of_creation(api: Api) -> No
         "PATCH", "/api/rooms/lesson-1", {"kind": "meeting", "viewer_password": None}
     )
     assert status == 200 and reply["kind"] == "meeting" and reply["viewer_password"] is False
+
+
+HUGE = "9" * 5000  # past Python's 4,300-digit limit for int() on a string
+
+
+async def _raw(api: Api, method: str, path: str, text: str) -> tuple[int, Any]:
+    # Sent as text: json.dumps cannot write a 5,000-digit integer either.
+    response = await api.client.request(
+        method, path, data=text.encode(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    return response.status, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        # Valid ISO 8601 whose conversion to UTC leaves datetime's range (year 1 to 9999).
+        ('"opens_at": "9999-12-31T23:59:59-14:00"', "opens_at"),
+        ('"closes_at": "0001-01-01T00:00:00+14:00"', "closes_at"),
+        ('"opens_at": "0001-01-01T00:00:00+14:00"', "opens_at"),
+        ('"closes_at": "9999-12-31T23:59:59.999999-23:59"', "closes_at"),
+        (f'"max_participants": {HUGE}', "max_participants"),
+        (f'"max_participants": -{HUGE}', "max_participants"),
+        ('"max_participants": 1e999', "max_participants"),
+    ],
+)
+async def test_out_of_range_values_are_400_naming_the_field(
+    api: Api, fields: str, field: str
+) -> None:
+    text = '{"id": "cardio-1", "title": "t", "password": "s3cret-pass", ' + fields + "}"
+    status, reply = await _raw(api, "POST", "/api/rooms", text)
+    assert status == 400, reply
+    assert reply["error"] == "bad_request" and field in reply["message"], reply
+    assert await api.store.list() == []
+
+    await api.call("POST", "/api/rooms", ROOM)
+    status, reply = await _raw(api, "PATCH", "/api/rooms/cardio-1", "{" + fields + "}")
+    assert status == 400, reply
+    assert reply["error"] == "bad_request" and field in reply["message"], reply
+    status, room = await api.call("GET", "/api/rooms/cardio-1")
+    assert status == 200 and room["opens_at"] is None and room["max_participants"] is None
+
+
+@pytest.mark.parametrize("ttl", [HUGE, "-" + HUGE, "1e999"])
+async def test_out_of_range_invite_ttl_is_400_naming_the_field(api: Api, ttl: str) -> None:
+    await api.call("POST", "/api/rooms", ROOM)
+    status, reply = await _raw(
+        api, "POST", "/api/rooms/cardio-1/invites", f'{{"ttl_seconds": {ttl}}}'
+    )
+    assert status == 400, reply
+    assert reply["error"] == "bad_request" and "ttl_seconds" in reply["message"], reply

@@ -71,6 +71,7 @@ async def test_garbage_never_disturbs_a_live_room(server: ServerProcess) -> None
             json.dumps({"type": "subscribe_answer", "sdp": "garbage"}),
             json.dumps({"type": "chair", "action": "end"}),
             json.dumps({"type": "x" * 10000}),
+            '{"type": "ping", "id": ' + "9" * 5000 + "}",  # beyond int()'s 4,300 digits
             "x" * 200_000,  # over the 128 KiB frame limit
         ]
         for text in garbage:
@@ -81,6 +82,8 @@ async def test_garbage_never_disturbs_a_live_room(server: ServerProcess) -> None
         codes = [m["code"] for m in attacker.messages if m["type"] == "error"]
         assert codes.count("too_large") == 1 and codes.count("bad_json") == 1
         assert "not_joined" in codes and all(m.get("message") for m in attacker.messages)
+        assert "internal" not in codes
+        assert any("id:" in m.get("message", "") for m in attacker.messages)
 
         # The attacker joins another room and sends a broken offer: a clear error, still joined.
         assert (await attacker.join("other", password="another password"))["type"] == "joined"

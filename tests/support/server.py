@@ -55,6 +55,7 @@ class ServerProcess:
         extra_args: list[str] | None = None,
         admin_token: str | None = None,
         workers: int = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -63,6 +64,7 @@ class ServerProcess:
         self.data_dir = data_dir
         self.extra_args = extra_args or []
         self.workers = workers
+        self.env = env or {}
         self.process: asyncio.subprocess.Process | None = None
         self.log_path = data_dir / "server.log"
         self._session: aiohttp.ClientSession | None = None
@@ -76,7 +78,7 @@ class ServerProcess:
             "--data-dir", str(self.data_dir), "--media-address", "127.0.0.1",
             "--workers", str(self.workers),
             *self.extra_args,
-            env=os.environ | {"MCU_ADMIN_TOKEN": self.admin_token},
+            env=os.environ | {"MCU_ADMIN_TOKEN": self.admin_token} | self.env,
             stdout=log, stderr=log,
         )  # fmt: skip
         log.close()

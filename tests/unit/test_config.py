@@ -247,5 +247,46 @@ def test_help_names_environment_variables() -> None:
         "tls_key",
         "log_level",
         "log_format",
+        "join_timeout",
+        "max_websockets_per_address",
+        "max_websockets",
     ):
         assert f"MCU_{field.upper()}" in text, field
+
+
+def test_websocket_limits_from_every_layer(tmp_path: Path) -> None:
+    assert (Config().join_timeout, Config().max_websockets_per_address) == (15.0, 200)
+    assert Config().max_websockets == 10_000
+    path = write_toml(
+        tmp_path,
+        "join_timeout = 12.5\nmax_websockets_per_address = 50\nmax_websockets = 900\n",
+    )
+    config = load_config(["--config", str(path)], {})
+    assert (config.join_timeout, config.max_websockets_per_address) == (12.5, 50)
+    assert config.max_websockets == 900
+    config = load_config(
+        ["--config", str(path), "--join-timeout", "3", "--max-websockets", "7"],
+        {"MCU_MAX_WEBSOCKETS_PER_ADDRESS": "4", "MCU_JOIN_TIMEOUT": "9"},
+    )
+    assert (config.join_timeout, config.max_websockets_per_address) == (3.0, 4)
+    assert config.max_websockets == 7
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (["--join-timeout", "0"], {}, "--join-timeout: join_timeout must be between 0.5 and 600"),
+        ([], {"MCU_JOIN_TIMEOUT": "nan"}, "MCU_JOIN_TIMEOUT: join_timeout must be between"),
+        ([], {"MCU_JOIN_TIMEOUT": "soon"}, "MCU_JOIN_TIMEOUT: join_timeout must be a number"),
+        (["--max-websockets", "0"], {}, "--max-websockets: max_websockets must be between 1"),
+        (
+            [],
+            {"MCU_MAX_WEBSOCKETS_PER_ADDRESS": "-1"},
+            "MCU_MAX_WEBSOCKETS_PER_ADDRESS: max_websockets_per_address must be between 1",
+        ),
+    ],
+)
+def test_websocket_limit_errors(argv: list[str], environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(argv, environ)
+    assert str(info.value).startswith(message)

@@ -53,3 +53,34 @@ def test_valid_frames() -> None:
     assert (
         isinstance(publish, Publish) and publish.tracks[0].source == "content" and publish.id == 3
     )
+
+
+HUGE = "9" * 5000  # past Python's 4,300-digit limit for int() on a string
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('{"type": "ping", "id": ' + HUGE + "}", "id"),
+        ('{"type": "ping", "id": -' + HUGE + "}", "id"),
+        ('{"type": "ping", "id": 9007199254740992}', "id"),  # beyond what JavaScript can echo
+        ('{"type": "ping", "id": ' + "9" * 4000 + "}", "id"),
+        ('{"type": "ping", "id": true}', "id"),
+        ('{"type": "subscription", "bitrate": ' + HUGE + "}", "bitrate"),
+        ('{"type": "slides", "action": "page", "page": ' + HUGE + "}", "page"),
+        ('{"type": "subscription", "participants": ["' + "p" * 65 + '"]}', "participants"),
+    ],
+)
+def test_out_of_range_values_name_their_field(text: str, field: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_message(text)
+    assert info.value.code == "bad_message"
+    assert field in info.value.message
+    # An id that is not a valid request id is never echoed back.
+    assert "id" not in info.value.to_message()
+
+
+def test_largest_request_ids_are_accepted() -> None:
+    for value in (2**53 - 1, -(2**53 - 1), 0):
+        ping = parse_client_message(f'{{"type": "ping", "id": {value}}}')
+        assert ping.id == value
