@@ -23,6 +23,7 @@ from .httpapi import error_response
 __all__ = [
     "JOIN_WITHIN_HEADER",
     "RETRY_AFTER_SECONDS",
+    "FrameRate",
     "Refusal",
     "SocketLimits",
     "SocketLimitsCollector",
@@ -42,6 +43,59 @@ RETRY_AFTER_SECONDS = 10
 JOIN_WITHIN_HEADER = "X-Mcu-Join-Within"
 """Header the front adds to a WebSocket it passes to a worker: the seconds left of the client's
 join deadline, so that the worker closes it when the deadline the front started runs out."""
+
+
+FRAMES_PER_SECOND = 20.0
+"Sustained client frames per second a socket may send: a busy client sends a few."
+FRAME_BURST = 40
+"Frames a socket may send at once above that rate (a join followed by its first requests)."
+EXCESS_TO_CLOSE = 200
+"Frames over the rate within ``EXCESS_WINDOW_SECONDS`` after which the socket is closed."
+EXCESS_WINDOW_SECONDS = 10.0
+
+
+class FrameRate:
+    """A token bucket over one socket's client frames, time passed in.
+
+    ``take`` says whether a frame may be handled; a frame over the rate is dropped by the
+    caller (answered with at most one ``rate_limited`` error a second). A socket that keeps
+    flooding is told to close.
+    """
+
+    __slots__ = ("_excess", "_excess_since", "_last", "_tokens", "_warned_at", "burst", "rate")
+
+    def __init__(self, rate: float = FRAMES_PER_SECOND, burst: int = FRAME_BURST) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last: float | None = None
+        self._excess = 0
+        self._excess_since = 0.0
+        self._warned_at = float("-inf")
+
+    def take(self, now: float) -> bool:
+        """Whether a frame arriving at ``now`` may be handled (it then spends a token)."""
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        if now - self._excess_since >= EXCESS_WINDOW_SECONDS:
+            self._excess, self._excess_since = 0, now
+        self._excess += 1
+        return False
+
+    def should_warn(self, now: float) -> bool:
+        """Whether to answer this dropped frame with an error (at most once a second)."""
+        if now - self._warned_at >= 1.0:
+            self._warned_at = now
+            return True
+        return False
+
+    def should_close(self) -> bool:
+        """Whether the socket has flooded long enough to be closed."""
+        return self._excess >= EXCESS_TO_CLOSE
 
 
 def address_key(address: str) -> str:
@@ -77,6 +131,10 @@ class SocketLimits:
         "WebSockets refused so far, by reason."
         self.join_timeouts = 0
         "WebSockets closed so far for not joining in time."
+        self.frames_dropped = 0
+        "Client frames dropped so far for exceeding a socket's rate."
+        self.flood_closes = 0
+        "WebSockets closed so far for flooding."
         self._by_address: dict[str, int] = {}
 
     def admit(self, address: str) -> Refusal | None:
@@ -185,4 +243,14 @@ class SocketLimitsCollector(Collector):
             "mcu_websocket_join_timeouts",
             "WebSockets closed because they joined no room within join_timeout seconds.",
             value=limits.join_timeouts,
+        )
+        yield CounterMetricFamily(
+            "mcu_websocket_frames_dropped",
+            "Client frames dropped because a socket sent over 20 a second (burst 40).",
+            value=limits.frames_dropped,
+        )
+        yield CounterMetricFamily(
+            "mcu_websocket_flood_closes",
+            "WebSockets closed (1008) for sending over their rate for too long.",
+            value=limits.flood_closes,
         )

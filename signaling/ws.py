@@ -8,14 +8,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from mcu import metrics
 from mcu.crypto.tokens import InviteSigner
 from mcu.media import TrackSource
-from mcu.socketlimits import JOIN_WITHIN_HEADER, SocketLimits, refuse_websocket
+from mcu.socketlimits import JOIN_WITHIN_HEADER, FrameRate, SocketLimits, refuse_websocket
 
 from .admission import Refused, check_password, invite_role, unknown_room
 from .messages import (
@@ -86,6 +86,7 @@ class ClientConnection:
         self._too_slow = False
         self._closing: asyncio.Future[None] | None = None
         self._joined = False
+        self._rate = FrameRate()
 
     async def send(self, message: dict[str, Any]) -> None:
         """Queue one message; a writer task sends them in order, so callers never wait on a slow
@@ -148,7 +149,11 @@ class ClientConnection:
                 if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     break
                 if frame.type == WSMsgType.TEXT:
-                    await self._handle_text(frame.data)
+                    verdict = await self._rate_verdict()
+                    if verdict == "close":
+                        break
+                    if verdict == "handle":
+                        await self._handle_text(frame.data)
                 elif frame.type == WSMsgType.BINARY:
                     await self._reply_error(
                         ProtocolError("bad_message", "binary frames are not used")
@@ -166,6 +171,33 @@ class ClientConnection:
         # Around the whole receive: aiohttp's own timeout restarts at every ping and pong.
         async with asyncio.timeout_at(deadline):
             return await self.ws.receive()
+
+    async def _rate_verdict(self) -> Literal["handle", "drop", "close"]:
+        """Whether to handle the frame just read, drop it, or stop (the socket was closed).
+
+        A frame over the socket's rate is dropped, answered with at most one ``rate_limited``
+        error a second; a socket that keeps flooding is closed (1008).
+        """
+        now = time.monotonic()
+        if self._rate.take(now):
+            return "handle"
+        sockets = self.services.sockets
+        sockets.frames_dropped += 1
+        if self._rate.should_close():
+            sockets.flood_closes += 1
+            logger.info("%s: WebSocket closed for flooding", self.address)
+            await self.flush()  # the rate_limited error first (bounded: FLUSH_SECONDS)
+            await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+            return "close"
+        if self._rate.should_warn(now):
+            await self._reply_error(
+                ProtocolError(
+                    "rate_limited",
+                    f"over {self._rate.rate:g} messages a second; this one was dropped",
+                    retry_after=1.0,
+                )
+            )
+        return "drop"
 
     async def _join_timed_out(self) -> None:
         sockets = self.services.sockets

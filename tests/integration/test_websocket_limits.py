@@ -176,3 +176,29 @@ async def test_the_front_enforces_the_deadline_and_the_caps(
 ) -> None:
     await _unjoined_sockets_are_closed(limited_cluster)
     await _caps_hold(limited_cluster)
+
+
+async def test_a_flooding_socket_is_throttled_then_closed(server: ServerProcess) -> None:
+    await server.create_room("cardio-1", PASSWORD)
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
+        await ws.send_json(
+            {"type": "join", "room": "cardio-1", "name": "Flood", "password": PASSWORD}
+        )
+        for i in range(400):  # bounded: far over 20 a second, sent at once
+            await ws.send_json({"type": "ping", "id": i})
+        pongs, limited = 0, 0
+        for _ in range(600):  # bounded: every reply, then the close
+            message = await ws.receive(timeout=10)
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            body = json.loads(message.data)
+            pongs += body["type"] == "pong"
+            limited += body.get("code") == "rate_limited"
+        # Before, all 400 were answered. Now the burst is, then at most a warning a second,
+        # and the socket is closed for flooding.
+        assert pongs < 100, pongs
+        assert limited >= 1
+        assert ws.close_code == 1008, ws.close_code
+    async with server.http.get(server.base_url + "/metrics") as r:
+        text = await r.text()
+    assert "mcu_websocket_flood_closes_total 1.0" in text, text[-2000:]

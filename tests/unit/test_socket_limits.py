@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.socketlimits import SocketLimits, address_key, descriptors_short
+from mcu.socketlimits import FrameRate, SocketLimits, address_key, descriptors_short
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,27 @@ def test_descriptors_short() -> None:
     assert descriptors_short(10_000, 2, 1_048_576) == 0
     assert descriptors_short(10_000, 2, 20_000) == 1024  # the headroom is missing
     assert descriptors_short(10_000, 1, 20_000) == 0
+
+
+def test_frame_rate_allows_a_burst_then_the_rate_then_closes_a_flood() -> None:
+    rate = FrameRate(rate=20, burst=40)
+    t = 100.0
+    assert all(rate.take(t) for _ in range(40))  # a join and its first requests at once
+    assert not rate.take(t)
+    assert rate.should_warn(t) and not rate.should_warn(t + 0.5) and rate.should_warn(t + 1.0)
+    # Refilled at 20 a second.
+    assert rate.take(t + 0.125) and rate.take(t + 0.125) and not rate.take(t + 0.125)
+    assert not rate.should_close()
+    for _ in range(300):  # 300 frames at once, well over the rate
+        rate.take(t + 0.125)
+    assert rate.should_close()
+
+
+def test_frame_rate_forgets_old_excess() -> None:
+    rate = FrameRate(rate=20, burst=1)
+    rate.take(0.0)
+    for _ in range(150):
+        rate.take(0.0)
+    for i in range(150):
+        rate.take(20.0 + i * 0.0001)  # a new window: the old excess no longer counts
+    assert not rate.should_close()
