@@ -150,6 +150,8 @@ class Config(BaseModel):
     """Signalling WebSockets one client address (an IPv6 /64) may keep open at once."""
     max_websockets: int = 10_000
     """Signalling WebSockets the server keeps open at once, from all addresses."""
+    max_whep_per_address: int = 100
+    """WHEP sessions one client address (an IPv6 /64) may hold on one worker at once."""
     encrypt_recordings: bool = True
     """Encrypt recordings and uploaded courseware at rest (AES-256-GCM, per-file keys)."""
     workers: int = 0
@@ -249,7 +251,7 @@ class Config(BaseModel):
             )
         return value
 
-    @field_validator("max_websockets_per_address", "max_websockets")
+    @field_validator("max_websockets_per_address", "max_websockets", "max_whep_per_address")
     @classmethod
     def _check_websocket_caps(cls, value: int, info: ValidationInfo) -> int:
         if not 1 <= value <= MAX_WEBSOCKETS:
@@ -443,6 +445,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
         dest="max_websockets_per_address",
         help="signalling WebSockets one client address (IPv6: one /64) may keep open; more "
         "are refused with 429 (env MCU_MAX_WEBSOCKETS_PER_ADDRESS; default 200)",
+    )
+    add(
+        "--max-whep-per-address",
+        metavar="N",
+        dest="max_whep_per_address",
+        help="WHEP sessions one client address (IPv6: one /64) may hold on one worker; more "
+        "are refused with 429 (env MCU_MAX_WHEP_PER_ADDRESS; default 100)",
     )
     add(
         "--max-websockets",

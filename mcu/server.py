@@ -301,7 +301,9 @@ async def create_app(config: Config) -> web.Application:
     )
     sockets_collector = SocketLimitsCollector(signaling.sockets)
     REGISTRY.register(sockets_collector)
-    broadcasting = Broadcasting(signaling, ice_servers(config))
+    broadcasting = Broadcasting(
+        signaling, ice_servers(config), max_per_address=config.max_whep_per_address
+    )
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, rooms, store, signer, throttle)
     collector = MediaCollector(rooms, broadcasting)

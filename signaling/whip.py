@@ -42,6 +42,7 @@ from mcu.peer import (
     close_quietly,
 )
 from mcu.relay import RelayEndpoint
+from mcu.socketlimits import address_key
 from mcu.stage import Stage
 from mcu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
 
@@ -67,6 +68,10 @@ HOME_HEADER = "X-Mcu-Home-Worker"
 WHEP_SESSIONS = Gauge("mcu_whep_sessions", "WHEP playback sessions on this worker.")
 WHEP_REFUSED = Counter(
     "mcu_whep_refused_busy_total", "WHEP sessions refused because the worker was saturated."
+)
+WHEP_REFUSED_ADDRESS = Counter(
+    "mcu_whep_refused_address_total",
+    "WHEP sessions refused because the client address held max_whep_per_address already.",
 )
 BUSY_RETRY_SECONDS = 5
 "Retry-After of a 503 for a saturated worker."
@@ -105,6 +110,10 @@ class Broadcasting:
     sessions: dict[str, _Session] = field(default_factory=dict)
     busy: Callable[[], bool] = lambda: False
     "Whether this worker is saturated: new WHEP viewers are then refused with 503."
+    max_per_address: int = 100
+    "WHEP sessions one client address (an IPv6 /64) may hold here at once."
+    per_address: dict[str, int] = field(default_factory=dict)
+    "WHEP sessions held now, by address key."
     _endpoint: RelayEndpoint | None = None
 
     def new_session_id(self) -> str:
@@ -380,6 +389,18 @@ async def whep_post(request: web.Request) -> web.Response:
             {"Retry-After": str(BUSY_RETRY_SECONDS)},
         )
 
+    held = address_key(address)
+    if hub.per_address.get(held, 0) >= hub.max_per_address:
+        WHEP_REFUSED_ADDRESS.inc()
+        raise ApiError(
+            429,
+            "too_many_sessions",
+            f"this address holds {hub.max_per_address} WHEP sessions, the most allowed; "
+            "end one first",
+            {"Retry-After": str(BUSY_RETRY_SECONDS)},
+        )
+    hub.per_address[held] = hub.per_address.get(held, 0) + 1
+
     session_id = hub.new_session_id()
     room: Room | None = None
     if home == hub.worker:
@@ -387,13 +408,18 @@ async def whep_post(request: web.Request) -> web.Response:
         stage: Stage = room.stage
     else:
         assert hub.edges is not None
-        stage = await _relayed(hub.edges.join(record.id, home))
+        try:
+            stage = await _relayed(hub.edges.join(record.id, home))
+        except BaseException:
+            _release_address(hub, held)
+            raise
     viewer = ViewerConnection(hub.ice_servers, stage, _count_consumers)
     closing: list[asyncio.Task[None]] = []
 
     async def close() -> None:
         if hub.sessions.pop(session_id, None) is None:
             return
+        _release_address(hub, held)
         await close_quietly(viewer)
         if room is not None:
             room.viewer_sessions.pop(session_id, None)
@@ -448,6 +474,12 @@ def _home_worker(request: web.Request, hub: Broadcasting) -> int:
         return int(header)
     except ValueError:
         raise ApiError(400, "bad_request", f"{HOME_HEADER} must be a worker index") from None
+
+
+def _release_address(hub: Broadcasting, held: str) -> None:
+    left = hub.per_address.pop(held, 1) - 1
+    if left > 0:
+        hub.per_address[held] = left
 
 
 def _count_consumers(delta: int) -> None:

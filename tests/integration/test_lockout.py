@@ -4,13 +4,15 @@ workers, and never stand in the way of a valid invite or of the address's other 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 
 from tests.support.room_client import RoomClient
 from tests.support.server import ServerProcess
-from tests.support.whip import post_sdp
+from tests.support.whip import WhepViewer, post_sdp
 
 OFFER = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
@@ -57,3 +59,24 @@ async def test_whep_guesses_on_every_worker_count_once(cluster: ServerProcess) -
     async with aiohttp.ClientSession() as http:
         async with http.get(cluster.base_url + "/healthz") as r:
             assert r.status == 200
+
+
+async def test_whep_sessions_are_capped_per_address(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "srv", env={"MCU_MAX_WHEP_PER_ADDRESS": "2"})
+    await server.start()
+    viewers = [WhepViewer(server.base_url, "lesson-1", "for-every-site") for _ in range(4)]
+    try:
+        await server.create_room(
+            "lesson-1", "lecturers-only", "Lesson", kind="lecture", viewer_password="for-every-site"
+        )
+        statuses = [(await v.play())[0] for v in viewers[:3]]
+        # Before, any number were served to one address.
+        assert statuses == [201, 201, 429], statuses
+        assert await viewers[0].stop() == 200
+        assert (await viewers[3].play())[0] == 201  # a freed place is taken again
+        assert await server.metric("mcu_whep_refused_address_total") == 1
+    finally:
+        for viewer in viewers:
+            with contextlib.suppress(Exception):
+                await viewer.stop()
+        assert await server.stop() == 0, server.log()[-3000:]
