@@ -322,14 +322,19 @@ def _sniff(head: bytes) -> tuple[str, str, FileRole] | None:
     return None
 
 
-def _probe_duration(file: Any) -> float | None:
+def _probe_mp4(file: Any) -> float | None:
+    """The duration of an uploaded MP4 (None when it states none); :class:`ApiError` 415 when
+    it is no MP4 holding audio or video (``ftyp`` at byte 4 alone proves nothing)."""
     import av
 
     try:
-        with av.open(file) as container:
+        with av.open(file, format="mp4") as container:
             microseconds: int | None = container.duration
+            playable = any(s.type in ("video", "audio") for s in container.streams)
     except (av.FFmpegError, OSError, ValueError):
-        return None
+        playable = False
+    if not playable:
+        raise ApiError(415, "unsupported_type", "the file is not an MP4 with video or audio")
     return None if microseconds is None else round(microseconds / 1_000_000, 3)
 
 
@@ -638,12 +643,12 @@ class _Library:
             ).decode("ascii")
             if media_type == "video/mp4":
                 with DecryptingReader(upload.path, upload.data_key) as reader:
-                    duration = _probe_duration(reader)
+                    duration = _probe_mp4(reader)
         else:
             size = upload.path.stat().st_size
             wrapped = None
             if media_type == "video/mp4":
-                duration = _probe_duration(str(upload.path))
+                duration = _probe_mp4(str(upload.path))
         file = LibraryFile(
             name=name,
             role=role,
@@ -672,7 +677,10 @@ class _Library:
     def _check_access(self, request: web.Request, item_id: str) -> None:
         if self._is_admin(request):
             return
-        token = request.query.get("token")
+        tokens = request.query.getall("token", [])
+        if len(tokens) > 1:
+            raise ApiError(400, "bad_request", "a query parameter is repeated")
+        token = tokens[0] if tokens else None
         if token is None:
             raise ApiError(
                 401,

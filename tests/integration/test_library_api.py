@@ -269,6 +269,12 @@ async def test_pdf_upload_and_unsupported(lib: Library, mp4: bytes) -> None:
     assert await response.read() == PDF
     status, body = await lib.call("POST", "/api/library", data=b"GIF89a....", params={"title": "x"})
     assert status == 415 and body["error"] == "unsupported_type"
+    # ftyp at byte 4 is no MP4: refused, and nothing is kept.
+    for fake in (b"\0\0\0\x18ftypisom" + b"x" * 5000, b"\0\0\0\x08ftyp" + bytes(100)):
+        status, body = await lib.call("POST", "/api/library", data=fake, params={"title": "x"})
+        assert status == 415 and body["error"] == "unsupported_type", body
+    status, listing = await lib.call("GET", "/api/library")
+    assert [i["title"] for i in listing["items"]] == ["Slides week 1"], listing
     status, body = await lib.call("POST", "/api/library", data=b"", params={"title": "x"})
     assert status == 400
     status, body = await lib.call("POST", "/api/library", data=PDF, params={})
@@ -421,6 +427,9 @@ async def test_share_links(lib: Library, mp4: bytes) -> None:
     assert await refused(f"/library/{item['id']}/files/nope.mp4", token=token) == (404, "not_found")
     assert await refused("/library/unknown-item/play", token=token) == (403, "forbidden")
     assert await refused("/library/unknown-item/play") == (401, "unauthorized")
+    # A repeated token is refused, whichever of the two is valid.
+    response = await lib.client.get(f"/library/{item['id']}/play?token={token}&token=x")
+    assert response.status == 400 and (await response.json())["error"] == "bad_request"
 
     for body in ({"ttl_seconds": 10}, {"ttl_seconds": "600"}, {"extra": 1}):
         status, reply = await lib.call("POST", f"/api/library/{item['id']}/share", json=body)
