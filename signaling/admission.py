@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, cast, get_args
@@ -60,32 +61,60 @@ async def password_grants(record: RoomRecord, password: str) -> Role | None:
     return None
 
 
+_checks_running: dict[tuple[str, str, str | None, bytes], asyncio.Future[Role | None]] = {}
+"Password checks being hashed now, by room, its stored hashes and the password's digest."
+
+
 async def check_password(
     throttle: LoginThrottle, record: RoomRecord, password: str, address: str
 ) -> Role:
     """The role ``password`` admits to ``record``'s room, or :class:`Refused`.
 
     The attempt counts against the address in this room, the address and the room from the
-    moment it starts; a wrong one is answered after the throttle's delay.
+    moment it starts; a wrong one is answered after the throttle's delay. An attempt with the
+    same password as a check already running waits for that check's verdict instead of hashing
+    again (a lesson's sites all send its viewer password at once).
     """
+    key = (
+        record.id,
+        record.password_hash,
+        record.viewer_password_hash,
+        hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest(),
+    )
+    running = _checks_running.get(key)
+    if running is not None:
+        retry = throttle.locked(address, record.id, time.time())
+        if retry is not None:
+            raise Refused("rate_limited", "too many failed attempts", retry_after=retry)
+        role = await asyncio.shield(running)
+        return await _verdict(throttle, record, address, role, reserved=False)
     retry = throttle.begin(address, record.id, time.time())
     if retry is not None:
         raise Refused("rate_limited", "too many failed attempts", retry_after=retry)
-    settled = False
+    future: asyncio.Future[Role | None] = asyncio.get_running_loop().create_future()
+    _checks_running[key] = future
     try:
         role = await password_grants(record, password)
-        if role is None:
-            settled = True
-            delay = throttle.failed(address, record.id, time.time())
-            if delay > 0:
-                await asyncio.sleep(delay)
-            raise Refused("wrong_password", "wrong room password")
-        settled = True
-        throttle.succeeded(address, record.id)
-        return role
+    except BaseException:
+        throttle.abandon(address, record.id)  # cancelled mid-check: no verdict to record
+        future.cancel()
+        raise
     finally:
-        if not settled:  # cancelled mid-check (the client went away): no verdict to record
-            throttle.abandon(address, record.id)
+        _checks_running.pop(key, None)
+    future.set_result(role)
+    return await _verdict(throttle, record, address, role, reserved=True)
+
+
+async def _verdict(
+    throttle: LoginThrottle, record: RoomRecord, address: str, role: Role | None, *, reserved: bool
+) -> Role:
+    if role is None:
+        delay = throttle.failed(address, record.id, time.time(), reserved=reserved)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        raise Refused("wrong_password", "wrong room password")
+    throttle.succeeded(address, record.id, reserved=reserved)
+    return role
 
 
 def invite_role(signer: InviteSigner, record: RoomRecord, token: str) -> Role:

@@ -15,7 +15,9 @@ Valid invites and session tokens never consult the throttle: their signatures ca
 guessed, so nobody's guesses can refuse them. An attempt counts as soon as it starts and until
 its hash check ends (:meth:`LoginThrottle.begin`), so 500 simultaneous wrong passwords from one
 address are not all evaluated: once the in-flight and recorded failures fill a scope, the rest
-are refused at once.
+are refused at once. Attempts with the same password as a check already running wait for that
+check instead of starting one (``signaling/admission.py``), so 400 sites joining a lesson with
+its viewer password at once cost one hash and no in-flight slots.
 """
 
 from __future__ import annotations
@@ -101,13 +103,28 @@ class LoginThrottle:
             self._touch(key, now).in_flight += 1
         return None
 
-    def failed(self, addr: str, room: str, now: float) -> float:
+    def locked(self, addr: str, room: str, now: float) -> float | None:
+        """Like :meth:`retry_after` but blind to checks in flight: for an attempt that waits on
+        an identical check already running rather than starting one."""
+        self._prune(now)
+        retry = 0.0
+        for key, _ in self._keys(addr, room):
+            entry = self._entries.get(key)
+            if entry is None:
+                continue
+            if entry.locked_until > now:
+                retry = max(retry, entry.locked_until - now)
+        return retry if retry > 0 else None
+
+    def failed(self, addr: str, room: str, now: float, *, reserved: bool = True) -> float:
         """The check begun for ``room`` from ``addr`` found a wrong password: record it, and
-        return the seconds to wait before answering (0 for the first three, then 0.5 up to 4)."""
+        return the seconds to wait before answering (0 for the first three, then 0.5 up to 4).
+        ``reserved=False`` for an attempt that shared another's check (it reserved nothing)."""
         delay = 0.0
         for key, scope in self._keys(addr, room):
             entry = self._touch(key, now)
-            entry.in_flight = max(0, entry.in_flight - 1)
+            if reserved:
+                entry.in_flight = max(0, entry.in_flight - 1)
             self._record(entry, scope, now)
             if scope is ADDRESS_IN_ROOM:
                 recent = len(entry.failures) if not entry.locked_until > now else scope.threshold
@@ -115,14 +132,15 @@ class LoginThrottle:
                     delay = DELAY_STEPS[min(recent - FREE_FAILURES, len(DELAY_STEPS)) - 1]
         return delay
 
-    def succeeded(self, addr: str, room: str) -> None:
+    def succeeded(self, addr: str, room: str, *, reserved: bool = True) -> None:
         """The check found a right password: the address's failures on this room are forgotten
         (a lockout still stands); the wider scopes keep theirs."""
         for key, _ in self._keys(addr, room):
             entry = self._entries.get(key)
             if entry is None:
                 continue
-            entry.in_flight = max(0, entry.in_flight - 1)
+            if reserved:
+                entry.in_flight = max(0, entry.in_flight - 1)
             if key[1] and key[0]:  # the address in this room
                 entry.failures.clear()
 

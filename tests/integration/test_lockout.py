@@ -44,6 +44,20 @@ async def test_a_burst_of_wrong_passwords_is_not_all_evaluated(server: ServerPro
     assert await _join(server, "cardio-1", password="correct horse") == "rate_limited"
 
 
+async def test_a_burst_of_the_right_password_is_one_check(server: ServerProcess) -> None:
+    # A lesson's sites behind one hospital address all join at once with its viewer password.
+    await server.create_room(
+        "lesson-1", "lecturers-only", "Lesson", kind="lecture", viewer_password="for-every-site"
+    )
+    outcomes = Counter(
+        await asyncio.gather(
+            *(_join(server, "lesson-1", password="for-every-site") for _ in range(40))
+        )
+    )
+    # Before, each join was a check in flight of its own and all but 10 were rate_limited.
+    assert outcomes == Counter({"joined": 40}), outcomes
+
+
 async def test_whep_guesses_on_every_worker_count_once(cluster: ServerProcess) -> None:
     await cluster.create_room(
         "lesson-1", "lecturers-only", "Lesson", kind="lecture", viewer_password="for-every-site"

@@ -132,3 +132,21 @@ def test_stale_entries_are_pruned() -> None:
     assert len(throttle) == 3
     assert throttle.retry_after("10.9.9.9", "c", T0 + 909) is None
     assert len(throttle) == 0
+
+
+def test_locked_ignores_checks_in_flight_but_not_a_lockout() -> None:
+    throttle = LoginThrottle()
+    for _ in range(10):
+        assert throttle.begin(HOSPITAL, "cardio-1", T0) is None
+    # Ten checks running: a new one may not start, one sharing a running check may wait.
+    assert throttle.begin(HOSPITAL, "cardio-1", T0) is not None
+    assert throttle.locked(HOSPITAL, "cardio-1", T0) is None
+    for _ in range(10):
+        throttle.failed(HOSPITAL, "cardio-1", T0)
+    assert throttle.locked(HOSPITAL, "cardio-1", T0) == 900
+    # Sharers reserve nothing: their verdicts never release another attempt's slot.
+    other = LoginThrottle()
+    assert other.begin(HOSPITAL, "cardio-1", T0) is None
+    other.succeeded(HOSPITAL, "cardio-1", reserved=False)
+    other.failed(HOSPITAL, "cardio-1", T0, reserved=False)
+    assert [other.begin(HOSPITAL, "cardio-1", T0) is None for _ in range(9)].count(True) == 8
