@@ -323,8 +323,12 @@ _COUNTER_LABELS = (
     ("mcu_video_packets_skipped_total", "{:,.0f} video packets skipped awaiting a keyframe"),
     ("mcu_keyframe_requests_sent_total", "{:,.0f} PLIs to the lecturer"),
     ("mcu_whep_refused_busy_total", "{:,.0f} viewers refused busy"),
+    ("mcu_video_frames_shed_total", "{:,.0f} video frames shed"),
+    ("mcu_rtp_packets_shed_total", "{:,.0f} packets shed"),
+    ("mcu_nacks_withheld_total", "{:,.0f} NACKs to the lecturer withheld"),
     ("mcu_video_consumers_waiting_keyframe", "{:,.0f} video consumers waiting at the end"),
     ("mcu_event_loop_lag_last_seconds", "loop lag {:.2f} s at the end"),
+    ("mcu_ingress_lateness_seconds", "ingress {:.2f} s behind at the end"),
 )
 
 
