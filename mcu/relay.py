@@ -20,6 +20,8 @@ downstream of it (consumers, WHEP sessions) works as it does for a local publish
 
 There is no NACK or retransmission on the relay: loopback does not lose packets unless a socket
 buffer overflows, and then a keyframe request repairs the picture as it would for a publisher.
+An edge measures how late it reads its relay socket (:mod:`mcu.lateness`) and its producers shed
+load from it exactly as a home's do from a publisher's socket.
 """
 
 from __future__ import annotations
