@@ -121,6 +121,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="run a process taking this share (0-1) of the first server core (0: none)",
     )
+    add(
+        "--hog-after-joins",
+        action="store_true",
+        help="start the --cpu-hog once every viewer has joined, not with the server",
+    )
     add("--keep-going", action="store_true", help="go on to larger N after a failed run")
     add("--timeout", type=float, help="bound on the whole benchmark, seconds (default: computed)")
     add("--no-netns", action="store_true", help="stay on the host network (still 127.0.0.1)")
@@ -259,8 +264,8 @@ async def run_once(
             try:
                 server.launch()
                 await server.wait_ready(http)
-                if hog is not None:  # from the start: admission sees the neighbour too
-                    hog.start()
+                if hog is not None and not args.hog_after_joins:
+                    hog.start()  # from the start: admission sees the neighbour too
             except (RuntimeError, OSError) as exc:
                 raise SetupError(str(exc)) from exc
             room, password, viewer_password = await create_lecture(http, server)
@@ -309,6 +314,8 @@ async def run_once(
                 f"   {len(joined)} joined, {len(failed)} failed in {time.monotonic() - t0:.1f} s;"
                 f" measuring {args.seconds:g} s"
             )
+            if hog is not None and args.hog_after_joins:
+                hog.start()  # the neighbour arrives when the lecture is full: nobody to refuse
             await asyncio.sleep(SETTLE_SECONDS)
             sent_before = await publisher.sent()
             before = await snapshot(groups, local, server, http, cores, hog)
@@ -370,6 +377,7 @@ async def bench(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         f" {','.join(map(str, args.client_cores))}, {args.client_processes} process(es)"
         + (
             f"; CPU hog: {args.cpu_hog:.0%} of core {args.server_core_set[0]}"
+            + (" from the last join on" if args.hog_after_joins else "")
             if args.cpu_hog
             else ""
         ),

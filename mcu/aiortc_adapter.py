@@ -5,9 +5,10 @@ A forwarding server needs neither, so this adapter enters at four points, each g
 ``tests/unit/test_aiortc_adapter.py`` so that an upgrade which moves them fails loudly:
 
 - ingress: ``RTCDtlsTransport._handle_rtp_data`` receives each decrypted RTP packet; we parse it
-  once, hand it to its producer, then let the receiver keep doing NACK generation, receiver
-  reports and REMB. The receiver's jitter buffer is replaced by one that never completes a frame,
-  so its decoder thread idles.
+  once, hand it to its producer with how late the server is getting to it (the receive stamp of
+  the nominated ICE pair's socket, :mod:`mcu.lateness`), then let the receiver keep doing NACK
+  generation (withheld while the producer sheds load), receiver reports and REMB. The receiver's
+  jitter buffer is replaced by one that never completes a frame, so its decoder thread idles.
 - egress: ``RTCDtlsTransport._tx_srtp.protect`` and the nominated ICE pair's datagram transport.
 - feedback: a subscriber's ``RTCRtpSender._handle_rtcp_packet`` gets NACK, PLI/FIR and REMB; the
   sender's RTCP loop takes our translated sender-report clock mapping.
@@ -51,6 +52,7 @@ from aiortc.rtp import (
 
 from . import metrics
 from .consumer import Consumer, ConsumerLeg, PayloadTypes
+from .lateness import INGRESS, LatenessProbe
 from .media import CodecInfo
 from .producer import Producer
 
@@ -135,7 +137,7 @@ class _Ingress:
         self.rtx_payload_type = rtx_payload_type
         self.ssrc: int | None = None
 
-    def on_packet(self, packet: RtpPacket, now: float) -> None:
+    def on_packet(self, packet: RtpPacket, now: float, lateness: float) -> None:
         level = packet.extensions.audio_level
         audio_level = level[1] if level is not None else None
         pt = packet.payload_type
@@ -148,6 +150,7 @@ class _Ingress:
                 packet.payload,
                 audio_level,
                 now,
+                lateness,
             )
         elif pt == self.rtx_payload_type:
             payload = packet.payload
@@ -161,9 +164,38 @@ class _Ingress:
                 payload[2:],
                 audio_level,
                 now,
+                lateness,
             )
         else:
             metrics.PACKETS_DISCARDED.labels("unknown_payload_type").inc()
+
+
+class _NacksUnlessShedding:
+    """aiortc's NACK generator for one receiver, silent while its producer sheds load.
+
+    What is missing then was mostly shed on purpose or lost at a full receive buffer; asking the
+    publisher to resend it would add retransmissions to the very backlog being drained, and they
+    would arrive too late to be forwarded anyway.
+    """
+
+    __slots__ = ("_inner", "_producer")
+
+    def __init__(self, inner: Any, producer: Producer) -> None:
+        self._inner = inner
+        self._producer = producer
+
+    @property
+    def missing(self) -> set[int]:
+        missing: set[int] = self._inner.missing
+        return missing
+
+    def add(self, packet: RtpPacket) -> bool:
+        missed: bool = self._inner.add(packet)
+        if missed and self._producer.shedding:
+            self._inner.missing.clear()
+            metrics.NACKS_WITHHELD.inc()
+            return False
+        return missed
 
 
 class PublisherTap:
@@ -172,7 +204,27 @@ class PublisherTap:
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
         self._ingress: dict[RTCRtpReceiver, _Ingress] = {}
+        self._probe = LatenessProbe()
+        self._pair: Any = None
+        self._fd = -1
         dtls._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
+
+    def _lateness(self, now: float) -> float:
+        """How late this connection's packets are being processed (sampled, not per packet)."""
+        if now < self._probe.estimate.next_due:
+            return self._probe.estimate.current
+        pair = self._dtls.transport._connection._nominated.get(1)
+        if pair is not self._pair:  # first sample, or ICE chose another pair: its socket
+            self._pair = pair
+            sock = pair.protocol.transport.get_extra_info("socket") if pair is not None else None
+            self._fd = sock.fileno() if sock is not None else -1
+        if self._fd < 0:
+            return 0.0
+        return self._probe.sample(self._fd, now)
+
+    def close(self) -> None:
+        """The connection ended: its lateness no longer counts."""
+        INGRESS.discard(self._probe.estimate)
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         try:
@@ -186,7 +238,8 @@ class PublisherTap:
             return
         ingress = self._ingress.get(receiver)  # type: ignore[call-overload]
         if ingress is not None:
-            ingress.on_packet(packet, time.monotonic())
+            now = time.monotonic()
+            ingress.on_packet(packet, now, self._lateness(now))
         # NACK generation, receiver reports and REMB stay aiortc's; its decoder gets no frames.
         await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
 
@@ -194,6 +247,9 @@ class PublisherTap:
         """Forward the packets ``transceiver`` receives to ``producer``."""
         receiver = transceiver.receiver
         receiver._RTCRtpReceiver__jitter_buffer = _NoFrames()  # type: ignore[attr-defined]
+        nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if nacks is not None:  # video only
+            receiver._RTCRtpReceiver__nack_generator = _NacksUnlessShedding(nacks, producer)  # type: ignore[attr-defined]
         primary, rtx = negotiated_codecs(transceiver)
         ingress = _Ingress(producer, payload_type(primary), payload_type(rtx) if rtx else None)
         self._ingress[receiver] = ingress

@@ -159,6 +159,8 @@ class PublisherConnection:
 
     async def close(self) -> None:
         """Close the connection."""
+        for tap in self._taps.values():
+            tap.close()
         await self.pc.close()
 
 

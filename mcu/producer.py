@@ -9,6 +9,7 @@ from .codecs.inspect import keyframe_detector
 from .history import PacketHistory
 from .media import CodecInfo, IncomingPacket, PacketSink, TrackSource
 from .rtp import SequenceUnwrapper
+from .shedding import LoadShedder, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +19,13 @@ KEYFRAME_REQUEST_INTERVAL = 0.5
 
 
 class Producer:
-    """One publisher's track: parses each packet once and hands it to every consumer."""
+    """One publisher's track: parses each packet once and hands it to every consumer.
+
+    While the server runs behind its ingress (``lateness`` given with each packet), it sheds
+    load here, once for every consumer (:mod:`mcu.shedding`): consumers are left without the shed
+    packets and renumber on from their last one when forwarding resumes, so they all resume at
+    the same keyframe; sinks added with ``whole=True`` (a recording) still get every packet.
+    """
 
     def __init__(
         self,
@@ -37,6 +44,7 @@ class Producer:
         self.kind = codec.kind
         self.history = PacketHistory()
         self.sinks: list[PacketSink] = []
+        self._whole: list[PacketSink] = []  # sinks that get even what is shed
         self._paused = False
         self.packets_received = 0
         self.bytes_received = 0
@@ -54,6 +62,9 @@ class Producer:
         self._keyframe_interval = keyframe_interval
         self._last_keyframe_request = float("-inf")
         self._closed = False
+        self._shedder = LoadShedder(self._video)
+        self.packets_shed = 0
+        "Packets not forwarded to consumers because the server ran behind (see mcu.shedding)."
 
     def on_rtp(
         self,
@@ -63,8 +74,13 @@ class Producer:
         payload: bytes,
         audio_level: int | None,
         arrival: float,
+        lateness: float = 0.0,
     ) -> None:
-        """Take one (already decrypted, RTX-unwrapped) packet and forward it to every sink."""
+        """Take one (already decrypted, RTX-unwrapped) packet and forward it to every sink.
+
+        ``lateness``: how far behind its ingress the server was when it got to this packet
+        (seconds, :mod:`mcu.lateness`); beyond a bound, packets are shed (:mod:`mcu.shedding`).
+        """
         if self._closed:
             return
         keyframe = self._video and bool(payload) and self._is_keyframe(payload)
@@ -80,12 +96,44 @@ class Producer:
             self._level_count += 1
         if self._paused:
             return  # not even kept for NACKs: a chair mute must not leak through repair
-        self.history.put(packet)
-        for sink in self.sinks:
+        verdict = self._shedder.decide(timestamp, keyframe, lateness)
+        if verdict is Verdict.FORWARD:
+            sinks = self.sinks
+        elif verdict is Verdict.RESUME:
+            self._renumber_consumers()
+            sinks = self.sinks
+        else:
+            # Not kept for repair either: a NACK for it would cost what shedding saves.
+            self.packets_shed += 1
+            if verdict is Verdict.CAUGHT_UP:
+                self.request_keyframe(arrival)  # resume now, not at the next keyframe interval
+            sinks = self._whole
+            if not sinks:
+                return
+        if sinks is self.sinks:
+            self.history.put(packet)
+        for sink in sinks:
             try:
                 sink.on_packet(packet)
             except Exception:  # one broken subscriber must not stop the others
                 logger.exception("sink %r failed on a packet of %s", sink, self.track_id)
+
+    def _renumber_consumers(self) -> None:
+        # Packets were shed: every sink that missed them continues its numbering from its last
+        # packet (video at this keyframe), so no subscriber sees a gap to NACK.
+        for sink in self.sinks:
+            if sink not in self._whole:
+                sink.resync()
+
+    @property
+    def shedding(self) -> bool:
+        """Whether video is being shed because the server runs behind (see mcu.shedding)."""
+        return self._shedder.shedding
+
+    @property
+    def frames_shed(self) -> int:
+        """Video frames not forwarded to consumers because the server ran behind."""
+        return self._shedder.frames_shed
 
     def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
         """The publisher's RTCP sender report: pass its clock mapping to every sink."""
@@ -128,9 +176,15 @@ class Producer:
         self.keyframe_requests_sent += 1
         self.send_keyframe_request()
 
-    def add_sink(self, sink: PacketSink) -> None:
-        """Start forwarding to ``sink``; a known sender report is passed on at once."""
+    def add_sink(self, sink: PacketSink, *, whole: bool = False) -> None:
+        """Start forwarding to ``sink``; a known sender report is passed on at once.
+
+        ``whole``: the sink gets every packet, even those shed while the server runs behind (a
+        recording must stay complete; it is one sink, not one per viewer).
+        """
         self.sinks.append(sink)
+        if whole:
+            self._whole.append(sink)
         if self.last_sender_report is not None:
             sink.on_sender_report(*self.last_sender_report)
 
@@ -138,13 +192,15 @@ class Producer:
         """Stop forwarding to ``sink`` (it is not closed here)."""
         if sink in self.sinks:
             self.sinks.remove(sink)
+        if sink in self._whole:
+            self._whole.remove(sink)
 
     def close(self) -> None:
         """The track ended: close every sink."""
         if self._closed:
             return
         self._closed = True
-        sinks, self.sinks = self.sinks, []
+        sinks, self.sinks, self._whole = self.sinks, [], []
         for sink in sinks:
             try:
                 sink.close()

@@ -20,6 +20,8 @@ downstream of it (consumers, WHEP sessions) works as it does for a local publish
 
 There is no NACK or retransmission on the relay: loopback does not lose packets unless a socket
 buffer overflows, and then a keyframe request repairs the picture as it would for a publisher.
+An edge measures how late it reads its relay socket (:mod:`mcu.lateness`) and its producers shed
+load from it exactly as a home's do from a publisher's socket.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from aiortc.rtp import (
     RtcpSrPacket,
 )
 
+from .lateness import INGRESS, LatenessProbe
 from .media import CodecInfo, IncomingPacket, TrackSource
 from .producer import Producer
 from .rtp import (
@@ -401,6 +404,8 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         self.datagrams_malformed = 0
         "Datagrams that are neither RTP nor RTCP."
         self._transport: asyncio.DatagramTransport | None = None
+        self._fd = sock.fileno()
+        self._lateness = LatenessProbe()  # an edge sheds load as a home does (mcu.shedding)
         self._links: dict[Address, RelayLink] = {}
         self._receivers: dict[Address, dict[int, Producer]] = {}
         self._closed = False
@@ -485,6 +490,7 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         for address, streams in list(self._receivers.items()):
             for ssrc in list(streams):
                 self.stop_receiving(address, ssrc)
+        INGRESS.discard(self._lateness.estimate)
         if self._transport is not None:
             self._transport.close()
         else:
@@ -524,7 +530,9 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             if producer is None:
                 self.datagrams_unknown += 1
                 return
-            producer.on_rtp(sequence, timestamp, marker, payload, level, time.monotonic())
+            now = time.monotonic()
+            lateness = self._lateness.sample(self._fd, now)
+            producer.on_rtp(sequence, timestamp, marker, payload, level, now, lateness)
         except Exception:  # a datagram must never take the socket down
             self.datagrams_malformed += 1
             logger.exception("relay datagram from %s failed", addr)

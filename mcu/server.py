@@ -40,6 +40,7 @@ from .cluster.worker import WORKER_CONTEXT
 from .config import Config
 from .consumer import Consumer
 from .httpapi import MetricsAccess
+from .lateness import INGRESS
 from .looplag import LoopLagMonitor
 from .mixer.session import MixedVideo
 from .peer import IceServerConfig
@@ -49,7 +50,8 @@ from .socketlimits import SocketLimits, SocketLimitsCollector
 logger = logging.getLogger(__name__)
 
 WHEP_REFUSE_LAG_SECONDS = 0.25
-"New WHEP viewers are refused while the event loop runs this late for seconds on end."
+"""New WHEP viewers are refused while the event loop runs this late for seconds on end, or while
+ingress runs behind (:meth:`mcu.lateness.IngressBoard.behind`)."""
 
 WEB_ROOT = Path(str(resources.files("mcu.signaling") / "web"))
 
@@ -66,7 +68,13 @@ class MediaCollector(Collector):
         self._rooms = rooms
         self._broadcasting = broadcasting
         self._producers = metrics.CounterSweep(
-            ("packets_received", "bytes_received", "keyframe_packets_received")
+            (
+                "packets_received",
+                "bytes_received",
+                "keyframe_packets_received",
+                "packets_shed",
+                "frames_shed",
+            )
         )
         self._consumers = metrics.CounterSweep(
             ("packets_sent", "bytes_sent", "packets_dropped", "stalls", "packets_skipped")
@@ -89,7 +97,9 @@ class MediaCollector(Collector):
                     consumers.extend(participant.subscriber.consumers())
         for viewer in self._broadcasting.viewer_connections():
             consumers.extend(viewer.consumers())
-        packets_in, bytes_in, keyframes_in = self._producers.collect(producers)
+        packets_in, bytes_in, keyframes_in, packets_shed, frames_shed = self._producers.collect(
+            producers
+        )
         packets_out, bytes_out, dropped, stalls, skipped = self._consumers.collect(consumers)
         (written,) = self._writers.collect(writers)
         yield _counter(
@@ -131,6 +141,32 @@ class MediaCollector(Collector):
             "mcu_video_packets_skipped_total",
             "Video packets not sent to a subscriber while its consumer waited for a keyframe.",
             skipped,
+        )
+        yield _counter(
+            "mcu_rtp_packets_shed_total",
+            "Publishers' packets not forwarded to viewers because this process ran behind.",
+            packets_shed,
+        )
+        yield _counter(
+            "mcu_video_frames_shed_total",
+            "Video frames not forwarded to viewers because this process ran behind.",
+            frames_shed,
+        )
+        yield GaugeMetricFamily(
+            "mcu_video_producers_shedding",
+            "Video tracks whose delta frames are being shed until a keyframe arrives in time.",
+            sum(1 for p in producers if p.shedding),
+        )
+        now = time.monotonic()
+        yield GaugeMetricFamily(
+            "mcu_ingress_lateness_seconds",
+            "How late the server processes the publishers' packets: the socket furthest behind.",
+            INGRESS.worst(now),
+        )
+        yield GaugeMetricFamily(
+            "mcu_ingress_lateness_sustained_seconds",
+            "The median of that lateness over the last 2 s, for the socket furthest behind.",
+            INGRESS.worst_sustained(now),
         )
         yield GaugeMetricFamily(
             "mcu_video_consumers_waiting_keyframe",
@@ -309,7 +345,9 @@ async def create_app(config: Config) -> web.Application:
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
     loop_lag = LoopLagMonitor()
-    broadcasting.busy = lambda: loop_lag.sustained_lag() >= WHEP_REFUSE_LAG_SECONDS
+    broadcasting.busy = lambda: (
+        loop_lag.sustained_lag() >= WHEP_REFUSE_LAG_SECONDS or INGRESS.behind(time.monotonic())
+    )
     # Before setup_library: its /library sub-application would otherwise answer /library itself.
     app.router.add_get("/library", library_page)
     setup_library(

@@ -203,7 +203,8 @@ class RoomRecording:
             participant=name,
         )
         self._tracks[producer.track_id] = _Track(producer, writer, record, name, data_key)
-        producer.add_sink(writer)
+        # The recording keeps what live viewers lose while the server sheds load.
+        producer.add_sink(writer, whole=True)
         return True
 
     async def _save_files(self) -> None:

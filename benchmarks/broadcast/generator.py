@@ -57,19 +57,32 @@ class Viewers(Protocol):
         ...
 
 
+def viewer_address(name: str) -> str:
+    """The loopback address viewer ``v<i>`` sends its HTTP requests from: 127.0.x.y, one per
+    viewer, as every viewing site has its own. From one address, a few hundred sites joining
+    together would look like one site guessing the viewer password (the server limits password
+    attempts in flight per address and room)."""
+    index = int(name.lstrip("v") or 0)
+    return f"127.0.{1 + index // 250}.{1 + index % 250}"
+
+
 class ViewerGroup:
-    """Viewers sharing one HTTP session, in the current process."""
+    """Viewers in the current process, each with an HTTP session from its own address."""
 
     def __init__(self) -> None:
         self.viewers: list[WhepViewer] = []
-        self._http: aiohttp.ClientSession | None = None
+        self._sessions: list[aiohttp.ClientSession] = []
+
+    def _http(self, name: str) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=0, local_addr=(viewer_address(name), 0))
+        session = aiohttp.ClientSession(connector=connector)
+        self._sessions.append(session)
+        return session
 
     async def join(self, request: dict[str, Any]) -> dict[str, Any]:
         """Start one viewer per name, paced; wait until each is ready or has failed."""
-        if self._http is None:
-            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         batch = [
-            WhepViewer(name, self._http, request["url"], request["token"], request["codec"])
+            WhepViewer(name, self._http(name), request["url"], request["token"], request["codec"])
             for name in request["names"]
         ]
         self.viewers.extend(batch)
@@ -97,8 +110,7 @@ class ViewerGroup:
                 asyncio.gather(*(v.close() for v in self.viewers), return_exceptions=True),
                 CLOSE_TIMEOUT,
             )
-        if self._http is not None:
-            await self._http.close()
+        await asyncio.gather(*(s.close() for s in self._sessions), return_exceptions=True)
 
 
 class LocalViewers:

@@ -4,6 +4,7 @@ scaling between worker counts."""
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,21 @@ def viewer_window(
     row["loss"] = max(0.0, 1 - got / expected) if expected > 0 else 1.0
     row["bitrate_bps"] = octets * 8 / seconds if seconds > 0 else 0.0
     return row
+
+
+def failure_reasons(failed: dict[str, str]) -> dict[str, int]:
+    """How many viewers failed for each reason: ``503 busy``, ``429``, ``timed out``, ..."""
+    reasons: dict[str, int] = {}
+    for error in failed.values():
+        status = re.search(r": (\d{3}) (?:\{\"error\": \"(\w+)\")?", error)
+        if status is not None:
+            reason = " ".join(part for part in status.groups() if part)
+        elif error.startswith("no audio and video"):
+            reason = "timed out"
+        else:
+            reason = error.split(":", 1)[0]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda item: -item[1]))
 
 
 MIN_RATE_RATIO = 0.9
@@ -161,6 +177,7 @@ def summarise_run(
         "joined": len(joined),
         "failed": len(failed),
         "failures": dict(list(failed.items())[:20]),
+        "failure_reasons": failure_reasons(failed),
         "ready_s": {
             "median": statistics.median(ready) if ready else None,
             "max": max(ready, default=None),
@@ -276,6 +293,11 @@ def run_report(run: dict[str, Any], server_cores: str, client_cores: str) -> str
             f"  UDP in the namespace: {udp.get('RcvbufErrors', 0):,} dropped at full receive"
             f" buffers, {udp.get('SndbufErrors', 0):,} at full send buffers"
         )
+    reasons = run.get("failure_reasons")
+    if reasons:
+        lines.append(
+            "  failed by reason: " + ", ".join(f"{why} {count}" for why, count in reasons.items())
+        )
     for name, error in list(run["failures"].items())[:5]:
         lines.append(f"  failed {name}: {error}")
     tail = run.get("server_log_tail", "").strip()
@@ -301,8 +323,12 @@ _COUNTER_LABELS = (
     ("mcu_video_packets_skipped_total", "{:,.0f} video packets skipped awaiting a keyframe"),
     ("mcu_keyframe_requests_sent_total", "{:,.0f} PLIs to the lecturer"),
     ("mcu_whep_refused_busy_total", "{:,.0f} viewers refused busy"),
+    ("mcu_video_frames_shed_total", "{:,.0f} video frames shed"),
+    ("mcu_rtp_packets_shed_total", "{:,.0f} packets shed"),
+    ("mcu_nacks_withheld_total", "{:,.0f} NACKs to the lecturer withheld"),
     ("mcu_video_consumers_waiting_keyframe", "{:,.0f} video consumers waiting at the end"),
     ("mcu_event_loop_lag_last_seconds", "loop lag {:.2f} s at the end"),
+    ("mcu_ingress_lateness_seconds", "ingress {:.2f} s behind at the end"),
 )
 
 

@@ -88,9 +88,16 @@ SERVER_COUNTERS = (
     "mcu_video_keyframes_received_total",
     "mcu_keyframe_requests_sent_total",
     "mcu_whep_refused_busy_total",
+    "mcu_video_frames_shed_total",
+    "mcu_rtp_packets_shed_total",
+    "mcu_nacks_withheld_total",
 )
 "Counters read from ``/metrics`` at both edges of the window (summed over workers and labels)."
-SERVER_GAUGES = ("mcu_video_consumers_waiting_keyframe", "mcu_event_loop_lag_last_seconds")
+SERVER_GAUGES = (
+    "mcu_video_consumers_waiting_keyframe",
+    "mcu_event_loop_lag_last_seconds",
+    "mcu_ingress_lateness_seconds",
+)
 "Gauges read at the end of the window."
 
 
