@@ -20,7 +20,7 @@ from mcu.recorder.catalogue import Catalogue
 from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
 from mcu.recorder.writer import TrackWriter
 from mcu.signaling.admin import setup_admin_api
-from mcu.signaling.keys import ROOMS
+from mcu.signaling.keys import ROOMS, SANDBOX
 from mcu.signaling.recording import RecordingServices, composite_executor
 from mcu.signaling.relays import setup_internal_routes
 from mcu.signaling.session import Rooms
@@ -37,6 +37,7 @@ from .consumer import Consumer
 from .looplag import LoopLagMonitor
 from .peer import IceServerConfig
 from .producer import Producer
+from .sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ async def create_app(config: Config) -> web.Application:
     rooms = Rooms(ice_servers(config), recording)
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms
+    sandbox = app[SANDBOX] = Sandbox()
     app[READINESS] = Readiness()
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
@@ -287,6 +289,7 @@ async def create_app(config: Config) -> web.Application:
         begin_shutdown(app)
         await broadcasting.close_all()
         await rooms.close_all()
+        await sandbox.close()
 
     async def cleanup(app: web.Application) -> None:
         await loop_lag.stop()
