@@ -16,8 +16,10 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import struct
 import threading
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,8 @@ import numpy.typing as npt
 import pydicom
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import (
     apply_color_lut,
@@ -33,6 +37,7 @@ from pydicom.pixels.processing import (
     apply_windowing,
 )
 from pydicom.pixels.utils import pixel_array
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from .documents import DocumentError, DocumentKind, DocumentLimits, RgbFrame, sniff
 
@@ -386,12 +391,81 @@ def _window(values: npt.NDArray[Any], view: pydicom.Dataset) -> npt.NDArray[np.u
     return _to_8bit(values, values.min(), values.max())
 
 
+# Explicit VRs whose length field is 4 bytes (after 2 reserved ones) rather than 2 (PS3.5 7.1.2).
+_LONG_VRS = frozenset(
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+)
+
+
+def _file_meta(data: bytes) -> tuple[int, str | None]:
+    """Where a DICOM file's meta information (group 0002) ends, and its transfer syntax UID.
+
+    The group is always explicit VR little endian, right after the preamble and ``DICM``.
+    """
+    offset, syntax = 132, None
+    while offset + 12 <= len(data):
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 0x0002:
+            break
+        if data[offset + 4 : offset + 6] in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", data, offset + 8)
+            start = offset + 12
+        else:
+            (length,) = struct.unpack_from("<H", data, offset + 6)
+            start = offset + 8
+        if element == 0x0010:
+            syntax = data[start : start + length].rstrip(b"\0 ").decode("ascii", "replace")
+        offset = start + length
+    return min(offset, len(data)), syntax
+
+
+def _inflate(deflated: bytes, limit: int) -> bytes:
+    """Inflate a raw deflate stream, refusing it as soon as it passes ``limit`` bytes."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(deflated, limit + 1)
+        if len(inflated) <= limit and not inflater.unconsumed_tail:
+            inflated += inflater.flush(limit + 1 - len(inflated))
+    except zlib.error as exc:
+        raise DocumentError("corrupt", f"the DICOM file cannot be read: {exc}") from exc
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise DocumentError(
+            "too_large",
+            f"the DICOM data set inflates to more than {limit} bytes, the upload limit",
+        )
+    return inflated
+
+
+def _undeflated(data: bytes, limit: int) -> bytes:
+    """The file as explicit VR little endian if its data set is deflated, else ``data``.
+
+    pydicom would inflate a deflated data set whole, however large: a few hundred kB can expand
+    to gigabytes. Inflated here with a bound (an uncompressed upload could not be larger either)
+    and rewritten, so that pydicom reads it and every page decodes from it without inflating.
+    """
+    meta_end, syntax = _file_meta(data)
+    if syntax != DeflatedExplicitVRLittleEndian:
+        return data
+    inflated = _inflate(data[meta_end:], limit)
+    try:
+        file_meta = pydicom.dcmread(io.BytesIO(data[:meta_end])).file_meta
+    except Exception as exc:
+        raise DocumentError("corrupt", f"the DICOM file cannot be read: {exc}") from exc
+    file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    rewritten = DicomBytesIO()
+    rewritten.write(data[:128] + b"DICM")
+    write_file_meta_info(rewritten, file_meta, enforce_standard=True)
+    rewritten.write(inflated)
+    return rewritten.getvalue()
+
+
 class _DicomDocument(LoadedDocument):
     """A DICOM image: each frame a slide, shown with the file's window/level."""
 
     kind: DocumentKind = "dicom"
 
     def __init__(self, data: bytes, limits: DocumentLimits) -> None:
+        data = _undeflated(data, limits.max_bytes)
         try:
             header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         except Exception as exc:

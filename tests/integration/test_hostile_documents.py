@@ -1,7 +1,8 @@
 """Hostile uploads: one room's crafted documents cost neither the server nor another room anything.
 
-A PDF whose page takes seconds of CPU to draw and one whose thumbnail needs gigabytes, against a
-real server with a second room's media flowing.
+A PDF whose page takes seconds of CPU to draw, one whose thumbnail needs gigabytes, and a
+deflated DICOM that inflates a thousandfold, against a real server with a second room's media
+flowing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.support.documents import nested_forms_pdf
+from tests.support.documents import deflated_dicom_bomb, nested_forms_pdf
 from tests.support.room_client import ColourTrack, RoomClient, joined_client
 from tests.support.server import ServerProcess
 
@@ -124,3 +125,21 @@ async def test_hostile_pdfs_stall_neither_the_server_nor_another_rooms_media(
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_a_deflated_dicom_bomb_is_refused_before_it_inflates(server: ServerProcess) -> None:
+    await server.create_room("cardio-1", "correct horse")
+    presenter = await joined_client(server, "Radiologist", password="correct horse")
+    try:
+        bomb = deflated_dicom_bomb(100 * 1024 * 1024)  # about 100 kB on the wire
+        assert len(bomb) < 200_000
+        async with asyncio.timeout(30):  # before: minutes, and gigabytes, in pydicom
+            status, body = await _upload(server, presenter, bomb)
+        assert status == 413, body
+        assert body == {
+            "error": "too_large",
+            "message": "the DICOM data set inflates to more than 52428800 bytes, the upload limit",
+        }
+        await _healthy(server)
+    finally:
+        await presenter.close()

@@ -15,10 +15,11 @@ import numpy.typing as npt
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from mcu.documents import DocumentError, DocumentLimits, sniff
 from mcu.renderer import LoadedDocument, load
-from tests.support.documents import dicom
+from tests.support.documents import deflated_dicom_bomb, dicom
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
@@ -324,6 +325,31 @@ def test_dicom_rgb() -> None:
     frame = load(dicom(rgb, photometric="RGB", bits_stored=8)).render_page(0, (64, 32))
     assert close_to(frame[8, 16], RED, 0) and close_to(frame[24, 48], WHITE, 0)
     assert close_to(frame[8, 48], GREEN, 0) and close_to(frame[24, 16], BLUE, 0)
+
+
+def test_deflated_dicom_is_shown() -> None:
+    ds = pydicom.dcmread(io.BytesIO(dicom(STRIPES, WindowCenter=2000, WindowWidth=2000)))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    assert len(data) < STRIPES.nbytes  # really deflated
+    document = load(data)
+    assert (document.kind, document.width, document.height) == ("dicom", 256, 64)
+    assert stripe_values(document.render_page(0, (256, 64))) == [0, 64, 191, 255]
+
+
+@pytest.mark.parametrize("items", [False, True], ids=["zeros", "items"])
+def test_deflate_bomb_is_refused_before_it_inflates(items: bool) -> None:
+    # 3 MiB inflated from a few kB, against a 1 MiB upload limit: refused as an upload that size.
+    bomb = deflated_dicom_bomb(3 * 1024 * 1024, items=items)
+    assert len(bomb) < 20_000
+    with pytest.raises(DocumentError) as caught:
+        load(bomb, DocumentLimits(max_bytes=1024 * 1024))
+    assert caught.value.code == "too_large"
+    assert "inflates to more than 1048576 bytes" in caught.value.message
+    # Within the limit the same structure is an ordinary DICOM image.
+    assert load(deflated_dicom_bomb(200_000, items=items)).pages == 1
 
 
 def test_dicom_without_pixels_is_unsupported() -> None:
