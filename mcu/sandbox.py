@@ -169,17 +169,23 @@ class _Child:
             logger.error("sandbox child %d did not exit after SIGKILL", self.process.pid)
             return None
         finally:
-            os.close(self.frames)
+            self._release()
 
     async def exit_status(self) -> int | None:
         """The status of a child whose pipe broke, reaped (killed first if it lingers)."""
         try:
             async with asyncio.timeout(2):
                 status = await self.process.wait()
-            os.close(self.frames)
-            return status
         except TimeoutError:
             return await self.kill()
+        self._release()
+        return status
+
+    def _release(self) -> None:
+        # Once only: the number may belong to another file after it is closed.
+        if self.frames >= 0:
+            os.close(self.frames)
+            self.frames = -1
 
 
 class Sandbox:

@@ -138,3 +138,16 @@ async def test_jobs_beyond_the_pool_queue_instead_of_starting_processes(
     frames = await asyncio.gather(*(d.render_page(0, (64, 36)) for d in documents))
     assert [tuple(frame[18, 32]) for frame in frames] == colours
     assert sandbox.processes_started == 2
+
+
+async def test_closing_the_sandbox_fails_a_running_job_cleanly() -> None:
+    sandbox = Sandbox()
+    slow = await load_document(nested_forms_pdf(16), GENEROUS, sandbox)
+    render = asyncio.create_task(slow.render_page(0))
+    await asyncio.sleep(0.5)  # the job is in the child now
+    await sandbox.close()  # as the server does on shutdown
+    with pytest.raises(DocumentError) as caught:
+        await render
+    assert caught.value.code == "too_costly"
+    with pytest.raises(DocumentError):
+        await load_document(png(16, 16), GENEROUS, sandbox)
