@@ -231,7 +231,9 @@ class ContentChannel:
             try:
                 return await document.render_page(page - 1, SLIDE_SIZE)
             except DocumentError as exc:  # the page cannot be shown (corrupt, or over the limits)
-                raise ProtocolError(exc.code, exc.message) from exc
+                # A decoder's own words name its internals; say what matters to the presenter.
+                message = f"page {page} is damaged" if exc.code == "corrupt" else exc.message
+                raise ProtocolError(exc.code, message) from exc
 
     async def close(self) -> None:
         """The room ends."""
