@@ -269,11 +269,15 @@ class Sandbox:
         if child is None:
             # Started outside the job's clock: an interpreter start is not the document's cost.
             try:
-                child = self._children[slot] = await _Child.start()
-                self.processes_started += 1
+                child = await _Child.start()
             except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 logger.error("cannot start a sandbox process: %s", exc)
                 raise DocumentError("too_costly", "the server cannot render documents now") from exc
+            self.processes_started += 1
+            if self._closed:  # closed while it started: nobody would ever stop it
+                await child.kill()
+                raise DocumentError("too_costly", "the server is shutting down")
+            self._children[slot] = child
         drops, child.drops = child.drops, []
         send = job.op == "load" or job.key not in child.known
         job = replace(job, drop=drops, size=len(data) if send else 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -151,3 +152,34 @@ async def test_closing_the_sandbox_fails_a_running_job_cleanly() -> None:
     assert caught.value.code == "too_costly"
     with pytest.raises(DocumentError):
         await load_document(png(16, 16), GENEROUS, sandbox)
+
+
+def sandbox_children() -> list[int]:
+    """Pids of this process's sandbox children still running."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if parent == os.getpid() and b"mcu.sandbox_child" in command:
+            pids.append(int(entry))
+    return pids
+
+
+async def test_closing_the_sandbox_while_a_process_starts_leaves_none_behind() -> None:
+    assert sandbox_children() == []
+    sandbox = Sandbox()
+    load = asyncio.create_task(load_document(png(16, 16), GENEROUS, sandbox))
+    await asyncio.sleep(0)  # the process is being started (that takes a second or so)
+    await sandbox.close()
+    with pytest.raises(DocumentError) as caught:
+        await load
+    assert caught.value.message == "the server is shutting down"
+    assert sandbox.processes_started == 1
+    assert sandbox_children() == []
