@@ -106,7 +106,11 @@ async def test_hostile_pdfs_stall_neither_the_server_nor_another_rooms_media(
                 break
         error = await show
         assert error["type"] == "error" and error["code"] == "too_costly", error
-        assert error["message"] == "rendering page 1 needed more than 10 s of processor time"
+        # The CPU limit stops it, or on a machine too busy to give it the CPU, the time limit.
+        assert error["message"] in (
+            "rendering page 1 needed more than 10 s of processor time",
+            "rendering page 1 took longer than 30 s; it was stopped",
+        )
         status, refused = await upload
         assert status == 422, refused
         assert refused["error"] == "too_costly", refused
