@@ -2,9 +2,9 @@
 
 Run with ``python benchmarks/bench_slides.py`` (options: ``--seconds 10``, ``--rounds 5``).
 
-1. **Render**: a document of each type, made here, rendered into a 1920x1080 frame by
-   ``Document.render_page`` (best of ``--rounds``), with ``load_document`` (validation plus a
-   thumbnail decode of page 1) timed apart.
+1. **Render**: a document of each type, made here, rendered into a 1920x1080 frame by the
+   renderer's ``render_page`` in this process (best of ``--rounds``), with ``load`` (validation
+   plus a thumbnail decode of page 1) timed apart.
 2. **Keyframe**: each rendered page encoded as a VP8 keyframe with the slide track's encoder
    settings (fixed quantiser) on a warm encoder, ms and bytes, and its PSNR against the page
    after decoding. The RGB to I420 conversion (~15 ms at 1080p) is not included. For
@@ -13,6 +13,14 @@ Run with ``python benchmarks/bench_slides.py`` (options: ``--seconds 10``, ``--r
    for ``--seconds`` of refresh frames after its keyframe: process CPU time / wall time, as % of
    one core. Baseline: what a video track showing the same page at 30 fps costs, i.e.
    ``av.VideoFrame.from_ndarray`` + ``Vp8Encoder.encode`` per frame, 30 frames per second.
+
+4. **Page turn**: what the server waits for when a presenter turns a page, before and after
+   rendering moved to the sandbox: ``render_page`` in the event loop's default executor (in
+   process, as before) against ``Document.render_page`` through a real :class:`Sandbox` (a job
+   over a pipe, the page back through shared memory, the document already parsed in the child).
+   Median wall time per turn over ``--turns``, and the server process's own CPU per turn (in
+   process that is the render; with the sandbox only the hand-over, the render's CPU is the
+   child's).
 
 Figures are printed for reading, never asserted on.
 """
@@ -26,6 +34,7 @@ import statistics
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from functools import partial
 
 import av
 import numpy as np
@@ -38,9 +47,11 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from mcu.documents import Document, load_document
+from mcu.documents import DocumentLimits, load_document
 from mcu.media import CodecInfo, TrackSource
 from mcu.producer import Producer
+from mcu.renderer import LoadedDocument, load
+from mcu.sandbox import Sandbox
 from mcu.slidetrack import NOMINAL_BITRATE, SlideTrack, _open_codec, _to_video_frame
 
 BOX = (1920, 1080)
@@ -235,14 +246,14 @@ def render_table(rounds: int) -> list[tuple[str, Page]]:
     )
     pages = []
     for name, data in documents():
-        load = best_ms(lambda data=data: load_document(data), rounds)  # type: ignore[misc]
-        document: Document = load_document(data)
+        load_ms = best_ms(lambda data=data: load(data), rounds)  # type: ignore[misc]
+        document: LoadedDocument = load(data)
         render = best_ms(lambda document=document: document.render_page(0, BOX), rounds)  # type: ignore[misc]
         page = document.render_page(0, BOX)
         key_ms, key = min((slide_keyframe(page) for _ in range(rounds)), key=lambda r: r[0])
         _, theirs = aiortc_keyframe(page)
         print(
-            f"{name:28} {len(data):9d} {load:8.1f} {render:9.1f} | {key_ms:6.1f} "
+            f"{name:28} {len(data):9d} {load_ms:8.1f} {render:9.1f} | {key_ms:6.1f} "
             f"{sum(map(len, key)) / 1000:7.1f} {psnr(decode_vp8(key), page):5.1f} | "
             f"{sum(map(len, theirs)) / 1000:9.1f} {psnr(decode_vp8(theirs), page):5.1f}"
         )
@@ -283,10 +294,45 @@ def video_track_cpu(page: Page, frames: int) -> float:
     return 100 * per_frame * 30
 
 
+async def page_turns(turns: int) -> None:
+    """Median ms per page turn and server CPU ms per turn, in process and through the sandbox."""
+    print(f"Page turn into {BOX[0]}x{BOX[1]}, median of {turns}")
+    print(f"{'document':28} {'in process ms':>13} {'CPU ms':>7} | {'sandbox ms':>10} {'CPU ms':>7}")
+    loop = asyncio.get_running_loop()
+    sandbox = Sandbox()
+    try:
+        for name, data in documents():
+            local = load(data)
+            remote = await load_document(data, DocumentLimits(), sandbox)
+            await remote.render_page(0, BOX)  # the child has it parsed from now on
+            figures = []
+            in_process = partial(loop.run_in_executor, None, local.render_page, 0, BOX)
+            for render in (in_process, partial(remote.render_page, 0, BOX)):
+                walls = []
+                cpu = time.process_time()
+                for _ in range(turns):
+                    start = time.perf_counter()
+                    await render()
+                    walls.append(time.perf_counter() - start)
+                figures += [
+                    1000 * statistics.median(walls),
+                    1000 * (time.process_time() - cpu) / turns,
+                ]
+            print(
+                f"{name:28} {figures[0]:13.1f} {figures[1]:7.1f} | "
+                f"{figures[2]:10.1f} {figures[3]:7.1f}"
+            )
+            local.close()
+            remote.close()
+    finally:
+        await sandbox.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="idle slide measurement")
     parser.add_argument("--rounds", type=int, default=5, help="best-of for timings")
+    parser.add_argument("--turns", type=int, default=20, help="page turns per document")
     args = parser.parse_args()
     pages = render_table(args.rounds)
     print()
@@ -298,6 +344,8 @@ def main() -> None:
           f"{mean_bytes:.0f} B each")  # fmt: skip
     print(f"  baseline 30 fps video:{baseline:6.1f} % of one core (from_ndarray + encode)")
     print(f"  ratio baseline/slide: {baseline / max(cpu, 1e-9):6.0f}x")
+    print()
+    asyncio.run(page_turns(args.turns))
 
 
 if __name__ == "__main__":

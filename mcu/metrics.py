@@ -58,6 +58,10 @@ CONSUMERS = Gauge("mcu_consumers", "Forwarded copies of tracks to subscribers.")
 SIGNALING_ERRORS = Counter(
     "mcu_signaling_errors_total", "Signalling requests answered with an error, by code.", ["code"]
 )
+DOCUMENT_JOBS_STOPPED = Counter(
+    "mcu_document_jobs_stopped_total",
+    "Sandbox jobs (checking an upload, rendering a page) stopped for exceeding a limit.",
+)
 # Every label value exists from the start, so dashboards show 0 rather than "no data".
 for _role in ("chair", "participant"):
     PARTICIPANTS.labels(_role)

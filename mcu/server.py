@@ -21,7 +21,7 @@ from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, s
 from mcu.recorder.writer import TrackWriter
 from mcu.signaling.admin import setup_admin_api
 from mcu.signaling.joinpage import setup_join_page
-from mcu.signaling.keys import ROOMS
+from mcu.signaling.keys import ROOMS, SANDBOX
 from mcu.signaling.recording import (
     RecordingServices,
     composite_executor,
@@ -45,6 +45,7 @@ from .looplag import LoopLagMonitor
 from .mixer.session import MixedVideo
 from .peer import IceServerConfig
 from .producer import Producer
+from .sandbox import Sandbox
 from .socketlimits import SocketLimits, SocketLimitsCollector
 
 logger = logging.getLogger(__name__)
@@ -316,6 +317,7 @@ async def create_app(config: Config) -> web.Application:
     rooms = Rooms(ice_servers(config), recording)
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms
+    sandbox = app[SANDBOX] = Sandbox()
     app[READINESS] = Readiness()
     # Behind a front (worker_index set) only the front reaches a worker, over its Unix socket;
     # the front checks the token.
@@ -379,6 +381,7 @@ async def create_app(config: Config) -> web.Application:
         begin_shutdown(app)
         await broadcasting.close_all()
         await rooms.close_all()
+        await sandbox.close()
 
     async def cleanup(app: web.Application) -> None:
         await loop_lag.stop()

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mcu.documents import Document
+from mcu.documents import Document, DocumentError
 from mcu.media import CodecInfo, TrackSource
 from mcu.producer import Producer
 from mcu.slidetrack import SlideTrack
@@ -253,9 +253,13 @@ class ContentChannel:
         await self.room.broadcast({"type": "slides", "presenter": None})
 
     async def _render(self, document: Document, page: int) -> Any:
-        loop = asyncio.get_running_loop()
-        async with self._render_lock:  # one render at a time per room: bounded memory
-            return await loop.run_in_executor(None, document.render_page, page - 1, SLIDE_SIZE)
+        async with self._render_lock:  # one render at a time per room: a fair share of the sandbox
+            try:
+                return await document.render_page(page - 1, SLIDE_SIZE)
+            except DocumentError as exc:  # the page cannot be shown (corrupt, or over the limits)
+                # A decoder's own words name its internals; say what matters to the presenter.
+                message = f"page {page} is damaged" if exc.code == "corrupt" else exc.message
+                raise ProtocolError(exc.code, message) from exc
 
     async def close(self) -> None:
         """The room ends."""

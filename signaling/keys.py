@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from mcu.sandbox import Sandbox
+
 from .session import Rooms
 
 ROOMS = web.AppKey("rooms", Rooms)
 """This process's live rooms."""
+
+SANDBOX = web.AppKey("sandbox", Sandbox)
+"""The processes that validate and render uploaded documents."""

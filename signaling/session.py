@@ -275,8 +275,13 @@ class Room:
 
     def _watch(self, participant: Participant, pc: Any) -> None:
         async def on_state() -> None:
-            if pc.connectionState == "failed" and not participant.closed:
-                logger.info("room %s: %s connection failed", self.id, participant.id)
+            # A lost connection usually ends "closed", not "failed": when ICE consent expires
+            # (RFC 7675: 30 s unanswered, e.g. after the server stalled), aiortc closes the DTLS
+            # transport and with it the whole connection. Only removal closes it otherwise.
+            if pc.connectionState in ("failed", "closed") and not participant.closed:
+                logger.info(
+                    "room %s: %s connection %s", self.id, participant.id, pc.connectionState
+                )
                 await self.remove(participant, "disconnected")
 
         pc.on("connectionstatechange", on_state)

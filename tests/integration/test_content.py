@@ -320,3 +320,28 @@ async def test_dicom_is_shown_with_its_window(server: ServerProcess) -> None:
     finally:
         await presenter.close()
         await viewer.close()
+
+
+async def test_a_page_that_does_not_decode_is_refused_and_others_still_show(
+    server: ServerProcess,
+) -> None:
+    await server.create_room("cardio-1", "correct horse")
+    presenter = await joined_client(server, "Radiologist", password="correct horse")
+    try:
+        # Frames 1 and 2 are intact, frame 3 is cut short: found only when it is rendered.
+        frames = np.full((3, 64, 64), 100, dtype=np.uint8)
+        status, body = await _upload(server, presenter, dicom(frames, bits_stored=8)[:-2000])
+        assert status == 201 and body["pages"] == 3, body
+        document_id = body["document_id"]
+        show = {"type": "slides", "action": "show", "document_id": document_id}
+        reply = await presenter.request(show | {"page": 3})
+        assert (reply["type"], reply["code"], reply["message"]) == (
+            "error",
+            "corrupt",
+            "page 3 is damaged",
+        )
+        await presenter.send(show | {"page": 1})
+        shown = await presenter.wait_for(lambda m: m["type"] == "slides" and m.get("page") == 1)
+        assert shown["document_id"] == document_id
+    finally:
+        await presenter.close()

@@ -27,6 +27,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
@@ -259,6 +260,8 @@ class RoomClient:
                     await self._answer(message)
                 except (aiohttp.ClientError, ConnectionError):
                     pass  # the socket is closing; the close is recorded below
+                except InvalidStateError:
+                    pass  # our connection died (e.g. ICE consent expired): the server ends us
             async with self._changed:
                 self.messages.append(message)
                 self._changed.notify_all()

@@ -1,4 +1,4 @@
-"""Documents for server-rendered slides: recognition, limits, and pages rendered from real files.
+"""The document renderer: recognition, limits, and pages rendered from real files.
 
 Every file is made here with the library that writes it (Pillow for PNG, JPEG and PDF; pydicom
 for DICOM), with patterns whose rendered values are known.
@@ -15,9 +15,11 @@ import numpy.typing as npt
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from mcu.documents import Document, DocumentError, DocumentLimits, load_document, sniff
-from tests.support.documents import dicom
+from mcu.documents import DocumentError, DocumentLimits, sniff
+from mcu.renderer import LoadedDocument, load
+from tests.support.documents import deflated_dicom_bomb, dicom
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
@@ -86,7 +88,7 @@ def test_sniff_recognises_by_content() -> None:
 )
 def test_unsupported_types_are_refused(data: bytes) -> None:
     with pytest.raises(DocumentError) as caught:
-        load_document(data)
+        load(data)
     assert caught.value.code == "unsupported_type"
     assert str(caught.value) == caught.value.message
 
@@ -94,16 +96,16 @@ def test_unsupported_types_are_refused(data: bytes) -> None:
 def test_oversize_upload_is_refused_before_anything_else() -> None:
     data = encode(quadrants(), "PNG")
     with pytest.raises(DocumentError) as caught:
-        load_document(data, DocumentLimits(max_bytes=len(data) - 1))
+        load(data, DocumentLimits(max_bytes=len(data) - 1))
     assert caught.value.code == "too_large"
-    assert load_document(data, DocumentLimits(max_bytes=len(data))).pages == 1
+    assert load(data, DocumentLimits(max_bytes=len(data))).pages == 1
 
 
 @pytest.mark.parametrize("kind", ["PNG", "PDF"])
 def test_truncated_files_are_corrupt(kind: str) -> None:
     data = encode(quadrants(), kind)
     with pytest.raises(DocumentError) as caught:
-        load_document(data[: len(data) // 2])
+        load(data[: len(data) // 2])
     assert caught.value.code == "corrupt"
 
 
@@ -111,7 +113,7 @@ def test_truncated_jpeg_is_corrupt() -> None:
     noise = np.random.default_rng(1).integers(0, 256, (200, 400, 3), dtype=np.uint8)
     data = encode(Image.fromarray(noise), "JPEG")
     with pytest.raises(DocumentError) as caught:
-        load_document(data[: len(data) // 2])
+        load(data[: len(data) // 2])
     assert caught.value.code == "corrupt"
 
 
@@ -121,9 +123,9 @@ def test_too_many_pages() -> None:
     frames = dicom(np.zeros((3, 8, 8), dtype=np.uint8), bits_stored=8)
     for data in (pdf, frames):
         with pytest.raises(DocumentError) as caught:
-            load_document(data, DocumentLimits(max_pages=2))
+            load(data, DocumentLimits(max_pages=2))
         assert caught.value.code == "too_many_pages"
-        assert load_document(data, DocumentLimits(max_pages=3)).pages == 3
+        assert load(data, DocumentLimits(max_pages=3)).pages == 3
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -152,23 +154,23 @@ def test_decompression_bomb_is_refused_from_its_header() -> None:
     assert len(bomb) < 100_000
     for limits in (DocumentLimits(), DocumentLimits(max_page_pixels=1_000_000)):
         with pytest.raises(DocumentError) as caught:
-            load_document(bomb, limits)
+            load(bomb, limits)
         assert caught.value.code == "image_too_large"
     # The header alone decides: the same header over an unreadable body is refused the same way.
     header_only = bomb[:33] + b"\x00\x00\x00\x04IDAT junk\x00\x00\x00\x00"
     with pytest.raises(DocumentError) as caught:
-        load_document(header_only)
+        load(header_only)
     assert caught.value.code == "image_too_large"
 
 
 def test_pixel_limit_is_inclusive() -> None:
     data = encode(quadrants(400, 200), "PNG")
-    assert load_document(data, DocumentLimits(max_page_pixels=80_000)).width == 400
+    assert load(data, DocumentLimits(max_page_pixels=80_000)).width == 400
     with pytest.raises(DocumentError) as caught:
-        load_document(data, DocumentLimits(max_page_pixels=79_999))
+        load(data, DocumentLimits(max_page_pixels=79_999))
     assert caught.value.code == "image_too_large"
     with pytest.raises(DocumentError) as caught:
-        load_document(dicom(STRIPES), DocumentLimits(max_page_pixels=256 * 64 - 1))
+        load(dicom(STRIPES), DocumentLimits(max_page_pixels=256 * 64 - 1))
     assert caught.value.code == "image_too_large"
 
 
@@ -176,33 +178,33 @@ def test_pixel_limit_is_inclusive() -> None:
 
 
 def test_png_is_letterboxed_exactly() -> None:
-    document = load_document(encode(quadrants(), "PNG"))
+    document = load(encode(quadrants(), "PNG"))
     assert (document.kind, document.pages, document.width, document.height) == ("png", 1, 400, 200)
     assert_quadrants_letterboxed(document.render_page(0, (160, 120)), tolerance=2)
 
 
 def test_jpeg_is_letterboxed_close_to_source() -> None:
-    document = load_document(encode(quadrants(), "JPEG", quality=90))
+    document = load(encode(quadrants(), "JPEG", quality=90))
     assert (document.kind, document.width, document.height) == ("jpeg", 400, 200)
     assert_quadrants_letterboxed(document.render_page(0, (160, 120)), tolerance=12)
 
 
 def test_tall_page_gets_side_bars_and_upscales() -> None:
-    document = load_document(encode(quadrants(20, 40), "PNG"))
+    document = load(encode(quadrants(20, 40), "PNG"))
     frame = document.render_page(0, (160, 120))  # 1:2 into 4:3: 60x120, 50-pixel bars each side
     assert not frame[:, :49].any() and not frame[:, 111:].any()
     assert close_to(frame[30, 65], RED, 2) and close_to(frame[90, 105], WHITE, 2)
 
 
 def test_default_box_is_1080p() -> None:
-    frame = load_document(encode(quadrants(), "PNG")).render_page(0)
+    frame = load(encode(quadrants(), "PNG")).render_page(0)
     assert frame.shape == (1080, 1920, 3)
 
 
 def test_jpeg_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # stored 90 degrees anticlockwise: shown turned clockwise
-    document = load_document(encode(quadrants(), "JPEG", quality=90, exif=exif))
+    document = load(encode(quadrants(), "JPEG", quality=90, exif=exif))
     assert (document.width, document.height) == (200, 400)
     frame = document.render_page(0, (100, 200))
     # Turned clockwise, the left column (red over blue) becomes the top row (blue, red).
@@ -212,14 +214,14 @@ def test_jpeg_exif_orientation_is_applied() -> None:
 
 def test_sixteen_bit_grey_png_is_scaled_not_clipped() -> None:
     grey = np.array([[0, 32896, 65535, 65535]], dtype=np.uint16).repeat(4, 0)
-    frame = load_document(encode(Image.fromarray(grey), "PNG")).render_page(0, (4, 4))
+    frame = load(encode(Image.fromarray(grey), "PNG")).render_page(0, (4, 4))
     assert frame[:, :, 0].tolist()[0] == [0, 128, 255, 255]
 
 
 def test_transparency_is_flattened_on_white() -> None:
     image = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
     image.paste((0, 0, 0, 255), (0, 0, 20, 20))  # opaque black text on a transparent page
-    frame = load_document(encode(image, "PNG")).render_page(0, (40, 20))
+    frame = load(encode(image, "PNG")).render_page(0, (40, 20))
     assert close_to(frame[10, 5], BLACK, 0) and close_to(frame[10, 35], WHITE, 0)
 
 
@@ -230,7 +232,7 @@ def test_pdf_pages_render_lazily_and_fit() -> None:
     pages = [Image.new("RGB", (400, 200), colour) for colour in (RED, GREEN, BLUE)]
     pages[1] = quadrants()
     data = encode(pages[0], "PDF", save_all=True, append_images=pages[1:], resolution=72)
-    document = load_document(data)
+    document = load(data)
     assert (document.kind, document.pages, document.width, document.height) == ("pdf", 3, 400, 200)
     assert close_to(document.render_page(0, (160, 120))[60, 80], RED, 6)
     assert_quadrants_letterboxed(document.render_page(1, (160, 120)), tolerance=8)
@@ -246,7 +248,7 @@ def test_pdf_pages_render_lazily_and_fit() -> None:
 
 def test_dicom_window_center_width_is_applied() -> None:
     data = dicom(STRIPES, WindowCenter=2000, WindowWidth=2000)
-    document = load_document(data)
+    document = load(data)
     assert (document.kind, document.pages, document.width, document.height) == ("dicom", 1, 256, 64)
     # Linear window 1000..3000 over the stored values 0, 1500, 2500, 4000.
     assert stripe_values(document.render_page(0, (256, 64))) == pytest.approx(
@@ -255,7 +257,7 @@ def test_dicom_window_center_width_is_applied() -> None:
 
 
 def test_dicom_without_window_uses_min_max() -> None:
-    frame = load_document(dicom(STRIPES)).render_page(0, (256, 64))
+    frame = load(dicom(STRIPES)).render_page(0, (256, 64))
     assert stripe_values(frame) == pytest.approx([0, 96, 159, 255], abs=1)
 
 
@@ -264,7 +266,7 @@ def test_dicom_rescale_is_applied_before_the_window() -> None:
     hounsfield = np.array([-1000, -160, 40, 240, 1000])
     stored = np.repeat(hounsfield + 1024, 8)[None, :].repeat(8, 0).astype(np.uint16)
     data = dicom(stored, RescaleIntercept=-1024, RescaleSlope=1, WindowCenter=40, WindowWidth=400)
-    frame = load_document(data).render_page(0, (40, 8))
+    frame = load(data).render_page(0, (40, 8))
     assert [int(frame[4, x, 0]) for x in (4, 12, 20, 28, 36)] == pytest.approx(
         [0, 0, 128, 255, 255], abs=1
     )
@@ -275,13 +277,13 @@ def test_dicom_voi_lut_sequence_wins_over_min_max() -> None:
     lut.add_new(0x00283002, "US", [4096, 0, 12])  # LUT Descriptor: 4096 entries from 0, 12 bits
     lut.add_new(0x00283006, "US", [min(4095, value * 2) for value in range(4096)])  # LUT Data
     data = dicom(STRIPES, VOILUTSequence=pydicom.Sequence([lut]))
-    frame = load_document(data).render_page(0, (256, 64))
+    frame = load(data).render_page(0, (256, 64))
     assert stripe_values(frame) == pytest.approx([0, 187, 255, 255], abs=1)
 
 
 def test_monochrome1_is_inverted() -> None:
     data = dicom(STRIPES, photometric="MONOCHROME1", WindowCenter=2000, WindowWidth=2000)
-    frame = load_document(data).render_page(0, (256, 64))
+    frame = load(data).render_page(0, (256, 64))
     assert stripe_values(frame) == pytest.approx([255, 191, 64, 0], abs=1)
 
 
@@ -289,7 +291,7 @@ def test_dicom_frames_are_pages() -> None:
     frames = np.zeros((3, 32, 32), dtype=np.uint8)
     for index in range(3):
         frames[index, :, index * 10 : index * 10 + 10] = 200  # a bright band, moving right
-    document = load_document(dicom(frames, bits_stored=8))
+    document = load(dicom(frames, bits_stored=8))
     assert (document.pages, document.width, document.height) == (3, 32, 32)
     for index in range(3):
         row = document.render_page(index, (32, 32))[16, :, 0]
@@ -308,7 +310,7 @@ def test_enhanced_multiframe_uses_each_frames_window() -> None:
 
     frames = np.stack([STRIPES, STRIPES])
     windows = pydicom.Sequence([window(2000, 2000), window(3000, 2000)])
-    document = load_document(dicom(frames, PerFrameFunctionalGroupsSequence=windows))
+    document = load(dicom(frames, PerFrameFunctionalGroupsSequence=windows))
     assert stripe_values(document.render_page(0, (256, 64))) == pytest.approx(
         [0, 64, 191, 255], abs=1
     )
@@ -320,9 +322,34 @@ def test_enhanced_multiframe_uses_each_frames_window() -> None:
 
 def test_dicom_rgb() -> None:
     rgb = np.asarray(quadrants(64, 32))
-    frame = load_document(dicom(rgb, photometric="RGB", bits_stored=8)).render_page(0, (64, 32))
+    frame = load(dicom(rgb, photometric="RGB", bits_stored=8)).render_page(0, (64, 32))
     assert close_to(frame[8, 16], RED, 0) and close_to(frame[24, 48], WHITE, 0)
     assert close_to(frame[8, 48], GREEN, 0) and close_to(frame[24, 16], BLUE, 0)
+
+
+def test_deflated_dicom_is_shown() -> None:
+    ds = pydicom.dcmread(io.BytesIO(dicom(STRIPES, WindowCenter=2000, WindowWidth=2000)))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    assert len(data) < STRIPES.nbytes  # really deflated
+    document = load(data)
+    assert (document.kind, document.width, document.height) == ("dicom", 256, 64)
+    assert stripe_values(document.render_page(0, (256, 64))) == [0, 64, 191, 255]
+
+
+@pytest.mark.parametrize("items", [False, True], ids=["zeros", "items"])
+def test_deflate_bomb_is_refused_before_it_inflates(items: bool) -> None:
+    # 3 MiB inflated from a few kB, against a 1 MiB upload limit: refused as an upload that size.
+    bomb = deflated_dicom_bomb(3 * 1024 * 1024, items=items)
+    assert len(bomb) < 20_000
+    with pytest.raises(DocumentError) as caught:
+        load(bomb, DocumentLimits(max_bytes=1024 * 1024))
+    assert caught.value.code == "too_large"
+    assert "inflates to more than 1048576 bytes" in caught.value.message
+    # Within the limit the same structure is an ordinary DICOM image.
+    assert load(deflated_dicom_bomb(200_000, items=items)).pages == 1
 
 
 def test_dicom_without_pixels_is_unsupported() -> None:
@@ -331,22 +358,22 @@ def test_dicom_without_pixels_is_unsupported() -> None:
     buffer = io.BytesIO()
     ds.save_as(buffer)
     with pytest.raises(DocumentError) as caught:
-        load_document(buffer.getvalue())
+        load(buffer.getvalue())
     assert caught.value.code == "unsupported_type"
 
 
 def test_dicom_with_short_pixel_data_is_corrupt() -> None:
     data = dicom(STRIPES)
     with pytest.raises(DocumentError) as caught:
-        load_document(data[: len(data) - 4000])
+        load(data[: len(data) - 4000])
     assert caught.value.code == "corrupt"
 
 
 def test_a_page_that_fails_later_is_corrupt_not_a_crash() -> None:
     # Frames 0 and 1 are intact, frame 2 is cut short: found only when it is rendered.
     data = dicom(np.full((3, 64, 64), 100, dtype=np.uint8), bits_stored=8)
-    document = load_document(data[:-2000])
-    assert isinstance(document, Document)
+    document = load(data[:-2000])
+    assert isinstance(document, LoadedDocument)
     document.render_page(0, (64, 64))
     with pytest.raises(DocumentError) as caught:
         document.render_page(2, (64, 64))
