@@ -5,9 +5,10 @@ A forwarding server needs neither, so this adapter enters at four points, each g
 ``tests/unit/test_aiortc_adapter.py`` so that an upgrade which moves them fails loudly:
 
 - ingress: ``RTCDtlsTransport._handle_rtp_data`` receives each decrypted RTP packet; we parse it
-  once, hand it to its producer, then let the receiver keep doing NACK generation, receiver
-  reports and REMB. The receiver's jitter buffer is replaced by one that never completes a frame,
-  so its decoder thread idles.
+  once, hand it to its producer, then let the receiver keep doing receiver reports and REMB. The
+  receiver's jitter buffer is replaced by one that never completes a frame, so its decoder thread
+  idles, and its NACK generator by ours (``mcu/nack.py``), which asks again for a packet whose
+  request or retransmission was lost; NACKs go out through ``_send_rtcp_nack``.
 - egress: ``RTCDtlsTransport._tx_srtp.protect`` and the nominated ICE pair's datagram transport.
 - feedback: a subscriber's ``RTCRtpSender._handle_rtcp_packet`` gets NACK, PLI/FIR and REMB; the
   sender's RTCP loop takes our translated sender-report clock mapping.
@@ -52,6 +53,7 @@ from aiortc.rtp import (
 from . import metrics
 from .consumer import Consumer, ConsumerLeg, PayloadTypes
 from .media import CodecInfo
+from .nack import NackRequester
 from .producer import Producer
 
 logger = logging.getLogger(__name__)
@@ -125,14 +127,22 @@ class _NoFrames:
 
 
 class _Ingress:
-    """Routes one receiver's packets (RTX unwrapped) to its producer."""
+    """Routes one receiver's packets (RTX unwrapped) to its producer, and notes what is missing
+    (video; audio is never asked for again)."""
 
-    __slots__ = ("payload_type", "producer", "rtx_payload_type", "ssrc")
+    __slots__ = ("nacks", "payload_type", "producer", "rtx_payload_type", "ssrc")
 
-    def __init__(self, producer: Producer, payload_type: int, rtx_payload_type: int | None):
+    def __init__(
+        self,
+        producer: Producer,
+        payload_type: int,
+        rtx_payload_type: int | None,
+        nacks: NackRequester | None,
+    ):
         self.producer = producer
         self.payload_type = payload_type
         self.rtx_payload_type = rtx_payload_type
+        self.nacks = nacks
         self.ssrc: int | None = None
 
     def on_packet(self, packet: RtpPacket, now: float) -> None:
@@ -141,6 +151,8 @@ class _Ingress:
         pt = packet.payload_type
         if pt == self.payload_type:
             self.ssrc = packet.ssrc
+            if self.nacks is not None:
+                self.nacks.on_packet(packet.sequence_number, now)
             self.producer.on_rtp(
                 packet.sequence_number,
                 packet.timestamp,
@@ -154,8 +166,11 @@ class _Ingress:
             if len(payload) <= 2:
                 return  # bandwidth probe: padding only
             metrics.RTX_RECEIVED.inc()
+            sequence = (payload[0] << 8) | payload[1]
+            if self.nacks is not None:
+                self.nacks.on_packet(sequence, now)
             self.producer.on_rtp(
-                (payload[0] << 8) | payload[1],
+                sequence,
                 packet.timestamp,
                 bool(packet.marker),
                 payload[2:],
@@ -186,8 +201,15 @@ class PublisherTap:
             return
         ingress = self._ingress.get(receiver)  # type: ignore[call-overload]
         if ingress is not None:
-            ingress.on_packet(packet, time.monotonic())
-        # NACK generation, receiver reports and REMB stay aiortc's; its decoder gets no frames.
+            now = time.monotonic()
+            ingress.on_packet(packet, now)
+            if ingress.nacks is not None and ingress.ssrc is not None:
+                # aiortc's generator would ask only when a new gap appears (mcu/nack.py); it is
+                # created when the receiver starts, after bind(), so it is switched off here.
+                receiver._RTCRtpReceiver__nack_generator = None  # type: ignore[attr-defined]
+                if lost := ingress.nacks.due(now):
+                    await receiver._send_rtcp_nack(ingress.ssrc, lost)  # type: ignore[attr-defined]
+        # Receiver reports and REMB stay aiortc's; its decoder gets no frames.
         await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
 
     def bind(self, transceiver: RTCRtpTransceiver, producer: Producer) -> None:
@@ -195,7 +217,11 @@ class PublisherTap:
         receiver = transceiver.receiver
         receiver._RTCRtpReceiver__jitter_buffer = _NoFrames()  # type: ignore[attr-defined]
         primary, rtx = negotiated_codecs(transceiver)
-        ingress = _Ingress(producer, payload_type(primary), payload_type(rtx) if rtx else None)
+        # Video only, as aiortc's own generator (audio has no retransmission in WebRTC).
+        nacks = NackRequester() if producer.kind == "video" else None
+        ingress = _Ingress(
+            producer, payload_type(primary), payload_type(rtx) if rtx else None, nacks
+        )
         self._ingress[receiver] = ingress
 
         def send_pli() -> None:
