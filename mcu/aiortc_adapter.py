@@ -6,9 +6,12 @@ A forwarding server needs neither, so this adapter enters at four points, each g
 
 - ingress: ``RTCDtlsTransport._handle_rtp_data`` receives each decrypted RTP packet; we parse it
   once, hand it to its producer with how late the server is getting to it (the receive stamp of
-  the nominated ICE pair's socket, :mod:`mcu.lateness`), then let the receiver keep doing NACK
-  generation (withheld while the producer sheds load), receiver reports and REMB. The receiver's
-  jitter buffer is replaced by one that never completes a frame, so its decoder thread idles.
+  the nominated ICE pair's socket, :mod:`mcu.lateness`), then let the receiver keep doing
+  receiver reports and REMB. The receiver's jitter buffer is replaced by one that never
+  completes a frame, so its decoder thread idles, and its NACK generator by ours
+  (``mcu/nack.py``), which asks again for a packet whose request or retransmission was lost
+  and asks for nothing while the producer sheds load; NACKs go out through
+  ``_send_rtcp_nack``.
 - egress: ``RTCDtlsTransport._tx_srtp.protect`` and the nominated ICE pair's datagram transport.
 - feedback: a subscriber's ``RTCRtpSender._handle_rtcp_packet`` gets NACK, PLI/FIR and REMB; the
   sender's RTCP loop takes our translated sender-report clock mapping.
@@ -54,6 +57,7 @@ from . import metrics
 from .consumer import Consumer, ConsumerLeg, PayloadTypes
 from .lateness import INGRESS, LatenessProbe
 from .media import CodecInfo
+from .nack import NackRequester
 from .producer import Producer
 
 logger = logging.getLogger(__name__)
@@ -127,14 +131,22 @@ class _NoFrames:
 
 
 class _Ingress:
-    """Routes one receiver's packets (RTX unwrapped) to its producer."""
+    """Routes one receiver's packets (RTX unwrapped) to its producer, and notes what is missing
+    (video; audio is never asked for again)."""
 
-    __slots__ = ("payload_type", "producer", "rtx_payload_type", "ssrc")
+    __slots__ = ("nacks", "payload_type", "producer", "rtx_payload_type", "ssrc")
 
-    def __init__(self, producer: Producer, payload_type: int, rtx_payload_type: int | None):
+    def __init__(
+        self,
+        producer: Producer,
+        payload_type: int,
+        rtx_payload_type: int | None,
+        nacks: NackRequester | None,
+    ):
         self.producer = producer
         self.payload_type = payload_type
         self.rtx_payload_type = rtx_payload_type
+        self.nacks = nacks
         self.ssrc: int | None = None
 
     def on_packet(self, packet: RtpPacket, now: float, lateness: float) -> None:
@@ -143,6 +155,8 @@ class _Ingress:
         pt = packet.payload_type
         if pt == self.payload_type:
             self.ssrc = packet.ssrc
+            if self.nacks is not None:
+                self.nacks.on_packet(packet.sequence_number, now)
             self.producer.on_rtp(
                 packet.sequence_number,
                 packet.timestamp,
@@ -157,8 +171,11 @@ class _Ingress:
             if len(payload) <= 2:
                 return  # bandwidth probe: padding only
             metrics.RTX_RECEIVED.inc()
+            sequence = (payload[0] << 8) | payload[1]
+            if self.nacks is not None:
+                self.nacks.on_packet(sequence, now)
             self.producer.on_rtp(
-                (payload[0] << 8) | payload[1],
+                sequence,
                 packet.timestamp,
                 bool(packet.marker),
                 payload[2:],
@@ -168,34 +185,6 @@ class _Ingress:
             )
         else:
             metrics.PACKETS_DISCARDED.labels("unknown_payload_type").inc()
-
-
-class _NacksUnlessShedding:
-    """aiortc's NACK generator for one receiver, silent while its producer sheds load.
-
-    What is missing then was mostly shed on purpose or lost at a full receive buffer; asking the
-    publisher to resend it would add retransmissions to the very backlog being drained, and they
-    would arrive too late to be forwarded anyway.
-    """
-
-    __slots__ = ("_inner", "_producer")
-
-    def __init__(self, inner: Any, producer: Producer) -> None:
-        self._inner = inner
-        self._producer = producer
-
-    @property
-    def missing(self) -> set[int]:
-        missing: set[int] = self._inner.missing
-        return missing
-
-    def add(self, packet: RtpPacket) -> bool:
-        missed: bool = self._inner.add(packet)
-        if missed and self._producer.shedding:
-            self._inner.missing.clear()
-            metrics.NACKS_WITHHELD.inc()
-            return False
-        return missed
 
 
 class PublisherTap:
@@ -240,18 +229,30 @@ class PublisherTap:
         if ingress is not None:
             now = time.monotonic()
             ingress.on_packet(packet, now, self._lateness(now))
-        # NACK generation, receiver reports and REMB stay aiortc's; its decoder gets no frames.
+            if ingress.nacks is not None and ingress.ssrc is not None:
+                # aiortc's generator would ask only when a new gap appears (mcu/nack.py); it is
+                # created when the receiver starts, after bind(), so it is switched off here.
+                receiver._RTCRtpReceiver__nack_generator = None  # type: ignore[attr-defined]
+                if ingress.producer.shedding:
+                    # What is missing was mostly shed on purpose or lost at a full receive
+                    # buffer; retransmissions would only add to the backlog being drained.
+                    if withheld := ingress.nacks.forget():
+                        metrics.NACKS_WITHHELD.inc(withheld)
+                elif lost := ingress.nacks.due(now):
+                    await receiver._send_rtcp_nack(ingress.ssrc, lost)  # type: ignore[attr-defined]
+        # Receiver reports and REMB stay aiortc's; its decoder gets no frames.
         await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
 
     def bind(self, transceiver: RTCRtpTransceiver, producer: Producer) -> None:
         """Forward the packets ``transceiver`` receives to ``producer``."""
         receiver = transceiver.receiver
         receiver._RTCRtpReceiver__jitter_buffer = _NoFrames()  # type: ignore[attr-defined]
-        nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
-        if nacks is not None:  # video only
-            receiver._RTCRtpReceiver__nack_generator = _NacksUnlessShedding(nacks, producer)  # type: ignore[attr-defined]
         primary, rtx = negotiated_codecs(transceiver)
-        ingress = _Ingress(producer, payload_type(primary), payload_type(rtx) if rtx else None)
+        # Video only, as aiortc's own generator (audio has no retransmission in WebRTC).
+        nacks = NackRequester() if producer.kind == "video" else None
+        ingress = _Ingress(
+            producer, payload_type(primary), payload_type(rtx) if rtx else None, nacks
+        )
         self._ingress[receiver] = ingress
 
         def send_pli() -> None:

@@ -38,7 +38,7 @@ RTX_RECEIVED = Counter(
 NACKS_RECEIVED = Counter("mcu_nacks_received_total", "NACK feedback packets from subscribers.")
 NACKS_WITHHELD = Counter(
     "mcu_nacks_withheld_total",
-    "Gaps in a publisher's video not NACKed because its producer was shedding load.",
+    "Missing packets of a publisher's video not NACKed because its producer was shedding load.",
 )
 RETRANSMISSIONS = Counter("mcu_retransmissions_total", "Packets resent to subscribers after NACKs.")
 PLIS_RECEIVED = Counter("mcu_keyframe_requests_received_total", "PLI/FIR from subscribers.")

@@ -34,6 +34,18 @@ async function inboundOf(pc, describeMid) {
       framesPerSecond: s.framesPerSecond ?? null,
       packetsReceived: s.packetsReceived ?? 0,
       bytesReceived: s.bytesReceived ?? 0,
+      // How the stream fares on a lossy link: what went missing, what was asked again
+      // (NACK) or replaced by a keyframe (PLI/FIR), and what the person noticed (video freezes;
+      // audio samples the decoder had to invent).
+      packetsLost: s.packetsLost ?? 0,
+      nackCount: s.nackCount ?? 0,
+      pliCount: s.pliCount ?? 0,
+      firCount: s.firCount ?? 0,
+      keyFramesDecoded: s.keyFramesDecoded ?? 0,
+      freezeCount: s.freezeCount ?? 0,
+      totalFreezesDuration: s.totalFreezesDuration ?? 0,
+      concealedSamples: s.concealedSamples ?? 0,
+      totalSamplesReceived: s.totalSamplesReceived ?? 0,
       trackIdentifier: s.trackIdentifier ?? null,
       mid,
       // Who sends it and what it is (camera or content); null for a section that carries
@@ -57,6 +69,11 @@ async function outboundOf(pc, sourceOfMid) {
         codec: codecOf(report, s),
         packetsSent: s.packetsSent ?? 0,
         framesEncoded: s.framesEncoded ?? 0,
+        // The server's requests for repair: resent packets and keyframes.
+        nackCount: s.nackCount ?? 0,
+        pliCount: s.pliCount ?? 0,
+        retransmittedPacketsSent: s.retransmittedPacketsSent ?? 0,
+        keyFramesEncoded: s.keyFramesEncoded ?? 0,
         frameWidth: s.frameWidth ?? null,
         frameHeight: s.frameHeight ?? null,
         mid: s.mid ?? null,

@@ -11,6 +11,10 @@ WebSocket to the browser endpoint using flattened target sessions:
         stats = await page.evaluate("window.mcu.stats()")  # promises are awaited
 
 The browser is killed (its whole process group) and the profile removed however the block ends.
+
+A browser in another network namespace (behind an impaired link, tests/support/impair.py) is
+started through a `launcher` prefix (`nsenter --net=... --`); its DevTools port would be on that
+namespace's loopback, out of reach, so it is driven over `--remote-debugging-pipe` instead.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,23 @@ FLAGS = (
     "--proxy-server=127.0.0.1:9",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 )
+
+
+# Chromium reads DevTools commands from fd 3 and writes replies to fd 4 with
+# --remote-debugging-pipe, each message ending in a NUL byte. Python has no fd mapping for a
+# child, so a tiny trampoline moves the pipe ends there (via fds >= 10, so that neither end is
+# overwritten by the other's move) and execs the browser.
+_PIPE_TRAMPOLINE = (
+    "import fcntl, os, sys\n"
+    "high = [fcntl.fcntl(int(fd), fcntl.F_DUPFD, 10) for fd in sys.argv[1:3]]\n"
+    "for target, fd in zip((3, 4), high):\n"
+    "    os.dup2(fd, target)\n"
+    "    os.close(fd)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
+
+# Replies can be large (screenshots, big page results).
+_PIPE_MESSAGE_LIMIT = 64 * 1024 * 1024
 
 
 class ChromiumError(RuntimeError):
@@ -147,15 +169,21 @@ class Chromium:
         path: str = CHROMIUM_PATH,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 20.0,
+        launcher: Sequence[str] = (),
     ) -> None:
         self.path = path
         self.extra_args = extra_args
         self.startup_timeout = startup_timeout
+        self.launcher = tuple(launcher)
+        "A command prefix the browser runs under (then driven over a pipe, not a port)."
         self.pages: dict[str, Page] = {}
         self._profile: Path | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pipe_in: asyncio.StreamReader | None = None
+        self._pipe_out: asyncio.WriteTransport | None = None
+        self._pipe_in_transport: asyncio.ReadTransport | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -177,18 +205,20 @@ class Chromium:
         if not chromium_available(self.path):
             raise ChromiumError(f"no Chromium binary at {self.path}")
         self._profile = Path(tempfile.mkdtemp(prefix="mcu-chromium-"))
-        args = [
-            *FLAGS,
-            f"--user-data-dir={self._profile}",
-            "--remote-debugging-port=0",
-            "--remote-debugging-address=127.0.0.1",
-            *self.extra_args,
-            "about:blank",
-        ]
+        args = [*FLAGS, f"--user-data-dir={self._profile}", *self.extra_args]
+        if self.launcher:
+            await self._start_with_pipe(args)
+        else:
+            await self._start_with_port(args)
+        self._reader = asyncio.create_task(self._read_messages())
+
+    async def _start_with_port(self, args: list[str]) -> None:
+        args += ["--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1"]
         # Its own process group, so stop() reaches the renderer, GPU and utility children too.
         self._process = await asyncio.create_subprocess_exec(
             self.path,
             *args,
+            "about:blank",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -199,7 +229,42 @@ class Chromium:
         self._ws = await self._http.ws_connect(
             f"ws://127.0.0.1:{port}{browser_path}", max_msg_size=0, autoping=True
         )
-        self._reader = asyncio.create_task(self._read_messages())
+
+    async def _start_with_pipe(self, args: list[str]) -> None:
+        commands_read, commands_write = os.pipe()
+        replies_read, replies_write = os.pipe()
+        try:
+            # The launcher (nsenter) execs its command, so the pid is the browser's, its own
+            # process group's leader as with a port.
+            self._process = await asyncio.create_subprocess_exec(
+                *self.launcher,
+                sys.executable, "-c", _PIPE_TRAMPOLINE,
+                str(commands_read), str(replies_write),
+                self.path, *args, "--remote-debugging-pipe", "about:blank",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=(commands_read, replies_write),
+            )  # fmt: skip
+        except BaseException:
+            os.close(commands_write)
+            os.close(replies_read)
+            raise
+        finally:
+            # The browser holds its own copies; ours would keep the pipes open after it died.
+            os.close(commands_read)
+            os.close(replies_write)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_PIPE_MESSAGE_LIMIT)
+        self._pipe_in_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(replies_read, "rb")
+        )
+        self._pipe_in = reader
+        transport, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(commands_write, "wb")
+        )
+        self._pipe_out = transport
 
     async def _read_devtools_port(self) -> tuple[int, str]:
         """Wait for Chromium to write `DevToolsActivePort` (port, then browser endpoint path)."""
@@ -218,13 +283,24 @@ class Chromium:
             await asyncio.sleep(0.05)
         raise ChromiumError(f"Chromium wrote no {port_file.name} within {self.startup_timeout} s")
 
-    async def _read_messages(self) -> None:
-        assert self._ws is not None
-        try:
+    async def _incoming(self) -> AsyncIterator[str]:
+        """The browser's DevTools messages, in order, until the connection closes."""
+        if self._ws is not None:
             async for message in self._ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                data = json.loads(message.data)
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    yield message.data
+        elif self._pipe_in is not None:
+            while True:
+                try:
+                    raw = await self._pipe_in.readuntil(b"\0")
+                except asyncio.IncompleteReadError:
+                    return  # the browser closed its end
+                yield raw[:-1].decode()
+
+    async def _read_messages(self) -> None:
+        try:
+            async for text in self._incoming():
+                data = json.loads(text)
                 if "id" in data:
                     future = self._pending.pop(data["id"], None)
                     if future is not None and not future.done():
@@ -263,7 +339,9 @@ class Chromium:
         timeout: float = 30.0,
     ) -> dict[str, Any]:
         """Send one CDP command (to the browser, or to a page session) and return its result."""
-        if self._ws is None or self._ws.closed:
+        connected = self._ws is not None and not self._ws.closed
+        piped = self._pipe_out is not None and not self._pipe_out.is_closing()
+        if not (connected or piped):
             raise ChromiumError("not connected to Chromium")
         command_id = next(self._ids)
         message: dict[str, Any] = {"id": command_id, "method": method, "params": params or {}}
@@ -271,7 +349,10 @@ class Chromium:
             message["sessionId"] = session_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = future
-        await self._ws.send_str(json.dumps(message))
+        if self._ws is not None:
+            await self._ws.send_str(json.dumps(message))
+        elif self._pipe_out is not None:
+            self._pipe_out.write(json.dumps(message).encode() + b"\0")
         try:
             reply = await asyncio.wait_for(future, timeout)
         finally:
@@ -314,6 +395,13 @@ class Chromium:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._pipe_out is not None:
+            self._pipe_out.close()
+            self._pipe_out = None
+        if self._pipe_in_transport is not None:
+            self._pipe_in_transport.close()
+            self._pipe_in_transport = None
+        self._pipe_in = None
         if self._process is not None:
             await _kill_process_group(self._process)
             self._process = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket, is_rtcp
 
 from tests.support.room_client import ColourTrack, RoomClient
 from tests.support.server import ServerProcess
@@ -71,3 +71,74 @@ async def test_nacked_packets_are_retransmitted(server: ServerProcess) -> None:
     finally:
         await sender.close()
         await viewer.close()
+
+
+class LossyUplink:
+    """Loses one original video packet on its way from a publisher, and then the first NACK the
+    server sends for it: the network losing a request for repair as it loses anything else.
+
+    Sits in the publisher's aiortc stack, before SRTP on the way out and after it on the way in;
+    nothing else is lost.
+    """
+
+    def __init__(self, transceiver: Any, video_pt: int, drop_after: int = 30) -> None:
+        self.video_pt = video_pt
+        self.drop_after = drop_after
+        self.count = 0
+        self.lost: int | None = None
+        "The sequence number of the packet lost."
+        self.nacks_for_lost = 0
+        "NACKs naming it that reached the publisher's stack (the first one is then lost)."
+        self.resent = False
+        "Whether the publisher retransmitted it."
+        sender = transceiver.sender
+        dtls = sender.transport
+        self._send_rtp = dtls._send_rtp
+        dtls._send_rtp = self._on_send_rtp
+        self._handle_rtcp = sender._handle_rtcp_packet
+        sender._handle_rtcp_packet = self._on_rtcp
+
+    async def _on_send_rtp(self, data: bytes) -> None:
+        if is_rtcp(data):  # the sender's reports go this way too
+            await self._send_rtp(data)
+            return
+        packet = RtpPacket.parse(data)
+        if packet.payload_type == self.video_pt:
+            self.count += 1
+            if self.lost is None and self.count == self.drop_after:
+                self.lost = packet.sequence_number
+                return
+        elif self.lost is not None and packet.payload[:2] == self.lost.to_bytes(2, "big"):
+            self.resent = True
+        await self._send_rtp(data)
+
+    async def _on_rtcp(self, packet: Any) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            if self.lost is not None and self.lost in packet.lost:
+                self.nacks_for_lost += 1
+                if self.nacks_for_lost == 1:
+                    return
+        await self._handle_rtcp(packet)
+
+
+async def test_a_lost_nack_to_the_publisher_is_sent_again(server: ServerProcess) -> None:
+    """A packet lost on the publisher's leg is asked for again until it arrives, even when no
+    other packet goes missing meanwhile: one lost NACK (or retransmission) must not leave a hole
+    that only the next, unrelated loss would repair."""
+    await server.create_room("cardio-1", "correct horse")
+    sender = RoomClient(server.ws_url, "s")
+    try:
+        await sender.connect()
+        assert (await sender.join("cardio-1", password="correct horse"))["type"] == "joined"
+        await sender.publish({"camera": ColourTrack((50, 100, 150), width=640, height=480, fps=15)})
+        assert sender.publish_pc is not None
+        transceiver = sender.publish_pc.getTransceivers()[0]
+        video_pt = next(c.payloadType for c in transceiver._codecs if c.mimeType == "video/VP8")
+        uplink = LossyUplink(transceiver, video_pt)
+
+        await sender.wait_until(lambda: uplink.nacks_for_lost >= 1, timeout=20)
+        await sender.wait_until(lambda: uplink.nacks_for_lost >= 2, timeout=10)
+        await sender.wait_until(lambda: uplink.resent, timeout=10)
+        assert await server.metric("mcu_rtx_packets_received_total") >= 1
+    finally:
+        await sender.close()

@@ -56,8 +56,15 @@ class ServerProcess:
         admin_token: str | None = None,
         workers: int = 1,
         env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        media_addresses: list[str] | None = None,
     ) -> None:
+        """``host`` is the HTTP listening address (0.0.0.0 also serves links made by
+        tests/support/impair.py; the URLs here stay on loopback); ``media_addresses`` the ICE
+        addresses, loopback by default, ``[]`` for every interface's."""
         self.port = free_port()
+        self.host = host
+        self.media_addresses = ["127.0.0.1"] if media_addresses is None else media_addresses
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.admin_token = admin_token or secrets.token_urlsafe(24)
@@ -74,8 +81,9 @@ class ServerProcess:
         log = open(self.log_path, "wb")  # noqa: ASYNC230 - tiny, once per test
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mcu",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--data-dir", str(self.data_dir), "--media-address", "127.0.0.1",
+            "--host", self.host, "--port", str(self.port),
+            "--data-dir", str(self.data_dir),
+            *(f"--media-address={address}" for address in self.media_addresses),
             "--workers", str(self.workers),
             *self.extra_args,
             env=os.environ | {"MCU_ADMIN_TOKEN": self.admin_token} | self.env,

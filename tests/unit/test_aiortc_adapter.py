@@ -39,8 +39,16 @@ async def test_receiver_and_sender_internals() -> None:
         receiver, sender = transceiver.receiver, transceiver.sender
         assert hasattr(receiver, "_RTCRtpReceiver__jitter_buffer")
         assert "self.__jitter_buffer.add(packet)" in inspect.getsource(RTCRtpReceiver)
-        for name in ("_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_pli"):
+        for name in (
+            "_handle_rtp_packet",
+            "_handle_rtcp_packet",
+            "_send_rtcp_pli",
+            "_send_rtcp_nack",
+        ):
             assert callable(getattr(receiver, name)), name
+        # Our NACK requester replaces the generator receive() creates (the adapter clears it).
+        handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+        assert "if self.__nack_generator is not None" in handle
         for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
             assert hasattr(sender, f"_RTCRtpSender__{name}"), name
         assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
