@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client import Counter, Gauge
 
 from mcu.documents import DocumentError, DocumentLimits, load_document, sniff
 
@@ -25,8 +27,50 @@ _STATUS = {
 }
 
 
+UPLOAD_BUFFER_BYTES = 200 * 1024 * 1024
+"""Bytes of documents held in memory by uploads in progress, in one process: four uploads at the
+50 MiB limit. Past it an upload is refused (503) rather than letting 20 at once take a gigabyte."""
+BUFFERED = Gauge("mcu_upload_buffered_bytes", "Bytes of documents held by uploads in progress.")
+REFUSED = Counter(
+    "mcu_uploads_refused_busy_total", "Document uploads refused because the upload memory was full."
+)
+
+
+@dataclass
+class UploadBudget:
+    """Memory that uploads in progress may hold together (taken chunk by chunk)."""
+
+    limit: int = UPLOAD_BUFFER_BYTES
+    used: int = 0
+
+    def take(self, size: int) -> bool:
+        """Hold ``size`` more bytes; False (holding nothing more) when that would pass the
+        limit."""
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        BUFFERED.set(self.used)
+        return True
+
+    def give(self, size: int) -> None:
+        """``size`` bytes taken earlier are free again."""
+        self.used -= size
+        BUFFERED.set(self.used)
+
+
+BUDGET = UploadBudget()
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _busy() -> web.Response:
+    return web.json_response(
+        {"error": "busy", "message": "too many documents are being uploaded; try again shortly"},
+        status=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def upload_document(request: web.Request) -> web.Response:
@@ -44,21 +88,31 @@ async def upload_document(request: web.Request) -> web.Response:
         return _error(403, "forbidden", "viewers cannot present; raise a hand to speak")
     if request.content_length is not None and request.content_length > LIMITS.max_bytes:
         return _error(413, "too_large", f"documents are limited to {LIMITS.max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(256 * 1024):
-        body += chunk
-        if len(body) > LIMITS.max_bytes:
-            return _error(413, "too_large", f"documents are limited to {LIMITS.max_bytes} bytes")
-    if not body:
-        return _error(400, "corrupt", "the upload is empty")
+    held = 0
     try:
-        # In the sandbox, which runs a few jobs at a time per process; the rest queue.
-        document = await load_document(bytes(body), LIMITS, request.app[SANDBOX])
-    except DocumentError as exc:
-        if exc.code == "corrupt":  # decoder messages name internals; say what matters
-            kind = sniff(bytes(body[:512])) or "file"
-            return _error(400, "corrupt", f"the {kind.upper()} file is damaged or truncated")
-        return _error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(256 * 1024):
+            if not BUDGET.take(len(chunk)):
+                REFUSED.inc()
+                return _busy()
+            held += len(chunk)
+            body += chunk
+            if len(body) > LIMITS.max_bytes:
+                return _error(
+                    413, "too_large", f"documents are limited to {LIMITS.max_bytes} bytes"
+                )
+        if not body:
+            return _error(400, "corrupt", "the upload is empty")
+        try:
+            # In the sandbox, which runs a few jobs at a time per process; the rest queue.
+            document = await load_document(bytes(body), LIMITS, request.app[SANDBOX])
+        except DocumentError as exc:
+            if exc.code == "corrupt":  # decoder messages name internals; say what matters
+                kind = sniff(bytes(body[:512])) or "file"
+                return _error(400, "corrupt", f"the {kind.upper()} file is damaged or truncated")
+            return _error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+    finally:
+        BUDGET.give(held)
     if participant.closed:
         return _error(401, "unauthorized", "the participant has left")
     try:
