@@ -392,25 +392,36 @@ def bind_feedback(sender: RTCRtpSender, consumer: Consumer) -> None:
     original = sender._handle_rtcp_packet
 
     async def handle_rtcp(packet: Any) -> None:
-        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            metrics.NACKS_RECEIVED.inc()
-            metrics.RETRANSMISSIONS.inc(consumer.on_nack(packet.lost))
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            metrics.PLIS_RECEIVED.inc()
-            consumer.on_keyframe_request(time.monotonic())
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            try:
-                bitrate, _ = unpack_remb_fci(packet.fci)
-            except ValueError:
-                return
-            consumer.on_remb(bitrate)
-        else:
-            if isinstance(packet, RtcpRrPacket):
-                for report in packet.reports:
-                    metrics.observe_receiver_report(report.fraction_lost)
+        if not apply_feedback(packet, consumer, time.monotonic()):
             await original(packet)  # receiver reports: round-trip time and loss for getStats
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def apply_feedback(packet: Any, consumer: Consumer, now: float) -> bool:
+    """Apply one parsed RTCP packet from a subscriber to ``consumer``.
+
+    NACK, PLI/FIR and REMB are ours (True); anything else, receiver reports included, is left to
+    aiortc's sender (False), after a receiver report's loss is counted.
+    """
+    if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        metrics.NACKS_RECEIVED.inc()
+        metrics.RETRANSMISSIONS.inc(consumer.on_nack(packet.lost))
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        metrics.PLIS_RECEIVED.inc()
+        consumer.on_keyframe_request(now)
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, _ = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return True
+        consumer.on_remb(bitrate)
+    else:
+        if isinstance(packet, RtcpRrPacket):
+            for report in packet.reports:
+                metrics.observe_receiver_report(report.fraction_lost)
+        return False
+    return True
 
 
 def set_stream_ids(transceiver: RTCRtpTransceiver, stream_id: str, track_id: str) -> None:

@@ -155,7 +155,11 @@ def _bearer(request: web.Request) -> str:
 async def _read_offer(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise ApiError(415, "unsupported_media_type", "the offer must be application/sdp")
-    body = await read_body(request, MAX_SDP_BYTES)
+    return decode_offer(await read_body(request, MAX_SDP_BYTES))
+
+
+def decode_offer(body: bytes) -> str:
+    """A WHIP/WHEP request body as SDP text; ApiError 400 if it is not UTF-8."""
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
