@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -413,7 +414,7 @@ def apply_feedback(packet: Any, consumer: Consumer, now: float) -> bool:
     elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
         try:
             bitrate, _ = unpack_remb_fci(packet.fci)
-        except ValueError:
+        except (ValueError, struct.error):  # aiortc reads a short SSRC list with struct
             return True
         consumer.on_remb(bitrate)
     else:
