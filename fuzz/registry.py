@@ -45,8 +45,8 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "rtp_ingress",
         "fuzz.targets.rtp:rtp_ingress",
-        "publisher RTP datagrams: aiortc RtpPacket.parse as the tap calls it, ingress, RTX "
-        "unwrap, producer, consumer rewrite re-parsed, NACK repair",
+        "publisher RTP datagrams: parse_rtp (aiortc's parse, as the tap calls it), ingress, "
+        "RTX unwrap, producer, consumer rewrite re-parsed, NACK repair",
         (*_OURS, "aiortc.rtp"),
         max_len=8192,
     ),

@@ -42,6 +42,7 @@ from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
@@ -118,6 +119,19 @@ def srtp_profile_names() -> list[str]:
 # -- ingress ---------------------------------------------------------------------------------
 
 
+def parse_rtp(data: bytes, extensions_map: HeaderExtensionsMap) -> RtpPacket | None:
+    """A decrypted RTP packet parsed as aiortc parses it, or None if it is malformed.
+
+    aiortc reads header-extension values with struct, so a value of the wrong size (an audio
+    level or abs-send-time one byte too long) raises struct.error rather than ValueError; from
+    here it would end the publisher's DTLS transport, whose receive loop stops on any exception.
+    """
+    try:
+        return RtpPacket.parse(data, extensions_map)
+    except (ValueError, struct.error):
+        return None
+
+
 class _NoFrames:
     """A jitter buffer that never completes a frame, so aiortc's decoder never runs."""
 
@@ -176,9 +190,8 @@ class PublisherTap:
         dtls._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        try:
-            packet = RtpPacket.parse(data, self._dtls._rtp_header_extensions_map)
-        except ValueError:
+        packet = parse_rtp(data, self._dtls._rtp_header_extensions_map)
+        if packet is None:
             metrics.PACKETS_DISCARDED.labels("malformed").inc()
             return
         receiver = self._dtls._rtp_router.route_rtp(packet)

@@ -1,11 +1,11 @@
 """RTP from a publisher: aiortc's parse as our tap calls it, the ingress, and the rewrite.
 
-``rtp_ingress`` feeds a sequence of datagrams through :class:`~mcu.aiortc_adapter.PublisherTap`'s
-parse, the ingress router (RTX unwrapping, audio level), a real :class:`~mcu.producer.Producer`
-and a real :class:`~mcu.consumer.Consumer`, then a NACK. Properties: whatever aiortc accepts,
-:func:`mcu.rtp.parse_fixed_header` reads the same header from; every packet the consumer sends
-parses again (as the subscriber's aiortc would) with the leg's SSRC and payload type, and the
-payload, audio level and mid it was given.
+``rtp_ingress`` feeds a sequence of datagrams through :func:`~mcu.aiortc_adapter.parse_rtp` (as
+:class:`~mcu.aiortc_adapter.PublisherTap` parses), the ingress router (RTX unwrapping, audio
+level), a real :class:`~mcu.producer.Producer` and a real :class:`~mcu.consumer.Consumer`, then
+a NACK. Properties: whatever aiortc accepts, :func:`mcu.rtp.parse_fixed_header` reads the same
+header from; every packet the consumer sends parses again (as the subscriber's aiortc would) with
+the leg's SSRC and payload type, and the payload, audio level and mid it was given.
 
 ``rtp_header`` drives :mod:`mcu.rtp` alone: the fixed-header parser and the header builders.
 """
@@ -164,9 +164,8 @@ def rtp_ingress(data: bytes) -> None:
             if not source.left:
                 break
             datagram = source.take(source.uint(2) % 1500)
-            try:  # as PublisherTap._handle_rtp_data parses
-                packet = RtpPacket.parse(datagram, _PUBLISHER_EXTENSIONS)
-            except ValueError:
+            packet = adapter.parse_rtp(datagram, _PUBLISHER_EXTENSIONS)  # as PublisherTap does
+            if packet is None:
                 continue
             _check_same_header(datagram, packet)
             sent_before = len(wire.sent)
