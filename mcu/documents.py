@@ -437,6 +437,9 @@ class _DicomDocument(Document):
         rows, columns = header.get("Rows"), header.get("Columns")
         if not rows or not columns:
             raise DocumentError("unsupported_type", "the DICOM file carries no image")
+        # A damaged file can give them several values or another VR (a list, a string).
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (rows, columns)):
+            raise DocumentError("corrupt", "the DICOM file's Rows and Columns are not numbers")
         if rows * columns > limits.max_page_pixels:
             raise DocumentError(
                 "image_too_large",

@@ -351,3 +351,12 @@ def test_a_page_that_fails_later_is_corrupt_not_a_crash() -> None:
     with pytest.raises(DocumentError) as caught:
         document.render_page(2, (64, 64))
     assert caught.value.code == "corrupt"
+
+
+def test_dicom_rows_that_are_not_one_number_are_corrupt() -> None:
+    # Found by the documents fuzz target: a Rows element with two values reached the pixel
+    # limit check as a list and raised TypeError, which the upload answered with a 500.
+    data = dicom(np.zeros((8, 8), dtype=np.uint16), Rows=[8, 8])
+    with pytest.raises(DocumentError) as info:
+        load_document(data)
+    assert info.value.code == "corrupt"
