@@ -13,7 +13,6 @@ import asyncio
 import base64
 import hmac
 import logging
-import math
 import os
 import re
 import time
@@ -40,6 +39,7 @@ from mcu.crypto.atrest import (
     unwrap_key,
     wrap_key,
 )
+from mcu.crypto.tokens import finite_number
 from mcu.httpapi import (
     ApiError,
     bearer_matches,
@@ -130,20 +130,20 @@ class ShareSigner:
             payload: Any = self._serializer.loads(token)
         except BadSignature:
             raise InvalidShare("bad_signature") from None
-        expires = payload.get("exp") if isinstance(payload, dict) else None
+        expires = finite_number(payload.get("exp")) if isinstance(payload, dict) else None
         if (
             not isinstance(payload, dict)
             or not isinstance(payload.get("item"), str)
-            or not isinstance(expires, int | float)
-            or isinstance(expires, bool)
-            or not math.isfinite(expires)
+            or expires is None
         ):
             raise InvalidShare("malformed")
         if (time.time() if now is None else now) >= expires:
             raise InvalidShare("expired")
-        if not hmac.compare_digest(payload["item"].encode(), item_id.encode()):
+        # surrogatepass: a JSON string may hold a lone surrogate, which plain UTF-8 refuses.
+        signed_item = payload["item"].encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(signed_item, item_id.encode("utf-8", "surrogatepass")):
             raise InvalidShare("wrong_item")
-        return float(expires)
+        return expires
 
 
 # --- byte ranges -------------------------------------------------------------------------------
