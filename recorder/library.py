@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Final, NoReturn, TypeVar
 
@@ -315,8 +315,9 @@ def _moment(name: str, text: str, *, end_of_day: bool) -> float:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return (start + timedelta(days=1) if end_of_day else start).timestamp()
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+            # In seconds, not as a datetime: the end of 9999-12-31 is past what one can hold.
+            return start + 86_400 if end_of_day else start
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ApiError(400, "bad_request", f"{name}: not an ISO-8601 date or time") from None
