@@ -34,6 +34,7 @@ CORPUS = HERE / "corpus"
 WORK = HERE / ".work"
 CRASHES = HERE / "crashes"
 REGRESSIONS = HERE / "regressions"
+DICTS = HERE / "dicts"
 
 # libFuzzer's status lines: "#4096 pulse  cov: 173 ft: 269 corp: 62/2441b ... exec/s: 4369".
 _STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", re.MULTILINE)
@@ -87,6 +88,7 @@ def run_target(target: Target, budget: float, *, verbose: bool) -> Result:
         f"-max_len={target.max_len}",
         f"-artifact_prefix={crashes}/",
         "-print_final_stats=1",
+        *_dictionary(target, work.parent),
         str(work),
         str(kept),
     )
@@ -118,6 +120,18 @@ def run_target(target: Target, budget: float, *, verbose: bool) -> Result:
     coverage, features, corpus = (int(v) for v in statuses[-1][1:]) if statuses else (0, 0, 0)
     findings = sorted(_artifacts(crashes) - before)
     return Result(target.name, executions, elapsed, coverage, features, corpus, findings, exit_code)
+
+
+def _dictionary(target: Target, folder: Path) -> list[str]:
+    """The ``-dict`` flag for the target's dictionaries (libFuzzer takes one file: joined)."""
+    if not target.dictionaries:
+        return []
+    joined = folder / f"{target.name}.dict"
+    joined.write_text(
+        "".join((DICTS / name).read_text(encoding="utf-8") for name in target.dictionaries),
+        encoding="utf-8",
+    )
+    return [f"-dict={joined}"]
 
 
 def _tail(output: str, lines: int) -> str:

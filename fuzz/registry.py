@@ -31,6 +31,8 @@ class Target:
     "libFuzzer's memory limit: above it the input is kept as an ``oom-`` reproducer."
     timeout_s: int = 10
     "Per-input time limit: above it the input is kept as a ``timeout-`` reproducer."
+    dictionaries: tuple[str, ...] = ()
+    "libFuzzer dictionaries in ``fuzz/dicts/``: tokens the mutator splices into inputs."
 
     def load(self) -> Callable[[bytes], None]:
         """Import the target's function."""
@@ -119,11 +121,21 @@ TARGETS: tuple[Target, ...] = (
         budget_share=0.5,
     ),
     Target(
+        "whep_answer",
+        "fuzz.targets.sdp:whep_answer",
+        "WHEP offers answered by a real ViewerConnection (checks, setRemoteDescription, codec "
+        "choice, answer, consumers)",
+        (*_OURS, "aiortc.sdp", "aiortc.rtcpeerconnection"),
+        max_len=8192,
+        budget_share=0.5,
+    ),
+    Target(
         "signaling_message",
         "fuzz.targets.messages:signaling_message",
         "WebSocket frames: parse_client_message, and accepted messages round-trip",
         _OURS,
         max_len=4096,
+        dictionaries=("json.dict",),
     ),
     Target(
         "range_header",
@@ -138,6 +150,7 @@ TARGETS: tuple[Target, ...] = (
         "library query strings: parse_search and parse_upload_params (dates, limits, tags)",
         _OURS,
         max_len=1024,
+        dictionaries=("path.dict",),
     ),
     Target(
         "share_token",
@@ -145,6 +158,7 @@ TARGETS: tuple[Target, ...] = (
         "library share tokens: ShareSigner.verify on raw text and on signed fuzzed payloads",
         _OURS,
         max_len=1024,
+        dictionaries=("json.dict",),
     ),
     Target(
         "invite_token",
@@ -152,6 +166,7 @@ TARGETS: tuple[Target, ...] = (
         "invite tokens: InviteSigner.verify on raw text and on signed fuzzed payloads",
         _OURS,
         max_len=1024,
+        dictionaries=("json.dict",),
     ),
     Target(
         "documents",

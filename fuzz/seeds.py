@@ -1,6 +1,7 @@
 """Writes the seed inputs of every target into ``fuzz/corpus/<target>/seed-*``.
 
-    python -m fuzz.seeds
+    python -m fuzz.seeds            # every target
+    python -m fuzz.seeds rtcp relay # some (offers, tokens and PDFs differ at every run)
 
 Seeds are real, well-formed inputs (packets built with aiortc's serialisers, offers from a real
 RTCPeerConnection, documents written by Pillow, pypdfium2 and pydicom) encoded as each target
@@ -15,6 +16,7 @@ import hashlib
 import io
 import json
 import struct
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -250,6 +252,15 @@ def signaling_message() -> list[bytes]:
     return [json.dumps(m).encode() for m in messages]
 
 
+def front_routing() -> list[bytes]:
+    paths = [b"whip/cardio-1", b"whep/stroke-4", b"whep/stroke-4/1-abcdef", b"api/rooms/r/invites",
+             b"rooms/r/documents", b"internal/rooms/r", b"library/x/play", b"metrics"]  # fmt: skip
+    frame = b'{"type": "join", "room": "cardio-1", "name": "n", "password": "p"}'
+    return [bytes([m, 2, 0]) + p for m, p in zip((0, 1, 2, 3, 4, 0, 0, 0), paths, strict=True)] + [
+        b"\x00\x02\x01" + frame
+    ]
+
+
 def range_header() -> list[bytes]:
     size = struct.pack("!Q", 1 << 20) + b"\x00"
     headers = ["bytes=0-499", "bytes=500-", "bytes=-500", "bytes = 10 - 20 ", "bytes=0-1,5-6"]
@@ -312,9 +323,9 @@ def documents() -> list[bytes]:
 
 
 def main() -> None:
-    """Write every target's seeds."""
+    """Write the seeds of the targets named on the command line, or of every target."""
     sdp = offers()
-    seeds = {
+    seeds: dict[str, list[bytes]] = {
         "rtp_ingress": rtp_ingress(),
         "rtp_header": rtp_header(),
         "rtcp": rtcp(),
@@ -325,15 +336,21 @@ def main() -> None:
         "sdp_offer": sdp,
         "whip_body": sdp,
         "sdp_negotiate": sdp,
+        "whep_answer": sdp,
         "signaling_message": signaling_message(),
+        "front_routing": front_routing(),
         "range_header": range_header(),
         "library_query": library_query(),
         "share_token": share_token(),
         "invite_token": invite_token(),
         "documents": documents(),
     }
-    for target, inputs in seeds.items():
-        print(f"{target}: {_write(target, inputs)} seeds")
+    chosen = sys.argv[1:] or list(seeds)
+    unknown = set(chosen) - set(seeds)
+    if unknown:
+        sys.exit(f"unknown target(s): {', '.join(sorted(unknown))}")
+    for target in chosen:
+        print(f"{target}: {_write(target, seeds[target])} seeds")
 
 
 if __name__ == "__main__":

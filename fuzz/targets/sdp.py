@@ -8,6 +8,9 @@ section mapping; ``whip_body`` starts from the raw HTTP body as WHIP/WHEP read i
 ``sdp_negotiate`` goes further: a real :class:`~aiortc.RTCPeerConnection` applies offers our
 checks let through (``setRemoteDescription``) and :func:`~mcu.aiortc_adapter.narrow_to_first_codec`
 picks the codec, as :meth:`mcu.peer.PublisherConnection.negotiate` does before answering.
+``whep_answer`` runs the whole WHEP answer: :meth:`mcu.viewer.ViewerConnection.answer` on a
+stage, refused only with :class:`~mcu.peer.NegotiationError`; an answer parses, has a section
+per offered one, and sends on at least one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from mcu.httpapi import ApiError
 from mcu.media import TrackSource
 from mcu.peer import NegotiationError, check_offer, close_quietly
 from mcu.signaling.whip import _sources, decode_offer
-from mcu.viewer import check_viewer_offer
+from mcu.stage import Stage
+from mcu.viewer import ViewerConnection, check_viewer_offer
 
 from ..harness import Crash, text
 
@@ -95,3 +99,29 @@ def sdp_negotiate(data: bytes) -> None:
     if _loop is None:
         _loop = asyncio.new_event_loop()
     _loop.run_until_complete(_negotiate(offer, sources))
+
+
+async def _answer_viewer(offer: str) -> None:
+    viewer = ViewerConnection([], Stage("fuzz"), lambda delta: None)
+    try:
+        try:
+            answer = await viewer.answer(offer)
+        except NegotiationError:
+            return
+        offered = sdp.SessionDescription.parse(offer).media
+        answered = sdp.SessionDescription.parse(answer).media
+        if len(answered) != len(offered):
+            raise Crash(f"{len(offered)} sections offered, {len(answered)} answered")
+        if not any(m.direction == "sendonly" for m in answered):
+            raise Crash("an answer that sends nothing")
+    finally:
+        await viewer.close()
+
+
+def whep_answer(data: bytes) -> None:
+    """A WHEP offer answered by a real ViewerConnection, as POST /whep does."""
+    global _loop
+    offer = text(data)
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+    _loop.run_until_complete(_answer_viewer(offer))
