@@ -138,6 +138,14 @@ TARGETS: tuple[Target, ...] = (
         dictionaries=("json.dict",),
     ),
     Target(
+        "front_routing",
+        "fuzz.targets.routing:front_routing",
+        "the front's routing: request paths (route, session ids) and WebSocket join frames",
+        _OURS,
+        max_len=1024,
+        dictionaries=("path.dict", "json.dict"),
+    ),
+    Target(
         "range_header",
         "fuzz.targets.library:range_header",
         "HTTP Range headers: byte_range stays within the file",
