@@ -448,6 +448,7 @@ class _DicomDocument(Document):
         try:
             frames = int(header.get("NumberOfFrames") or 1)
             syntax = header.file_meta.TransferSyntaxUID
+            compressed = syntax.is_compressed  # raises for a UID that is no transfer syntax
         except Exception as exc:
             raise DocumentError("corrupt", f"the DICOM file cannot be read: {exc}") from exc
         if frames < 1:
@@ -457,7 +458,7 @@ class _DicomDocument(Document):
                 "too_many_pages",
                 f"the DICOM file has {frames} frames; at most {limits.max_pages} are accepted",
             )
-        if syntax.is_compressed:
+        if compressed:
             try:
                 available = get_decoder(syntax).is_available
             except NotImplementedError:

@@ -360,3 +360,15 @@ def test_dicom_rows_that_are_not_one_number_are_corrupt() -> None:
     with pytest.raises(DocumentError) as info:
         load_document(data)
     assert info.value.code == "corrupt"
+
+
+def test_dicom_whose_transfer_syntax_is_another_uid_is_corrupt() -> None:
+    # Found by the documents fuzz target: a TransferSyntaxUID that names no transfer syntax made
+    # pydicom's is_compressed raise ValueError, which the upload answered with a 500.
+    data = dicom(np.zeros((8, 8), dtype=np.uint16))
+    syntax = b"1.2.840.10008.1.2.1\x00"
+    assert data.count(syntax) == 1
+    data = data.replace(syntax, b"1.2.840.10008.1.2.3\x00")  # same length, not a syntax
+    with pytest.raises(DocumentError) as info:
+        load_document(data)
+    assert info.value.code == "corrupt"
