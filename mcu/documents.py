@@ -432,9 +432,10 @@ class _DicomDocument(Document):
     def __init__(self, data: bytes, limits: DocumentLimits) -> None:
         try:
             header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            # pydicom decodes an element when it is first read: a damaged one raises here.
+            rows, columns = header.get("Rows"), header.get("Columns")
         except Exception as exc:
             raise DocumentError("corrupt", f"the DICOM file cannot be read: {exc}") from exc
-        rows, columns = header.get("Rows"), header.get("Columns")
         if not rows or not columns:
             raise DocumentError("unsupported_type", "the DICOM file carries no image")
         # A damaged file can give them several values or another VR (a list, a string).

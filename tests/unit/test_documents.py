@@ -372,3 +372,14 @@ def test_dicom_whose_transfer_syntax_is_another_uid_is_corrupt() -> None:
     with pytest.raises(DocumentError) as info:
         load_document(data)
     assert info.value.code == "corrupt"
+
+
+def test_dicom_with_an_unknown_value_representation_is_corrupt() -> None:
+    # Found by the documents fuzz target: pydicom decodes an element when it is first read, so
+    # Columns with the VR "Uz" raised NotImplementedError at header.get(), a 500 for the upload.
+    data = dicom(np.zeros((8, 8), dtype=np.uint16))
+    columns = b"\x28\x00\x11\x00US"
+    assert data.count(columns) == 1
+    with pytest.raises(DocumentError) as info:
+        load_document(data.replace(columns, b"\x28\x00\x11\x00Uz"))
+    assert info.value.code == "corrupt"
