@@ -1,7 +1,7 @@
 """Run every fuzz target (or some) for a time budget and report what each found.
 
     python -m fuzz --budget 60                 # each target ~60 s (slow ones a share of it)
-    python -m fuzz --budget 5 --only rtcp sdp  # a few targets, briefly
+    python -m fuzz --budget 5 --only rtcp relay  # a few targets, briefly
     python -m fuzz --list                      # the targets and what they cover
     python -m fuzz --minimise                  # fold what the last runs found into fuzz/corpus
 
@@ -39,7 +39,7 @@ DICTS = HERE / "dicts"
 # libFuzzer's status lines: "#4096 pulse  cov: 173 ft: 269 corp: 62/2441b ... exec/s: 4369".
 _STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", re.MULTILINE)
 _DONE = re.compile(r"^Done (\d+) runs in (\d+) second", re.MULTILINE)
-_ARTIFACT = re.compile(r"^(crash|leak|timeout|oom|slow-unit)-")
+_ARTIFACT = re.compile(r"^(crash|leak|timeout|oom)-")
 
 
 @dataclass

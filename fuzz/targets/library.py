@@ -65,7 +65,10 @@ def share_token(data: bytes) -> None:
             payload = json.loads(body)
         except (ValueError, RecursionError):
             return
-        token = _SIGNER._serializer.dumps(payload)
+        try:
+            token = _SIGNER._serializer.dumps(payload)
+        except UnicodeEncodeError:
+            return  # a lone surrogate: no signer can sign it, so no such token exists
     else:
         token = body
     try:
