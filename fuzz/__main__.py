@@ -1,6 +1,7 @@
 """Run every fuzz target (or some) for a time budget and report what each found.
 
     python -m fuzz --budget 60                 # each target ~60 s (slow ones a share of it)
+    python -m fuzz --budget 3 --jobs 2         # two targets at a time (what CI runs)
     python -m fuzz --budget 5 --only rtcp relay  # a few targets, briefly
     python -m fuzz --list                      # the targets and what they cover
     python -m fuzz --minimise                  # fold what the last runs found into fuzz/corpus
@@ -23,7 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=float, default=60.0, help="seconds per target (default 60)"
     )
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these targets")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="targets fuzzed at once (default 1; at most cores)"
+    )
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     parser.add_argument(
         "--minimise", action="store_true", help="merge the work corpus into fuzz/corpus and exit"
@@ -206,13 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         for target in chosen:
             print(f"{target.name}: {minimise(target)} inputs kept", flush=True)
         return 0
-    results: list[Result] = []
-    for target in chosen:
-        print(f"-- {target.name}", flush=True)
+
+    def run(target: Target) -> Result:
         result = run_target(target, args.budget, verbose=args.verbose)
-        results.append(result)
-        for finding in result.findings:
-            print(f"    finding: {finding.relative_to(HERE.parent)}", flush=True)
+        with report:
+            print(f"-- {target.name}", flush=True)
+            for finding in result.findings:
+                print(f"    finding: {finding.relative_to(HERE.parent)}", flush=True)
+        return result
+
+    report = threading.Lock()
+    # Each target is its own process: --jobs N runs N at once (one per core at most is useful).
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(run, chosen))
     print(_table(results))
     failed = [result.target for result in results if result.failed]
     if failed:
