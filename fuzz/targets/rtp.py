@@ -182,11 +182,9 @@ def rtp_ingress(data: bytes) -> None:
         consumer.on_nack(lost)
         by_sequence = {p.ext_sequence & 0xFFFF: p for p in delivered.packets}
         for wire_packet in wire.sent[sent_before:]:
-            original = (wire_packet[_rtx_payload_offset(wire_packet)] << 8) | wire_packet[
-                _rtx_payload_offset(wire_packet) + 1
-            ]
-            repaired = _original_packet(by_sequence, original, consumer)
-            _check_sent(wire_packet, repaired, rtx=True)
+            offset = _rtx_payload_offset(wire_packet)
+            original = int.from_bytes(wire_packet[offset : offset + 2], "big")
+            _check_sent(wire_packet, _original_packet(by_sequence, original, consumer), rtx=True)
 
 
 def _rtx_payload_offset(wire: bytes) -> int:
