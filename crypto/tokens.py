@@ -9,7 +9,7 @@ from typing import Any, Literal, cast
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-__all__ = ["ROLES", "InvalidInvite", "Invite", "InviteSigner", "Role"]
+__all__ = ["ROLES", "InvalidInvite", "Invite", "InviteSigner", "Role", "finite_number"]
 
 Role = Literal["chair", "participant", "viewer"]
 ROLES: tuple[Role, ...] = ("chair", "participant", "viewer")
@@ -90,18 +90,22 @@ def _parse(payload: Any) -> Invite:
     if not isinstance(payload, dict):
         raise InvalidInvite("malformed")
     room, role = payload.get("room"), payload.get("role")
-    issued, expires = payload.get("iat"), payload.get("exp")
-    numbers = (issued, expires)
-    if (
-        not isinstance(room, str)
-        or role not in ROLES
-        or not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers)
-        or not all(math.isfinite(cast(float, n)) for n in numbers)
-    ):
+    issued, expires = finite_number(payload.get("iat")), finite_number(payload.get("exp"))
+    if not isinstance(room, str) or role not in ROLES or issued is None or expires is None:
         raise InvalidInvite("malformed")
-    return Invite(
-        room_id=room,
-        role=cast(Role, role),
-        expires_at=float(cast(float, expires)),
-        issued_at=float(cast(float, issued)),
-    )
+    return Invite(room_id=room, role=cast(Role, role), expires_at=expires, issued_at=issued)
+
+
+def finite_number(value: Any) -> float | None:
+    """A JSON number from a token as a finite float; None for anything else.
+
+    JSON integers have no size limit, and one too large for a float raises OverflowError on
+    conversion, so that counts as "anything else" too.
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,7 @@ from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
@@ -121,6 +123,19 @@ def srtp_profile_names() -> list[str]:
 
 
 # -- ingress ---------------------------------------------------------------------------------
+
+
+def parse_rtp(data: bytes, extensions_map: HeaderExtensionsMap) -> RtpPacket | None:
+    """A decrypted RTP packet parsed as aiortc parses it, or None if it is malformed.
+
+    aiortc reads header-extension values with struct, so a value of the wrong size (an audio
+    level or abs-send-time one byte too long) raises struct.error rather than ValueError; from
+    here it would end the publisher's DTLS transport, whose receive loop stops on any exception.
+    """
+    try:
+        return RtpPacket.parse(data, extensions_map)
+    except (ValueError, struct.error):
+        return None
 
 
 class _NoFrames:
@@ -216,9 +231,8 @@ class PublisherTap:
         INGRESS.discard(self._probe.estimate)
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        try:
-            packet = RtpPacket.parse(data, self._dtls._rtp_header_extensions_map)
-        except ValueError:
+        packet = parse_rtp(data, self._dtls._rtp_header_extensions_map)
+        if packet is None:
             metrics.PACKETS_DISCARDED.labels("malformed").inc()
             return
         receiver = self._dtls._rtp_router.route_rtp(packet)
@@ -487,25 +501,36 @@ def bind_feedback(sender: RTCRtpSender, consumer: Consumer) -> None:
     original = sender._handle_rtcp_packet
 
     async def handle_rtcp(packet: Any) -> None:
-        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            metrics.NACKS_RECEIVED.inc()
-            metrics.RETRANSMISSIONS.inc(consumer.on_nack(packet.lost))
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            metrics.PLIS_RECEIVED.inc()
-            consumer.on_keyframe_request(time.monotonic())
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            try:
-                bitrate, _ = unpack_remb_fci(packet.fci)
-            except ValueError:
-                return
-            consumer.on_remb(bitrate)
-        else:
-            if isinstance(packet, RtcpRrPacket):
-                for report in packet.reports:
-                    metrics.observe_receiver_report(report.fraction_lost)
+        if not apply_feedback(packet, consumer, time.monotonic()):
             await original(packet)  # receiver reports: round-trip time and loss for getStats
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def apply_feedback(packet: Any, consumer: Consumer, now: float) -> bool:
+    """Apply one parsed RTCP packet from a subscriber to ``consumer``.
+
+    NACK, PLI/FIR and REMB are ours (True); anything else, receiver reports included, is left to
+    aiortc's sender (False), after a receiver report's loss is counted.
+    """
+    if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        metrics.NACKS_RECEIVED.inc()
+        metrics.RETRANSMISSIONS.inc(consumer.on_nack(packet.lost))
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        metrics.PLIS_RECEIVED.inc()
+        consumer.on_keyframe_request(now)
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, _ = unpack_remb_fci(packet.fci)
+        except (ValueError, struct.error):  # aiortc reads a short SSRC list with struct
+            return True
+        consumer.on_remb(bitrate)
+    else:
+        if isinstance(packet, RtcpRrPacket):
+            for report in packet.reports:
+                metrics.observe_receiver_report(report.fraction_lost)
+        return False
+    return True
 
 
 def set_stream_ids(transceiver: RTCRtpTransceiver, stream_id: str, track_id: str) -> None:

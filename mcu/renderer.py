@@ -468,11 +468,15 @@ class _DicomDocument(LoadedDocument):
         data = _undeflated(data, limits.max_bytes)
         try:
             header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            # pydicom decodes an element when it is first read: a damaged one raises here.
+            rows, columns = header.get("Rows"), header.get("Columns")
         except Exception as exc:
             raise DocumentError("corrupt", f"the DICOM file cannot be read: {exc}") from exc
-        rows, columns = header.get("Rows"), header.get("Columns")
         if not rows or not columns:
             raise DocumentError("unsupported_type", "the DICOM file carries no image")
+        # A damaged file can give them several values or another VR (a list, a string).
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (rows, columns)):
+            raise DocumentError("corrupt", "the DICOM file's Rows and Columns are not numbers")
         if rows * columns > limits.max_page_pixels:
             raise DocumentError(
                 "image_too_large",
@@ -481,6 +485,7 @@ class _DicomDocument(LoadedDocument):
         try:
             frames = int(header.get("NumberOfFrames") or 1)
             syntax = header.file_meta.TransferSyntaxUID
+            compressed = syntax.is_compressed  # raises for a UID that is no transfer syntax
         except Exception as exc:
             raise DocumentError("corrupt", f"the DICOM file cannot be read: {exc}") from exc
         if frames < 1:
@@ -490,7 +495,7 @@ class _DicomDocument(LoadedDocument):
                 "too_many_pages",
                 f"the DICOM file has {frames} frames; at most {limits.max_pages} are accepted",
             )
-        if syntax.is_compressed:
+        if compressed:
             try:
                 available = get_decoder(syntax).is_available
             except NotImplementedError:

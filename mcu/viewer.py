@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 AUDIO_CODEC = "audio/opus"
 VIDEO_CODECS = ("video/vp8", "video/h264")
+MAX_MID_BYTES = 16
+"Longest mid an RTP one-byte header extension element can carry."
 STREAM_ID = "stage"
 "The msid stream of every section: simple players show ``streams[0]`` of the first track."
 MAX_VIEWER_SECTIONS = 16
@@ -77,7 +79,8 @@ def check_viewer_offer(offer_sdp: str) -> None:
 
     Raises :class:`~mcu.peer.NegotiationError` on more than ``MAX_VIEWER_SECTIONS`` media
     sections, malformed SDP, an answer sent instead of an offer, missing ICE credentials or DTLS
-    fingerprint, or no section the viewer receives with a codec we send (Opus, VP8 or H.264).
+    fingerprint, a mid longer than 16 bytes, or no section the viewer receives with a codec we
+    send (Opus, VP8 or H.264).
     """
     check_section_count(offer_sdp, MAX_VIEWER_SECTIONS)
     try:
@@ -95,6 +98,9 @@ def check_viewer_offer(offer_sdp: str) -> None:
             raise NegotiationError("this SDP is an answer, not an offer (a=setup is not actpass)")
         if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
             raise NegotiationError("the offer has no ICE credentials (ice-ufrag, ice-pwd)")
+        if m.rtp.muxId and len(m.rtp.muxId.encode()) > MAX_MID_BYTES:
+            # Each packet carries the mid in a one-byte header extension element (RFC 8285).
+            raise NegotiationError(f"a mid is longer than {MAX_MID_BYTES} bytes")
     if not any(_receivable(m) for m in media):
         raise NegotiationError(
             "the offer has no audio or video section the viewer receives with a codec we send "

@@ -204,11 +204,14 @@ class Vp8FrameAssembler:
         if not packet.marker:
             return None
         parts, self._parts = self._parts, None
-        if self._waiting and not self._keyframe:
+        data = b"".join(parts)
+        # A picture of descriptors alone carries nothing, and an empty packet is FFmpeg's
+        # end-of-stream signal: the transcoder's decoder would refuse every frame after it.
+        if not data or (self._waiting and not self._keyframe):
             self.dropped_frames += 1
             return None
         self._waiting = False
-        return EncodedFrame(b"".join(parts), self._timestamp, self._keyframe, self._arrival)
+        return EncodedFrame(data, self._timestamp, self._keyframe, self._arrival)
 
     def restart(self) -> None:
         self._drop()

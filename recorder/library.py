@@ -13,11 +13,10 @@ import asyncio
 import base64
 import hmac
 import logging
-import math
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -48,6 +47,7 @@ from mcu.crypto.atrest import (
     unwrap_key,
     wrap_key,
 )
+from mcu.crypto.tokens import finite_number
 from mcu.httpapi import (
     ApiError,
     bearer_matches,
@@ -139,20 +139,20 @@ class ShareSigner:
             payload: Any = self._serializer.loads(token)
         except BadSignature:
             raise InvalidShare("bad_signature") from None
-        expires = payload.get("exp") if isinstance(payload, dict) else None
+        expires = finite_number(payload.get("exp")) if isinstance(payload, dict) else None
         if (
             not isinstance(payload, dict)
             or not isinstance(payload.get("item"), str)
-            or not isinstance(expires, int | float)
-            or isinstance(expires, bool)
-            or not math.isfinite(expires)
+            or expires is None
         ):
             raise InvalidShare("malformed")
         if (time.time() if now is None else now) >= expires:
             raise InvalidShare("expired")
-        if not hmac.compare_digest(payload["item"].encode(), item_id.encode()):
+        # surrogatepass: a JSON string may hold a lone surrogate, which plain UTF-8 refuses.
+        signed_item = payload["item"].encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(signed_item, item_id.encode("utf-8", "surrogatepass")):
             raise InvalidShare("wrong_item")
-        return float(expires)
+        return expires
 
 
 # --- byte ranges -------------------------------------------------------------------------------
@@ -258,11 +258,12 @@ class _QueryParams(BaseModel):
         return _moment(value, end_of_day=info.field_name == "to")
 
 
-def _query_dict(request: web.Request) -> dict[str, str]:
-    keys = list(request.query.keys())
-    if len(set(keys)) != len(keys):
+def _query_dict(query: Iterable[tuple[str, str]]) -> dict[str, str]:
+    pairs = list(query)
+    values = dict(pairs)
+    if len(values) != len(pairs):
         raise ApiError(400, "bad_request", "a query parameter is repeated")
-    return dict(request.query)
+    return values
 
 
 def _bad_request(exc: ValidationError) -> NoReturn:
@@ -284,6 +285,46 @@ async def _parse(request: web.Request, model: type[_M], *, empty_ok: bool = Fals
         return model.model_validate_json(body)
     except ValidationError as exc:
         _bad_request(exc)
+
+
+@dataclass(frozen=True)
+class LibrarySearch:
+    """A validated ``GET /api/library`` query, as the catalogue takes it."""
+
+    text: str | None
+    "Words that must all occur (None: any item)."
+    department: str | None
+    "Exact department, case-insensitive."
+    recorded_from: float | None
+    "Unix time, inclusive."
+    recorded_to: float | None
+    "Unix time, exclusive (a bare date's whole day is included)."
+    limit: int
+    "Page size."
+    offset: int
+    "Items skipped."
+
+
+def parse_search(query: Iterable[tuple[str, str]]) -> LibrarySearch:
+    """The search a query string's ``(name, value)`` pairs ask for; ApiError 400 if malformed."""
+    params = _validate(_QueryParams, _query_dict(query))
+    return LibrarySearch(
+        text=params.q or None,
+        department=params.department,
+        recorded_from=params.from_,
+        recorded_to=params.to,
+        limit=params.limit,
+        offset=params.offset,
+    )
+
+
+def parse_upload_params(query: Iterable[tuple[str, str]]) -> tuple[_UploadParams, list[str]]:
+    """An upload's metadata from its query string, and its tags; ApiError 400 if malformed."""
+    params = _validate(_UploadParams, _query_dict(query))
+    tags = [tag.strip() for tag in params.tags.split(",") if tag.strip()]
+    if len(tags) > 32 or any(len(tag) > 64 for tag in tags):
+        raise ApiError(400, "bad_request", "tags: at most 32, each up to 64 characters")
+    return params, tags
 
 
 def _moment(text: str, *, end_of_day: bool) -> float:
@@ -494,14 +535,14 @@ class _Library:
 
     async def list_items(self, request: web.Request) -> web.Response:
         """``GET /api/library``."""
-        params = _validate(_QueryParams, _query_dict(request))
+        search = parse_search(request.query.items())
         page = await self.catalogue.query(
-            text=params.q or None,
-            department=params.department,
-            recorded_from=params.from_,
-            recorded_to=params.to,
-            limit=params.limit,
-            offset=params.offset,
+            text=search.text,
+            department=search.department,
+            recorded_from=search.recorded_from,
+            recorded_to=search.recorded_to,
+            limit=search.limit,
+            offset=search.offset,
         )
         return web.json_response(
             {"items": [self._item_json(item) for item in page.items], "total": page.total}
@@ -568,10 +609,7 @@ class _Library:
 
     async def upload(self, request: web.Request) -> web.Response:
         """``POST /api/library``: raw MP4 or PDF body, metadata in the query string."""
-        params = _validate(_UploadParams, _query_dict(request))
-        tags = [tag.strip() for tag in params.tags.split(",") if tag.strip()]
-        if len(tags) > 32 or any(len(tag) > 64 for tag in tags):
-            raise ApiError(400, "bad_request", "tags: at most 32, each up to 64 characters")
+        params, tags = parse_upload_params(request.query.items())
         encrypt = self.encrypt_uploads if params.encrypt is None else params.encrypt
         if self.encrypt_uploads and not encrypt:
             raise ApiError(400, "bad_request", "encrypt: this server encrypts every upload")

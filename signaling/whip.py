@@ -186,7 +186,12 @@ async def _read_offer(request: web.Request, max_sections: int) -> str:
     than ``max_sections`` media sections (each would cost a transceiver)."""
     if request.content_type != "application/sdp":
         raise ApiError(415, "unsupported_media_type", "the offer must be application/sdp")
-    body = await read_body(request, MAX_SDP_BYTES)
+    return decode_offer(await read_body(request, MAX_SDP_BYTES), max_sections)
+
+
+def decode_offer(body: bytes, max_sections: int = MAX_PUBLISH_SECTIONS) -> str:
+    """A WHIP/WHEP request body as SDP text; ApiError 400 if it is not UTF-8 or has more than
+    ``max_sections`` media sections."""
     try:
         offer = body.decode("utf-8")
     except UnicodeDecodeError:

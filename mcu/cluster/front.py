@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -45,7 +44,7 @@ from .directory import RoomDirectory
 from .metricsmerge import merge_expositions
 from .peers import WorkerPeers, WorkerUnavailable
 from .roomlist import merge_room_lists
-from .routing import MAX_ROOM_CHARS, RouteKind, route
+from .routing import RouteKind, room_of_join, route
 from .supervisor import Supervisor
 
 __all__ = ["FRONT", "Front", "ViewerBalance", "create_front_app"]
@@ -191,16 +190,8 @@ class Front:
     async def home_of_join(self, text: str) -> int:
         """The worker for a WebSocket whose first frame is ``text``: the home of the joined
         room, or worker 0 when it is no join (that worker answers the protocol error)."""
-        try:
-            message = json.loads(text)
-        except ValueError:
-            return 0
-        if not isinstance(message, dict) or message.get("type") != "join":
-            return 0
-        room = message.get("room")
-        if not isinstance(room, str) or not 1 <= len(room) <= MAX_ROOM_CHARS:
-            return 0
-        return await self.home_of(room)
+        room = room_of_join(text)
+        return 0 if room is None else await self.home_of(room)
 
     async def home_of(self, room: str) -> int:
         """The home worker of ``room``. A room gets a home only once a worker confirms that it

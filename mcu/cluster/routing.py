@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 
-__all__ = ["MAX_ROOM_CHARS", "Route", "RouteKind", "route", "session_worker"]
+__all__ = ["MAX_ROOM_CHARS", "Route", "RouteKind", "room_of_join", "route", "session_worker"]
 
 MAX_ROOM_CHARS = 64
 "Longest room id the protocol accepts; longer ones get no home (worker 0 refuses them)."
@@ -43,7 +44,8 @@ _NOT_FOUND = Route(RouteKind.NOT_FOUND)
 def session_worker(session: str, workers: int) -> int | None:
     """The worker a WHEP session id (``<worker index>-<random>``) names, if it is valid."""
     prefix, dash, rest = session.partition("-")
-    if not dash or not rest or not prefix.isdigit() or len(prefix) > 3:
+    # isdigit() alone also takes superscripts and other scripts' digits, which int() refuses.
+    if not dash or not rest or not (prefix.isascii() and prefix.isdigit()) or len(prefix) > 3:
         return None
     index = int(prefix)
     return index if index < workers else None
@@ -84,3 +86,21 @@ def route(method: str, path: str, workers: int) -> Route:
             worker = session_worker(parts[2], workers)
             return _NOT_FOUND if worker is None else Route(RouteKind.WORKER, worker=worker)
     return _DEFAULT
+
+
+def room_of_join(text: str) -> str | None:
+    """The room a WebSocket's first frame joins, or None when it is no usable join."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):  # deep nesting exhausts the decoder's recursion
+        return None
+    if not isinstance(message, dict) or message.get("type") != "join":
+        return None
+    room = message.get("room")
+    if not isinstance(room, str) or not 1 <= len(room) <= MAX_ROOM_CHARS:
+        return None
+    try:
+        room.encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no room's id, in no URL
+        return None
+    return room

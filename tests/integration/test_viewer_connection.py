@@ -29,6 +29,7 @@ from mcu.viewer import CODEC_MISMATCHES, ViewerConnection, codec_compatible
 from tests.support.room_client import ColourTrack, ToneTrack
 
 RED = (200, 30, 30)
+LONG_MID = "m" * 17
 BLUE = (30, 30, 200)
 
 
@@ -272,6 +273,11 @@ async def test_unusable_offers_are_refused_with_a_reason() -> None:
             offer.replace("a=setup:actpass", "a=setup:active"): "an answer, not an offer",
             offer.replace("a=ice-ufrag:", "a=x-ufrag:"): "no ICE credentials",
             offer.replace("a=recvonly", "a=sendonly"): "no audio or video section the viewer",
+            # Found by the whep_answer fuzz target: a mid RTP's one-byte header extension cannot
+            # carry made the section's consumer raise ValueError, which WHEP answered with a 500.
+            offer.replace("a=mid:1", f"a=mid:{LONG_MID}").replace(
+                "BUNDLE 0 1", f"BUNDLE 0 {LONG_MID}"
+            ): "mid",
         }
         for sdp, reason in cases.items():
             closed: list[bool] = []

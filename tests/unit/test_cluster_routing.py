@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from mcu.cluster.front import ViewerBalance
-from mcu.cluster.routing import Route, RouteKind, route, session_worker
+from mcu.cluster.routing import Route, RouteKind, room_of_join, route, session_worker
 from mcu.cluster.worker import forwarded_for_middleware
 from mcu.config import load_config
 
@@ -52,6 +52,27 @@ def test_session_worker() -> None:
     assert session_worker("3-", 4) is None
     assert session_worker("-3-abc", 4) is None
     assert session_worker("99999-abc", 4) is None
+    # Found by the front_routing fuzz target: str.isdigit() is true for superscripts, which
+    # int() refuses, so DELETE /whep/room/%C2%B2-x raised in the front.
+    assert session_worker("²-abc", 4) is None
+    assert route("DELETE", "/whep/r/²-abc", workers=2) == Route(RouteKind.NOT_FOUND)
+
+
+@pytest.mark.parametrize(
+    ("frame", "room"),
+    [
+        ('{"type": "join", "room": "cardio-1", "name": "n"}', "cardio-1"),
+        ('{"type": "ping"}', None),
+        ('{"type": "join", "room": ""}', None),
+        ("not json", None),
+        # Found by the front_routing fuzz target: nesting past the recursion limit raised
+        # RecursionError, and a lone surrogate could not be quoted into the existence probe.
+        ("[" * 5_000, None),
+        ('{"type": "join", "room": "\\ud800"}', None),
+    ],
+)
+def test_room_of_join(frame: str, room: str | None) -> None:
+    assert room_of_join(frame) == room
 
 
 def test_viewer_balance_counts_routed_viewers_until_the_next_poll() -> None:

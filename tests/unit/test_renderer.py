@@ -378,3 +378,35 @@ def test_a_page_that_fails_later_is_corrupt_not_a_crash() -> None:
     with pytest.raises(DocumentError) as caught:
         document.render_page(2, (64, 64))
     assert caught.value.code == "corrupt"
+
+
+def test_dicom_rows_that_are_not_one_number_are_corrupt() -> None:
+    # Found by the documents fuzz target: a Rows element with two values reached the pixel
+    # limit check as a list and raised TypeError, which the upload answered with a 500.
+    data = dicom(np.zeros((8, 8), dtype=np.uint16), Rows=[8, 8])
+    with pytest.raises(DocumentError) as info:
+        load(data)
+    assert info.value.code == "corrupt"
+
+
+def test_dicom_whose_transfer_syntax_is_another_uid_is_corrupt() -> None:
+    # Found by the documents fuzz target: a TransferSyntaxUID that names no transfer syntax made
+    # pydicom's is_compressed raise ValueError, which the upload answered with a 500.
+    data = dicom(np.zeros((8, 8), dtype=np.uint16))
+    syntax = b"1.2.840.10008.1.2.1\x00"
+    assert data.count(syntax) == 1
+    data = data.replace(syntax, b"1.2.840.10008.1.2.3\x00")  # same length, not a syntax
+    with pytest.raises(DocumentError) as info:
+        load(data)
+    assert info.value.code == "corrupt"
+
+
+def test_dicom_with_an_unknown_value_representation_is_corrupt() -> None:
+    # Found by the documents fuzz target: pydicom decodes an element when it is first read, so
+    # Columns with the VR "Uz" raised NotImplementedError at header.get(), a 500 for the upload.
+    data = dicom(np.zeros((8, 8), dtype=np.uint16))
+    columns = b"\x28\x00\x11\x00US"
+    assert data.count(columns) == 1
+    with pytest.raises(DocumentError) as info:
+        load(data.replace(columns, b"\x28\x00\x11\x00Uz"))
+    assert info.value.code == "corrupt"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcu.crypto.tokens import InvalidInvite, Invite, InviteSigner
+from mcu.recorder.library import InvalidShare, ShareSigner
 
 SECRET = bytes(range(32))
 NOW = 1_700_000_000.0
@@ -93,3 +94,21 @@ def test_issue_rejects_bad_arguments() -> None:
         signer.issue("r", "chair", 0, now=NOW)
     with pytest.raises(ValueError, match="16 bytes"):
         InviteSigner(b"short")
+
+
+@pytest.mark.parametrize("exp", [10**400, -(10**400)], ids=["huge", "huge-negative"])
+def test_a_signed_expiry_too_large_for_a_float_is_malformed(exp: int) -> None:
+    # A key shared with another format could sign any JSON; a 400-digit integer made
+    # math.isfinite raise OverflowError instead of the invite being refused.
+    signer = InviteSigner(SECRET)
+    payload = {"room": "r", "role": "chair", "iat": NOW, "exp": exp}
+    token = signer._serializer.dumps(payload)
+    assert reason(signer, token, "r") == "malformed"
+
+
+def test_a_share_token_with_an_expiry_too_large_for_a_float_is_malformed() -> None:
+    signer = ShareSigner(SECRET)
+    token = signer._serializer.dumps({"item": "i", "iat": NOW, "exp": 10**400})
+    with pytest.raises(InvalidShare) as caught:
+        signer.verify(token, "i", now=NOW)
+    assert caught.value.reason == "malformed"
