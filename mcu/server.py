@@ -44,6 +44,7 @@ from .looplag import LoopLagMonitor
 from .mixer.session import MixedVideo
 from .peer import IceServerConfig
 from .producer import Producer
+from .runtimegauges import RuntimeCollector
 from .socketlimits import SocketLimits, SocketLimitsCollector
 
 logger = logging.getLogger(__name__)
@@ -308,6 +309,8 @@ async def create_app(config: Config) -> web.Application:
     setup_internal_routes(app, broadcasting.relaying, rooms, store, signer, throttle)
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
+    runtime_collector = RuntimeCollector()
+    REGISTRY.register(runtime_collector)
     loop_lag = LoopLagMonitor()
     broadcasting.busy = lambda: loop_lag.sustained_lag() >= WHEP_REFUSE_LAG_SECONDS
     # Before setup_library: its /library sub-application would otherwise answer /library itself.
@@ -347,6 +350,7 @@ async def create_app(config: Config) -> web.Application:
         await broadcasting.stop_relaying()
         REGISTRY.unregister(collector)
         REGISTRY.unregister(sockets_collector)
+        REGISTRY.unregister(runtime_collector)
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
         await store.close()
