@@ -45,6 +45,7 @@ from .looplag import LoopLagMonitor
 from .mixer.session import MixedVideo
 from .peer import IceServerConfig
 from .producer import Producer
+from .runtimegauges import RuntimeCollector
 from .sandbox import Sandbox
 from .socketlimits import SocketLimits, SocketLimitsCollector
 
@@ -346,6 +347,8 @@ async def create_app(config: Config) -> web.Application:
     setup_internal_routes(app, broadcasting.relaying, rooms, store, signer, throttle)
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
+    runtime_collector = RuntimeCollector()
+    REGISTRY.register(runtime_collector)
     loop_lag = LoopLagMonitor()
     broadcasting.busy = lambda: (
         loop_lag.sustained_lag() >= WHEP_REFUSE_LAG_SECONDS or INGRESS.behind(time.monotonic())
@@ -388,6 +391,7 @@ async def create_app(config: Config) -> web.Application:
         await broadcasting.stop_relaying()
         REGISTRY.unregister(collector)
         REGISTRY.unregister(sockets_collector)
+        REGISTRY.unregister(runtime_collector)
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
         await store.close()

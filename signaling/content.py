@@ -214,7 +214,9 @@ class ContentChannel:
                 await self._stop_slides()
             producer = self.room.new_producer(participant, TrackSource.CONTENT, SLIDE_CODEC)
             slide_track = SlideTrack(producer, SLIDE_CODEC, SLIDE_SIZE)
-            producer.send_keyframe_request = slide_track.request_keyframe
+            # Through the channel, not the track's own method: the producer outlives the show
+            # in consumers and recordings, and must not keep the track (and its page) alive.
+            producer.send_keyframe_request = self._slides_keyframe
             self.slides = SlideShow(
                 participant.id, document_id or "", page, document.pages, slide_track, producer
             )
@@ -251,6 +253,11 @@ class ContentChannel:
         if presenter is not None and SLIDES_MID in presenter.tracks:
             await self.room.unpublish(presenter, SLIDES_MID)
         await self.room.broadcast({"type": "slides", "presenter": None})
+
+    def _slides_keyframe(self) -> None:
+        """A receiver of the slides asked for a keyframe (rate-limited by the producer)."""
+        if self.slides is not None:
+            self.slides.track.request_keyframe()
 
     async def _render(self, document: Document, page: int) -> Any:
         async with self._render_lock:  # one render at a time per room: a fair share of the sandbox

@@ -427,16 +427,19 @@ class Room:
         subscriber = participant.subscriber
         if participant.closed or subscriber is None or self.ending:
             return
-        if subscriber.offer_outstanding:
-            participant.resubscribe_pending = True  # the next offer waits for the answer
-            return
-        if self.mix.mode_of(participant) == "mixed" and self.mix.session is not None:
-            wanted = self.mix.wanted(participant)
-        else:
-            wanted = [p for p in self.producers() if participant.wants(p)]
-        if {p.track_id for p in wanted} == subscriber.track_ids:
-            return
+        # Checked and offered under one lock: making an offer awaits (ICE gathering), and two
+        # publishes at once both found no offer outstanding, so the second offer replaced the
+        # first before the client answered it, and that answer was refused.
         async with participant.negotiation_lock:
+            if subscriber.offer_outstanding:
+                participant.resubscribe_pending = True  # the next offer waits for the answer
+                return
+            if self.mix.mode_of(participant) == "mixed" and self.mix.session is not None:
+                wanted = self.mix.wanted(participant)
+            else:
+                wanted = [p for p in self.producers() if participant.wants(p)]
+            if {p.track_id for p in wanted} == subscriber.track_ids:
+                return
             sdp, carried = await subscriber.offer(wanted)
         await _send_quietly(
             participant,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,10 @@ class LoadClient:
     "Picture size of the last decoded video frame per track id."
     speaker_changes: int = 0
     "``active_speaker`` events received."
+    session_token: str | None = None
+    "The ``joined`` reply's token (document uploads)."
+    on_event: Callable[[dict[str, Any]], None] | None = None
+    "Called with every server message that is not a reply (room events)."
     closing: bool = False
     _session: aiohttp.ClientSession | None = None
     _ws: aiohttp.ClientWebSocketResponse | None = None
@@ -126,7 +131,7 @@ class LoadClient:
         self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.ws_url, heartbeat=20)
         self._reader = asyncio.create_task(self._read())
-        reply = await self._request(
+        reply = await self.request(
             {
                 "type": "join",
                 "room": self.spec.room_id,
@@ -138,6 +143,7 @@ class LoadClient:
             raise RuntimeError(f"join refused: {reply.get('code')} {reply.get('message')}")
         self.joined_s = self.clock() - self.started_at
         self.participant_id = reply["participant"]["id"]
+        self.session_token = reply.get("session_token")
         self._ice_servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in reply.get("ice_servers", [])
@@ -145,18 +151,19 @@ class LoadClient:
         if self.spec.role == SUBSCRIBER:
             await self._wait_for_media()
         else:
-            await self._send({"type": "subscription", "sources": []})  # publishers only send
+            await self.send({"type": "subscription", "sources": []})  # publishers only send
             await self._publish()
         self.ready_s = self.clock() - self.started_at
 
-    async def close(self) -> None:
-        """Leave and close everything, bounded in time."""
+    async def close(self, *, leave: bool = True) -> None:
+        """Leave and close everything, bounded in time; ``leave=False`` drops the socket without
+        saying goodbye, as a crashed browser or a lost network does."""
         self.closing = True
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(Exception):
-            if self._ws is not None and not self._ws.closed:
-                await asyncio.wait_for(self._send({"type": "leave"}), 2)
+            if leave and self._ws is not None and not self._ws.closed:
+                await asyncio.wait_for(self.send({"type": "leave"}), 2)
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 with contextlib.suppress(Exception):
@@ -173,16 +180,18 @@ class LoadClient:
 
     # -- signalling --------------------------------------------------------------------------
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one protocol message (no reply awaited)."""
         assert self._ws is not None
         await self._ws.send_str(json.dumps(message))
 
-    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send ``message`` with a fresh id and wait (bounded) for the reply carrying it."""
         self._next_id += 1
         request_id = f"r{self._next_id}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = future
-        await self._send(message | {"id": request_id})
+        await self.send(message | {"id": request_id})
         return await asyncio.wait_for(future, REQUEST_TIMEOUT)
 
     async def _read(self) -> None:
@@ -193,6 +202,8 @@ class LoadClient:
             message = json.loads(frame.data)
             kind = message.get("type")
             future = self._replies.pop(str(message.get("id")), None)
+            if future is None and self.on_event is not None:
+                self.on_event(message)
             if future is not None and not future.done():
                 future.set_result(message)
             elif kind == "error":
@@ -201,7 +212,8 @@ class LoadClient:
                 try:
                     await self._answer(message)
                 except Exception as exc:
-                    self.errors.append(f"answering a subscribe offer: {exc!r}")
+                    if not self.closing:  # an offer crossing our leave is no failure
+                        self.errors.append(f"answering a subscribe offer: {exc!r}")
             elif kind == "active_speaker":
                 self.speaker_changes += 1
             elif kind in ("removed", "room_ended"):
@@ -230,7 +242,7 @@ class LoadClient:
                 )
             listed.append((transceiver, source))
         await pc.setLocalDescription(await pc.createOffer())
-        reply = await self._request(
+        reply = await self.request(
             {
                 "type": "publish",
                 "sdp": pc.localDescription.sdp,
@@ -294,7 +306,7 @@ class LoadClient:
         count_at_socket(
             pc, self.streams, self.clock, pass_through=self.spec.decode, wrapped=self._wrapped
         )
-        await self._send({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
+        await self.send({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
 
     def receiving(self) -> int:
         """Tracks of which at least one (non-retransmission) packet has arrived."""

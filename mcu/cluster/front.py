@@ -33,6 +33,7 @@ from yarl import URL
 from .. import __version__
 from ..config import Config
 from ..httpapi import MetricsAccess
+from ..runtimegauges import RuntimeCollector
 from ..socketlimits import (
     JOIN_WITHIN_HEADER,
     SocketLimits,
@@ -180,6 +181,7 @@ class Front:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.registry.register(_WorkersUp(supervisor))
+        self.registry.register(RuntimeCollector())
         self.sockets = SocketLimits(
             config.max_websockets_per_address, config.max_websockets, config.join_timeout
         )

@@ -72,6 +72,8 @@ async def test_metrics_move_with_media_and_never_go_back(server: ServerProcess) 
             "mcu_worker_info:gauge",
             "process_cpu_seconds:counter",
             "process_resident_memory_bytes:gauge",
+            "mcu_asyncio_tasks:gauge",
+            "mcu_threads:gauge",
         ):
             assert family in families, family
         for name in (
@@ -101,6 +103,9 @@ async def test_metrics_move_with_media_and_never_go_back(server: ServerProcess) 
         assert during['mcu_tracks{kind="video"}'] == 2
         assert during["mcu_consumers"] == 4  # each receives the other's two tracks
         assert during["mcu_recordings_active"] == 0
+        # The scrape itself runs in a task; aiortc's transports add theirs.
+        assert during["mcu_asyncio_tasks"] > 1
+        assert during["mcu_threads"] >= 1
         assert any(k.startswith("mcu_worker_info{") and 'worker="0"' in k for k in during)
 
         health = await server.get_json("/healthz")

@@ -88,3 +88,39 @@ async def test_leaving_participant_ends_its_tracks_for_the_others(server: Server
             with contextlib.suppress(Exception):
                 await client.close()
         await asyncio.sleep(0)
+
+
+async def test_publishers_at_the_same_moment_give_a_watcher_one_offer_at_a_time(
+    server: ServerProcess,
+) -> None:
+    # Each publish renegotiates the watcher's subscribe connection. Two at once used to both
+    # pass the "no offer outstanding" check before either made its offer, so the watcher got
+    # a second offer before answering the first, and its answer was refused as bad_sdp.
+    await server.create_room("cardio-1", "correct horse")
+    watcher = RoomClient(server.ws_url, "watcher")
+    publishers = [RoomClient(server.ws_url, f"doctor-{i}") for i in range(3)]
+    clients = [watcher, *publishers]
+    try:
+        for client in clients:
+            await client.connect()
+            reply = await client.join("cardio-1", password="correct horse")
+            assert reply["type"] == "joined", reply
+        answers = await asyncio.gather(
+            *(
+                p.publish({"microphone": ToneTrack(300 + 200 * i), "camera": ColourTrack(c)})
+                for i, (p, c) in enumerate(zip(publishers, COLOURS, strict=True))
+            )
+        )
+        assert all(a["type"] == "publish_answer" for a in answers), answers
+        ids = [p.participant_id or "" for p in publishers]
+        await watcher.wait_until(
+            lambda: all(watcher.frames_from(p, "video") >= 5 for p in ids), timeout=30
+        )
+        errors = [m for m in watcher.messages if m["type"] == "error"]
+        assert errors == []
+        offers = [m for m in watcher.messages if m["type"] == "subscribe_offer"]
+        assert 1 <= len(offers) <= 3, len(offers)
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()

@@ -42,6 +42,11 @@ async def test_health_metrics_internal_routes_and_unknown_rooms(cluster: ServerP
     assert {"0", "1", "front"} <= workers
     info = next(f for f in families if f.name == "mcu_worker_info")
     assert {s.labels["worker"] for s in info.samples} == {"0", "1"}
+    for name in ("mcu_asyncio_tasks", "mcu_threads"):
+        gauge = next(f for f in families if f.name == name)
+        assert gauge.type == "gauge"
+        values = {s.labels["worker"]: s.value for s in gauge.samples}
+        assert values.keys() == {"0", "1", "front"} and min(values.values()) >= 1, values
 
     async with cluster.http.get(cluster.base_url + "/internal/rooms/x/relays") as r:
         assert r.status == 404

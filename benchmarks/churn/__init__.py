@@ -1,0 +1,1 @@
+"""The soak benchmark's parts: the activity cycle, resource sampling and the growth verdict."""
