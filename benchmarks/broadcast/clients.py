@@ -41,7 +41,9 @@ class SessionRefused(Exception):
 
 def _new_pc() -> RTCPeerConnection:
     # One transport for both sections: half the ICE and DTLS work per viewer.
-    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str, *, sending: bool) -> None:

@@ -417,4 +417,6 @@ class JanusClient:
         )
 
     def _new_pc(self) -> RTCPeerConnection:
-        return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        return RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
