@@ -444,6 +444,8 @@ class Catalogue(SerialDatabase):
         and remove its folder if that is empty; True if it was forgotten. Finished recordings
         and uploads are never deleted here, nor is a folder with anything in it."""
 
+        folder = self.data_dir / RECORDINGS_DIR / item_id
+
         def remove(db: sqlite3.Connection) -> bool:
             with db:
                 item = _select(db, item_id)
@@ -451,12 +453,12 @@ class Catalogue(SerialDatabase):
                     return False
                 db.execute("DELETE FROM items WHERE id = ?", (item_id,))
                 self._unindex(db, item_id)
+                # Before the commit: once the item is gone from the library, so is its folder.
+                _remove_empty_folder(folder)
             return True
 
         if not await self._run(remove):
             return False
-        folder = self.data_dir / RECORDINGS_DIR / item_id
-        await asyncio.get_running_loop().run_in_executor(None, _remove_empty_folder, folder)
         log.info("library: recording %s held no media; not kept", item_id)
         return True
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -559,6 +562,42 @@ async def test_recover_cuts_to_whole_fragments_completes_fails_or_forgets(
     finally:
         await catalogue.close()
         writer.close()
+
+
+async def test_a_discarded_recording_has_no_folder_once_the_library_forgets_it(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    catalogue = await Catalogue.open(data_dir)
+    try:
+        common: dict[str, Any] = {"kind": "recording", "status": "recording", "room_id": "r"}
+        for item_id in ("empty", "kept"):
+            (data_dir / "recordings" / item_id).mkdir(parents=True)
+            await catalogue.create(
+                LibraryItem(id=item_id, title="Looked in", recorded_at=time.time(), **common)
+            )
+        (data_dir / "recordings" / "kept" / "a.mp4").write_bytes(b"x")
+        # A reader that learns the item is gone (as the API's 404 does) finds no folder either,
+        # even while the loop's shared thread pool is busy with other work.
+        loop = asyncio.get_running_loop()
+        busy = threading.Event()
+        loop.set_default_executor(ThreadPoolExecutor(1))
+        hog = loop.run_in_executor(None, busy.wait, 10)
+        discard = asyncio.create_task(catalogue.discard_unfinished("empty"))
+        await asyncio.sleep(0)
+        try:
+            assert await catalogue.get("empty") is None
+            assert not (data_dir / "recordings" / "empty").exists()
+        finally:
+            busy.set()
+            await hog
+        assert await discard is True
+        # A folder with something in it is never deleted here.
+        assert await catalogue.discard_unfinished("kept") is True
+        assert (data_dir / "recordings" / "kept" / "a.mp4").exists()
+        assert await catalogue.discard_unfinished("kept") is False
+    finally:
+        await catalogue.close()
 
 
 def _box_ends(data: bytes) -> list[int]:
