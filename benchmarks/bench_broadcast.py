@@ -69,7 +69,7 @@ from broadcast.server import (  # noqa: E402
 from load.clip import Clip, encode_clip  # noqa: E402
 from loadtest import fraction  # noqa: E402
 
-from mcu import ice  # noqa: E402
+from mcu.sfu import ice  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 SETTLE_SECONDS = 1.0  # after the last join: its keyframe wait and bursts pass

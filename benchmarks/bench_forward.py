@@ -21,13 +21,14 @@ offset, so packets fed while it is detached would show up as a jump, and libsrtp
 protect a sequence number that looks more than its window behind the last one.
 
 Setup. The measured process (this one) is pinned to core 0 and runs uvloop. It creates, per
-subscriber, an ``RTCPeerConnection`` on 127.0.0.1 (``mcu.ice`` policy) with
+subscriber, an ``RTCPeerConnection`` on 127.0.0.1 (``mcu.sfu.ice`` policy) with
 ``addTransceiver(IdleTrack(...), direction="sendonly")`` and ``offer_codec(...)`` VP8, as
-``mcu.peer.SubscriberConnection`` does; the subscribers' peer connections answer in a child process
-(``forward_receivers.py``) pinned to core 1. Connections are set up concurrently in batches of 25,
-each batch bounded in time; once DTLS is connected the server builds ``Consumer(consumer_leg(t),
-SrtpTransmitter(dtls_transport(t)), producer.history, producer, video=True)`` and adds it to the
-producer. The N values run in increasing order, each adding connections to the previous ones.
+``mcu.sfu.peer.SubscriberConnection`` does; the subscribers' peer connections answer in a child
+process (``forward_receivers.py``) pinned to core 1. Connections are set up concurrently in batches
+of 25, each batch bounded in time; once DTLS is connected the server builds
+``Consumer(consumer_leg(t), SrtpTransmitter(dtls_transport(t)), producer.history, producer,
+video=True)`` and adds it to the producer. The N values run in increasing order, each adding
+connections to the previous ones.
 
 Receivers never decrypt or decode: the child counts SRTP packets at each connection's socket and
 drops them before aiortc would unprotect them (see ``forward_receivers.py``). Loss = 1 - received /
@@ -86,18 +87,18 @@ from aiortc.rtcrtpparameters import RTCRtpParameters  # noqa: E402
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket  # noqa: E402
 from forward_receivers import RECEIVER_CORE, ReceiverProcess  # noqa: E402
 
-from mcu import ice  # noqa: E402
-from mcu.aiortc_adapter import (  # noqa: E402
+from mcu.media import CodecInfo, IncomingPacket, TrackSource  # noqa: E402
+from mcu.sfu import ice  # noqa: E402
+from mcu.sfu.aiortc_adapter import (  # noqa: E402
     IdleTrack,
     SrtpTransmitter,
     consumer_leg,
     dtls_transport,
     offer_codec,
 )
-from mcu.consumer import Consumer  # noqa: E402
-from mcu.media import CodecInfo, IncomingPacket, TrackSource  # noqa: E402
-from mcu.peer import new_peer_connection  # noqa: E402
-from mcu.producer import Producer  # noqa: E402
+from mcu.sfu.consumer import Consumer  # noqa: E402
+from mcu.sfu.peer import new_peer_connection  # noqa: E402
+from mcu.sfu.producer import Producer  # noqa: E402
 
 SERVER_CORE = 0
 VP8 = CodecInfo(mime_type="video/VP8", clock_rate=90000)

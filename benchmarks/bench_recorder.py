@@ -38,10 +38,10 @@ from aiortc.codecs.vpx import Vp8Encoder
 
 from mcu.codecs.h264 import H264Depacketizer
 from mcu.media import CodecInfo, TrackSource
-from mcu.producer import Producer
 from mcu.recorder.composite import RecordedTrack, make_composite
 from mcu.recorder.timeline import RecordingClock
 from mcu.recorder.writer import TrackWriter
+from mcu.sfu.producer import Producer
 
 FPS = 30
 BITRATE = 1_500_000

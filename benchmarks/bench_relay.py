@@ -29,8 +29,8 @@ from collections.abc import Callable
 import uvloop
 
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
-from mcu.producer import Producer
-from mcu.relay import SOCKET_BUFFER_BYTES, RelayEndpoint, RelaySink
+from mcu.sfu.producer import Producer
+from mcu.sfu.relay import SOCKET_BUFFER_BYTES, RelayEndpoint, RelaySink
 
 BATCH = 500
 VP8 = CodecInfo("video/VP8", 90000)

@@ -51,7 +51,7 @@ import av  # noqa: E402
 from broadcast.netns import reexec_isolated  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from mcu import ice  # noqa: E402
+from mcu.sfu import ice  # noqa: E402
 from tests.e2e.chromium import Chromium, ChromiumError, Page  # noqa: E402
 from tests.e2e.room_page import with_name  # noqa: E402
 from tests.support.room_client import ReceivedTrack, RoomClient, joined_client  # noqa: E402

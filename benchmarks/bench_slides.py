@@ -47,12 +47,12 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from mcu.documents import DocumentLimits, load_document
 from mcu.media import CodecInfo, TrackSource
-from mcu.producer import Producer
-from mcu.renderer import LoadedDocument, load
-from mcu.sandbox import Sandbox
-from mcu.slidetrack import NOMINAL_BITRATE, SlideTrack, _open_codec, _to_video_frame
+from mcu.sfu.producer import Producer
+from mcu.slides.documents import DocumentLimits, load_document
+from mcu.slides.renderer import LoadedDocument, load
+from mcu.slides.sandbox import Sandbox
+from mcu.slides.slidetrack import NOMINAL_BITRATE, SlideTrack, _open_codec, _to_video_frame
 
 BOX = (1920, 1080)
 VP8 = CodecInfo("video/VP8", 90000)

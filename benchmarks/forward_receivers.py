@@ -16,7 +16,7 @@ wrapped so that an RTP packet (first byte 128-191, second byte not an RTCP packe
 and dropped before aiortc would unprotect it. STUN (consent freshness, so the connections stay up
 beyond 30 s), DTLS and SRTCP go on to aiortc as before. Nothing is decrypted or decoded: counting
 costs this process 3-5 us per packet, less than half of what the server spends sending it, and the
-4 MiB socket buffers (``mcu.ice``) absorb bursts.
+4 MiB socket buffers (``mcu.sfu.ice``) absorb bursts.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import uvloop  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.rtcdtlstransport import RTCDtlsTransport  # noqa: E402
 
-from mcu import ice  # noqa: E402
-from mcu.peer import new_peer_connection  # noqa: E402
+from mcu.sfu import ice  # noqa: E402
+from mcu.sfu.peer import new_peer_connection  # noqa: E402
 
 RECEIVER_CORE = 1
 PIPE_LIMIT = 16 << 20  # a batch of SDP offers is one JSON line

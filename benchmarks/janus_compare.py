@@ -88,7 +88,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
     from load.report import subscriber_rows
     from loadtest import create_rooms, delete_rooms, join_paced
 
-    from mcu import ice
+    from mcu.sfu import ice
 
     ice.install(ice.IcePolicy(addresses=(ADDR,)))
     with open(args.clip, "rb") as file:  # noqa: ASYNC230 (once, before any client)

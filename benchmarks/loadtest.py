@@ -387,7 +387,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if address is None and split.hostname in LOOPBACK_HOSTS:
         address = "127.0.0.1"  # gather on loopback only (aioice skips it by default)
     if address is not None:
-        from mcu import ice
+        from mcu.sfu import ice
 
         ice.install(ice.IcePolicy(addresses=(address,)))
     base = args.url.rstrip("/")

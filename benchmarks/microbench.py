@@ -61,15 +61,15 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket  # noqa: E402
 from bench_mixer import RgbCompositor, mix_each_receiver, source_pictures  # noqa: E402
 
 from mcu.codecs import h264, vp8  # noqa: E402
-from mcu.consumer import Consumer, ConsumerLeg  # noqa: E402
-from mcu.history import PacketHistory  # noqa: E402
 from mcu.media import CodecInfo, IncomingPacket, TrackSource  # noqa: E402
 from mcu.mixer.audio import FRAME_SAMPLES, mix_minus  # noqa: E402
 from mcu.mixer.compositor import Compositor  # noqa: E402
 from mcu.mixer.layout import LayoutInput, compute_layout  # noqa: E402
-from mcu.producer import Producer  # noqa: E402
 from mcu.recorder.frames import H264FrameAssembler, Vp8FrameAssembler  # noqa: E402
-from mcu.rtp import parse_fixed_header  # noqa: E402
+from mcu.sfu.consumer import Consumer, ConsumerLeg  # noqa: E402
+from mcu.sfu.history import PacketHistory  # noqa: E402
+from mcu.sfu.producer import Producer  # noqa: E402
+from mcu.sfu.rtp import parse_fixed_header  # noqa: E402
 
 VP8_CODEC = CodecInfo(mime_type="video/VP8", clock_rate=90000)
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"

@@ -62,7 +62,7 @@ from churn.growth import (  # noqa: E402
 from churn.resources import Sample, descendants, read_processes, sqlite_sizes  # noqa: E402
 from load.clip import encode_clip  # noqa: E402
 
-from mcu import ice  # noqa: E402
+from mcu.sfu import ice  # noqa: E402
 
 CLIP_SIZE = (320, 180)
 CLIP_BITRATE = 300_000

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
-from . import h264, vp8
+from mcu.codecs import h264, vp8
 
 KeyframeDetector: TypeAlias = Callable[[bytes | memoryview], bool]
 """Tells whether an RTP payload starts a keyframe."""

@@ -55,7 +55,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "rtp_header",
         "fuzz.targets.rtp:rtp_header",
-        "mcu.rtp: parse_fixed_header, and headers rebuilt from it read back",
+        "mcu.sfu.rtp: parse_fixed_header, and headers rebuilt from it read back",
         _OURS,
         max_len=2048,
     ),
@@ -91,8 +91,8 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "relay",
         "fuzz.targets.relay:relay",
-        "mcu.relay: packets over a real home/edge relay on loopback, raw datagrams and RTCP into "
-        "either endpoint",
+        "mcu.sfu.relay: packets over a real home/edge relay on loopback, raw datagrams and RTCP "
+        "into either endpoint",
         (*_OURS, "aiortc.rtp"),
         max_len=4096,
     ),

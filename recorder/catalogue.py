@@ -1,8 +1,8 @@
 """The courseware and recordings library catalogue: one SQLite database, behind asyncio.
 
-Like the room store (``signaling/store.py``), one connection lives on one worker thread and every
-call is queued to it. Text search uses an FTS5 index when SQLite has it (rebuilt from the items
-table at every start, so it can never drift), else ``LIKE``.
+Like the room store (``signaling/rooms/store.py``), one connection lives on one worker thread and
+every call is queued to it. Text search uses an FTS5 index when SQLite has it (rebuilt from the
+items table at every start, so it can never drift), else ``LIKE``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from mcu.crypto.atrest import AtRestError, plaintext_size, unwrap_key
-from mcu.database import UNSET, DatabaseError, SerialDatabase, Unset
-
-from .salvage import salvage
+from mcu.infra.database import UNSET, DatabaseError, SerialDatabase, Unset
+from mcu.recorder.salvage import salvage
 
 __all__ = [
     "DB_FILENAME",

@@ -29,9 +29,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from ..mixer.audio import SAMPLE_RATE, MonoResampler, soft_limit
-from ..mixer.compositor import Compositor
-from ..mixer.layout import LayoutInput, LayoutKind, compute_layout
+from mcu.mixer.audio import SAMPLE_RATE, MonoResampler, soft_limit
+from mcu.mixer.compositor import Compositor
+from mcu.mixer.layout import LayoutInput, LayoutKind, compute_layout
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..codecs import vp8
-from ..codecs.h264 import NAL_IDR, NAL_PPS, NAL_SPS, START_CODE, H264Depacketizer
-from ..media import IncomingPacket
+from mcu.codecs import vp8
+from mcu.codecs.h264 import NAL_IDR, NAL_PPS, NAL_SPS, START_CODE, H264Depacketizer
+from mcu.media import IncomingPacket
 
 
 @dataclass(frozen=True, slots=True)

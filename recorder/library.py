@@ -48,7 +48,7 @@ from mcu.crypto.atrest import (
     wrap_key,
 )
 from mcu.crypto.tokens import finite_number
-from mcu.httpapi import (
+from mcu.infra.httpapi import (
     ApiError,
     bearer_matches,
     describe_validation_error,
@@ -56,8 +56,7 @@ from mcu.httpapi import (
     plausible_moment,
     read_body,
 )
-
-from .catalogue import (
+from mcu.recorder.catalogue import (
     ITEM_ID,
     Catalogue,
     FileRole,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..crypto import atrest
+from mcu.crypto import atrest
 
 __all__ = ["Salvaged", "clean_ends", "salvage"]
 

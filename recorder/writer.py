@@ -47,9 +47,9 @@ from av.container import OutputContainer
 from av.stream import Stream
 from av.video.stream import VideoStream
 
-from ..media import CodecInfo, IncomingPacket, KeyframeSource
-from .frames import EncodedFrame, FrameAssembler, assembler_for
-from .timeline import RecordingClock, RtpTimeline
+from mcu.media import CodecInfo, IncomingPacket, KeyframeSource
+from mcu.recorder.frames import EncodedFrame, FrameAssembler, assembler_for
+from mcu.recorder.timeline import RecordingClock, RtpTimeline
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mcu import ice
+from mcu.sfu import ice
 from tests.support.server import ServerProcess
 
 # Test clients gather ICE candidates on loopback only (aioice skips it by default).

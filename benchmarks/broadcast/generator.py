@@ -189,7 +189,7 @@ class RemoteViewers:
 
 async def serve(cores: list[int], ice_address: str) -> None:
     """The child's loop: answer requests on stdin until ``quit`` or end of input."""
-    from mcu import ice
+    from mcu.sfu import ice
 
     os.sched_setaffinity(0, set(cores))
     ice.install(ice.IcePolicy(addresses=(ice_address,)))

@@ -13,7 +13,7 @@ back as an event; subscriber: ``join`` (``ptype: subscriber``, ``streams: [{feed
 offer comes back as an event, ``start`` with the answer. Events arrive on the session's long
 poll (``GET /janus/<session>``), which also keeps the session alive; a ``keepalive`` is sent
 every ``KEEPALIVE_S`` as well. Janus gathers no candidate on ``lo``: the clients must run in the
-same network namespace and gather on the same address (``mcu.ice.install``), see
+same network namespace and gather on the same address (``mcu.sfu.ice.install``), see
 ``benchmarks/janus/run-janus.sh``.
 """
 

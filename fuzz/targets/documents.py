@@ -1,14 +1,14 @@
-"""Uploaded documents: PNG, JPEG, PDF and DICOM, small, through ``mcu.renderer.load``, what
-the sandbox process runs for ``mcu.documents.load_document`` (in-process here: the sandbox only
-adds resource limits around it), with strict limits (64 KiB, 4 pages, 512x512 pixels) so one
+"""Uploaded documents: PNG, JPEG, PDF and DICOM, small, through ``mcu.slides.renderer.load``, what
+the sandbox process runs for ``mcu.slides.documents.load_document`` (in-process here: the sandbox
+only adds resource limits around it), with strict limits (64 KiB, 4 pages, 512x512 pixels) so one
 input stays cheap; then one page rendered into a small box. Refusal:
-:class:`~mcu.documents.DocumentError`. Property: a rendered page has exactly the box's shape.
+:class:`~mcu.slides.documents.DocumentError`. Property: a rendered page has exactly the box's shape.
 """
 
 from __future__ import annotations
 
-from mcu.documents import DocumentError, DocumentLimits
-from mcu.renderer import load
+from mcu.slides.documents import DocumentError, DocumentLimits
+from mcu.slides.renderer import load
 
 from ..harness import Crash, Input
 

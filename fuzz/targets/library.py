@@ -11,7 +11,7 @@ import json
 
 from yarl import URL
 
-from mcu.httpapi import ApiError
+from mcu.infra.httpapi import ApiError
 from mcu.recorder.library import (
     InvalidShare,
     RangeNotSatisfiable,

@@ -1,14 +1,14 @@
 """Signalling frames (``parse_client_message``), as a WebSocket delivers them.
 
-Refusal: :class:`~mcu.signaling.messages.ProtocolError`. Property: an accepted message, written
-back as JSON, parses to the same message.
+Refusal: :class:`~mcu.signaling.endpoints.messages.ProtocolError`. Property: an accepted message,
+written back as JSON, parses to the same message.
 """
 
 from __future__ import annotations
 
 import json
 
-from mcu.signaling.messages import ProtocolError, parse_client_message
+from mcu.signaling.endpoints.messages import ProtocolError, parse_client_message
 
 from ..harness import Crash, text
 

@@ -1,6 +1,6 @@
-"""The relay between workers (``mcu.relay``): datagrams into a real edge and home endpoint.
+"""The relay between workers (``mcu.sfu.relay``): datagrams into a real edge and home endpoint.
 
-A home and an edge :class:`~mcu.relay.RelayEndpoint` on loopback relay one video and one audio
+A home and an edge :class:`~mcu.sfu.relay.RelayEndpoint` on loopback relay one video and one audio
 stream. Fuzzed packets enter the home producer and travel the real relay (sink, socket, edge
 parser, edge producer): what the edge producer hands on must be what the home producer handed
 on. Fuzzed raw datagrams are also fed to both endpoints as if from the other one; the endpoint's
@@ -12,8 +12,8 @@ from __future__ import annotations
 import socket
 
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
-from mcu.producer import Producer
-from mcu.relay import RelayEndpoint, parse_relay_packet
+from mcu.sfu.producer import Producer
+from mcu.sfu.relay import RelayEndpoint, parse_relay_packet
 
 from ..harness import Crash, Input, no_swallowed_exceptions
 from .rtp import _Delivered

@@ -1,16 +1,17 @@
-"""The front process's routing (``mcu.cluster.routing``): request paths and WebSocket join frames.
+"""The front process's routing (``mcu.app.cluster.routing``): request paths and WebSocket join
+frames.
 
 The front routes every request by its percent-decoded path, and every WebSocket by the room of its
 first frame, before any worker validates anything. Properties: a route names a room of 1 to 64
 characters or a worker that exists; a joined room can be put in the URL of the front's
-existence probe (``quote``), as :meth:`~mcu.cluster.front.Front.home_of` does.
+existence probe (``quote``), as :meth:`~mcu.app.cluster.front.Front.home_of` does.
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from mcu.cluster.routing import MAX_ROOM_CHARS, RouteKind, room_of_join, route
+from mcu.app.cluster.routing import MAX_ROOM_CHARS, RouteKind, room_of_join, route
 
 from ..harness import Crash, Input, text
 

@@ -1,7 +1,7 @@
 """RTCP from a subscriber or a publisher: aiortc's ``RtcpPacket.parse`` as its DTLS transport and
 our relay call it, then our handling of what it returns.
 
-Every parsed packet goes through :func:`mcu.aiortc_adapter.apply_feedback` to a real consumer
+Every parsed packet goes through :func:`mcu.sfu.aiortc_adapter.apply_feedback` to a real consumer
 that has forwarded a few packets (so NACKs find history), and sender reports to a producer.
 ``ValueError`` is the parser's documented refusal; aiortc's transport drops only that, so any
 other exception would end the connection that received the datagram.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from aiortc.rtp import RtcpPacket, RtcpSrPacket
 
-from mcu import aiortc_adapter as adapter
-from mcu.consumer import Consumer
 from mcu.media import CodecInfo, TrackSource
-from mcu.producer import Producer
+from mcu.sfu import aiortc_adapter as adapter
+from mcu.sfu.consumer import Consumer
+from mcu.sfu.producer import Producer
 
 from ..harness import Crash, no_swallowed_exceptions
 from .rtp import _LEG, _Wire

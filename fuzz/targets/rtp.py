@@ -1,13 +1,13 @@
 """RTP from a publisher: aiortc's parse as our tap calls it, the ingress, and the rewrite.
 
-``rtp_ingress`` feeds a sequence of datagrams through :func:`~mcu.aiortc_adapter.parse_rtp` (as
-:class:`~mcu.aiortc_adapter.PublisherTap` parses), the ingress router (RTX unwrapping, audio
-level), a real :class:`~mcu.producer.Producer` and a real :class:`~mcu.consumer.Consumer`, then
-a NACK. Properties: whatever aiortc accepts, :func:`mcu.rtp.parse_fixed_header` reads the same
-header from; every packet the consumer sends parses again (as the subscriber's aiortc would) with
-the leg's SSRC and payload type, and the payload, audio level and mid it was given.
+``rtp_ingress`` feeds a sequence of datagrams through :func:`~mcu.sfu.aiortc_adapter.parse_rtp` (as
+:class:`~mcu.sfu.aiortc_adapter.PublisherTap` parses), the ingress router (RTX unwrapping, audio
+level), a real :class:`~mcu.sfu.producer.Producer` and a real :class:`~mcu.sfu.consumer.Consumer`,
+then a NACK. Properties: whatever aiortc accepts, :func:`mcu.sfu.rtp.parse_fixed_header` reads the
+same header from; every packet the consumer sends parses again (as the subscriber's aiortc would)
+with the leg's SSRC and payload type, and the payload, audio level and mid it was given.
 
-``rtp_header`` drives :mod:`mcu.rtp` alone: the fixed-header parser and the header builders.
+``rtp_header`` drives :mod:`mcu.sfu.rtp` alone: the fixed-header parser and the header builders.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from mcu import aiortc_adapter as adapter
-from mcu.consumer import Consumer, ConsumerLeg
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
-from mcu.nack import NackRequester
-from mcu.producer import Producer
-from mcu.rtp import (
+from mcu.sfu import aiortc_adapter as adapter
+from mcu.sfu.consumer import Consumer, ConsumerLeg
+from mcu.sfu.nack import NackRequester
+from mcu.sfu.producer import Producer
+from mcu.sfu.rtp import (
     build_header,
     mid_element,
     parse_fixed_header,

@@ -1,16 +1,18 @@
 """SDP offers: our checks before aiortc applies them, as the WebSocket, WHIP and WHEP paths run.
 
 ``sdp_offer`` parses with ``aiortc.sdp.SessionDescription.parse`` and runs
-:func:`mcu.peer.check_offer` (publish), :func:`mcu.viewer.check_viewer_offer` (WHEP) and the WHIP
-section mapping; ``whip_body`` starts from the raw HTTP body as WHIP/WHEP read it. Refusals are
-:class:`~mcu.peer.NegotiationError` and :class:`~mcu.httpapi.ApiError` with status 400.
+:func:`mcu.sfu.peer.check_offer` (publish), :func:`mcu.sfu.viewer.check_viewer_offer` (WHEP) and
+the WHIP section mapping; ``whip_body`` starts from the raw HTTP body as WHIP/WHEP read it.
+Refusals are :class:`~mcu.sfu.peer.NegotiationError` and :class:`~mcu.infra.httpapi.ApiError` with
+status 400.
 
 ``sdp_negotiate`` goes further: a real :class:`~aiortc.RTCPeerConnection` applies offers our
-checks let through (``setRemoteDescription``) and :func:`~mcu.aiortc_adapter.narrow_to_first_codec`
-picks the codec, as :meth:`mcu.peer.PublisherConnection.negotiate` does before answering.
-``whep_answer`` runs the whole WHEP answer: :meth:`mcu.viewer.ViewerConnection.answer` on a
-stage, refused only with :class:`~mcu.peer.NegotiationError`; an answer parses, has a section
-per offered one, and sends on at least one.
+checks let through (``setRemoteDescription``) and
+:func:`~mcu.sfu.aiortc_adapter.narrow_to_first_codec` picks the codec, as
+:meth:`mcu.sfu.peer.PublisherConnection.negotiate` does before answering. ``whep_answer`` runs the
+whole WHEP answer: :meth:`mcu.sfu.viewer.ViewerConnection.answer` on a stage, refused only with
+:class:`~mcu.sfu.peer.NegotiationError`; an answer parses, has a section per offered one, and sends
+on at least one.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import asyncio
 
 from aiortc import RTCPeerConnection, RTCSessionDescription, sdp
 
-from mcu import aiortc_adapter as adapter
-from mcu.httpapi import ApiError
+from mcu.infra.httpapi import ApiError
 from mcu.media import TrackSource
-from mcu.peer import NegotiationError, check_offer, close_quietly
-from mcu.signaling.whip import _sources, decode_offer
-from mcu.stage import Stage
-from mcu.viewer import ViewerConnection, check_viewer_offer
+from mcu.sfu import aiortc_adapter as adapter
+from mcu.sfu.peer import NegotiationError, check_offer, close_quietly
+from mcu.sfu.stage import Stage
+from mcu.sfu.viewer import ViewerConnection, check_viewer_offer
+from mcu.signaling.endpoints.whip import _sources, decode_offer
 
 from ..harness import Crash, text
 

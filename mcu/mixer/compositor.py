@@ -19,7 +19,7 @@ import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageDraw, ImageFont
 
-from .layout import Tile
+from mcu.mixer.layout import Tile
 
 Plane = npt.NDArray[np.uint8]
 

@@ -20,10 +20,10 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from .. import metrics
-from ..media import IncomingPacket
-from ..producer import Producer
-from .audio import MonoResampler
+from mcu.infra import metrics
+from mcu.media import IncomingPacket
+from mcu.mixer.audio import MonoResampler
+from mcu.sfu.producer import Producer
 
 logger = logging.getLogger(__name__)
 

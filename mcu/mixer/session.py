@@ -22,13 +22,13 @@ import numpy as np
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from ..media import CodecInfo, TrackSource
-from ..producer import Producer
-from .audio import mix_minus, pcm_frame
-from .compositor import Compositor
-from .inputs import DecodingInput
-from .layout import LayoutInput, compute_layout
-from .specs import MixSpec, choose
+from mcu.media import CodecInfo, TrackSource
+from mcu.mixer.audio import mix_minus, pcm_frame
+from mcu.mixer.compositor import Compositor
+from mcu.mixer.inputs import DecodingInput
+from mcu.mixer.layout import LayoutInput, compute_layout
+from mcu.mixer.specs import MixSpec, choose
+from mcu.sfu.producer import Producer
 
 logger = logging.getLogger(__name__)
 

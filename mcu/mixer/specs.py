@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from .layout import LayoutKind
+from mcu.mixer.layout import LayoutKind
 
 BITRATE_LADDER = (250_000, 375_000, 500_000, 750_000, 1_000_000, 1_500_000)
 "Bit rates an encode runs at; a request snaps down to the highest step not above it."

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mcu.crypto.passwords import verify_password
 from mcu.crypto.tokens import InviteSigner
-from mcu.signaling.admin import setup_admin_api
-from mcu.signaling.store import DB_FILENAME, RoomStore
+from mcu.signaling.endpoints.admin import setup_admin_api
+from mcu.signaling.rooms.store import DB_FILENAME, RoomStore
 
 TOKEN = "admin-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mcu.slideschedule import REFRESH_INTERVAL
+from mcu.slides.slideschedule import REFRESH_INTERVAL
 from tests.support.documents import dicom
 from tests.support.room_client import (
     ColourTrack,

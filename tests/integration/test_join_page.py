@@ -15,11 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from mcu.app.server import WEB_ROOT
 from mcu.crypto.tokens import InviteSigner
-from mcu.server import WEB_ROOT
-from mcu.signaling.joinpage import setup_join_page
-from mcu.signaling.store import DB_FILENAME, RoomRecord, RoomStore
-from mcu.signaling.throttle import LoginThrottle
+from mcu.signaling.endpoints.joinpage import setup_join_page
+from mcu.signaling.rooms.store import DB_FILENAME, RoomRecord, RoomStore
+from mcu.signaling.rooms.throttle import LoginThrottle
 from tests.support.server import ServerProcess
 
 SECRET = b"invite-secret-for-tests-32-bytes"

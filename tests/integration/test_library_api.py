@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from mcu.cluster.front import MAX_BODY_BYTES as FRONT_MAX_BODY_BYTES
+from mcu.app.cluster.front import MAX_BODY_BYTES as FRONT_MAX_BODY_BYTES
 from mcu.crypto.atrest import new_data_key, open_encrypted_writer, read_range, wrap_key
 from mcu.crypto.tokens import InviteSigner
 from mcu.recorder.catalogue import Catalogue, LibraryFile, LibraryItem, recover
@@ -30,8 +30,8 @@ from mcu.recorder.library import (
     byte_range,
     setup_library,
 )
-from mcu.signaling.admin import setup_admin_api
-from mcu.signaling.store import DB_FILENAME, RoomStore
+from mcu.signaling.endpoints.admin import setup_admin_api
+from mcu.signaling.rooms.store import DB_FILENAME, RoomStore
 
 TOKEN = "admin-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mcu.__main__ import loggable_path
+from mcu.app.main import loggable_path
 from tests.support.room_client import RoomClient
 from tests.support.server import ServerProcess
 

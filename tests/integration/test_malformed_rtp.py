@@ -14,10 +14,10 @@ from collections.abc import Callable
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-from mcu import aiortc_adapter as adapter
 from mcu.media import TrackSource
-from mcu.peer import PublisherConnection
-from mcu.producer import Producer
+from mcu.sfu import aiortc_adapter as adapter
+from mcu.sfu.peer import PublisherConnection
+from mcu.sfu.producer import Producer
 from tests.support.room_client import ToneTrack
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcu.server import READINESS, Readiness, begin_shutdown, readiness_handler
+from mcu.app.server import READINESS, Readiness, begin_shutdown, readiness_handler
 from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
 

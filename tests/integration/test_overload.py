@@ -17,7 +17,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
 from mcu.codecs.inspect import keyframe_detector
-from mcu.shedding import SHED_ABOVE
+from mcu.sfu.shedding import SHED_ABOVE
 from tests.support.room_client import ColourTrack, ToneTrack
 from tests.support.server import ServerProcess
 from tests.support.whip import WhepViewer, WhipPublisher, new_pc, post_sdp

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mcu.documents import Document, DocumentError, DocumentLimits, load_document
-from mcu.sandbox import Sandbox
+from mcu.slides.documents import Document, DocumentError, DocumentLimits, load_document
+from mcu.slides.sandbox import Sandbox
 from tests.support.documents import nested_forms_pdf
 
 # Long enough for any ordinary job on a loaded machine; tests that want a kill lower one limit.
@@ -167,7 +167,7 @@ def sandbox_children() -> list[int]:
                 command = cmdline.read()
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
-        if parent == os.getpid() and b"mcu.sandbox_child" in command:
+        if parent == os.getpid() and b"mcu.slides.sandbox_child" in command:
             pids.append(int(entry))
     return pids
 

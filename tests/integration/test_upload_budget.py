@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from mcu.config import Config
-from mcu.server import create_app
-from mcu.signaling import uploads
-from mcu.signaling.uploads import UploadBudget
+from mcu.app.config import Config
+from mcu.app.server import create_app
+from mcu.signaling.endpoints import uploads
+from mcu.signaling.endpoints.uploads import UploadBudget
 
 TOKEN = "admin-token-for-tests-0123456789"
 

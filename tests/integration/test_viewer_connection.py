@@ -22,10 +22,10 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from mcu.media import CodecInfo, TrackSource
-from mcu.peer import NegotiationError, PublisherConnection
-from mcu.producer import Producer
-from mcu.stage import Stage
-from mcu.viewer import CODEC_MISMATCHES, ViewerConnection, codec_compatible
+from mcu.sfu.peer import NegotiationError, PublisherConnection
+from mcu.sfu.producer import Producer
+from mcu.sfu.stage import Stage
+from mcu.sfu.viewer import CODEC_MISMATCHES, ViewerConnection, codec_compatible
 from tests.support.room_client import ColourTrack, ToneTrack
 
 RED = (200, 30, 30)

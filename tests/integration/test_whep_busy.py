@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from mcu.config import Config
-from mcu.server import create_app
-from mcu.signaling.whip import BROADCASTING
+from mcu.app.config import Config
+from mcu.app.server import create_app
+from mcu.signaling.endpoints.whip import BROADCASTING
 from tests.support.whip import new_pc
 
 TOKEN = "admin-token-for-tests-0123456789"

@@ -1,6 +1,6 @@
 """Fails loudly if an aiortc/aioice upgrade moves the private internals the adapter enters.
 
-mcu/aiortc_adapter.py and mcu/ice.py are the only modules that touch these names.
+mcu/sfu/aiortc_adapter.py and mcu/sfu/ice.py are the only modules that touch these names.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.cluster.directory import InMemoryRoomDirectory, RoomDirectory
+from mcu.app.cluster.directory import InMemoryRoomDirectory, RoomDirectory
 
 
 async def test_first_sight_takes_the_least_loaded_worker_and_sticks() -> None:

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcu.cluster.metricsmerge import merge_expositions
+from mcu.app.cluster.metricsmerge import merge_expositions
 
 
 def _exposition(packets: int, worker: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mcu.cluster.roomlist import merge_room_lists
+from mcu.app.cluster.roomlist import merge_room_lists
 
 
 def _list(**counts: int) -> bytes:

@@ -6,10 +6,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from mcu.cluster.front import ViewerBalance
-from mcu.cluster.routing import Route, RouteKind, room_of_join, route, session_worker
-from mcu.cluster.worker import forwarded_for_middleware
-from mcu.config import load_config
+from mcu.app.cluster.front import ViewerBalance
+from mcu.app.cluster.routing import Route, RouteKind, room_of_join, route, session_worker
+from mcu.app.cluster.worker import forwarded_for_middleware
+from mcu.app.config import load_config
 
 HOME = RouteKind.HOME
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mcu.config import Config, ConfigError, IceServer, build_arg_parser, load_config
+from mcu.app.config import Config, ConfigError, IceServer, build_arg_parser, load_config
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from mcu.consumer import Consumer, ConsumerLeg
-from mcu.history import PacketHistory
 from mcu.media import IncomingPacket
-from mcu.rtp import SequenceUnwrapper, parse_fixed_header
+from mcu.sfu.consumer import Consumer, ConsumerLeg
+from mcu.sfu.history import PacketHistory
+from mcu.sfu.rtp import SequenceUnwrapper, parse_fixed_header
 
 
 @dataclass

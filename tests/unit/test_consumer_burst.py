@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mcu.consumer import Consumer, ConsumerLeg
 from mcu.media import CodecInfo, TrackSource
-from mcu.producer import Producer
-from mcu.rtp import parse_fixed_header
+from mcu.sfu.consumer import Consumer, ConsumerLeg
+from mcu.sfu.producer import Producer
+from mcu.sfu.rtp import parse_fixed_header
 
 LEG = ConsumerLeg(payload_type=96, ssrc=0x1234, mid="1", rtx_payload_type=97, rtx_ssrc=0x99)
 VP8 = CodecInfo("video/VP8", 90000)

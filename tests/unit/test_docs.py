@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mcu.config import _INTERNAL_FIELDS, Config
+from mcu.app.config import _INTERNAL_FIELDS, Config
 from mcu.crypto.secrets import ADMIN_TOKEN_NAME
 from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME
-from mcu.signaling.admin import CreateRoom, UpdateRoom
+from mcu.signaling.endpoints.admin import CreateRoom, UpdateRoom
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -6,8 +6,8 @@ import struct
 
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPacket, RtcpPsfbPacket, pack_remb_fci
 
-from mcu.aiortc_adapter import apply_feedback
-from mcu.consumer import Consumer, ConsumerLeg
+from mcu.sfu.aiortc_adapter import apply_feedback
+from mcu.sfu.consumer import Consumer, ConsumerLeg
 from tests.unit.test_consumer import CapturingTransmitter
 
 LEG = ConsumerLeg(payload_type=100, ssrc=0x11223344, mid="1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcu.signaling.floor import FloorChange, FloorControl
+from mcu.signaling.rooms.floor import FloorChange, FloorControl
 
 
 def test_grant_queue_and_hand_over() -> None:

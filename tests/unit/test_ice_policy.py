@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcu import ice
+from mcu.sfu import ice
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from mcu.lateness import IngressBoard, IngressLateness, LatenessProbe, last_arrival
-from mcu.shedding import SHED_ABOVE
+from mcu.sfu.lateness import IngressBoard, IngressLateness, LatenessProbe, last_arrival
+from mcu.sfu.shedding import SHED_ABOVE
 
 
 def test_a_keyframe_burst_is_not_a_sustained_backlog_but_a_growing_queue_is() -> None:
@@ -74,8 +74,9 @@ def test_the_kernel_stamps_the_last_datagram_read() -> None:
         assert receiver.recv(64) == b"first"
         after = time.time()
         stamp = last_arrival(receiver.fileno())
-        # The stamp is a timeval: whole microseconds, truncated.
-        assert stamp is not None and before - 1e-6 <= stamp <= after
+        # The stamp is a timeval (whole microseconds, truncated) from the kernel's own reading of
+        # the wall clock, which may trail the process's by a tick: allow a few milliseconds.
+        assert stamp is not None and before - 0.005 <= stamp <= after
 
 
 def test_a_probe_reads_the_stamp_once_per_interval() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.httpapi import ApiError
+from mcu.infra.httpapi import ApiError
 from mcu.recorder.library import parse_search
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.signaling.messages import Join, ProtocolError, Publish, parse_client_message
+from mcu.signaling.endpoints.messages import Join, ProtocolError, Publish, parse_client_message
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mcu.__main__ import JsonFormatter
-from mcu.looplag import SUSTAINED_SAMPLES, LoopLagMonitor
-from mcu.metrics import CounterSweep, LatencySampler
+from mcu.app.main import JsonFormatter
+from mcu.infra.looplag import SUSTAINED_SAMPLES, LoopLagMonitor
+from mcu.infra.metrics import CounterSweep, LatencySampler
 
 
 @dataclass

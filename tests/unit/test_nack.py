@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcu.nack import (
+from mcu.sfu.nack import (
     DEFAULT_RETRY_INTERVAL,
     MAX_MISSING,
     MAX_TRIES,

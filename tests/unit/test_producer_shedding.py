@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mcu.consumer import Consumer, ConsumerLeg
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
-from mcu.producer import Producer
-from mcu.rtp import parse_fixed_header
-from mcu.shedding import RESUME_BELOW, SHED_ABOVE
+from mcu.sfu.consumer import Consumer, ConsumerLeg
+from mcu.sfu.producer import Producer
+from mcu.sfu.rtp import parse_fixed_header
+from mcu.sfu.shedding import RESUME_BELOW, SHED_ABOVE
 
 VP8 = CodecInfo("video/VP8", 90000)
 OPUS = CodecInfo("audio/opus", 48000, 2)

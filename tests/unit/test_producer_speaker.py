@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
-from mcu.producer import Producer
-from mcu.speaker import SpeakerDetector
+from mcu.sfu.producer import Producer
+from mcu.sfu.speaker import SpeakerDetector
 
 VP8 = CodecInfo("video/VP8", 90000)
 # VP8 payload descriptor S=1, PID=0, then a payload header with P=0: the start of a keyframe.

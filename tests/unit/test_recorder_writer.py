@@ -21,9 +21,9 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 
 from mcu.media import CodecInfo, TrackSource
-from mcu.producer import Producer
 from mcu.recorder.timeline import RecordingClock
 from mcu.recorder.writer import TrackWriter
+from mcu.sfu.producer import Producer
 from tests.support.media_checks import decodes_cleanly, ffprobe
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe/ffmpeg")

@@ -15,8 +15,8 @@ import pytest
 import uvloop
 
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
-from mcu.producer import Producer
-from mcu.relay import (
+from mcu.sfu.producer import Producer
+from mcu.sfu.relay import (
     AUDIO_PAYLOAD_TYPE,
     VIDEO_PAYLOAD_TYPE,
     RelayEndpoint,
@@ -29,7 +29,7 @@ from mcu.relay import (
     source_from_description,
     stream_description,
 )
-from mcu.rtp import build_header
+from mcu.sfu.rtp import build_header
 
 H264 = CodecInfo(
     "video/H264",

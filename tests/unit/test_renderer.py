@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from mcu.documents import DocumentError, DocumentLimits, sniff
-from mcu.renderer import LoadedDocument, load
+from mcu.slides.documents import DocumentError, DocumentLimits, sniff
+from mcu.slides.renderer import LoadedDocument, load
 from tests.support.documents import deflated_dicom_bomb, dicom
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)

@@ -6,7 +6,7 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from mcu.rtp import (
+from mcu.sfu.rtp import (
     SequenceUnwrapper,
     abs_send_time,
     build_header,

@@ -7,7 +7,7 @@ import threading
 
 from prometheus_client import CollectorRegistry
 
-from mcu.runtimegauges import RuntimeCollector
+from mcu.infra.runtimegauges import RuntimeCollector
 
 
 def _scrape(registry: CollectorRegistry) -> dict[str, float]:

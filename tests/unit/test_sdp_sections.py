@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiortc import sdp
 
-from mcu.peer import NegotiationError, check_section_count, media_section_count
+from mcu.sfu.peer import NegotiationError, check_section_count, media_section_count
 
 SECTION = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{}\r\na=rtpmap:111 opus/48000/2\r\n"
 

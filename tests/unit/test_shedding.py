@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.shedding import (
+from mcu.sfu.shedding import (
     KEYFRAMES_SHED_ABOVE,
     RESUME_BELOW,
     SHED_ABOVE,

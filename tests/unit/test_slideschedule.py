@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.slideschedule import FOLLOW_UP_GAPS, REFRESH_INTERVAL, SlideSchedule
+from mcu.slides.slideschedule import FOLLOW_UP_GAPS, REFRESH_INTERVAL, SlideSchedule
 
 
 def sends(schedule: SlideSchedule, start: float, frames: int) -> list[float]:

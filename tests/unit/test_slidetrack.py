@@ -24,9 +24,9 @@ from aiortc.jitterbuffer import JitterFrame
 from PIL import Image, ImageDraw
 
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
-from mcu.producer import Producer
-from mcu.slideschedule import FOLLOW_UP_GAPS, REFRESH_INTERVAL
-from mcu.slidetrack import SlideTrack
+from mcu.sfu.producer import Producer
+from mcu.slides.slideschedule import FOLLOW_UP_GAPS, REFRESH_INTERVAL
+from mcu.slides.slidetrack import SlideTrack
 
 SIZE = (320, 180)
 CLOCK = 90000

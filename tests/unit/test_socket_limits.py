@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.socketlimits import FrameRate, SocketLimits, address_key, descriptors_short
+from mcu.infra.socketlimits import FrameRate, SocketLimits, address_key, descriptors_short
 
 
 @pytest.mark.parametrize(

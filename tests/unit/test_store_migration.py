@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from mcu.signaling.store import RoomStore
+from mcu.signaling.rooms.store import RoomStore
 
 
 async def test_version_1_database_gains_auto_record(tmp_path: Path) -> None:

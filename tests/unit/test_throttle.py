@@ -3,7 +3,7 @@ clock, with attempts counted while they are being checked."""
 
 from __future__ import annotations
 
-from mcu.signaling.throttle import LoginThrottle
+from mcu.signaling.rooms.throttle import LoginThrottle
 
 T0 = 10_000.0
 HOSPITAL = "192.0.2.1"  # one NAT address for a whole hospital

@@ -1,0 +1,1 @@
+"""What separate processes agree on: routes, headers and message shapes between them."""

@@ -1,0 +1,1 @@
+"""The media plane: RTP in (producers), RTP out (consumers), the aiortc adapter, peers, relays."""

@@ -1,0 +1,404 @@
+"""A consumer: one producer's packets, rewritten for one subscriber's leg.
+
+Per packet the consumer does only what differs between subscribers: a new SSRC, sequence number,
+timestamp and payload type, the header extensions with this leg's ids, then protect and send. The
+mapping from incoming to outgoing sequence numbers is a fixed offset chosen when the consumer
+starts, so retransmissions and NACKs map back without per-packet bookkeeping.
+
+A consumer may also :meth:`~Consumer.follow` another producer on the same leg (a WHEP viewer's
+media section following the stage): the subscriber sees one continuous stream whose numbering and
+timing run on across the switch, its payload type switched to the new producer's codec when the
+leg negotiated several. Attaching the consumer to a producer's sinks is the caller's job;
+the consumer only changes what it forwards and whom it asks for keyframes and repairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mcu.infra.metrics import FORWARDING_SAMPLER
+from mcu.media import IncomingPacket, KeyframeSource
+from mcu.sfu.history import PacketHistory
+from mcu.sfu.producer import Producer
+from mcu.sfu.rtp import (
+    abs_send_time,
+    extend_sequence,
+    extension_block_header,
+    mid_element,
+    pack_fixed_header,
+    rtx_payload,
+    shared_extension_elements,
+)
+
+logger = logging.getLogger(__name__)
+
+# While a video consumer waits for its first keyframe it asks again this often (the producer
+# coalesces requests from all consumers).
+KEYFRAME_RETRY_INTERVAL = 1.0
+# A jump this large in the publisher's numbering (a long outage) is bridged by renumbering rather
+# than passed on: SRTP refuses indexes more than 2^15 behind, and receivers would NACK the gap.
+MAX_SEQUENCE_JUMP = 3000
+
+
+class Transmitter(Protocol):
+    """Protects and sends one RTP packet on a subscriber's transport."""
+
+    def send(self, packet: bytes) -> bool:
+        """Send; False when the transport is not ready or the packet was dropped."""
+
+    def ready(self) -> bool:
+        """Whether the transport can send (DTLS done, a candidate pair chosen)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerLeg:
+    """What the subscriber's connection negotiated for this consumer's media section."""
+
+    payload_type: int
+    "Payload type of the codec on this leg."
+    ssrc: int
+    "SSRC announced in the subscriber's SDP."
+    mid: str
+    "The media section's mid."
+    rtx_payload_type: int | None = None
+    "RTX payload type when the subscriber negotiated RTX for the codec."
+    rtx_ssrc: int = 0
+    "SSRC of the RTX stream."
+    mid_id: int = 0
+    "Header-extension id of sdes:mid on this leg (0: not negotiated)."
+    abs_send_time_id: int = 0
+    "Header-extension id of abs-send-time on this leg (0: not negotiated)."
+    audio_level_id: int = 0
+    "Header-extension id of ssrc-audio-level on this leg (0: not negotiated)."
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadTypes:
+    """The payload types one codec was negotiated with on a leg."""
+
+    primary: int
+    "Payload type of the codec's media packets."
+    rtx: int | None = None
+    "Payload type of its retransmissions (RFC 4588), None when RTX was not negotiated for it."
+
+
+SenderReportSink = Callable[[int, int, int, int], None]
+"Receives (ntp_time, rtp_time, packet_count, octet_count) for this leg's RTCP sender reports."
+
+
+class Consumer:
+    """Forwards one producer to one subscriber.
+
+    ``history`` and ``keyframes`` are the producer's packet history (answers NACKs) and the source
+    of keyframes (usually the producer itself). A consumer made without them repairs nothing and
+    asks nobody for keyframes until :meth:`follow` gives it a producer.
+    """
+
+    def __init__(
+        self,
+        leg: ConsumerLeg,
+        transmitter: Transmitter,
+        history: PacketHistory | None = None,
+        keyframes: KeyframeSource | None = None,
+        *,
+        video: bool,
+        sender_report_sink: SenderReportSink | None = None,
+    ) -> None:
+        self.leg = leg
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.packets_dropped = 0
+        self.stalls = 0
+        "Times a video consumer stopped after a refused send, to restart at a keyframe."
+        self.packets_skipped = 0
+        "Video packets not sent while waiting for a keyframe (joining, following, after a stall)."
+        self.retransmissions = 0
+        self.nacks_received = 0
+        self.keyframe_requests_received = 0
+        self.remb_bitrate: int | None = None
+        self._transmitter = transmitter
+        self._history = history
+        self._keyframes = keyframes
+        self._video = video
+        self._sender_report_sink = sender_report_sink
+        self._started = False
+        self._closed = False
+        self._start_ext = 0
+        self._last_ext = 0
+        self._last_packet: IncomingPacket | None = None  # the highest-numbered one forwarded
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._ts_fixed = False
+        self._rebase_clock_rate: int | None = None  # set by follow() until the next start
+        self._first_sequence = random.randrange(0x8000)  # low half: SRTP rollover guard
+        self._first_timestamp = random.randrange(1 << 32)
+        self._rtx_sequence = random.randrange(0x8000)
+        self._last_keyframe_ask = float("-inf")
+        self._keyframe_timestamp: int | None = None  # RTP timestamp of the last keyframe sent
+        self._payload_type = leg.payload_type
+        self._rtx_payload_type = leg.rtx_payload_type
+        self._ssrc = leg.ssrc
+        self._profile = (leg.abs_send_time_id, leg.audio_level_id, 0)
+        self._mid_element = mid_element(leg.mid_id, leg.mid)
+        self._frames: dict[int, tuple[bytes, bytes]] = {}
+        self._has_extensions = bool(leg.mid_id or leg.abs_send_time_id or leg.audio_level_id)
+
+    # -- forwarding (hot path) -------------------------------------------------------------
+
+    def on_packet(self, packet: IncomingPacket) -> None:
+        """Rewrite and send one packet of the producer."""
+        if self._closed:
+            return
+        if not self._started:
+            # Start only once packets can leave, so the first one sent is the keyframe.
+            if not self._transmitter.ready():
+                return
+            if self._video and not packet.keyframe:
+                self.packets_skipped += 1
+                self._ask_keyframe(packet.arrival)
+                return
+            self._start(packet)
+        elif packet.ext_sequence < self._start_ext:
+            return  # from before this consumer's first keyframe
+        elif packet.ext_sequence - self._last_ext > MAX_SEQUENCE_JUMP:
+            self.resync()
+            self.on_packet(packet)
+            return
+        if packet.ext_sequence > self._last_ext:
+            self._last_ext = packet.ext_sequence
+            self._last_packet = packet
+        if packet.keyframe:
+            self._keyframe_timestamp = packet.timestamp
+        sequence = (packet.ext_sequence + self._seq_offset) & 0xFFFF
+        data = self._build(
+            self._payload_type,
+            packet.marker,
+            sequence,
+            (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            self._ssrc,
+            packet,
+            packet.payload,
+        )
+        if self._transmitter.send(data):
+            self.packets_sent += 1
+            self.bytes_sent += len(packet.payload)
+            if not self.packets_sent & 63:  # arrival -> send latency, one packet in 64
+                FORWARDING_SAMPLER.observe(packet.arrival)
+        else:
+            self.packets_dropped += 1
+            if self._video and packet.timestamp != self._keyframe_timestamp:
+                self._stall(packet, sequence)
+            # A packet of the keyframe being sent keeps its number: the subscriber NACKs it and
+            # the history repairs it once the buffer drains. Halting here would wait for the
+            # next keyframe, the same burst, refused again: video would never come back.
+
+    def _stall(self, packet: IncomingPacket, sequence: int) -> None:
+        # The subscriber's transport is backed up inside a delta frame. Sending the rest of a
+        # frame whose packets were dropped only makes it NACK and wait; stop, and restart cleanly
+        # at the next keyframe with numbering that follows the last packet that really left (so
+        # it sees no gap). Delta frames are what we give up; keyframes are kept whole.
+        self.stalls += 1
+        if packet.ext_sequence == self._last_ext:
+            self._halt(sequence)  # the newest packet: it never left, its number is reused
+        else:
+            self._halt((self._last_ext + self._seq_offset + 1) & 0xFFFF)
+        self._ask_keyframe(packet.arrival)
+
+    def _start(self, packet: IncomingPacket) -> None:
+        self._started = True
+        previous = self._last_packet
+        self._start_ext = self._last_ext = packet.ext_sequence
+        self._last_packet = packet
+        self._seq_offset = self._first_sequence - packet.ext_sequence
+        clock_rate = self._rebase_clock_rate
+        if clock_rate is not None and previous is not None:
+            # Another producer's clock: continue from the last timestamp sent, advanced by the
+            # wall-clock time since (at least one tick, so no two frames share a timestamp).
+            last_sent = previous.timestamp + self._ts_offset
+            elapsed = max(1, round((packet.arrival - previous.arrival) * clock_rate))
+            self._ts_offset = (last_sent + elapsed - packet.timestamp) & 0xFFFFFFFF
+            self._ts_fixed = True
+        elif not self._ts_fixed:
+            # Timestamps keep their offset across a resync: the publisher's clock ran on in real
+            # time, so the gap in timestamps is the true pause.
+            self._ts_offset = (self._first_timestamp - packet.timestamp) & 0xFFFFFFFF
+            self._ts_fixed = True
+        self._rebase_clock_rate = None
+
+    def _halt(self, next_sequence: int) -> None:
+        self._started = False
+        self._first_sequence = next_sequence
+
+    def resync(self) -> None:
+        """Continue numbering after a break: the next packet sent (a keyframe for video) follows
+        the last one sent, and nothing from before the break is repaired any more."""
+        if not self._started:
+            return
+        self._halt((self._last_ext + self._seq_offset + 1) & 0xFFFF)
+
+    def follow(
+        self,
+        producer: Producer | None,
+        now: float | None = None,
+        payload: PayloadTypes | None = None,
+    ) -> None:
+        """Forward ``producer`` from now on instead (``None``: forward nothing, stay open).
+
+        ``payload``: the payload types of the new producer's codec on this leg, when the leg
+        negotiated several codecs and the new producer's differs (a WHEP section following a VP8
+        publisher, then an H.264 one); the subscriber's decoder switches with the payload type.
+
+        The subscriber sees one stream: the same SSRC, sequence numbers continuing from the last
+        one sent, timestamps continuing from the last one sent advanced by the wall-clock time
+        since (in the new producer's clock rate). NACKs are answered from the new producer's
+        history only, keyframe requests go to it, and video restarts at its next keyframe. With
+        ``now`` a video consumer asks for that keyframe at once rather than on the first packet.
+
+        The caller moves the consumer between the producers' sinks (``remove_sink`` on the old
+        one before, ``add_sink`` on the new one after); packets still arriving from the old
+        producer would be taken for the new one's.
+        """
+        self.resync()
+        if payload is not None:
+            # Safe at this point: nothing is sent again before the new producer's first packet
+            # (a keyframe for video), and nothing of the old one is retransmitted any more.
+            self._payload_type = payload.primary
+            self._rtx_payload_type = payload.rtx
+        self._history = producer.history if producer is not None else None
+        self._keyframes = producer
+        if producer is not None:
+            self._rebase_clock_rate = producer.codec.clock_rate
+        self._last_keyframe_ask = float("-inf")
+        if now is not None and producer is not None and self._video and not self._closed:
+            self._ask_keyframe(now)
+
+    def _build(
+        self,
+        payload_type: int,
+        marker: bool,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        packet: IncomingPacket,
+        payload: bytes,
+    ) -> bytes:
+        if not self._has_extensions:
+            return (
+                pack_fixed_header(payload_type, marker, sequence, timestamp, ssrc, False) + payload
+            )
+        shared = packet.ext_cache.get(self._profile)
+        if shared is None:
+            # Built once per packet for all consumers with this leg profile.
+            shared = shared_extension_elements(
+                self.leg.abs_send_time_id,
+                self.leg.audio_level_id,
+                abs_send_time(packet.arrival),
+                packet.audio_level,
+            )
+            packet.ext_cache[self._profile] = shared
+        frame = self._frames.get(len(shared))
+        if frame is None:
+            head, pad = extension_block_header(len(shared) + len(self._mid_element))
+            frame = self._frames[len(shared)] = (head, self._mid_element + pad)
+        return b"".join(
+            (
+                pack_fixed_header(payload_type, marker, sequence, timestamp, ssrc, True),
+                frame[0],
+                shared,
+                frame[1],
+                payload,
+            )
+        )
+
+    # -- feedback from the subscriber ------------------------------------------------------
+
+    def on_nack(self, sequences: list[int]) -> int:
+        """Resend the packets a subscriber reported lost; returns how many were resent."""
+        self.nacks_received += 1
+        history = self._history
+        if not self._started or self._closed or history is None:
+            return 0
+        resent = 0
+        highest = history.highest
+        leg = self.leg
+        rtx_payload_type = self._rtx_payload_type
+        for seq in sequences:
+            ext = extend_sequence((seq - self._seq_offset) & 0xFFFF, highest)
+            if ext < self._start_ext:
+                continue
+            packet = history.get(ext)
+            if packet is None:
+                continue
+            sequence = (ext + self._seq_offset) & 0xFFFF
+            timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+            if rtx_payload_type is not None:
+                data = self._build(
+                    rtx_payload_type,
+                    packet.marker,
+                    self._rtx_sequence,
+                    timestamp,
+                    leg.rtx_ssrc,
+                    packet,
+                    rtx_payload(sequence, packet.payload),
+                )
+                self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+            else:
+                data = self._build(
+                    self._payload_type, packet.marker, sequence, timestamp, leg.ssrc, packet,
+                    packet.payload,
+                )  # fmt: skip
+            if self._transmitter.send(data):
+                resent += 1
+        self.retransmissions += resent
+        return resent
+
+    def on_transport_ready(self, now: float) -> None:
+        """The subscriber's DTLS just connected: ask for a picture now, not on the next packet."""
+        if self._video and not self._started:
+            self._ask_keyframe(now)
+
+    def on_keyframe_request(self, now: float) -> None:
+        """The subscriber sent PLI or FIR."""
+        self.keyframe_requests_received += 1
+        if self._keyframes is not None:
+            self._keyframes.request_keyframe(now)
+
+    def on_remb(self, bitrate: int) -> None:
+        """The subscriber's receive-side bandwidth estimate."""
+        self.remb_bitrate = bitrate
+
+    def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
+        """Translate the publisher's clock mapping into this leg's timestamps."""
+        if not self._started or self._sender_report_sink is None:
+            return
+        self._sender_report_sink(
+            ntp_time,
+            (rtp_time + self._ts_offset) & 0xFFFFFFFF,
+            self.packets_sent,
+            self.bytes_sent,
+        )
+
+    def _ask_keyframe(self, now: float) -> None:
+        if self._keyframes is not None and now - self._last_keyframe_ask >= KEYFRAME_RETRY_INTERVAL:
+            self._last_keyframe_ask = now
+            self._keyframes.request_keyframe(now)
+
+    @property
+    def started(self) -> bool:
+        """Whether the first packet (a keyframe for video) has been sent."""
+        return self._started
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        """A video consumer with a producer to follow that sends nothing until a keyframe."""
+        return (
+            self._video and not self._started and not self._closed and self._keyframes is not None
+        )
+
+    def close(self) -> None:
+        """Stop forwarding for good."""
+        self._closed = True

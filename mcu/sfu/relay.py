@@ -1,0 +1,573 @@
+"""The relay: a room's stage carried as plain RTP from its home worker to other workers.
+
+A lecture's viewers may be served by any worker; the room's publishers are connected to one, its
+home. The home sends every stage stream to each worker that serves viewers of the room (an *edge*)
+over UDP, unencrypted, because it never leaves the host (or, later, a private network). Per
+stream, on one socket per worker:
+
+- home → edge, RTP: SSRC = the stream's relay SSRC (unique on the home), sequence = the producer's
+  extended sequence number & 0xFFFF, timestamp, marker and payload as the publisher sent them,
+  payload type 96 (video) or 111 (audio). A packet with an audio level carries one RFC 8285
+  one-byte extension block (``0xBEDE``) holding id 1 = the level (V bit 0).
+- home → edge, RTCP SR (PT 200) whenever the producer gets a sender report, so edges keep A/V sync.
+- edge → home, RTCP PLI (PT 206, FMT 1, media SSRC = relay SSRC) when the edge producer wants a
+  keyframe; the home asks its producer, which coalesces requests from every edge and consumer.
+
+On the home, :meth:`RelayLink.forward` adds a :class:`RelaySink` to a producer. On the edge,
+:meth:`RelayEndpoint.receive` feeds a :class:`~mcu.sfu.producer.Producer` the caller made from the
+stream's description (:func:`stream_description`, :func:`codec_from_description`), so everything
+downstream of it (consumers, WHEP sessions) works as it does for a local publisher.
+
+There is no NACK or retransmission on the relay: loopback does not lose packets unless a socket
+buffer overflows, and then a keyframe request repairs the picture as it would for a publisher.
+An edge measures how late it reads its relay socket (:mod:`mcu.sfu.lateness`) and its producers shed
+load from it exactly as a home's do from a publisher's socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import socket
+import time
+from typing import Any, cast
+
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+)
+
+from mcu.media import CodecInfo, IncomingPacket, TrackSource
+from mcu.sfu.lateness import INGRESS, LatenessProbe
+from mcu.sfu.producer import Producer
+from mcu.sfu.rtp import (
+    extension_block_header,
+    pack_fixed_header,
+    parse_fixed_header,
+    shared_extension_elements,
+)
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+"An IPv4 address and UDP port, the host spelled numerically (as the socket reports senders)."
+
+VIDEO_PAYLOAD_TYPE = 96
+AUDIO_PAYLOAD_TYPE = 111
+AUDIO_LEVEL_ID = 1
+"Extension id of the audio level in the relay's one-byte extension block."
+
+# A lecture's keyframes and a whole stage's frames arrive in bursts of dozens of packets per
+# stream; the kernel's default buffer (~200 KiB) overflows under a handful of streams.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+# Every header extension block the relay can send: the audio level is 7 bits.
+_LEVEL_BLOCKS = tuple(
+    b"".join(
+        (
+            extension_block_header(2)[0],
+            shared_extension_elements(0, AUDIO_LEVEL_ID, 0, level),
+            extension_block_header(2)[1],
+        )
+    )
+    for level in range(128)
+)
+
+
+def _no_keyframe_request() -> None:
+    """What an edge producer asks once its relay stream is stopped: nobody."""
+
+
+# -- stream descriptions and SSRCs ----------------------------------------------------------------
+
+
+class SsrcAllocator:
+    """Relay SSRCs unique within one process: consecutive from a random start, never 0.
+
+    The random start keeps a restarted home from reusing the SSRCs an edge may still expect from
+    the process it replaced.
+    """
+
+    __slots__ = ("_next",)
+
+    def __init__(self, start: int | None = None) -> None:
+        self._next = random.randrange(1, 1 << 32) if start is None else start
+
+    def __call__(self) -> int:
+        """The next unused SSRC."""
+        ssrc = self._next
+        self._next = (ssrc + 1) & 0xFFFFFFFF or 1
+        return ssrc
+
+
+assign_ssrc = SsrcAllocator()
+"The process's allocator: ``assign_ssrc()`` returns a relay SSRC no other stream here has."
+
+
+def stream_description(producer: Producer, ssrc: int) -> dict[str, Any]:
+    """The STREAM object of a STAGE message (JSON-ready) for ``producer`` relayed as ``ssrc``."""
+    codec = producer.codec
+    return {
+        "ssrc": ssrc,
+        "track_id": producer.track_id,
+        "participant_id": producer.participant_id,
+        "source": str(producer.source),
+        "codec": {
+            "mime_type": codec.mime_type,
+            "clock_rate": codec.clock_rate,
+            "channels": codec.channels,
+            "parameters": [[key, value] for key, value in codec.parameters],
+        },
+    }
+
+
+def codec_from_description(description: dict[str, Any]) -> CodecInfo:
+    """The codec of a STREAM object (or of its ``codec`` member); ValueError if malformed."""
+    codec = description.get("codec", description)
+    if not isinstance(codec, dict):
+        raise ValueError("codec must be an object")
+    mime_type = codec.get("mime_type")
+    clock_rate = codec.get("clock_rate")
+    channels = codec.get("channels")
+    parameters = codec.get("parameters", [])
+    if not isinstance(mime_type, str) or mime_type.count("/") != 1:
+        raise ValueError("codec.mime_type must be a type/subtype string")
+    if type(clock_rate) is not int or clock_rate <= 0:
+        raise ValueError("codec.clock_rate must be a positive integer")
+    if channels is not None and (type(channels) is not int or channels <= 0):
+        raise ValueError("codec.channels must be a positive integer or null")
+    if not isinstance(parameters, list) or not all(
+        isinstance(pair, list | tuple)
+        and len(pair) == 2
+        and all(isinstance(item, str) for item in pair)
+        for pair in parameters
+    ):
+        raise ValueError("codec.parameters must be a list of [name, value] strings")
+    return CodecInfo(
+        mime_type,
+        clock_rate,
+        channels,
+        tuple(sorted((str(key), str(value)) for key, value in parameters)),
+    )
+
+
+def source_from_description(description: dict[str, Any]) -> TrackSource:
+    """The track source of a STREAM object; ValueError if it is not one."""
+    source = description.get("source")
+    if not isinstance(source, str):
+        raise ValueError("source must be a string")
+    return TrackSource(source)
+
+
+# -- wire format (pure) ---------------------------------------------------------------------------
+
+
+def parse_relay_packet(data: bytes) -> tuple[int, int, int, bool, bytes, int | None]:
+    """Return (ssrc, sequence, timestamp, marker, payload, audio_level) of a relayed RTP packet.
+
+    Raises ValueError for anything that is not well-formed RTP.
+    """
+    _, marker, sequence, timestamp, ssrc, offset = parse_fixed_header(data)
+    end = len(data) - data[-1] if data[0] & 0x20 else len(data)
+    level = _audio_level(data) if data[0] & 0x10 else None
+    return ssrc, sequence, timestamp, marker, data[offset:end], level
+
+
+def _audio_level(data: bytes) -> int | None:
+    """The level element (id 1) of a packet's one-byte extension block, if it has one.
+
+    Only call on a packet ``parse_fixed_header`` accepted with the X bit set: the block is there.
+    """
+    start = 12 + 4 * (data[0] & 0x0F)
+    if data[start] != 0xBE or data[start + 1] != 0xDE:
+        return None  # a two-byte header block: not the relay's
+    i = start + 4
+    end = i + 4 * ((data[start + 2] << 8) | data[start + 3])
+    while i < end:
+        byte = data[i]
+        if byte == 0:  # padding between elements
+            i += 1
+            continue
+        element_id = byte >> 4
+        if element_id == 15:
+            break
+        if element_id == AUDIO_LEVEL_ID:
+            return data[i + 1] & 0x7F if i + 1 < end else None
+        i += (byte & 0x0F) + 2
+    return None
+
+
+def sender_report(ssrc: int, ntp_time: int, rtp_time: int, packets: int, octets: int) -> bytes:
+    """An RTCP sender report (no report blocks) for relay stream ``ssrc``."""
+    info = RtcpSenderInfo(ntp_time, rtp_time, packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
+    return bytes(RtcpSrPacket(ssrc=ssrc, sender_info=info))
+
+
+def picture_loss_indication(ssrc: int) -> bytes:
+    """An RTCP PLI for relay stream ``ssrc`` (the edge sends no media: sender SSRC 0)."""
+    return bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=0, media_ssrc=ssrc))
+
+
+def _address(remote: tuple[str, int]) -> Address:
+    """``remote`` spelled as the socket reports a sender, so lookups match."""
+    host, port = remote
+    ip = ipaddress.ip_address(host)
+    if ip.version != 4:
+        raise ValueError(f"relay addresses are IPv4: {host}")
+    return str(ip), int(port)
+
+
+# -- home side ------------------------------------------------------------------------------------
+
+
+class RelaySink:
+    """Sends one producer's packets and sender reports to one edge as relay stream ``ssrc``."""
+
+    __slots__ = (
+        "_last_out",
+        "_link",
+        "_offset",
+        "_payload_type",
+        "_remote",
+        "_resync",
+        "_sendto",
+        "_video",
+        "bytes_sent",
+        "packets_dropped",
+        "packets_sent",
+        "producer",
+        "ssrc",
+    )
+
+    def __init__(self, link: RelayLink, producer: Producer, ssrc: int) -> None:
+        self.producer = producer
+        self.ssrc = ssrc
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        "Payload octets sent (the sender report's octet count)."
+        self.packets_dropped = 0
+        self._link = link
+        self._sendto = link.endpoint._sendto
+        self._remote = link.remote
+        self._video = producer.kind == "video"
+        self._payload_type = VIDEO_PAYLOAD_TYPE if self._video else AUDIO_PAYLOAD_TYPE
+        # Relay sequence = extended sequence + offset; the offset stays 0 (the numbering the
+        # wire format names) until a resync bridges a pause.
+        self._offset = 0
+        self._last_out = -1
+        self._resync = False
+
+    def on_packet(self, packet: IncomingPacket) -> None:
+        """Send one packet; a full socket buffer drops it (counted), nothing raises."""
+        if self._resync:
+            if self._video and not packet.keyframe:
+                # After a break the edge gets a clean start, as a consumer's subscriber does.
+                self.producer.request_keyframe(packet.arrival)
+                return
+            self._resync = False
+            self._offset = self._last_out + 1 - packet.ext_sequence
+        out = packet.ext_sequence + self._offset
+        if out > self._last_out:
+            self._last_out = out
+        payload = packet.payload
+        level = packet.audio_level
+        header = pack_fixed_header(
+            self._payload_type,
+            packet.marker,
+            out & 0xFFFF,
+            packet.timestamp,
+            self.ssrc,
+            level is not None,
+        )
+        if level is None:
+            data = header + payload
+        else:
+            data = header + _LEVEL_BLOCKS[level & 0x7F] + payload
+        try:
+            self._sendto(data, self._remote)
+        except OSError:  # BlockingIOError: the socket buffer is full; a PLI will repair
+            self.packets_dropped += 1
+            return
+        self.packets_sent += 1
+        self.bytes_sent += len(payload)
+
+    def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
+        """Pass the publisher's clock mapping on as an RTCP sender report."""
+        data = sender_report(self.ssrc, ntp_time, rtp_time, self.packets_sent, self.bytes_sent)
+        try:
+            self._sendto(data, self._remote)
+        except OSError:
+            self.packets_dropped += 1
+
+    def resync(self) -> None:
+        """After a pause, continue the relay's numbering from the last packet sent.
+
+        The publisher's numbering ran on meanwhile; a jump of half the sequence space or more
+        would look like old packets to the edge. Video waits for the next keyframe.
+        """
+        if self._last_out >= 0:
+            self._resync = True
+
+    def close(self) -> None:
+        """The producer ended: the link forgets this stream."""
+        self._link._forget(self)
+
+
+class RelayLink:
+    """The streams one home sends to one edge."""
+
+    def __init__(self, endpoint: RelayEndpoint, remote: Address) -> None:
+        self.endpoint = endpoint
+        self.remote = remote
+        self.keyframe_requests_received = 0
+        self._sinks: dict[int, RelaySink] = {}
+        self._retired_sent = 0
+        self._retired_dropped = 0
+
+    @property
+    def packets_sent(self) -> int:
+        """RTP packets this link sent, over every stream it ever had."""
+        return self._retired_sent + sum(sink.packets_sent for sink in self._sinks.values())
+
+    @property
+    def packets_dropped(self) -> int:
+        """RTP and RTCP packets this link dropped because the socket could not take them."""
+        return self._retired_dropped + sum(sink.packets_dropped for sink in self._sinks.values())
+
+    @property
+    def ssrcs(self) -> list[int]:
+        """The relay SSRCs being forwarded."""
+        return list(self._sinks)
+
+    def forward(self, producer: Producer, ssrc: int) -> RelaySink:
+        """Send ``producer``'s packets to the edge as relay stream ``ssrc`` (replacing another)."""
+        self.stop(ssrc)
+        sink = RelaySink(self, producer, ssrc)
+        self._sinks[ssrc] = sink
+        producer.add_sink(sink)  # passes on a known sender report at once
+        return sink
+
+    def stop(self, ssrc: int) -> None:
+        """Stop sending relay stream ``ssrc``."""
+        sink = self._sinks.get(ssrc)
+        if sink is not None:
+            sink.producer.remove_sink(sink)
+            self._forget(sink)
+
+    def close(self) -> None:
+        """Stop every stream and leave the endpoint."""
+        for ssrc in list(self._sinks):
+            self.stop(ssrc)
+        self.endpoint._links.pop(self.remote, None)
+
+    def _forget(self, sink: RelaySink) -> None:
+        if self._sinks.get(sink.ssrc) is sink:
+            del self._sinks[sink.ssrc]
+            self._retired_sent += sink.packets_sent
+            self._retired_dropped += sink.packets_dropped
+
+    def _keyframe_request(self, ssrc: int, now: float) -> bool:
+        """The edge lost a picture of stream ``ssrc``; False if no such stream is forwarded."""
+        sink = self._sinks.get(ssrc)
+        if sink is None:
+            return False
+        self.keyframe_requests_received += 1
+        sink.producer.request_keyframe(now)
+        return True
+
+
+# -- the socket -----------------------------------------------------------------------------------
+
+
+class RelayEndpoint(asyncio.DatagramProtocol):
+    """A worker's relay socket: sends its home rooms' streams, receives the rooms it relays."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        # Sends go straight to the non-blocking socket: when the kernel buffer is full the packet
+        # is dropped, rather than queued in user space where a lecture's delay would grow.
+        self._sock = sock
+        self._sendto = sock.sendto
+        self.address: Address = sock.getsockname()[:2]
+        "Where edges and homes reach this endpoint."
+        self.receive_buffer_bytes = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        "The socket's receive buffer as the kernel reports it (Linux doubles what it grants)."
+        self.send_buffer_bytes = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        "The socket's send buffer as the kernel reports it."
+        self.datagrams_received = 0
+        self.datagrams_unknown = 0
+        "Datagrams from an address or for an SSRC nothing here expects."
+        self.datagrams_malformed = 0
+        "Datagrams that are neither RTP nor RTCP."
+        self._transport: asyncio.DatagramTransport | None = None
+        self._fd = sock.fileno()
+        self._lateness = LatenessProbe()  # an edge sheds load as a home does (mcu.sfu.shedding)
+        self._links: dict[Address, RelayLink] = {}
+        self._receivers: dict[Address, dict[int, Producer]] = {}
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, host: str = "127.0.0.1", port: int = 0, *, buffer_bytes: int = SOCKET_BUFFER_BYTES
+    ) -> RelayEndpoint:
+        """Bind the relay socket (port 0: any free port) with buffers as large as allowed."""
+        address = _address((host, port))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            _grow_buffer(sock, socket.SO_RCVBUF, "SO_RCVBUFFORCE", buffer_bytes)
+            _grow_buffer(sock, socket.SO_SNDBUF, "SO_SNDBUFFORCE", buffer_bytes)
+            sock.bind(address)
+            endpoint = cls(sock)
+            loop = asyncio.get_running_loop()
+            await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        if endpoint.receive_buffer_bytes < buffer_bytes:
+            logger.warning(
+                "relay receive buffer is %d bytes, not %d: raise net.core.rmem_max",
+                endpoint.receive_buffer_bytes,
+                buffer_bytes,
+            )
+        return endpoint
+
+    # -- home side
+
+    def link(self, remote: tuple[str, int]) -> RelayLink:
+        """The link to the edge at ``remote`` (made on first use)."""
+        self._check_open()
+        address = _address(remote)
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = RelayLink(self, address)
+        return link
+
+    # -- edge side
+
+    def receive(self, remote: tuple[str, int], ssrc: int, producer: Producer) -> None:
+        """Feed ``producer`` with relay stream ``ssrc`` from the home at ``remote``.
+
+        The producer's keyframe requests become PLIs to the home.
+        """
+        self._check_open()
+        address = _address(remote)
+        self._receivers.setdefault(address, {})[ssrc] = producer
+        pli = picture_loss_indication(ssrc)
+        sendto = self._sendto
+
+        def send_pli() -> None:
+            try:
+                sendto(pli, address)
+            except OSError:
+                logger.debug("relay PLI for %d to %s dropped", ssrc, address)
+
+        producer.send_keyframe_request = send_pli
+
+    def stop_receiving(self, remote: tuple[str, int], ssrc: int) -> None:
+        """Stop feeding the producer of relay stream ``ssrc`` from ``remote``."""
+        address = _address(remote)
+        streams = self._receivers.get(address)
+        if streams is None:
+            return
+        producer = streams.pop(ssrc, None)
+        if producer is not None:
+            producer.send_keyframe_request = _no_keyframe_request
+        if not streams:
+            del self._receivers[address]
+
+    def close(self) -> None:
+        """Stop every link and stream and close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        for link in list(self._links.values()):
+            link.close()
+        for address, streams in list(self._receivers.items()):
+            for ssrc in list(streams):
+                self.stop_receiving(address, ssrc)
+        INGRESS.discard(self._lateness.estimate)
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._sock.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the relay endpoint is closed")
+
+    # -- asyncio.DatagramProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The event loop took the socket."""
+        # uvloop's UDP transport is not an asyncio.DatagramTransport subclass, but behaves as one.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        """Route one datagram: RTP to its edge producer, SR to it too, PLI to a home producer."""
+        self.datagrams_received += 1
+        if len(data) < 8 or data[0] >> 6 != 2:
+            self.datagrams_malformed += 1
+            return
+        try:
+            if 192 <= data[1] <= 223:  # RFC 5761: RTCP types never collide with 96 or 111
+                self._on_rtcp(data, addr)
+                return
+            streams = self._receivers.get(addr)
+            if streams is None:
+                self.datagrams_unknown += 1
+                return
+            try:
+                ssrc, sequence, timestamp, marker, payload, level = parse_relay_packet(data)
+            except ValueError:
+                self.datagrams_malformed += 1
+                return
+            producer = streams.get(ssrc)
+            if producer is None:
+                self.datagrams_unknown += 1
+                return
+            now = time.monotonic()
+            lateness = self._lateness.sample(self._fd, now)
+            producer.on_rtp(sequence, timestamp, marker, payload, level, now, lateness)
+        except Exception:  # a datagram must never take the socket down
+            self.datagrams_malformed += 1
+            logger.exception("relay datagram from %s failed", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for an earlier send (an edge that went away): nothing to do."""
+        logger.debug("relay socket error: %s", exc)
+
+    def _on_rtcp(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            packets = RtcpPacket.parse(data)
+        except Exception:  # aiortc's parsers raise ValueError and struct.error on garbage
+            self.datagrams_malformed += 1
+            return
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                producer = self._receivers.get(addr, {}).get(packet.ssrc)
+                if producer is None:
+                    self.datagrams_unknown += 1
+                    continue
+                info = packet.sender_info
+                producer.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
+                link = self._links.get(addr)
+                if link is None or not link._keyframe_request(packet.media_ssrc, time.monotonic()):
+                    self.datagrams_unknown += 1
+
+
+def _grow_buffer(sock: socket.socket, option: int, force_option: str, size: int) -> None:
+    """Set a socket buffer to ``size``, beyond the sysctl limit when the process may."""
+    force = getattr(socket, force_option, None)
+    if force is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+        except OSError:
+            pass  # needs CAP_NET_ADMIN; the plain option is capped at net.core.[rw]mem_max
+    sock.setsockopt(socket.SOL_SOCKET, option, size)

@@ -1,0 +1,1 @@
+"""Documents shown as slides: validated and rendered in sandboxed child processes, sent as video."""

@@ -1,0 +1,416 @@
+"""The REST admin API under ``/api``: define rooms, issue invite links, end live rooms.
+
+Every request needs ``Authorization: Bearer <admin token>``. Bodies and replies are JSON;
+errors are ``{"error": code, "message": text}``. docs/api.md is the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn, Protocol, TypeVar
+
+from aiohttp import web
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from mcu.crypto.passwords import hash_password, verify_password
+from mcu.crypto.tokens import InviteSigner, Role
+from mcu.infra.httpapi import (
+    ApiError,
+    Moment,
+    bearer_matches,
+    describe_validation_error,
+    error_response,
+    read_body,
+)
+from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, RoomStore, Unset
+
+__all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
+
+log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=BaseModel)
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest request body accepted; larger ones get 413."""
+
+RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Capacity = Annotated[int, Field(ge=1, le=1000)]
+TtlSeconds = Annotated[int, Field(ge=60, le=2_592_000)]
+
+
+class LiveRooms(Protocol):
+    """What the admin API needs from the rooms currently in session."""
+
+    def participant_count(self, room_id: str) -> int:
+        """How many participants are in the room now (0 if it is not live)."""
+        ...
+
+    async def end_room(self, room_id: str, reason: str) -> None:
+        """Send everyone in the room ``room_ended`` with ``reason`` and disconnect them; a no-op
+        for a room that is not live."""
+        ...
+
+    async def set_recording(self, room_id: str, active: bool) -> dict[str, Any] | None:
+        """Start or stop recording a live room; None when the room is not live."""
+        ...
+
+
+class _Body(BaseModel):
+    # Strict: "8" is not a capacity; JSON-mode strict still accepts ISO-8601 strings as times.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CreateRoom(_Body):
+    """``POST /api/rooms``."""
+
+    id: RoomId
+    title: Title
+    password: Password
+    opens_at: Moment | None = None
+    closes_at: Moment | None = None
+    max_participants: Capacity | None = None
+    auto_record: bool = False
+    kind: RoomKind = "meeting"
+    viewer_password: Password | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> CreateRoom:
+        _check_window(_timestamp(self.opens_at), _timestamp(self.closes_at))
+        if self.viewer_password is not None and self.kind != "lecture":
+            raise ValueError("viewer_password: only lecture rooms have viewers")
+        if self.viewer_password is not None and self.viewer_password == self.password:
+            raise ValueError("viewer_password must differ from password (it admits viewers only)")
+        return self
+
+
+class UpdateRoom(_Body):
+    """``PATCH /api/rooms/{id}``; only fields present change, null clears an optional one."""
+
+    title: Title | None = None
+    password: Password | None = None
+    opens_at: Moment | None = None
+    closes_at: Moment | None = None
+    max_participants: Capacity | None = None
+    auto_record: bool | None = None
+    kind: RoomKind | None = None
+    viewer_password: Password | None = None
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> UpdateRoom:
+        for name in ("title", "password", "auto_record", "kind"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class CreateInvite(_Body):
+    """``POST /api/rooms/{id}/invites``."""
+
+    role: Role = "participant"
+    ttl_seconds: TtlSeconds = 86_400
+
+
+async def _check_viewer_password(current: RoomRecord, body: UpdateRoom) -> None:
+    """The rules creation enforces, on the room as the change would leave it: a viewer password
+    only on a lecture, and never equal to the room password (viewers would join as lecturers)."""
+    given = body.model_fields_set
+    kind = body.kind if body.kind is not None else current.kind
+    has_viewer_password = (
+        body.viewer_password is not None
+        if "viewer_password" in given
+        else current.viewer_password_hash is not None
+    )
+    if has_viewer_password and kind != "lecture":
+        raise ApiError(
+            400,
+            "bad_request",
+            "viewer_password: only lecture rooms have viewers (clear it to make a meeting)",
+        )
+    same = "viewer_password must differ from password (it admits viewers only)"
+    if body.password is not None and body.viewer_password is not None:
+        if body.password == body.viewer_password:
+            raise ApiError(400, "bad_request", same)
+    elif body.viewer_password is not None:
+        if await verify_password(current.password_hash, body.viewer_password):
+            raise ApiError(400, "bad_request", same)
+    elif body.password is not None and "viewer_password" not in given:
+        stored = current.viewer_password_hash
+        if stored is not None and await verify_password(stored, body.password):
+            raise ApiError(400, "bad_request", same)
+
+
+def _check_window(opens_at: float | None, closes_at: float | None) -> None:
+    if opens_at is not None and closes_at is not None and closes_at <= opens_at:
+        raise ValueError("closes_at must be later than opens_at")
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _bad_request(exc: ValidationError) -> NoReturn:
+    first = exc.errors()[0]
+    if first["type"] == "string_pattern_mismatch" and first["loc"] == ("id",):
+        message = "id: must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
+    else:
+        message = describe_validation_error(exc)
+    raise ApiError(400, "bad_request", message)
+
+
+async def _parse(request: web.Request, model: type[_M], *, empty_ok: bool = False) -> _M:
+    body = await read_body(request, MAX_BODY_BYTES)
+    if empty_ok and not body.strip():
+        body = b"{}"
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        _bad_request(exc)
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _AdminApi:
+    """Route handlers sharing the store, signer and live-room view."""
+
+    def __init__(
+        self, store: RoomStore, signer: InviteSigner, admin_token: str, live: LiveRooms
+    ) -> None:
+        self.store, self.signer, self.live = store, signer, live
+        self._token = admin_token.encode("utf-8")
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """Authenticate, then turn every failure into a JSON error."""
+        if not self._authorised(request):
+            log.info(
+                "admin API: refused %s %s from %s", request.method, request.path, request.remote
+            )
+            refusal = error_response(
+                401, "unauthorized", "send Authorization: Bearer <admin token>"
+            )
+            refusal.headers["WWW-Authenticate"] = 'Bearer realm="mcu-admin"'
+            return refusal
+        response: web.StreamResponse
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.error, exc.message)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = exc.reason.lower().replace(" ", "_")
+            response = error_response(exc.status, code, exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+        except Exception:
+            log.exception("admin API %s %s failed", request.method, request.path)
+            response = error_response(500, "internal_error", "see the server log")
+        # Replies can carry invite tokens.
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _authorised(self, request: web.Request) -> bool:
+        return bearer_matches(request, self._token)
+
+    async def _existing(self, room_id: str) -> RoomRecord:
+        record = await self.store.get(room_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no room {room_id!r}")
+        return record
+
+    def _room_json(self, record: RoomRecord) -> dict[str, Any]:
+        return {
+            "id": record.id,
+            "title": record.title,
+            "created_at": _iso(record.created_at),
+            "opens_at": _iso(record.opens_at),
+            "closes_at": _iso(record.closes_at),
+            "max_participants": record.max_participants,
+            "auto_record": record.auto_record,
+            "kind": record.kind,
+            "viewer_password": record.viewer_password_hash is not None,
+            "participants": self.live.participant_count(record.id),
+        }
+
+    async def create_room(self, request: web.Request) -> web.Response:
+        """``POST /api/rooms``."""
+        body = await _parse(request, CreateRoom)
+        if await self.store.get(body.id) is not None:
+            raise ApiError(409, "room_exists", f"room {body.id!r} already exists")
+        record = RoomRecord(
+            id=body.id,
+            title=body.title,
+            password_hash=await hash_password(body.password),
+            created_at=time.time(),
+            opens_at=_timestamp(body.opens_at),
+            closes_at=_timestamp(body.closes_at),
+            max_participants=body.max_participants,
+            auto_record=body.auto_record,
+            kind=body.kind,
+            viewer_password_hash=(
+                await hash_password(body.viewer_password)
+                if body.viewer_password is not None
+                else None
+            ),
+        )
+        try:
+            await self.store.create(record)
+        except RoomExists:
+            # Another request created it while the password was hashing.
+            raise ApiError(409, "room_exists", f"room {body.id!r} already exists") from None
+        log.info("room %s created", record.id)
+        return web.json_response(self._room_json(record), status=201)
+
+    async def list_rooms(self, request: web.Request) -> web.Response:
+        """``GET /api/rooms``."""
+        records = await self.store.list()
+        return web.json_response({"rooms": [self._room_json(record) for record in records]})
+
+    async def get_room(self, request: web.Request) -> web.Response:
+        """``GET /api/rooms/{id}``."""
+        record = await self._existing(request.match_info["id"])
+        return web.json_response(self._room_json(record))
+
+    async def update_room(self, request: web.Request) -> web.Response:
+        """``PATCH /api/rooms/{id}``."""
+        room_id = request.match_info["id"]
+        current = await self._existing(room_id)
+        body = await _parse(request, UpdateRoom)
+        given = body.model_fields_set
+        opens_at: float | Unset | None = UNSET
+        closes_at: float | Unset | None = UNSET
+        if "opens_at" in given:
+            opens_at = _timestamp(body.opens_at)
+        if "closes_at" in given:
+            closes_at = _timestamp(body.closes_at)
+        try:
+            _check_window(
+                current.opens_at if opens_at is UNSET else opens_at,
+                current.closes_at if closes_at is UNSET else closes_at,
+            )
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        await _check_viewer_password(current, body)
+        record = await self.store.update(
+            room_id,
+            title=body.title if body.title is not None else UNSET,
+            password_hash=(
+                await hash_password(body.password) if body.password is not None else UNSET
+            ),
+            opens_at=opens_at,
+            closes_at=closes_at,
+            max_participants=body.max_participants if "max_participants" in given else UNSET,
+            auto_record=body.auto_record if body.auto_record is not None else UNSET,
+            kind=body.kind if body.kind is not None else UNSET,
+            viewer_password_hash=(
+                UNSET
+                if "viewer_password" not in given
+                else None
+                if body.viewer_password is None
+                else await hash_password(body.viewer_password)
+            ),
+        )
+        if record is None:
+            raise ApiError(404, "not_found", f"no room {room_id!r}")
+        log.info("room %s updated (%s)", room_id, ", ".join(sorted(given)) or "nothing")
+        return web.json_response(self._room_json(record))
+
+    async def delete_room(self, request: web.Request) -> web.Response:
+        """``DELETE /api/rooms/{id}``: end the live session, then forget the room."""
+        room_id = request.match_info["id"]
+        await self._existing(room_id)
+        await self.live.end_room(room_id, "deleted")
+        await self.store.delete(room_id)
+        if self.live.participant_count(room_id):
+            # Someone joined between ending the session and deleting the record.
+            await self.live.end_room(room_id, "deleted")
+        log.info("room %s deleted", room_id)
+        return web.Response(status=204)
+
+    async def set_recording(self, request: web.Request) -> web.Response:
+        """``POST /api/rooms/{id}/recording``: start or stop recording a live room."""
+        record = await self._existing(request.match_info["id"])
+        body = await _parse(request, RecordingBody)
+        state = await self.live.set_recording(record.id, body.active)
+        if state is None:
+            return web.json_response(
+                {
+                    "error": "not_live",
+                    "message": "nobody is in the room; recording starts with a session",
+                },
+                status=409,
+            )
+        return web.json_response(state)
+
+    async def create_invite(self, request: web.Request) -> web.Response:
+        """``POST /api/rooms/{id}/invites``."""
+        record = await self._existing(request.match_info["id"])
+        body = await _parse(request, CreateInvite, empty_ok=True)
+        now = time.time()
+        token = self.signer.issue(record.id, body.role, body.ttl_seconds, now=now)
+        log.info("invite issued for room %s (%s, %d s)", record.id, body.role, body.ttl_seconds)
+        payload = {
+            "token": token,
+            # A viewer's link opens the audience page (no camera, the stage over WHEP).
+            "url": f"/r/{record.id}?{'view&' if body.role == 'viewer' else ''}invite={token}",
+            "role": body.role,
+            "expires_at": _iso(now + body.ttl_seconds),
+        }
+        if body.role == "viewer":
+            # A WHEP player watches with the token as its bearer token; in a meeting the
+            # participants see it (by its ?name=).
+            payload["whep"] = f"/whep/{record.id}"
+        return web.json_response(payload, status=201)
+
+
+class RecordingBody(_Body):
+    """Body of ``POST /api/rooms/{id}/recording``."""
+
+    active: bool
+
+
+def setup_admin_api(
+    app: web.Application,
+    *,
+    store: RoomStore,
+    signer: InviteSigner,
+    admin_token: str,
+    live: LiveRooms,
+) -> web.Application:
+    """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
+
+    Returns the sub-application, so other parts of the server can add their ``/api`` routes
+    behind the same authentication.
+    """
+    if len(admin_token) < 16:
+        raise ValueError("admin token must be at least 16 characters")
+    api = _AdminApi(store, signer, admin_token, live)
+    sub = web.Application(middlewares=[api.middleware])
+    sub.router.add_post("/rooms", api.create_room)
+    sub.router.add_get("/rooms", api.list_rooms, allow_head=False)
+    sub.router.add_get("/rooms/{id}", api.get_room, allow_head=False)
+    sub.router.add_patch("/rooms/{id}", api.update_room)
+    sub.router.add_delete("/rooms/{id}", api.delete_room)
+    sub.router.add_post("/rooms/{id}/invites", api.create_invite)
+    sub.router.add_post("/rooms/{id}/recording", api.set_recording)
+    app.add_subapp("/api", sub)
+    return sub
