@@ -50,7 +50,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from mcu.crypto.tokens import InviteSigner
-from mcu.recorder.library import ShareSigner
+from mcu.library.api import ShareSigner
 
 from .targets import library, tokens
 

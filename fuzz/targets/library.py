@@ -1,4 +1,4 @@
-"""The library's HTTP inputs (``mcu.recorder.library``): Range headers, share tokens and the
+"""The library's HTTP inputs (``mcu.library.api``): Range headers, share tokens and the
 query strings of a search and an upload.
 
 Properties: a byte range lies within the file and is not empty; a query is refused only with a
@@ -12,7 +12,7 @@ import json
 from yarl import URL
 
 from mcu.infra.httpapi import ApiError
-from mcu.recorder.library import (
+from mcu.library.api import (
     InvalidShare,
     RangeNotSatisfiable,
     ShareSigner,

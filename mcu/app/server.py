@@ -24,9 +24,9 @@ from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.looplag import LoopLagMonitor
 from mcu.infra.runtimegauges import RuntimeCollector
 from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector
+from mcu.library.api import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
 from mcu.mixer.session import MixedVideo
 from mcu.recorder.catalogue import Catalogue
-from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
 from mcu.recorder.writer import TrackWriter
 from mcu.sfu import aiortc_adapter, ice
 from mcu.sfu.consumer import Consumer

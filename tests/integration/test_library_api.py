@@ -22,14 +22,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from mcu.app.cluster.front import MAX_BODY_BYTES as FRONT_MAX_BODY_BYTES
 from mcu.crypto.atrest import new_data_key, open_encrypted_writer, read_range, wrap_key
 from mcu.crypto.tokens import InviteSigner
-from mcu.recorder.catalogue import Catalogue, LibraryFile, LibraryItem, recover
-from mcu.recorder.library import (
+from mcu.library.api import (
     MAX_UPLOAD_BYTES,
     RangeNotSatisfiable,
     ShareSigner,
     byte_range,
     setup_library,
 )
+from mcu.recorder.catalogue import Catalogue, LibraryFile, LibraryItem, recover
 from mcu.signaling.endpoints.admin import setup_admin_api
 from mcu.signaling.rooms.store import DB_FILENAME, RoomStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcu.crypto.tokens import InvalidInvite, Invite, InviteSigner
-from mcu.recorder.library import InvalidShare, ShareSigner
+from mcu.library.api import InvalidShare, ShareSigner
 
 SECRET = bytes(range(32))
 NOW = 1_700_000_000.0
