@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import logging
 import os
 import re
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import IO, Annotated, Any, Final, NoReturn, TypeVar
 
 from aiohttp import web
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -47,7 +45,7 @@ from mcu.crypto.atrest import (
     unwrap_key,
     wrap_key,
 )
-from mcu.crypto.tokens import finite_number
+from mcu.crypto.tokens import InvalidShare, ShareSigner
 from mcu.infra.httpapi import (
     ApiError,
     bearer_matches,
@@ -69,9 +67,7 @@ __all__ = [
     "MASTER_KEY_NAME",
     "MAX_UPLOAD_BYTES",
     "SHARE_KEY_NAME",
-    "InvalidShare",
     "RangeNotSatisfiable",
-    "ShareSigner",
     "byte_range",
     "setup_library",
 ]
@@ -90,7 +86,6 @@ UPLOADS_DIRNAME: Final = "library"
 """Uploads live in ``data_dir/library/<item id>/``."""
 _WINDOW: Final = 16 * CHUNK_SIZE
 """Bytes read (and, for encrypted files, decrypted) per executor call while streaming."""
-_SHARE_SALT = "library-share"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -101,57 +96,6 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Tags = Annotated[list[Tag], Field(max_length=32)]
 TtlSeconds = Annotated[int, Field(ge=60, le=2_592_000)]
-
-
-# --- share links -------------------------------------------------------------------------------
-
-
-class InvalidShare(Exception):
-    """A share token was refused; ``reason`` is ``bad_signature``, ``malformed``, ``expired`` or
-    ``wrong_item``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class ShareSigner:
-    """Signs and checks share tokens (HMAC via itsdangerous, its own salt): one item, until an
-    expiry the token carries."""
-
-    def __init__(self, secret: bytes) -> None:
-        if len(secret) < 16:
-            raise ValueError("share signing secret must be at least 16 bytes")
-        self._serializer = URLSafeTimedSerializer(secret, salt=_SHARE_SALT)
-
-    def issue(self, item_id: str, ttl_seconds: int, now: float | None = None) -> str:
-        """A URL-safe token letting its holder play ``item_id`` for ``ttl_seconds`` from
-        ``now``."""
-        if ttl_seconds <= 0:
-            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
-        issued = time.time() if now is None else now
-        return self._serializer.dumps({"item": item_id, "iat": issued, "exp": issued + ttl_seconds})
-
-    def verify(self, token: str, item_id: str, now: float | None = None) -> float:
-        """The expiry of ``token`` if it is genuine, for ``item_id`` and unexpired at ``now``."""
-        try:
-            payload: Any = self._serializer.loads(token)
-        except BadSignature:
-            raise InvalidShare("bad_signature") from None
-        expires = finite_number(payload.get("exp")) if isinstance(payload, dict) else None
-        if (
-            not isinstance(payload, dict)
-            or not isinstance(payload.get("item"), str)
-            or expires is None
-        ):
-            raise InvalidShare("malformed")
-        if (time.time() if now is None else now) >= expires:
-            raise InvalidShare("expired")
-        # surrogatepass: a JSON string may hold a lone surrogate, which plain UTF-8 refuses.
-        signed_item = payload["item"].encode("utf-8", "surrogatepass")
-        if not hmac.compare_digest(signed_item, item_id.encode("utf-8", "surrogatepass")):
-            raise InvalidShare("wrong_item")
-        return expires
 
 
 # --- byte ranges -------------------------------------------------------------------------------

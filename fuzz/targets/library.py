@@ -11,11 +11,10 @@ import json
 
 from yarl import URL
 
+from mcu.crypto.tokens import InvalidShare, ShareSigner
 from mcu.infra.httpapi import ApiError
 from mcu.library.api import (
-    InvalidShare,
     RangeNotSatisfiable,
-    ShareSigner,
     byte_range,
     parse_search,
     parse_upload_params,

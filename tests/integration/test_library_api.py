@@ -21,11 +21,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mcu.app.cluster.front import MAX_BODY_BYTES as FRONT_MAX_BODY_BYTES
 from mcu.crypto.atrest import new_data_key, open_encrypted_writer, read_range, wrap_key
-from mcu.crypto.tokens import InviteSigner
+from mcu.crypto.tokens import InviteSigner, ShareSigner
 from mcu.library.api import (
     MAX_UPLOAD_BYTES,
     RangeNotSatisfiable,
-    ShareSigner,
     byte_range,
     setup_library,
 )

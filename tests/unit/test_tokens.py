@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcu.crypto.tokens import InvalidInvite, Invite, InviteSigner
-from mcu.library.api import InvalidShare, ShareSigner
+from mcu.crypto.tokens import InvalidInvite, InvalidShare, Invite, InviteSigner, ShareSigner
 
 SECRET = bytes(range(32))
 NOW = 1_700_000_000.0
