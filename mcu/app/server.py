@@ -24,7 +24,8 @@ from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.looplag import LoopLagMonitor
 from mcu.infra.runtimegauges import RuntimeCollector
 from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector
-from mcu.library.api import MASTER_KEY_NAME, SHARE_KEY_NAME, setup_library
+from mcu.library.api import MASTER_KEY_NAME, setup_library
+from mcu.library.shares import SHARE_KEY_NAME
 from mcu.mixer.session import MixedVideo
 from mcu.recorder.catalogue import Catalogue
 from mcu.recorder.writer import TrackWriter
