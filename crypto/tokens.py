@@ -1,7 +1,9 @@
-"""Invite links: signed, self-expiring tokens that admit one role to one room."""
+"""Signed, self-expiring tokens: invite links that admit one role to one room, and library share
+links that let their holder play one item."""
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from dataclasses import dataclass
@@ -9,11 +11,22 @@ from typing import Any, Literal, cast
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-__all__ = ["ROLES", "InvalidInvite", "Invite", "InviteSigner", "Role", "finite_number"]
+__all__ = [
+    "ROLES",
+    "InvalidInvite",
+    "InvalidShare",
+    "Invite",
+    "InviteSigner",
+    "Role",
+    "ShareSigner",
+    "finite_number",
+]
 
 Role = Literal["chair", "participant", "viewer"]
 ROLES: tuple[Role, ...] = ("chair", "participant", "viewer")
 _SALT = "room-invite"
+_SHARE_SALT = "library-share"
+"Its own salt, so no invite is ever a valid share token, nor the other way round."
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,54 @@ class InviteSigner:
         if room_created_at is not None and invite.issued_at < room_created_at:
             raise InvalidInvite("revoked")
         return invite
+
+
+class InvalidShare(Exception):
+    """A share token was refused; ``reason`` is ``bad_signature``, ``malformed``, ``expired`` or
+    ``wrong_item``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ShareSigner:
+    """Signs and checks share tokens (HMAC via itsdangerous, its own salt): one item, until an
+    expiry the token carries."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("share signing secret must be at least 16 bytes")
+        self._serializer = URLSafeTimedSerializer(secret, salt=_SHARE_SALT)
+
+    def issue(self, item_id: str, ttl_seconds: int, now: float | None = None) -> str:
+        """A URL-safe token letting its holder play ``item_id`` for ``ttl_seconds`` from
+        ``now``."""
+        if ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        issued = time.time() if now is None else now
+        return self._serializer.dumps({"item": item_id, "iat": issued, "exp": issued + ttl_seconds})
+
+    def verify(self, token: str, item_id: str, now: float | None = None) -> float:
+        """The expiry of ``token`` if it is genuine, for ``item_id`` and unexpired at ``now``."""
+        try:
+            payload: Any = self._serializer.loads(token)
+        except BadSignature:
+            raise InvalidShare("bad_signature") from None
+        expires = finite_number(payload.get("exp")) if isinstance(payload, dict) else None
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("item"), str)
+            or expires is None
+        ):
+            raise InvalidShare("malformed")
+        if (time.time() if now is None else now) >= expires:
+            raise InvalidShare("expired")
+        # surrogatepass: a JSON string may hold a lone surrogate, which plain UTF-8 refuses.
+        signed_item = payload["item"].encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(signed_item, item_id.encode("utf-8", "surrogatepass")):
+            raise InvalidShare("wrong_item")
+        return expires
 
 
 def _parse(payload: Any) -> Invite:

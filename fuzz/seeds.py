@@ -49,8 +49,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
-from mcu.crypto.tokens import InviteSigner
-from mcu.recorder.library import ShareSigner
+from mcu.crypto.tokens import InviteSigner, ShareSigner
 
 from .targets import library, tokens
 

@@ -1,1 +1,1 @@
-"""Recording subscribers and the recordings library."""
+"""Recording sinks (fragmented MP4), the composite, and the library's catalogue."""

@@ -1,5 +1,5 @@
-"""The library's HTTP inputs (``mcu.recorder.library``): Range headers, share tokens and the
-query strings of a search and an upload.
+"""The library's HTTP inputs (``mcu.library``): Range headers, share tokens (signed and checked
+in ``mcu.crypto.tokens``) and the query strings of a search and an upload.
 
 Properties: a byte range lies within the file and is not empty; a query is refused only with a
 400; a share token is accepted only for its item, unexpired, with the expiry it was signed with.
@@ -11,15 +11,11 @@ import json
 
 from yarl import URL
 
+from mcu.crypto.tokens import InvalidShare, ShareSigner
 from mcu.infra.httpapi import ApiError
-from mcu.recorder.library import (
-    InvalidShare,
-    RangeNotSatisfiable,
-    ShareSigner,
-    byte_range,
-    parse_search,
-    parse_upload_params,
-)
+from mcu.library.playback import RangeNotSatisfiable, byte_range
+from mcu.library.search import parse_search
+from mcu.library.uploads import parse_upload_params
 
 from ..harness import Crash, Input, text
 

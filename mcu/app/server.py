@@ -18,15 +18,16 @@ from mcu import __version__
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
-from mcu.crypto.tokens import InviteSigner
+from mcu.crypto.tokens import InviteSigner, ShareSigner
 from mcu.infra import metrics
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.looplag import LoopLagMonitor
 from mcu.infra.runtimegauges import RuntimeCollector
 from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector
+from mcu.library.api import MASTER_KEY_NAME, setup_library
+from mcu.library.shares import SHARE_KEY_NAME
 from mcu.mixer.session import MixedVideo
 from mcu.recorder.catalogue import Catalogue
-from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME, ShareSigner, setup_library
 from mcu.recorder.writer import TrackWriter
 from mcu.sfu import aiortc_adapter, ice
 from mcu.sfu.consumer import Consumer

@@ -21,15 +21,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mcu.app.cluster.front import MAX_BODY_BYTES as FRONT_MAX_BODY_BYTES
 from mcu.crypto.atrest import new_data_key, open_encrypted_writer, read_range, wrap_key
-from mcu.crypto.tokens import InviteSigner
+from mcu.crypto.tokens import InviteSigner, ShareSigner
+from mcu.library.api import setup_library
+from mcu.library.playback import RangeNotSatisfiable, byte_range
+from mcu.library.uploads import MAX_UPLOAD_BYTES
 from mcu.recorder.catalogue import Catalogue, LibraryFile, LibraryItem, recover
-from mcu.recorder.library import (
-    MAX_UPLOAD_BYTES,
-    RangeNotSatisfiable,
-    ShareSigner,
-    byte_range,
-    setup_library,
-)
 from mcu.signaling.endpoints.admin import setup_admin_api
 from mcu.signaling.rooms.store import DB_FILENAME, RoomStore
 

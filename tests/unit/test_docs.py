@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mcu.app.config import _INTERNAL_FIELDS, Config
 from mcu.crypto.secrets import ADMIN_TOKEN_NAME
-from mcu.recorder.library import MASTER_KEY_NAME, SHARE_KEY_NAME
+from mcu.library.api import MASTER_KEY_NAME
+from mcu.library.shares import SHARE_KEY_NAME
 from mcu.signaling.endpoints.admin import CreateRoom, UpdateRoom
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcu.infra.httpapi import ApiError
-from mcu.recorder.library import parse_search
+from mcu.library.search import parse_search
 
 
 def test_a_day_is_searched_whole() -> None:

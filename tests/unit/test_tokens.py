@@ -1,11 +1,10 @@
-"""Signed, expiring room invites."""
+"""Signed, expiring room invites and library share links."""
 
 from __future__ import annotations
 
 import pytest
 
-from mcu.crypto.tokens import InvalidInvite, Invite, InviteSigner
-from mcu.recorder.library import InvalidShare, ShareSigner
+from mcu.crypto.tokens import InvalidInvite, InvalidShare, Invite, InviteSigner, ShareSigner
 
 SECRET = bytes(range(32))
 NOW = 1_700_000_000.0
@@ -112,3 +111,15 @@ def test_a_share_token_with_an_expiry_too_large_for_a_float_is_malformed() -> No
     with pytest.raises(InvalidShare) as caught:
         signer.verify(token, "i", now=NOW)
     assert caught.value.reason == "malformed"
+
+
+def test_invites_and_share_links_never_pass_for_each_other() -> None:
+    # The same secret signs both only by mistake, but then a share link for an item whose id
+    # is a room's must still not admit anyone to that room, nor an invite play an item.
+    invite = InviteSigner(SECRET).issue("cardio-1", "chair", 3600, now=NOW)
+    share = ShareSigner(SECRET).issue("cardio-1", 3600, now=NOW)
+    with pytest.raises(InvalidShare) as refused:
+        ShareSigner(SECRET).verify(invite, "cardio-1", now=NOW)
+    assert refused.value.reason == "bad_signature"
+    assert reason(InviteSigner(SECRET), share, "cardio-1") == "bad_signature"
+    assert ShareSigner(SECRET).verify(share, "cardio-1", now=NOW) == NOW + 3600

@@ -54,7 +54,7 @@ __all__ = ["FRONT", "Front", "ViewerBalance", "create_front_app"]
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024**3
-"""Largest request body passed on: a library upload (``recorder.library.MAX_UPLOAD_BYTES``),
+"""Largest request body passed on: a library upload (``library.uploads.MAX_UPLOAD_BYTES``),
 streamed through, never held."""
 MAX_FRAME_BYTES = 1024 * 1024
 "Largest WebSocket frame accepted from a client (the workers' own limit)."
