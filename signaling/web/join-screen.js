@@ -155,3 +155,30 @@ export function blockJoinFor(seconds, text) {
   tick();
   countdown = setInterval(tick, 1000);
 }
+
+/** The join button's label, and whether it can be pressed. */
+export function showJoinButton(text, enabled) {
+  $("join-button").textContent = text;
+  $("join-button").disabled = !enabled;
+}
+
+/** An invitation admits without the room password: no field for it. */
+export function hidePassword() {
+  $("password-row").hidden = true;
+  $("password").required = false;
+}
+
+/** The audience's join screen: no camera or microphone prompt, "Watch" rather than "Join". */
+export function showWatchOnly() {
+  $("preview-box").hidden = true;
+  $("device-fields").hidden = true;
+  $("join-screen").classList.add("watch-only");
+  $("password-row").querySelector("label").textContent = "Password";
+  $("join-verb").textContent = "Watch";
+}
+
+/** The camera preview and the device pickers, shown again. */
+export function showDeviceFields() {
+  $("preview-box").hidden = false;
+  $("device-fields").hidden = false;
+}

@@ -1,14 +1,15 @@
 // The library page (/library): staff search, play, describe, share, delete and upload recordings
 // and courseware through the staff API (docs/library.md). The admin token is kept in
-// sessionStorage. A <video> cannot send an Authorization header, so playback goes through a
-// short share link made for the purpose. `window.mcuLibrary` exposes the state for tests.
+// sessionStorage (library-api.js); the list and the player are library-list.js's and
+// library-player.js's. `window.mcuLibrary` exposes the state for tests.
+
+import { api as callApi, ApiError, shareUrl, storedToken, storeToken } from "./library-api.js";
+import { renderList as drawList } from "./library-list.js";
+import { Player } from "./library-player.js";
 
 const $ = (id) => document.getElementById(id);
 
-const TOKEN_KEY = "mcu.libraryToken";
 const PAGE_SIZE = 50;
-/** Lifetime of the share links the page makes for its own player. */
-const PLAYER_TTL = 3600;
 
 const state = {
   token: null,
@@ -22,50 +23,14 @@ const state = {
 };
 window.mcuLibrary = state;
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
+const player = new Player(state, {
+  share: (id, ttl) => shareUrl(state.token, id, ttl),
+  explain: (error) => explain(error),
+});
 
-// ---------------------------------------------------------------- the staff API
-
-async function api(method, path, { body, query } = {}) {
-  const url = new URL(path, location.origin);
-  for (const [name, value] of Object.entries(query ?? {})) {
-    if (value !== undefined && value !== null && value !== "") {
-      url.searchParams.set(name, value);
-    }
-  }
-  const headers = { Authorization: `Bearer ${state.token}` };
-  if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-  }
-  let response;
-  try {
-    response = await fetch(url, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-  } catch {
-    throw new ApiError(0, "unreachable", "Cannot reach the server. Check your connection.");
-  }
-  if (response.status === 204) {
-    return null;
-  }
-  const data = await response.json().catch(() => null);
-  if (!response.ok) {
-    throw new ApiError(
-      response.status,
-      data?.error ?? "error",
-      data?.message ?? `${response.status} ${response.statusText}`,
-    );
-  }
-  return data;
+/** Calls the staff API with the page's token (library-api.js). */
+function api(method, path, options) {
+  return callApi(state.token, method, path, options);
 }
 
 /** Errors the person can act on; a refused token sends them back to sign-in. */
@@ -78,26 +43,6 @@ function explain(error) {
 }
 
 // ---------------------------------------------------------------- sign-in
-
-function storedToken() {
-  try {
-    return sessionStorage.getItem(TOKEN_KEY);
-  } catch {
-    return null;
-  }
-}
-
-function storeToken(token) {
-  try {
-    if (token) {
-      sessionStorage.setItem(TOKEN_KEY, token);
-    } else {
-      sessionStorage.removeItem(TOKEN_KEY);
-    }
-  } catch {
-    // Storage disabled: the token lives as long as the page.
-  }
-}
 
 async function signIn(token) {
   state.token = token;
@@ -127,7 +72,7 @@ async function signIn(token) {
 function signOut(message = "") {
   state.token = null;
   storeToken(null);
-  closePlayer();
+  player.close();
   state.items = [];
   $("results-body").replaceChildren();
   $("library").hidden = true;
@@ -181,116 +126,17 @@ async function search(append = false) {
 }
 
 function renderList() {
-  const body = $("results-body");
-  body.replaceChildren(...state.items.map(row));
-  const shown = state.items.length;
-  $("results-count").textContent =
-    state.total === 0
-      ? "Nothing found."
-      : shown < state.total
-        ? `Showing ${shown} of ${state.total}.`
-        : `${state.total} item${state.total === 1 ? "" : "s"}.`;
-  $("more").hidden = shown >= state.total;
-  $("departments").replaceChildren(
-    ...[...state.departments].sort().map((name) => new Option(name)),
-  );
-}
-
-function cell(label, content, className = "") {
-  const td = document.createElement("td");
-  td.dataset.label = label;
-  if (className) {
-    td.className = className;
-  }
-  td.append(content);
-  return td;
-}
-
-function button(text, className, onClick, description) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.textContent = text;
-  b.className = className;
-  if (description) {
-    b.setAttribute("aria-label", description);
-  }
-  b.addEventListener("click", onClick);
-  return b;
-}
-
-function row(item) {
-  const tr = document.createElement("tr");
-  tr.dataset.id = item.id;
-  const title = document.createElement("div");
-  const name = document.createElement("strong");
-  name.className = "item-title";
-  name.textContent = item.title;
-  title.append(name);
-  const details = [
-    item.kind === "upload" ? kindOfUpload(item) : "Recording",
-    item.department,
-    item.lecturer,
-    ...(item.tags ?? []),
-  ].filter(Boolean);
-  if (details.length > 0) {
-    const small = document.createElement("div");
-    small.className = "note";
-    small.textContent = details.join(" · ");
-    title.append(small);
-  }
-  tr.append(
-    cell("Title", title, "col-title"),
-    cell("Room", item.room_id ?? "—"),
-    cell("Duration", formatDuration(item.duration_s)),
-    cell("Date", formatDate(item.recorded_at)),
-    cell("Status", statusBadge(item.status)),
-  );
-  const actions = document.createElement("div");
-  actions.className = "actions";
-  const what = `“${item.title}”`;
-  const playButton = button("Play", "primary play", () => play(item.id), `Play ${what}`);
-  playButton.disabled = !item.play_url;
-  const remove = button("Delete", "danger delete", () => removeItem(item.id), `Delete ${what}`);
-  remove.disabled = item.status === "recording";
-  actions.append(
-    playButton,
-    button("Edit", "edit", () => openEdit(item.id), `Edit ${what}`),
-    button("Share link", "share", () => openShare(item.id), `Share link for ${what}`),
-    remove,
-  );
-  tr.append(cell("Actions", actions, "col-actions"));
-  return tr;
-}
-
-function kindOfUpload(item) {
-  const media = item.files?.[0]?.media_type ?? "";
-  return media === "application/pdf" ? "PDF" : "Video";
-}
-
-function statusBadge(value) {
-  const span = document.createElement("span");
-  span.className = `status status-${value}`;
-  span.textContent =
-    { recording: "Recording…", complete: "Complete", failed: "Failed" }[value] ?? value;
-  return span;
-}
-
-function formatDuration(seconds) {
-  if (seconds === null || seconds === undefined) {
-    return "—";
-  }
-  const total = Math.round(seconds);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = String(total % 60).padStart(2, "0");
-  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
-}
-
-function formatDate(iso) {
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime())
-    ? iso
-    : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  drawList(state, {
+    play: (id) => {
+      const item = itemById(id);
+      if (item !== null) {
+        player.play(item);
+      }
+    },
+    edit: (id) => openEdit(id),
+    share: (id) => openShare(id),
+    remove: (id) => removeItem(id),
+  });
 }
 
 function itemById(id) {
@@ -314,113 +160,6 @@ function status(text, sticky = true) {
       $("status").textContent = "";
     }, 6000);
   }
-}
-
-// ---------------------------------------------------------------- player
-
-async function shareUrl(id, ttl) {
-  const share = await api("POST", `/api/library/${encodeURIComponent(id)}/share`, {
-    body: { ttl_seconds: ttl },
-  });
-  return { url: new URL(share.url, location.origin).href, token: share.token };
-}
-
-async function play(id) {
-  const item = itemById(id);
-  if (item === null) {
-    return;
-  }
-  $("player-error").textContent = "";
-  $("player-title").textContent = item.title;
-  $("player").hidden = false;
-  state.playing = id;
-  let share;
-  try {
-    share = await shareUrl(id, PLAYER_TTL);
-  } catch (error) {
-    $("player-error").textContent = `Cannot play: ${explain(error)}`;
-    return;
-  }
-  if (state.playing !== id) {
-    return; // another item was picked meanwhile
-  }
-  // What play_url serves: the composite, else the first file.
-  const first = item.files.find((f) => f.role === "composite") ?? item.files[0] ?? null;
-  showFile(item, first, share);
-  renderFiles(item, share);
-  $("player").scrollIntoView({ block: "start", behavior: "smooth" });
-  $("player-title").focus({ preventScroll: true });
-}
-
-function fileUrl(file, share) {
-  const url = new URL(file.url, location.origin);
-  url.searchParams.set("token", share.token);
-  return url.href;
-}
-
-function showFile(item, file, share) {
-  const video = $("player-video");
-  const isPdf = file?.media_type === "application/pdf";
-  $("player-document").hidden = !isPdf;
-  video.hidden = isPdf;
-  video.removeAttribute("src");
-  video.load();
-  if (file === null || file === undefined) {
-    $("player-error").textContent = "This item has no files yet.";
-    return;
-  }
-  const src = file.url ? fileUrl(file, share) : share.url;
-  if (isPdf) {
-    $("player-document-link").href = src;
-    return;
-  }
-  video.src = src;
-  video.play().catch(() => {
-    // Autoplay refused: the controls are there to start it.
-  });
-}
-
-function renderFiles(item, share) {
-  const box = $("player-files");
-  const label = box.firstElementChild;
-  box.replaceChildren(label);
-  box.hidden = item.files.length < 2;
-  for (const file of item.files) {
-    box.append(
-      button(fileLabel(file), "file", () => showFile(item, file, share), `Play ${file.name}`),
-    );
-  }
-}
-
-function fileLabel(file) {
-  if (file.role === "composite") {
-    return "Everyone (mixed)";
-  }
-  if (file.role === "slides") {
-    return "Slides (PDF)";
-  }
-  return file.name.replace(/\.mp4$/, "").replace(/^\d+-/, "");
-}
-
-function closePlayer() {
-  state.playing = null;
-  const video = $("player-video");
-  video.pause();
-  video.removeAttribute("src");
-  video.load();
-  $("player").hidden = true;
-}
-
-function onVideoError() {
-  const video = $("player-video");
-  if (!video.getAttribute("src")) {
-    return;
-  }
-  const code = video.error?.code;
-  $("player-error").textContent =
-    code === 4
-      ? "This file cannot be played here (not found, not finished yet, or a format the browser lacks)."
-      : "Playback failed. Try again.";
 }
 
 // ---------------------------------------------------------------- edit, share, delete
@@ -497,7 +236,7 @@ async function createShare() {
   $("share-create").disabled = true;
   $("share-note").textContent = "";
   try {
-    const { url } = await shareUrl(id, Number($("share-ttl").value));
+    const { url } = await shareUrl(state.token, id, Number($("share-ttl").value));
     $("share-url").value = url;
     $("share-url").select();
     $("share-note").textContent = (await copy(url))
@@ -537,7 +276,7 @@ async function removeItem(id) {
     return;
   }
   if (state.playing === id) {
-    closePlayer();
+    player.close();
   }
   state.items = state.items.filter((other) => other.id !== id);
   state.total = Math.max(0, state.total - 1);
@@ -634,8 +373,6 @@ function main() {
   });
   $("search-form").addEventListener("reset", () => setTimeout(() => search(), 0));
   $("more").addEventListener("click", () => search(true));
-  $("player-close").addEventListener("click", closePlayer);
-  $("player-video").addEventListener("error", onVideoError);
   $("edit-form").addEventListener("submit", saveEdit);
   $("share-create").addEventListener("click", createShare);
   $("upload-form").addEventListener("submit", upload);

@@ -1,6 +1,6 @@
 // Presenting on the content channel (docs/protocol.md, "Content"): the floor, a shared screen or
-// capture device, and server-rendered slides of an uploaded document. No DOM here: app.js draws
-// what this module's state says and calls its methods from buttons and keys.
+// capture device, and server-rendered slides of an uploaded document. No DOM here: room-view.js
+// draws what this module's state says, and the page calls its methods from buttons and keys.
 
 import { openCaptureDevice, openScreen } from "./media.js";
 
@@ -53,7 +53,7 @@ function deferred() {
  * `{send(msg), me(), nameOf(participantId), publishConnection(), renegotiate(),
  *   upload(file) -> Response, onChange(), notify(text), fail(text, error)}`.
  *
- * State (read by app.js and window.mcu): `floor` `{holder, mode}`, `queuePosition`, `slides`
+ * State (read by the page and window.mcu): `floor` `{holder, mode}`, `queuePosition`, `slides`
  * `{presenter, documentId, page, pages, trackId}`, `pending` (a share waiting for the floor),
  * `active` (what this participant shows now: `{kind: "stream", track, label}` or
  * `{kind: "slides", documentId, pages, name, kind, preview}`), `uploading` (a file name).
@@ -368,6 +368,23 @@ export class Presenter {
   }
 
   // ------------------------------------------------------------ server events
+
+  /** Handles a content event: `floor`, `floor_queued` or `slides`. */
+  handle(message) {
+    switch (message.type) {
+      case "floor":
+        this.onFloor(message);
+        break;
+      case "floor_queued":
+        this.onQueued(message);
+        break;
+      case "slides":
+        this.onSlides(message);
+        break;
+      default:
+        break;
+    }
+  }
 
   onFloor(message) {
     const me = this.deps.me();

@@ -1,0 +1,252 @@
+// The room as this page knows it (docs/protocol.md): who is in it and what each publishes, what
+// the subscribe connection carries, who speaks, what the server calls our own tracks and whether
+// our microphone and camera are muted. Pure: `reduce(state, message)` returns the next state and
+// the effects the page carries out (app.js). Nothing here touches the DOM, the socket or a peer
+// connection, so the reducer is tested as a table (tests/e2e/test_room_state.py).
+//
+// A state is never changed in place: every change makes new objects along its path, so a state
+// someone holds stays what it was. MediaStreamTracks in `received` are opaque values here.
+
+import { ERROR_TEXT } from "./signaling.js";
+
+/**
+ * The state before a join: `{me, participants, received, ownTracks, activeSpeaker, muted}`.
+ * `participants`: id -> `{id, name, role, tracks: Map(trackId -> track)}` (tracks as the server
+ * lists them, with `muted`); `received`: track id -> `{trackId, participantId, kind, source, mid,
+ * track}`; `ownTracks`: source -> the track id the server gave it; `muted`: `{microphone, camera}`.
+ */
+export function emptyRoom() {
+  return {
+    me: null,
+    participants: new Map(),
+    received: new Map(),
+    ownTracks: new Map(),
+    activeSpeaker: null,
+    muted: { microphone: false, camera: false },
+  };
+}
+
+/** The state a `joined` reply starts (the server's list of those already in the room). */
+export function joinedRoom(joined) {
+  let state = { ...emptyRoom(), me: joined.participant.id };
+  for (const participant of joined.participants ?? []) {
+    state = withParticipant(state, participant);
+  }
+  return state;
+}
+
+/** After the session ended: nothing received or sent; who was there stays for diagnostics. */
+export function leftRoom(state) {
+  return { ...state, received: new Map(), ownTracks: new Map() };
+}
+
+/** Adds (or replaces) a participant as the server describes one (`{id, name, role, tracks?}`). */
+export function withParticipant(state, participant) {
+  const participants = new Map(state.participants);
+  participants.set(participant.id, {
+    id: participant.id,
+    name: participant.name,
+    role: participant.role,
+    tracks: new Map((participant.tracks ?? []).map((t) => [t.id, { ...t }])),
+  });
+  return { ...state, participants };
+}
+
+/** The tracks a connection now carries (`[{trackId, participantId, ...}]`), replacing the last. */
+export function withReceived(state, carried) {
+  return { ...state, received: new Map(carried.map((r) => [r.trackId, r])) };
+}
+
+/** What the server calls our published tracks (source -> track id), from a `publish_answer`. */
+export function withOwnTracks(state, ownTracks) {
+  return { ...state, ownTracks: new Map(ownTracks) };
+}
+
+/** Our microphone or camera muted (or not) here, by the person or following the chair. */
+export function withOwnMute(state, source, muted) {
+  return { ...state, muted: { ...state.muted, [source]: muted } };
+}
+
+const render = { type: "render" };
+const notice = (text) => ({ type: "notice", text });
+const end = (state, text, error) => ({ type: "end", state, text, error });
+
+/** Which part of the page owns the messages the room state does not. */
+const FORWARDED = new Map([
+  ["room_mode", "view"],
+  ["recording", "recording"],
+  ["floor", "presenter"],
+  ["floor_queued", "presenter"],
+  ["slides", "presenter"],
+]);
+
+/**
+ * The next state after a server message, and what the page must do about it: `{state, effects}`.
+ * Effects, in order:
+ * `{type: "render"}` draw the room again; `{type: "controls"}` redraw our own mute buttons;
+ * `{type: "notice", text}` a passing message; `{type: "answer", offer}` answer a subscribe offer;
+ * `{type: "drop_tile", participantId}`; `{type: "content_ended"}` the server ended our content;
+ * `{type: "local_mute", source, muted}` follow a mute on our own track;
+ * `{type: "fail", error}` remember `{code, message}` as the latest error;
+ * `{type: "end", state, text, error}` the session is over ("left" or "error");
+ * `{type: "forward", to, message}` hand the message to "view", "recording", "presenter" or
+ * "lecture" (which takes everything else, and ignores what it does not know).
+ * Errors answering the presenter's own requests never get here: they are the presenter's.
+ */
+export function reduce(state, message) {
+  switch (message.type) {
+    case "subscribe_offer":
+      return { state, effects: [{ type: "answer", offer: message }] };
+    case "participant_joined":
+      return {
+        state: withParticipant(state, message.participant),
+        effects: [notice(`${message.participant.name} joined.`), render],
+      };
+    case "participant_left":
+      return participantLeft(state, message);
+    case "track_published":
+      return trackPublished(state, message);
+    case "track_unpublished":
+      return trackUnpublished(state, message);
+    case "track_muted":
+      return message.participant_id === state.me
+        ? ownTrackMuted(state, message)
+        : trackMuted(state, message);
+    case "active_speaker": {
+      const activeSpeaker = message.participant_id ?? null;
+      return { state: { ...state, activeSpeaker }, effects: [render] };
+    }
+    case "removed": {
+      const error = { code: "removed", message: message.reason ?? "removed" };
+      return { state, effects: [end("left", "The chair removed you from the room.", error)] };
+    }
+    case "room_ended": {
+      const error = { code: "room_ended", message: message.reason ?? "ended" };
+      return { state, effects: [end("left", "The room has ended. Thank you.", error)] };
+    }
+    case "error": {
+      const error = { code: message.code, message: message.message };
+      if (message.code === "not_joined") {
+        return { state, effects: [end("error", "The server ended your session.", error)] };
+      }
+      const text = ERROR_TEXT[message.code] ?? message.message ?? message.code;
+      return { state, effects: [{ type: "fail", error }, notice(text)] };
+    }
+    default: {
+      // Lecture events; pong and replies matched by id reach the lecture too, which ignores them.
+      const to = FORWARDED.get(message.type) ?? "lecture";
+      return { state, effects: [{ type: "forward", to, message }] };
+    }
+  }
+}
+
+function participantLeft(state, message) {
+  const gone = state.participants.get(message.participant_id);
+  const participants = new Map(state.participants);
+  participants.delete(message.participant_id);
+  const received = new Map(
+    [...state.received].filter(([, r]) => r.participantId !== message.participant_id),
+  );
+  const effects = [{ type: "drop_tile", participantId: message.participant_id }];
+  if (gone) {
+    const demoted = message.reason === "demoted";
+    effects.push(notice(demoted ? `${gone.name} is back in the audience.` : `${gone.name} left.`));
+  }
+  effects.push(render);
+  return { state: { ...state, participants, received }, effects };
+}
+
+/** `state` with `change(tracks)` applied to a copy of one participant's tracks (if present). */
+function withTracksOf(state, participantId, change) {
+  const participant = state.participants.get(participantId);
+  if (participant === undefined) {
+    return state;
+  }
+  const tracks = new Map(participant.tracks);
+  change(tracks);
+  const participants = new Map(state.participants);
+  participants.set(participantId, { ...participant, tracks });
+  return { ...state, participants };
+}
+
+function trackPublished(state, message) {
+  const next = withTracksOf(state, message.track.participant_id, (tracks) =>
+    tracks.set(message.track.id, { ...message.track }),
+  );
+  return { state: next, effects: [render] };
+}
+
+function trackUnpublished(state, message) {
+  let next = withTracksOf(state, message.participant_id, (tracks) =>
+    tracks.delete(message.track_id),
+  );
+  const received = new Map(next.received);
+  received.delete(message.track_id);
+  next = { ...next, received };
+  const effects = [];
+  if (message.participant_id === state.me && message.track_id === state.ownTracks.get("content")) {
+    // The server ended our content (a chair took over): stop sending it.
+    const ownTracks = new Map(state.ownTracks);
+    ownTracks.delete("content");
+    next = { ...next, ownTracks };
+    effects.push({ type: "content_ended" });
+  }
+  effects.push(render);
+  return { state: next, effects };
+}
+
+function trackMuted(state, message) {
+  const next = withTracksOf(state, message.participant_id, (tracks) => {
+    const track = tracks.get(message.track_id);
+    if (track !== undefined) {
+      tracks.set(message.track_id, { ...track, muted: message.muted });
+    }
+  });
+  return { state: next, effects: [render] };
+}
+
+/** The chair muted us (or the server echoes our mute): follow it so the button tells the truth. */
+function ownTrackMuted(state, message) {
+  const { source, muted } = message;
+  if ((source !== "microphone" && source !== "camera") || muted === state.muted[source]) {
+    return { state, effects: [{ type: "controls" }] };
+  }
+  const effects = [{ type: "local_mute", source, muted }];
+  if (source === "microphone" && message.by === "chair" && muted) {
+    effects.push(notice("The chair muted your microphone."));
+  }
+  effects.push({ type: "controls" });
+  return { state: withOwnMute(state, source, muted), effects };
+}
+
+/**
+ * A remote participant as the grid shows it (tiles.js, `Grid.update`): names, who speaks, what
+ * they publish and whether it is muted, and the tracks we receive of theirs (or null).
+ */
+export function participantView(state, participant) {
+  const published = (source) => [...participant.tracks.values()].find((t) => t.source === source);
+  const media = (source) => {
+    for (const received of state.received.values()) {
+      if (received.participantId === participant.id && received.source === source) {
+        return received.track;
+      }
+    }
+    return null;
+  };
+  const mic = published("microphone");
+  const cam = published("camera");
+  const micTrack = media("microphone");
+  const camTrack = media("camera");
+  return {
+    id: participant.id,
+    name: participant.name,
+    role: participant.role,
+    speaking: state.activeSpeaker === participant.id,
+    hasMic: mic !== undefined || micTrack !== null,
+    hasCam: cam !== undefined || camTrack !== null,
+    micMuted: mic?.muted ?? false,
+    camMuted: cam?.muted ?? false,
+    micTrack,
+    camTrack,
+  };
+}
