@@ -21,6 +21,7 @@ from aiohttp import web
 from mcu.crypto.tokens import ShareSigner
 from mcu.infra.httpapi import ApiError, bearer_matches, error_response
 from mcu.library.items import LibraryItems, item_json
+from mcu.library.page import setup_library_page
 from mcu.library.params import Body, Label, Tags, Title, parse_body
 from mcu.library.playback import Playback
 from mcu.library.search import parse_search
@@ -182,7 +183,8 @@ def setup_library(
     encrypt_uploads: bool = True,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
 ) -> None:
-    """Mount the staff API at ``/api/library`` and playback at ``/library`` on ``app``.
+    """Mount the staff API at ``/api/library``, the staff page at ``/library`` and playback at
+    ``/library/{id}/...`` on ``app``.
 
     ``master_key`` (32 bytes, e.g. ``load_or_create_secret(data_dir, MASTER_KEY_NAME)``) wraps
     every file's data key; ``signer`` signs share links; ``encrypt_uploads`` seals uploaded
@@ -211,4 +213,5 @@ def setup_library(
     player = web.Application(middlewares=[conventions.playback_middleware])
     player.router.add_get("/{id}/play", playback.play)
     player.router.add_get("/{id}/files/{name}", playback.file)
+    setup_library_page(app)  # first: the sub-application would answer its paths
     app.add_subapp("/library", player)

@@ -387,6 +387,7 @@ function main() {
   if (token) {
     signIn(token);
   } else {
+    $("token-submit").disabled = false;
     $("token").focus();
   }
 }

@@ -255,11 +255,6 @@ async def readiness_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def library_page(request: web.Request) -> web.FileResponse:
-    """``GET /library``: the recordings and courseware library (staff)."""
-    return web.FileResponse(WEB_ROOT / "library.html", headers={"Cache-Control": "no-cache"})
-
-
 async def index_page(request: web.Request) -> web.Response:
     """``GET /``: a short pointer for people who open the bare address."""
     return web.Response(
@@ -355,8 +350,6 @@ async def create_app(config: Config) -> web.Application:
     broadcasting.busy = lambda: (
         loop_lag.sustained_lag() >= WHEP_REFUSE_LAG_SECONDS or INGRESS.behind(time.monotonic())
     )
-    # Before setup_library: its /library sub-application would otherwise answer /library itself.
-    app.router.add_get("/library", library_page)
     setup_library(
         app,
         catalogue=catalogue,

@@ -131,7 +131,10 @@ async def test_library_page_searches_and_plays_an_encrypted_upload(
         try:
             page = await browser.open(server.base_url + "/library")
             pages.append(page)
-            await page.wait_for("document.getElementById('token') !== null", timeout=UI_TIMEOUT)
+            # The form is enabled once the page's script runs (before that it must not submit).
+            await page.wait_for(
+                "document.getElementById('token-submit')?.disabled === false", timeout=UI_TIMEOUT
+            )
             signed_out = await page.evaluate("document.getElementById('library').hidden")
 
             # A wrong token is refused on the form; the right one opens the list, newest first.

@@ -676,3 +676,20 @@ def test_byte_range_parsing_of_huge_numbers() -> None:
     assert byte_range(f"bytes={'0' * 5000}1-2", 10) == (1, 2)
     with pytest.raises(RangeNotSatisfiable):
         byte_range(f"bytes={HUGE}-", 10)
+
+
+async def test_the_staff_page_and_its_files_come_from_the_library(lib: Library) -> None:
+    async with lib.client.get("/library") as r:
+        assert r.status == 200
+        html = await r.text()
+    # The sign-in form cannot submit as a GET (the token in the address bar) before the script.
+    assert '<form id="token-form" class="stack" method="post"' in html
+    assert '<button id="token-submit" type="submit" class="primary" disabled>' in html
+    # Submitted all the same: the page again, the token neither echoed nor in a redirect.
+    async with lib.client.post("/library", data={"token": TOKEN}, allow_redirects=False) as r:
+        assert r.status == 200 and TOKEN not in await r.text()
+    for name in ("library.js", "library-api.js", "library.css"):
+        async with lib.client.get(f"/library/static/{name}") as r:
+            assert r.status == 200, name
+    async with lib.client.get("/library/static/../api.py") as r:
+        assert r.status == 404
