@@ -29,7 +29,19 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from mcu.contracts.cluster import ROOM_EXISTS_PATH
+from mcu.contracts.cluster import (
+    ADMIT_PATH,
+    RELAY_PATH,
+    RELAYS_PATH,
+    ROOM_EXISTS_PATH,
+    STAGE_PATH,
+    VIEWERS_PATH,
+    admit_path,
+    relay_path,
+    relays_path,
+    stage_path,
+    viewers_path,
+)
 from mcu.crypto.tokens import InviteSigner
 from mcu.media import TrackSource
 from mcu.sfu.producer import Producer
@@ -178,7 +190,7 @@ class HomeRelays:
                     self.peers,
                     feed.worker,
                     "POST",
-                    f"/internal/rooms/{feed.room.id}/stage",
+                    stage_path(feed.room.id),
                     {"video": [], "audio": []},
                 )
         self.rooms.discard_if_empty(feed.room)
@@ -222,7 +234,7 @@ class HomeRelays:
                     self.peers,
                     feed.worker,
                     "POST",
-                    f"/internal/rooms/{feed.room.id}/stage",
+                    stage_path(feed.room.id),
                     self.describe(feed.room.stage),
                 )
             except RelayError as exc:
@@ -279,7 +291,7 @@ class EdgeRooms:
                 self.peers,
                 home,
                 "POST",
-                f"/internal/rooms/{room_id}/relays",
+                relays_path(room_id),
                 {"worker": self.worker, "host": host, "port": port},
             )
             room = _EdgeRoom(room_id, home, Stage(room_id), (reply["relay"][0], reply["relay"][1]))
@@ -317,9 +329,7 @@ class EdgeRooms:
         del self._rooms[room_id]
         self._close(room)
         with contextlib.suppress(RelayError):
-            await _call(
-                self.peers, room.home, "DELETE", f"/internal/rooms/{room_id}/relays/{self.worker}"
-            )
+            await _call(self.peers, room.home, "DELETE", relay_path(room_id, self.worker))
 
     def apply(self, room_id: str, description: dict[str, Any]) -> None:
         """A STAGE from the home: open new streams, close gone ones, reorder the stage."""
@@ -353,7 +363,7 @@ class EdgeRooms:
             self.peers,
             home,
             "POST",
-            f"/internal/rooms/{room_id}/admit",
+            admit_path(room_id),
             {"token": token, "address": address},
         )
         return Admission.from_json(reply)
@@ -371,7 +381,7 @@ class EdgeRooms:
                     self.peers,
                     room.home,
                     "POST",
-                    f"/internal/rooms/{room.room_id}/viewers",
+                    viewers_path(room.room_id),
                     {
                         "worker": self.worker,
                         "count": len(room.watchers),
@@ -466,11 +476,11 @@ def setup_internal_routes(
         return web.json_response({})
 
     handlers: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] = [
-        ("POST", "/internal/rooms/{room}/relays", add_relay),
-        ("DELETE", "/internal/rooms/{room}/relays/{worker}", remove_relay),
-        ("POST", "/internal/rooms/{room}/viewers", viewers),
-        ("POST", "/internal/rooms/{room}/admit", admit_viewer),
-        ("POST", "/internal/rooms/{room}/stage", stage),
+        ("POST", RELAYS_PATH, add_relay),
+        ("DELETE", RELAY_PATH, remove_relay),
+        ("POST", VIEWERS_PATH, viewers),
+        ("POST", ADMIT_PATH, admit_viewer),
+        ("POST", STAGE_PATH, stage),
         ("GET", ROOM_EXISTS_PATH, room_exists),
     ]
     for method, path, handler in handlers:

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
@@ -39,15 +38,15 @@ from mcu.app.cluster.roomlist import merge_room_lists
 from mcu.app.cluster.routing import RouteKind, room_of_join, route
 from mcu.app.cluster.supervisor import Supervisor
 from mcu.app.config import Config
-from mcu.contracts.cluster import HOME_WORKER_HEADER, ROOM_EXISTS_PATH
+from mcu.contracts.cluster import (
+    FORWARDED_FOR_HEADER,
+    HOME_WORKER_HEADER,
+    JOIN_WITHIN_HEADER,
+    room_exists_path,
+)
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.runtimegauges import RuntimeCollector
-from mcu.infra.socketlimits import (
-    JOIN_WITHIN_HEADER,
-    SocketLimits,
-    SocketLimitsCollector,
-    refuse_websocket,
-)
+from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector, refuse_websocket
 
 __all__ = ["FRONT", "Front", "ViewerBalance", "create_front_app"]
 
@@ -87,7 +86,7 @@ _HOP_BY_HOP = frozenset(
         "Transfer-Encoding",
         "Upgrade",
         "Expect",
-        "X-Forwarded-For",
+        FORWARDED_FOR_HEADER,
         HOME_WORKER_HEADER,
     )
 )
@@ -209,9 +208,7 @@ class Front:
 
     async def _room_exists(self, room: str) -> bool:
         for index in range(self.count):  # the store is shared: any running worker can tell
-            status, body = await self._probe(
-                index, ROOM_EXISTS_PATH.format(room=quote(room, safe=""))
-            )
+            status, body = await self._probe(index, room_exists_path(room))
             if status == 200 and isinstance(body, dict):
                 return body.get("exists") is True
         return False
@@ -463,7 +460,7 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
             front.peers.session(worker).ws_connect(
                 "http://localhost/ws",
                 headers={
-                    "X-Forwarded-For": _client_address(request),
+                    FORWARDED_FOR_HEADER: _client_address(request),
                     HOME_WORKER_HEADER: str(worker),
                     JOIN_WITHIN_HEADER: f"{max(0.0, deadline - loop.time()):.3f}",
                 },
@@ -520,7 +517,7 @@ def _forward_headers(headers: CIMultiDict[str] | Any, remote: str) -> CIMultiDic
     for key, value in headers.items():
         if key.lower() not in _HOP_BY_HOP:
             out.add(key, value)
-    out["X-Forwarded-For"] = remote
+    out[FORWARDED_FOR_HEADER] = remote
     return out
 
 
