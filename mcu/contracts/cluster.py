@@ -9,7 +9,9 @@ and nothing else of each other, so a change to the contract is one change here:
 - the headers the front adds to what it passes on, which a worker trusts;
 - every internal route (templates for the router, functions building a room's path for a client);
 - the WHIP/WHEP session id ``<worker>-<random>``: a worker mints it, the front routes its
-  ``DELETE`` by the prefix.
+  ``DELETE`` by the prefix;
+- every internal request and reply body as a typed model, validated on receipt so a malformed one
+  is refused (400, or no admission) rather than read half-way.
 
 It is the bottom layer: it imports nothing of ``mcu``.
 """
@@ -18,7 +20,19 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Annotated, Literal
 from urllib.parse import quote
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 __all__ = [
     "ADMIT_PATH",
@@ -28,12 +42,27 @@ __all__ = [
     "JOIN_WITHIN_HEADER",
     "MAX_ROOM_ID_CHARS",
     "MAX_SOCKET_PATH_BYTES",
+    "MAX_WATCHER_NAME_CHARS",
     "RELAYS_PATH",
     "RELAY_PATH",
     "ROOM_EXISTS_PATH",
     "ROOM_ID_PATTERN",
     "STAGE_PATH",
     "VIEWERS_PATH",
+    "AdmitReply",
+    "AdmitRequest",
+    "CodecDescription",
+    "Done",
+    "Refusal",
+    "RelayReply",
+    "RelayRequest",
+    "Role",
+    "RoomExistsReply",
+    "Source",
+    "StageDescription",
+    "StreamDescription",
+    "ViewersReport",
+    "Watcher",
     "admit_path",
     "mint_session_id",
     "relay_path",
@@ -93,23 +122,23 @@ INTERNAL_PREFIX = "/internal"
 "Every route between processes starts with it; the front answers 404 to clients asking for one."
 
 ROOM_EXISTS_PATH = INTERNAL_PREFIX + "/rooms/{room}"
-"""``GET``, front → any worker: ``{"exists": bool}``. The front gives a room a home only once
+"""``GET``, front → any worker: :class:`RoomExistsReply`. The front gives a room a home only once
 it exists."""
 
 RELAYS_PATH = ROOM_EXISTS_PATH + "/relays"
-"``POST``, edge → home."
+"``POST`` :class:`RelayRequest`, edge → home: :class:`RelayReply`."
 
 RELAY_PATH = RELAYS_PATH + "/{worker}"
-"``DELETE``, edge → home, when the edge's last viewer of the room leaves."
+"``DELETE``, edge → home, when the edge's last viewer of the room leaves: :class:`Done`."
 
 VIEWERS_PATH = ROOM_EXISTS_PATH + "/viewers"
-"``POST``, edge → home, as the edge's viewers change."
+"``POST`` :class:`ViewersReport`, edge → home, as the edge's viewers change: :class:`Done`."
 
 ADMIT_PATH = ROOM_EXISTS_PATH + "/admit"
-"``POST``, edge → home: a WHEP viewer's credential."
+"``POST`` :class:`AdmitRequest`, edge → home: :class:`AdmitReply`."
 
 STAGE_PATH = ROOM_EXISTS_PATH + "/stage"
-"``POST``, home → edge, on every change of the stage."
+"``POST`` :class:`StageDescription`, home → edge, on every change of the stage: :class:`Done`."
 
 
 def _room(room: str) -> str:
@@ -172,3 +201,146 @@ def session_worker(session: str, workers: int) -> int | None:
         return None
     index = int(prefix)
     return index if index < workers else None
+
+
+# -- internal messages -----------------------------------------------------------------------
+
+Role = Literal["chair", "participant", "viewer"]
+"A role in a room, as :data:`mcu.crypto.tokens.Role` spells it (a unit test keeps them equal)."
+Source = Literal["microphone", "camera", "content"]
+"A track source, as :class:`mcu.media.TrackSource` spells it (a unit test keeps them equal)."
+
+MAX_WATCHER_NAME_CHARS = 64
+"A watcher's name is cut to this length where it is received, whatever the edge sent."
+
+WorkerIndex = Annotated[StrictInt, Field(ge=0)]
+Port = Annotated[StrictInt, Field(ge=0, le=0xFFFF)]
+Ssrc = Annotated[StrictInt, Field(ge=0, le=0xFFFFFFFF)]
+
+
+class _Message(BaseModel):
+    # A stray field means the two sides disagree: refuse rather than guess.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Done(_Message):
+    """The empty reply: the request was applied."""
+
+
+class RoomExistsReply(_Message):
+    """Whether a room exists in the store the workers share."""
+
+    exists: StrictBool
+
+
+class RelayRequest(_Message):
+    """An edge asks the room's home to relay the stage to it."""
+
+    worker: WorkerIndex
+    "The edge's worker index."
+    host: StrictStr
+    "The edge's relay socket: numeric address."
+    port: Port
+    "The edge's relay socket: UDP port."
+
+
+class CodecDescription(_Message):
+    """A relayed stream's codec, as the publisher negotiated it."""
+
+    mime_type: Annotated[StrictStr, StringConstraints(pattern=r"^[^/]*/[^/]*$")]
+    "``type/subtype``, e.g. ``video/H264``."
+    clock_rate: Annotated[StrictInt, Field(gt=0)]
+    "RTP clock rate in Hz."
+    channels: Annotated[StrictInt, Field(gt=0)] | None = None
+    "Audio channels; None for video."
+    parameters: tuple[tuple[StrictStr, StrictStr], ...] = ()
+    "The format parameters as ``[name, value]`` pairs (``packetization-mode``...)."
+
+
+class StreamDescription(_Message):
+    """One stream of a relayed stage."""
+
+    ssrc: Ssrc
+    "Its relay SSRC (unique on the home)."
+    track_id: StrictStr
+    "The producer's track id on the home."
+    participant_id: StrictStr
+    "Who publishes it."
+    source: Source
+    "Microphone, camera or content."
+    codec: CodecDescription
+    "Its codec."
+
+
+class StageDescription(_Message):
+    """A room's whole stage as the home relays it: every stream, in stage order."""
+
+    video: tuple[StreamDescription, ...]
+    "Video streams, content first."
+    audio: tuple[StreamDescription, ...]
+    "Audio streams."
+
+
+class RelayReply(_Message):
+    """The home's answer to :class:`RelayRequest`."""
+
+    relay: tuple[StrictStr, Port]
+    "The home's relay socket the stage comes from (host, port)."
+    stage: StageDescription
+    "The stage now; later changes come as :data:`STAGE_PATH` requests."
+
+
+def _cut_name(name: str) -> str:
+    return name[:MAX_WATCHER_NAME_CHARS]
+
+
+class Watcher(_Message):
+    """One named WHEP viewer on an edge."""
+
+    id: StrictStr
+    "A random watcher id (never the session id, which would let anyone end the session)."
+    name: Annotated[StrictStr, AfterValidator(_cut_name)]
+    "The name the viewer gave (cut to :data:`MAX_WATCHER_NAME_CHARS`)."
+
+
+class ViewersReport(_Message):
+    """An edge's WHEP viewers of a room, sent home whenever they change."""
+
+    worker: WorkerIndex
+    "The edge's worker index."
+    count: Annotated[StrictInt, Field(ge=0)]
+    "How many viewers it counts."
+    watchers: tuple[Watcher, ...] = ()
+    "The counted viewers by name (a meeting's participants see who watches)."
+
+
+class AdmitRequest(_Message):
+    """An edge asks the room's home to judge a WHEP viewer's bearer credential (the home keeps
+    the room's wrong-password counts, so guesses spread over workers count once)."""
+
+    token: StrictStr
+    "The bearer credential."
+    address: StrictStr
+    "The viewer's address, for the throttle."
+
+
+class Refusal(_Message):
+    """Why a credential admits nobody."""
+
+    code: StrictStr
+    "``wrong_password``, ``bad_invite``, ``unknown_room`` or ``rate_limited``."
+    message: StrictStr
+    "Human-readable reason."
+    retry_after: float | None = None
+    "Seconds to wait, for ``rate_limited``."
+
+
+class AdmitReply(_Message):
+    """The home's verdict on an :class:`AdmitRequest`: the home sets one of the three."""
+
+    own: StrictBool = False
+    "A live participant's session token (its page is already in the room)."
+    role: Role | None = None
+    "Else the role it admits,"
+    refused: Refusal | None = None
+    "or why it admits nobody."

@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
 from yarl import URL
 
 from mcu import __version__
@@ -42,6 +43,7 @@ from mcu.contracts.cluster import (
     FORWARDED_FOR_HEADER,
     HOME_WORKER_HEADER,
     JOIN_WITHIN_HEADER,
+    RoomExistsReply,
     room_exists_path,
 )
 from mcu.infra.httpapi import MetricsAccess
@@ -209,8 +211,12 @@ class Front:
     async def _room_exists(self, room: str) -> bool:
         for index in range(self.count):  # the store is shared: any running worker can tell
             status, body = await self._probe(index, room_exists_path(room))
-            if status == 200 and isinstance(body, dict):
-                return body.get("exists") is True
+            if status != 200:
+                continue
+            try:
+                return RoomExistsReply.model_validate(body).exists
+            except ValidationError:
+                logger.warning("worker %d sent a malformed RoomExistsReply: %r", index, body)
         return False
 
     async def poll_viewers(self) -> None:
