@@ -38,6 +38,7 @@ from mcu.app.cluster.peers import WorkerPeers, WorkerUnavailable
 from mcu.app.cluster.roomlist import merge_room_lists
 from mcu.app.cluster.routing import RouteKind, room_of_join, route
 from mcu.app.cluster.supervisor import Supervisor
+from mcu.app.cluster.wspipe import pipe
 from mcu.app.config import Config
 from mcu.contracts.cluster import (
     FORWARDED_FOR_HEADER,
@@ -94,8 +95,6 @@ _HOP_BY_HOP = frozenset(
 )
 # The client's headers go as they are: aiohttp adds none of its own.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
-# Close codes that must not be sent in a close frame (RFC 6455 7.4.1).
-_RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
 
 
 class ViewerBalance:
@@ -378,53 +377,6 @@ def _client_address(request: web.BaseRequest) -> str:
 # --- WebSocket ------------------------------------------------------------------------------
 
 
-def _sendable(code: int | None, fallback: int) -> int:
-    if code is None or code in _RESERVED_CLOSE_CODES or not 1000 <= code <= 4999:
-        return fallback
-    return code
-
-
-_Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
-
-
-async def _pump(source: _Socket, sink: _Socket) -> tuple[int | None, bytes]:
-    """Copy frames from ``source`` to ``sink`` until ``source`` closes; returns its close code
-    and reason. Each send waits for the sink to drain, so a slow side slows the other instead
-    of queueing without bound."""
-    while True:
-        message = await source.receive()
-        try:
-            if message.type == WSMsgType.TEXT:
-                await sink.send_str(message.data)
-                continue
-            if message.type == WSMsgType.BINARY:
-                await sink.send_bytes(message.data)
-                continue
-        except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            return None, b""  # the sink is gone; its own pump reports how
-        if message.type == WSMsgType.CLOSE:
-            reason = message.extra if isinstance(message.extra, str) else ""
-            return int(message.data), reason.encode()[:120]
-        return source.close_code, b""
-
-
-async def _pipe(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    to_worker = asyncio.create_task(_pump(client, upstream))
-    to_client = asyncio.create_task(_pump(upstream, client))
-    try:
-        done, _ = await asyncio.wait({to_worker, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        if to_client in done:
-            code, reason = to_client.result()
-            await client.close(code=_sendable(code, WSCloseCode.INTERNAL_ERROR), message=reason)
-        else:
-            code, reason = to_worker.result()
-            await upstream.close(code=_sendable(code, WSCloseCode.GOING_AWAY), message=reason)
-    finally:
-        for task in (to_worker, to_client):
-            task.cancel()
-        await asyncio.gather(to_worker, to_client, return_exceptions=True)
-
-
 async def websocket_proxy(request: web.Request) -> web.StreamResponse:
     """``GET /ws``: refused (429, 503) past the socket caps; else routed by the first frame's
     room and piped to the home worker, which closes it if it has not joined by the deadline the
@@ -483,7 +435,7 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
             await upstream.send_str(first.data)
         else:
             await upstream.send_bytes(first.data)
-        await _pipe(client, upstream)
+        await pipe(client, upstream)
     except (ConnectionError, aiohttp.ClientError) as exc:
         logger.debug("WebSocket to worker %d ended: %r", worker, exc)
     finally:
