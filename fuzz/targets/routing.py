@@ -4,14 +4,13 @@ frames.
 The front routes every request by its percent-decoded path, and every WebSocket by the room of its
 first frame, before any worker validates anything. Properties: a route names a room of 1 to 64
 characters or a worker that exists; a joined room can be put in the URL of the front's
-existence probe (``quote``), as :meth:`~mcu.app.cluster.front.Front.home_of` does.
+existence probe (``room_exists_path``), as :meth:`~mcu.app.cluster.front.Front.home_of` does.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
-from mcu.app.cluster.routing import MAX_ROOM_CHARS, RouteKind, room_of_join, route
+from mcu.app.cluster.routing import RouteKind, room_of_join, route
+from mcu.contracts.cluster import MAX_ROOM_ID_CHARS, room_exists_path
 
 from ..harness import Crash, Input, text
 
@@ -29,13 +28,13 @@ def front_routing(data: bytes) -> None:
         room = room_of_join(body)
         if room is None:
             return
-        if not 1 <= len(room) <= MAX_ROOM_CHARS:
+        if not 1 <= len(room) <= MAX_ROOM_ID_CHARS:
             raise Crash(f"a join routed by a room of {len(room)} characters")
-        quote(room, safe="")
+        room_exists_path(room)
         return
     chosen = route(method, "/" + body, workers)
     if chosen.kind in (RouteKind.HOME, RouteKind.NEW_VIEWER):
-        if chosen.room is None or not 1 <= len(chosen.room) <= MAX_ROOM_CHARS:
+        if chosen.room is None or not 1 <= len(chosen.room) <= MAX_ROOM_ID_CHARS:
             raise Crash(f"{method} /{body!r} routed to room {chosen.room!r}")
     elif chosen.kind is RouteKind.WORKER and not (
         chosen.worker is not None and 0 <= chosen.worker < workers

@@ -21,7 +21,6 @@ from prometheus_client.registry import Collector
 from mcu.infra.httpapi import error_response
 
 __all__ = [
-    "JOIN_WITHIN_HEADER",
     "RETRY_AFTER_SECONDS",
     "FrameRate",
     "Refusal",
@@ -40,9 +39,6 @@ IPV6_SITE_PREFIX = 64
 "One IPv6 site (a hospital, a household) gets a /64 and may use any address in it."
 RETRY_AFTER_SECONDS = 10
 "``Retry-After`` of a refusal: sockets close as meetings end, not within a second."
-JOIN_WITHIN_HEADER = "X-Mcu-Join-Within"
-"""Header the front adds to a WebSocket it passes to a worker: the seconds left of the client's
-join deadline, so that the worker closes it when the deadline the front started runs out."""
 
 
 FRAMES_PER_SECOND = 20.0

@@ -15,8 +15,9 @@ stream, on one socket per worker:
 
 On the home, :meth:`RelayLink.forward` adds a :class:`RelaySink` to a producer. On the edge,
 :meth:`RelayEndpoint.receive` feeds a :class:`~mcu.sfu.producer.Producer` the caller made from the
-stream's description (:func:`stream_description`, :func:`codec_from_description`), so everything
-downstream of it (consumers, WHEP sessions) works as it does for a local publisher.
+stream's description (:func:`stream_description`, :func:`codec_from_description`; the message is
+:class:`mcu.contracts.cluster.StreamDescription`), so everything downstream of it (consumers, WHEP
+sessions) works as it does for a local publisher.
 
 There is no NACK or retransmission on the relay: loopback does not lose packets unless a socket
 buffer overflows, and then a keyframe request repairs the picture as it would for a publisher.
@@ -42,6 +43,7 @@ from aiortc.rtp import (
     RtcpSrPacket,
 )
 
+from mcu.contracts.cluster import CodecDescription, StreamDescription
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.sfu.lateness import INGRESS, LatenessProbe
 from mcu.sfu.producer import Producer
@@ -109,59 +111,37 @@ assign_ssrc = SsrcAllocator()
 "The process's allocator: ``assign_ssrc()`` returns a relay SSRC no other stream here has."
 
 
-def stream_description(producer: Producer, ssrc: int) -> dict[str, Any]:
-    """The STREAM object of a STAGE message (JSON-ready) for ``producer`` relayed as ``ssrc``."""
+def stream_description(producer: Producer, ssrc: int) -> StreamDescription:
+    """The STREAM object of a STAGE message for ``producer`` relayed as ``ssrc``."""
     codec = producer.codec
-    return {
-        "ssrc": ssrc,
-        "track_id": producer.track_id,
-        "participant_id": producer.participant_id,
-        "source": str(producer.source),
-        "codec": {
-            "mime_type": codec.mime_type,
-            "clock_rate": codec.clock_rate,
-            "channels": codec.channels,
-            "parameters": [[key, value] for key, value in codec.parameters],
-        },
-    }
-
-
-def codec_from_description(description: dict[str, Any]) -> CodecInfo:
-    """The codec of a STREAM object (or of its ``codec`` member); ValueError if malformed."""
-    codec = description.get("codec", description)
-    if not isinstance(codec, dict):
-        raise ValueError("codec must be an object")
-    mime_type = codec.get("mime_type")
-    clock_rate = codec.get("clock_rate")
-    channels = codec.get("channels")
-    parameters = codec.get("parameters", [])
-    if not isinstance(mime_type, str) or mime_type.count("/") != 1:
-        raise ValueError("codec.mime_type must be a type/subtype string")
-    if type(clock_rate) is not int or clock_rate <= 0:
-        raise ValueError("codec.clock_rate must be a positive integer")
-    if channels is not None and (type(channels) is not int or channels <= 0):
-        raise ValueError("codec.channels must be a positive integer or null")
-    if not isinstance(parameters, list) or not all(
-        isinstance(pair, list | tuple)
-        and len(pair) == 2
-        and all(isinstance(item, str) for item in pair)
-        for pair in parameters
-    ):
-        raise ValueError("codec.parameters must be a list of [name, value] strings")
-    return CodecInfo(
-        mime_type,
-        clock_rate,
-        channels,
-        tuple(sorted((str(key), str(value)) for key, value in parameters)),
+    return StreamDescription(
+        ssrc=ssrc,
+        track_id=producer.track_id,
+        participant_id=producer.participant_id,
+        # TrackSource's values are the contract's Source (tests/unit/test_cluster_messages.py).
+        source=producer.source.value,
+        codec=CodecDescription(
+            mime_type=codec.mime_type,
+            clock_rate=codec.clock_rate,
+            channels=codec.channels,
+            parameters=codec.parameters,
+        ),
     )
 
 
-def source_from_description(description: dict[str, Any]) -> TrackSource:
-    """The track source of a STREAM object; ValueError if it is not one."""
-    source = description.get("source")
-    if not isinstance(source, str):
-        raise ValueError("source must be a string")
-    return TrackSource(source)
+def codec_from_description(description: CodecDescription) -> CodecInfo:
+    """The codec of a STREAM object's ``codec`` (validated when the message was read)."""
+    return CodecInfo(
+        description.mime_type,
+        description.clock_rate,
+        description.channels,
+        tuple(sorted(description.parameters)),
+    )
+
+
+def source_from_description(description: StreamDescription) -> TrackSource:
+    """The track source of a STREAM object."""
+    return TrackSource(description.source)
 
 
 # -- wire format (pure) ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from mcu.contracts.cluster import MAX_ROOM_ID_CHARS, ROOM_ID_PATTERN
 from mcu.crypto.passwords import hash_password, verify_password
 from mcu.crypto.tokens import InviteSigner, Role
 from mcu.infra.httpapi import (
@@ -43,7 +44,7 @@ _M = TypeVar("_M", bound=BaseModel)
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted; larger ones get 413."""
 
-RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+RoomId = Annotated[str, StringConstraints(pattern=ROOM_ID_PATTERN)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Capacity = Annotated[int, Field(ge=1, le=1000)]
@@ -169,7 +170,7 @@ def _iso(timestamp: float | None) -> str | None:
 def _bad_request(exc: ValidationError) -> NoReturn:
     first = exc.errors()[0]
     if first["type"] == "string_pattern_mismatch" and first["loc"] == ("id",):
-        message = "id: must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
+        message = f"id: must be 1-{MAX_ROOM_ID_CHARS} characters from A-Z, a-z, 0-9, '_' and '-'"
     else:
         message = describe_validation_error(exc)
     raise ApiError(400, "bad_request", message)

@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from mcu.contracts.cluster import MAX_ROOM_ID_CHARS
 from mcu.crypto.tokens import InvalidInvite, InviteSigner
 from mcu.infra.httpapi import ApiError, error_response
 from mcu.signaling.rooms.admission import Refused, unknown_room
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 SECRET_QUERY_FIELDS = frozenset({"password"})
 """Query fields never served back: what a native submission of the join form would add."""
 
-MAX_ROOM_ID_CHARS = 64
-"""Room ids are at most this long (admin API); longer ones are unknown without a lookup."""
 MAX_INVITE_CHARS = 4096
 """Issued invites are a few hundred characters; longer bearer values are not looked at."""
 
@@ -154,6 +153,7 @@ class _JoinPage:
         if retry is not None:
             raise _rate_limited(retry)
         room_id = request.match_info["room"]
+        # Longer ids name no room: no lookup needed to say so.
         record = await self.store.get(room_id) if len(room_id) <= MAX_ROOM_ID_CHARS else None
         if record is None:
             try:

@@ -15,6 +15,7 @@ from pydantic import (
     ValidationError,
 )
 
+from mcu.contracts.cluster import MAX_ROOM_ID_CHARS
 from mcu.infra import jsonnumbers
 
 MAX_REQUEST_ID = 2**53 - 1
@@ -56,7 +57,7 @@ class Join(_Message):
     """Enter a room with a password or an invite token."""
 
     type: Literal["join"]
-    room: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    room: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ROOM_ID_CHARS)]
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     password: Annotated[str, StringConstraints(max_length=256)] | None = None
     invite: Annotated[str, StringConstraints(max_length=2048)] | None = None

@@ -4,15 +4,21 @@ A room lives on one worker, its *home*: participants, floor, recording and the p
 connections are there. A lecture's WHEP viewers are spread over every worker; a worker that is not
 the home (an *edge*) asks the home for a relay, receives the stage's RTP over loopback as plain
 RTP (:mod:`mcu.sfu.relay`, never decoded), feeds it into local producers and forwards them to its
-own viewers exactly as the home does. Control goes over the workers' internal HTTP sockets:
+own viewers exactly as the home does. Control goes over the workers' internal HTTP sockets, with
+the routes and typed bodies of :mod:`mcu.contracts.cluster` (every body is validated on receipt:
+a malformed one is answered 400):
 
-- edge → home ``POST /internal/rooms/{room}/relays`` ``{"worker", "host", "port"}`` →
-  ``{"relay": [host, port], "stage": STAGE}``; ``DELETE .../relays/{worker}`` when the edge's
-  last viewer of the room leaves; ``POST .../viewers`` ``{"worker", "count", "watchers": [{"id",
-  "name"}]}`` as they change (a meeting's participants see who watches);
-  ``POST .../admit`` ``{"token", "address"}`` → ``{"own", "role", "refused"}`` (a WHEP viewer's
-  credential judged at the home, which keeps the room's wrong-password counts).
-- home → edge ``POST /internal/rooms/{room}/stage`` STAGE on every change of the stage.
+- edge → home ``POST`` :data:`~mcu.contracts.cluster.RELAYS_PATH` ``RelayRequest`` →
+  ``RelayReply`` (the home's relay socket and the STAGE now); ``DELETE``
+  :data:`~mcu.contracts.cluster.RELAY_PATH` when the edge's last viewer of the room leaves;
+  ``POST`` :data:`~mcu.contracts.cluster.VIEWERS_PATH` ``ViewersReport`` as they change (a
+  meeting's participants see who watches); ``POST`` :data:`~mcu.contracts.cluster.ADMIT_PATH`
+  ``AdmitRequest`` → ``AdmitReply`` (a WHEP viewer's credential judged at the home, which keeps
+  the room's wrong-password counts).
+- home → edge ``POST`` :data:`~mcu.contracts.cluster.STAGE_PATH` ``StageDescription`` on every
+  change of the stage.
+- front → any worker ``GET`` :data:`~mcu.contracts.cluster.ROOM_EXISTS_PATH` →
+  ``RoomExistsReply``.
 
 Across hosts the same messages would go over TCP and the relay over the LAN; the directory saying
 which room lives where would then be shared (docs/architecture.md).
@@ -25,19 +31,43 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
-from mcu.contracts.cluster import ROOM_EXISTS_PATH
+from mcu.contracts.cluster import (
+    ADMIT_PATH,
+    RELAY_PATH,
+    RELAYS_PATH,
+    ROOM_EXISTS_PATH,
+    STAGE_PATH,
+    VIEWERS_PATH,
+    AdmitReply,
+    AdmitRequest,
+    Done,
+    Refusal,
+    RelayReply,
+    RelayRequest,
+    RoomExistsReply,
+    StageDescription,
+    ViewersReport,
+    Watcher,
+    admit_path,
+    relay_path,
+    relays_path,
+    stage_path,
+    viewers_path,
+)
 from mcu.crypto.tokens import InviteSigner
-from mcu.media import TrackSource
+from mcu.infra.httpapi import describe_validation_error
 from mcu.sfu.producer import Producer
 from mcu.sfu.relay import (
     RelayEndpoint,
     RelayLink,
     assign_ssrc,
     codec_from_description,
+    source_from_description,
     stream_description,
 )
 from mcu.sfu.stage import Stage
@@ -47,6 +77,8 @@ from mcu.signaling.rooms.store import RoomStore
 from mcu.signaling.rooms.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=BaseModel)
 
 # How long a worker waits for another one to answer before giving up on the request.
 PEER_TIMEOUT = 5.0
@@ -60,10 +92,10 @@ class Peers(Protocol):
         worker: int,
         method: str,
         path: str,
-        json: Any = None,
+        body: BaseModel | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """Send a JSON request; the status and the JSON reply (None if there was none)."""
+        """Send ``body`` as JSON; the status and the decoded JSON reply (None if there was none)."""
         ...
 
 
@@ -71,16 +103,72 @@ class RelayError(Exception):
     """Another worker could not be reached or refused (the viewer gets 503)."""
 
 
-async def _call(peers: Peers, worker: int, method: str, path: str, body: Any = None) -> Any:
+async def _call(
+    peers: Peers, worker: int, method: str, path: str, body: BaseModel | None = None
+) -> Any:
+    """The decoded JSON reply of a request that succeeded (for the caller to validate)."""
     try:
         status, reply = await asyncio.wait_for(
-            peers.request(worker, method, path, json=body), PEER_TIMEOUT
+            peers.request(worker, method, path, body=body), PEER_TIMEOUT
         )
     except Exception as exc:
         raise RelayError(f"worker {worker} did not answer {method} {path}: {exc}") from exc
     if status >= 300:
         raise RelayError(f"worker {worker} answered {status} to {method} {path}: {reply}")
     return reply
+
+
+async def _ask(
+    peers: Peers, worker: int, method: str, path: str, body: BaseModel, reply: type[_M]
+) -> _M:
+    """The reply of a request, as the model the contract says it is."""
+    answer = await _call(peers, worker, method, path, body)
+    try:
+        return reply.model_validate(answer)
+    except ValidationError as exc:
+        problem = describe_validation_error(exc)
+        raise RelayError(f"worker {worker} sent a malformed {reply.__name__}: {problem}") from None
+
+
+async def _read(request: web.Request, model: type[_M]) -> _M:
+    """The request's body as ``model``; 400 naming the first problem when it is not one."""
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        problem = describe_validation_error(exc)
+        raise web.HTTPBadRequest(text=f"malformed {model.__name__}: {problem}") from None
+
+
+def _reply(message: BaseModel) -> web.Response:
+    return web.json_response(text=message.model_dump_json())
+
+
+def admit_reply(verdict: Admission) -> AdmitReply:
+    """The home's verdict as the edge receives it."""
+    refused = verdict.refused
+    return AdmitReply(
+        own=verdict.own,
+        role=verdict.role,
+        refused=None
+        if refused is None
+        else Refusal(code=refused.code, message=refused.message, retry_after=refused.retry_after),
+    )
+
+
+def admission_of(reply: Any) -> Admission:
+    """An edge reading the home's verdict (anything malformed admits nobody)."""
+    try:
+        answer = AdmitReply.model_validate(reply)
+    except ValidationError:
+        answer = AdmitReply()
+    if answer.refused is not None:
+        refused = answer.refused
+        return Admission(refused=Refused(refused.code, refused.message, refused.retry_after))
+    if answer.own:
+        return Admission(own=True)
+    if answer.role is not None:
+        return Admission(role=answer.role)
+    return Admission(refused=Refused("bad_invite", "the room's worker gave no answer"))
 
 
 # -- the home side ---------------------------------------------------------------------------
@@ -120,14 +208,14 @@ class HomeRelays:
             known = self._ssrcs[id(producer)] = (producer, assign_ssrc())
         return known[1]
 
-    def describe(self, stage: Stage) -> dict[str, Any]:
+    def describe(self, stage: Stage) -> StageDescription:
         """The STAGE message: every stream with its relay SSRC and codec."""
-        return {
-            "video": [stream_description(p, self._ssrc(p)) for p in stage.video],
-            "audio": [stream_description(p, self._ssrc(p)) for p in stage.audio],
-        }
+        return StageDescription(
+            video=tuple(stream_description(p, self._ssrc(p)) for p in stage.video),
+            audio=tuple(stream_description(p, self._ssrc(p)) for p in stage.audio),
+        )
 
-    async def add(self, room_id: str, worker: int, host: str, port: int) -> dict[str, Any]:
+    async def add(self, room_id: str, worker: int, host: str, port: int) -> RelayReply:
         """An edge asks for a room: start relaying its stage; returns the current STAGE."""
         room = self.rooms.rooms.get(room_id)
         if room is None:
@@ -150,7 +238,7 @@ class HomeRelays:
         room.viewer_sessions[f"relay-{worker}"] = closed_by_room
         self._sync(feed)
         logger.info("room %s: relaying to worker %d at %s:%d", room_id, worker, host, port)
-        return {"relay": list(self.endpoint.address), "stage": self.describe(room.stage)}
+        return RelayReply(relay=self.endpoint.address, stage=self.describe(room.stage))
 
     async def remove(self, room_id: str, worker: int) -> None:
         """The edge has no viewers of the room left."""
@@ -178,8 +266,8 @@ class HomeRelays:
                     self.peers,
                     feed.worker,
                     "POST",
-                    f"/internal/rooms/{feed.room.id}/stage",
-                    {"video": [], "audio": []},
+                    stage_path(feed.room.id),
+                    StageDescription(video=(), audio=()),
                 )
         self.rooms.discard_if_empty(feed.room)
 
@@ -222,7 +310,7 @@ class HomeRelays:
                     self.peers,
                     feed.worker,
                     "POST",
-                    f"/internal/rooms/{feed.room.id}/stage",
+                    stage_path(feed.room.id),
                     self.describe(feed.room.stage),
                 )
             except RelayError as exc:
@@ -275,16 +363,17 @@ class EdgeRooms:
         self._joining[room_id] = future
         try:
             host, port = self.endpoint.address
-            reply = await _call(
+            reply = await _ask(
                 self.peers,
                 home,
                 "POST",
-                f"/internal/rooms/{room_id}/relays",
-                {"worker": self.worker, "host": host, "port": port},
+                relays_path(room_id),
+                RelayRequest(worker=self.worker, host=host, port=port),
+                RelayReply,
             )
-            room = _EdgeRoom(room_id, home, Stage(room_id), (reply["relay"][0], reply["relay"][1]))
+            room = _EdgeRoom(room_id, home, Stage(room_id), reply.relay)
             self._rooms[room_id] = room
-            self.apply(room_id, reply["stage"])
+            self.apply(room_id, reply.stage)
             future.set_result(room)
             return room.stage
         except BaseException as exc:
@@ -317,33 +406,31 @@ class EdgeRooms:
         del self._rooms[room_id]
         self._close(room)
         with contextlib.suppress(RelayError):
-            await _call(
-                self.peers, room.home, "DELETE", f"/internal/rooms/{room_id}/relays/{self.worker}"
-            )
+            await _call(self.peers, room.home, "DELETE", relay_path(room_id, self.worker))
 
-    def apply(self, room_id: str, description: dict[str, Any]) -> None:
+    def apply(self, room_id: str, description: StageDescription) -> None:
         """A STAGE from the home: open new streams, close gone ones, reorder the stage."""
         room = self._rooms.get(room_id)
         if room is None:
             return
-        streams = {s["ssrc"]: s for s in description["video"] + description["audio"]}
+        streams = {s.ssrc: s for s in description.video + description.audio}
         for ssrc in [s for s in room.producers if s not in streams]:
             self.endpoint.stop_receiving(room.relay, ssrc)
             room.producers.pop(ssrc).close()
         for ssrc, stream in streams.items():
             if ssrc not in room.producers:
                 producer = Producer(
-                    track_id=str(stream["track_id"]),
-                    participant_id=str(stream["participant_id"]),
-                    source=TrackSource(stream["source"]),
-                    codec=codec_from_description(stream["codec"]),
+                    track_id=stream.track_id,
+                    participant_id=stream.participant_id,
+                    source=source_from_description(stream),
+                    codec=codec_from_description(stream.codec),
                     send_keyframe_request=lambda: None,
                 )
                 self.endpoint.receive(room.relay, ssrc, producer)
                 room.producers[ssrc] = producer
         room.stage.set(
-            [room.producers[s["ssrc"]] for s in description["video"]],
-            [room.producers[s["ssrc"]] for s in description["audio"]],
+            [room.producers[s.ssrc] for s in description.video],
+            [room.producers[s.ssrc] for s in description.audio],
         )
 
     async def admit(self, home: int, room_id: str, token: str, address: str) -> Admission:
@@ -353,10 +440,10 @@ class EdgeRooms:
             self.peers,
             home,
             "POST",
-            f"/internal/rooms/{room_id}/admit",
-            {"token": token, "address": address},
+            admit_path(room_id),
+            AdmitRequest(token=token, address=address),
         )
-        return Admission.from_json(reply)
+        return admission_of(reply)
 
     def _report(self, room: _EdgeRoom) -> None:
         room.report_dirty = True
@@ -371,12 +458,12 @@ class EdgeRooms:
                     self.peers,
                     room.home,
                     "POST",
-                    f"/internal/rooms/{room.room_id}/viewers",
-                    {
-                        "worker": self.worker,
-                        "count": len(room.watchers),
-                        "watchers": [{"id": i, "name": n} for i, n in room.watchers.items()],
-                    },
+                    viewers_path(room.room_id),
+                    ViewersReport(
+                        worker=self.worker,
+                        count=len(room.watchers),
+                        watchers=tuple(Watcher(id=i, name=n) for i, n in room.watchers.items()),
+                    ),
                 )
             except RelayError as exc:
                 logger.warning("room %s: %s", room.room_id, exc)
@@ -422,55 +509,51 @@ def setup_internal_routes(
 
     async def add_relay(request: web.Request) -> web.Response:
         home, _ = started()
-        body = await request.json()
-        reply = await home.add(
-            request.match_info["room"], int(body["worker"]), str(body["host"]), int(body["port"])
-        )
-        return web.json_response(reply)
+        body = await _read(request, RelayRequest)
+        reply = await home.add(request.match_info["room"], body.worker, body.host, body.port)
+        return _reply(reply)
 
     async def remove_relay(request: web.Request) -> web.Response:
         home, _ = started()
-        await home.remove(request.match_info["room"], int(request.match_info["worker"]))
-        return web.json_response({})
+        worker = request.match_info["worker"]
+        if not (worker.isascii() and worker.isdigit()):
+            raise web.HTTPBadRequest(text=f"no worker {worker!r}")
+        await home.remove(request.match_info["room"], int(worker))
+        return _reply(Done())
 
     async def viewers(request: web.Request) -> web.Response:
         home, _ = started()
-        body = await request.json()
-        watchers = {str(w["id"]): str(w["name"])[:64] for w in body.get("watchers", [])}
-        home.set_viewers(
-            request.match_info["room"], int(body["worker"]), int(body["count"]), watchers
-        )
-        return web.json_response({})
+        body = await _read(request, ViewersReport)
+        watchers = {w.id: w.name for w in body.watchers}
+        home.set_viewers(request.match_info["room"], body.worker, body.count, watchers)
+        return _reply(Done())
 
     async def admit_viewer(request: web.Request) -> web.Response:
         started()
-        body = await request.json()
+        body = await _read(request, AdmitRequest)
         record = await store.get(request.match_info["room"])
         if record is None:
             verdict = Admission(refused=Refused("unknown_room", "no such room"))
         else:
-            verdict = await admit(
-                rooms, signer, throttle, record, str(body["token"]), str(body["address"])
-            )
-        return web.json_response(verdict.to_json())
+            verdict = await admit(rooms, signer, throttle, record, body.token, body.address)
+        return _reply(admit_reply(verdict))
 
     async def room_exists(request: web.Request) -> web.Response:
         started()
-        return web.json_response(
-            {"exists": await store.get(request.match_info["room"]) is not None}
-        )
+        exists = await store.get(request.match_info["room"]) is not None
+        return _reply(RoomExistsReply(exists=exists))
 
     async def stage(request: web.Request) -> web.Response:
         _, edges = started()
-        edges.apply(request.match_info["room"], await request.json())
-        return web.json_response({})
+        edges.apply(request.match_info["room"], await _read(request, StageDescription))
+        return _reply(Done())
 
     handlers: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] = [
-        ("POST", "/internal/rooms/{room}/relays", add_relay),
-        ("DELETE", "/internal/rooms/{room}/relays/{worker}", remove_relay),
-        ("POST", "/internal/rooms/{room}/viewers", viewers),
-        ("POST", "/internal/rooms/{room}/admit", admit_viewer),
-        ("POST", "/internal/rooms/{room}/stage", stage),
+        ("POST", RELAYS_PATH, add_relay),
+        ("DELETE", RELAY_PATH, remove_relay),
+        ("POST", VIEWERS_PATH, viewers),
+        ("POST", ADMIT_PATH, admit_viewer),
+        ("POST", STAGE_PATH, stage),
         ("GET", ROOM_EXISTS_PATH, room_exists),
     ]
     for method, path, handler in handlers:

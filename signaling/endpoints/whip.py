@@ -31,6 +31,7 @@ from aiohttp import web
 from aiortc import sdp as aiortc_sdp
 from prometheus_client import Counter, Gauge
 
+from mcu.contracts.cluster import HOME_WORKER_HEADER, mint_session_id
 from mcu.infra import metrics
 from mcu.infra.httpapi import ApiError, error_response, read_body
 from mcu.infra.socketlimits import address_key
@@ -61,8 +62,6 @@ MAX_SDP_BYTES = 64 * 1024
 DEFAULT_PUBLISHER_NAME = "Lecturer"
 DEFAULT_VIEWER_NAME = "WHEP viewer"
 "How a meeting's participants see a WHEP player that gave no ``?name=``."
-HOME_HEADER = "X-Mcu-Home-Worker"
-"Set by the front on requests it routes: the room's home worker."
 
 WHEP_SESSIONS = Gauge("mcu_whep_sessions", "WHEP playback sessions on this worker.")
 WHEP_REFUSED = Counter(
@@ -116,8 +115,8 @@ class Broadcasting:
     _endpoint: RelayEndpoint | None = None
 
     def new_session_id(self) -> str:
-        """``<worker>-<random>``: the front routes ``DELETE`` by the prefix."""
-        return f"{self.worker}-{secrets.token_urlsafe(12)}"
+        """A new session id naming this worker: the front routes its ``DELETE`` by it."""
+        return mint_session_id(self.worker)
 
     @property
     def viewers(self) -> int:
@@ -471,13 +470,13 @@ async def _relayed(call: Awaitable[_T]) -> _T:
 
 
 def _home_worker(request: web.Request, hub: Broadcasting) -> int:
-    header = request.headers.get(HOME_HEADER)
+    header = request.headers.get(HOME_WORKER_HEADER)
     if header is None or hub.edges is None:
         return hub.worker
     try:
         return int(header)
     except ValueError:
-        raise ApiError(400, "bad_request", f"{HOME_HEADER} must be a worker index") from None
+        raise ApiError(400, "bad_request", f"{HOME_WORKER_HEADER} must be a worker index") from None
 
 
 def _release_address(hub: Broadcasting, held: str) -> None:

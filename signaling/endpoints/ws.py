@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from mcu.contracts.cluster import JOIN_WITHIN_HEADER
 from mcu.crypto.tokens import InviteSigner
 from mcu.infra import metrics
-from mcu.infra.socketlimits import JOIN_WITHIN_HEADER, FrameRate, SocketLimits, refuse_websocket
+from mcu.infra.socketlimits import FrameRate, SocketLimits, refuse_websocket
 from mcu.media import TrackSource
 from mcu.signaling.endpoints.messages import (
     Chair,

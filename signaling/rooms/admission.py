@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, cast, get_args
+from typing import TYPE_CHECKING, NoReturn
 
 from mcu.crypto.passwords import verify_password
 from mcu.crypto.tokens import InvalidInvite, InviteSigner, Role
@@ -158,43 +158,6 @@ class Admission:
     "Else the role it admits,"
     refused: Refused | None = None
     "or why it admits nobody."
-
-    def to_json(self) -> dict[str, Any]:
-        """The home's answer to an edge."""
-        refused = self.refused
-        return {
-            "own": self.own,
-            "role": self.role,
-            "refused": None
-            if refused is None
-            else {
-                "code": refused.code,
-                "message": refused.message,
-                "retry_after": refused.retry_after,
-            },
-        }
-
-    @classmethod
-    def from_json(cls, body: Any) -> Admission:
-        """An edge reading the home's answer (anything malformed admits nobody)."""
-        if not isinstance(body, dict):
-            return cls(refused=Refused("bad_invite", "the room's worker gave no answer"))
-        refused = body.get("refused")
-        if isinstance(refused, dict):
-            retry = refused.get("retry_after")
-            return cls(
-                refused=Refused(
-                    str(refused.get("code")),
-                    str(refused.get("message")),
-                    float(retry) if isinstance(retry, int | float) else None,
-                )
-            )
-        role = body.get("role")
-        if body.get("own") is True:
-            return cls(own=True)
-        if role in get_args(Role):
-            return cls(role=cast(Role, role))
-        return cls(refused=Refused("bad_invite", "the room's worker gave no answer"))
 
 
 async def admit(

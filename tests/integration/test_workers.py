@@ -13,6 +13,15 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from mcu.contracts.cluster import (
+    admit_path,
+    relay_path,
+    relays_path,
+    room_exists_path,
+    stage_path,
+    viewers_path,
+    worker_socket,
+)
 from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
 
@@ -50,6 +59,22 @@ async def test_health_metrics_internal_routes_and_unknown_rooms(cluster: ServerP
 
     async with cluster.http.get(cluster.base_url + "/internal/rooms/x/relays") as r:
         assert r.status == 404
+
+    # On a worker's own socket the internal routes answer; a malformed body is a clear 400.
+    async with aiohttp.ClientSession(
+        connector=aiohttp.UnixConnector(path=str(worker_socket(cluster.data_dir, 0)))
+    ) as worker:
+        base = "http://localhost"
+        async with worker.get(base + room_exists_path("no-such-room")) as r:
+            assert r.status == 200 and await r.json() == {"exists": False}
+        for path in (relays_path("x"), viewers_path("x"), admit_path("x"), stage_path("x")):
+            for body in (b"", b"[]", b'{"worker": "one"}', b'{"video": [{"ssrc": -1}]'):
+                async with worker.post(base + path, data=body) as r:
+                    text = await r.text()
+                    assert r.status == 400 and text.startswith("malformed "), (path, body, text)
+        async with worker.delete(base + relay_path("x", 0).replace("/0", "/zero")) as r:
+            assert r.status == 400, await r.text()
+    assert (await _health(cluster))["status"] == "ok"
 
     client = RoomClient(cluster.ws_url, "nobody")
     await client.connect()

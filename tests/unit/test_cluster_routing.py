@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from mcu.app.cluster.front import ViewerBalance
-from mcu.app.cluster.routing import Route, RouteKind, room_of_join, route, session_worker
+from mcu.app.cluster.routing import Route, RouteKind, room_of_join, route
 from mcu.app.cluster.worker import forwarded_for_middleware
 from mcu.app.config import load_config
 
@@ -46,15 +46,9 @@ def test_route(method: str, path: str, expected: Route) -> None:
     assert route(method, path, workers=2) == expected
 
 
-def test_session_worker() -> None:
-    assert session_worker("3-abc", 4) == 3
-    assert session_worker("4-abc", 4) is None
-    assert session_worker("3-", 4) is None
-    assert session_worker("-3-abc", 4) is None
-    assert session_worker("99999-abc", 4) is None
+def test_a_session_naming_no_worker_is_not_found() -> None:
     # Found by the front_routing fuzz target: str.isdigit() is true for superscripts, which
     # int() refuses, so DELETE /whep/room/%C2%B2-x raised in the front.
-    assert session_worker("²-abc", 4) is None
     assert route("DELETE", "/whep/r/²-abc", workers=2) == Route(RouteKind.NOT_FOUND)
 
 

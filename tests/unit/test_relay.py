@@ -9,11 +9,11 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import uvloop
 
+from mcu.contracts.cluster import CodecDescription, StreamDescription
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.sfu.producer import Producer
 from mcu.sfu.relay import (
@@ -85,13 +85,13 @@ def home_producer(codec: CodecInfo = VP8, source: TrackSource = TrackSource.CAME
     return Producer("track-1", "alice", source, codec, Requests())
 
 
-def edge_producer(description: dict[str, Any], **kwargs: float) -> Producer:
+def edge_producer(description: StreamDescription, **kwargs: float) -> Producer:
     """What an edge builds from a STREAM object of the stage."""
     return Producer(
-        description["track_id"],
-        description["participant_id"],
+        description.track_id,
+        description.participant_id,
         source_from_description(description),
-        codec_from_description(description),
+        codec_from_description(description.codec),
         lambda: None,
         **kwargs,
     )
@@ -111,8 +111,8 @@ def relayed(
 ) -> tuple[Producer, Sink, int]:
     """Forward ``producer`` from ``home`` to an edge producer on ``edge`` with a recording sink."""
     ssrc = assign_ssrc()
-    description = json.loads(json.dumps(stream_description(producer, ssrc)))
-    relayed_producer = edge_producer(description, **kwargs)
+    wire = stream_description(producer, ssrc).model_dump_json()
+    relayed_producer = edge_producer(StreamDescription.model_validate_json(wire), **kwargs)
     sink = Sink()
     relayed_producer.add_sink(sink)
     edge.receive(home.address, ssrc, relayed_producer)
@@ -178,7 +178,7 @@ def test_ssrcs_are_unique_and_never_zero() -> None:
 
 def test_stream_description_round_trips_through_json() -> None:
     producer = home_producer(H264, TrackSource.CONTENT)
-    description = json.loads(json.dumps(stream_description(producer, 42)))
+    description = json.loads(stream_description(producer, 42).model_dump_json())
     assert description == {
         "ssrc": 42,
         "track_id": "track-1",
@@ -195,10 +195,10 @@ def test_stream_description_round_trips_through_json() -> None:
             ],
         },
     }
-    assert codec_from_description(description) == H264
-    assert codec_from_description(description["codec"]) == H264
-    assert source_from_description(description) is TrackSource.CONTENT
-    assert codec_from_description(stream_description(home_producer(OPUS), 1)) == OPUS
+    received = StreamDescription.model_validate(description)
+    assert codec_from_description(received.codec) == H264
+    assert source_from_description(received) is TrackSource.CONTENT
+    assert codec_from_description(stream_description(home_producer(OPUS), 1).codec) == OPUS
 
 
 @pytest.mark.parametrize(
@@ -214,9 +214,12 @@ def test_stream_description_round_trips_through_json() -> None:
 )
 def test_malformed_codec_descriptions_are_refused(codec: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        codec_from_description({"codec": codec})
+        CodecDescription.model_validate(codec)
+    stream = json.loads(stream_description(home_producer(), 1).model_dump_json())
     with pytest.raises(ValueError):
-        source_from_description({"source": "screen"})
+        StreamDescription.model_validate(stream | {"codec": codec})
+    with pytest.raises(ValueError):
+        StreamDescription.model_validate(stream | {"source": "screen"})
 
 
 # -- over real sockets ----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
@@ -29,6 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
 from yarl import URL
 
 from mcu import __version__
@@ -38,16 +38,18 @@ from mcu.app.cluster.peers import WorkerPeers, WorkerUnavailable
 from mcu.app.cluster.roomlist import merge_room_lists
 from mcu.app.cluster.routing import RouteKind, room_of_join, route
 from mcu.app.cluster.supervisor import Supervisor
+from mcu.app.cluster.wspipe import pipe
 from mcu.app.config import Config
-from mcu.contracts.cluster import HOME_WORKER_HEADER, ROOM_EXISTS_PATH
+from mcu.contracts.cluster import (
+    FORWARDED_FOR_HEADER,
+    HOME_WORKER_HEADER,
+    JOIN_WITHIN_HEADER,
+    RoomExistsReply,
+    room_exists_path,
+)
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.runtimegauges import RuntimeCollector
-from mcu.infra.socketlimits import (
-    JOIN_WITHIN_HEADER,
-    SocketLimits,
-    SocketLimitsCollector,
-    refuse_websocket,
-)
+from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector, refuse_websocket
 
 __all__ = ["FRONT", "Front", "ViewerBalance", "create_front_app"]
 
@@ -87,14 +89,12 @@ _HOP_BY_HOP = frozenset(
         "Transfer-Encoding",
         "Upgrade",
         "Expect",
-        "X-Forwarded-For",
+        FORWARDED_FOR_HEADER,
         HOME_WORKER_HEADER,
     )
 )
 # The client's headers go as they are: aiohttp adds none of its own.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
-# Close codes that must not be sent in a close frame (RFC 6455 7.4.1).
-_RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
 
 
 class ViewerBalance:
@@ -209,11 +209,13 @@ class Front:
 
     async def _room_exists(self, room: str) -> bool:
         for index in range(self.count):  # the store is shared: any running worker can tell
-            status, body = await self._probe(
-                index, ROOM_EXISTS_PATH.format(room=quote(room, safe=""))
-            )
-            if status == 200 and isinstance(body, dict):
-                return body.get("exists") is True
+            status, body = await self._probe(index, room_exists_path(room))
+            if status != 200:
+                continue
+            try:
+                return RoomExistsReply.model_validate(body).exists
+            except ValidationError:
+                logger.warning("worker %d sent a malformed RoomExistsReply: %r", index, body)
         return False
 
     async def poll_viewers(self) -> None:
@@ -375,53 +377,6 @@ def _client_address(request: web.BaseRequest) -> str:
 # --- WebSocket ------------------------------------------------------------------------------
 
 
-def _sendable(code: int | None, fallback: int) -> int:
-    if code is None or code in _RESERVED_CLOSE_CODES or not 1000 <= code <= 4999:
-        return fallback
-    return code
-
-
-_Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
-
-
-async def _pump(source: _Socket, sink: _Socket) -> tuple[int | None, bytes]:
-    """Copy frames from ``source`` to ``sink`` until ``source`` closes; returns its close code
-    and reason. Each send waits for the sink to drain, so a slow side slows the other instead
-    of queueing without bound."""
-    while True:
-        message = await source.receive()
-        try:
-            if message.type == WSMsgType.TEXT:
-                await sink.send_str(message.data)
-                continue
-            if message.type == WSMsgType.BINARY:
-                await sink.send_bytes(message.data)
-                continue
-        except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            return None, b""  # the sink is gone; its own pump reports how
-        if message.type == WSMsgType.CLOSE:
-            reason = message.extra if isinstance(message.extra, str) else ""
-            return int(message.data), reason.encode()[:120]
-        return source.close_code, b""
-
-
-async def _pipe(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    to_worker = asyncio.create_task(_pump(client, upstream))
-    to_client = asyncio.create_task(_pump(upstream, client))
-    try:
-        done, _ = await asyncio.wait({to_worker, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        if to_client in done:
-            code, reason = to_client.result()
-            await client.close(code=_sendable(code, WSCloseCode.INTERNAL_ERROR), message=reason)
-        else:
-            code, reason = to_worker.result()
-            await upstream.close(code=_sendable(code, WSCloseCode.GOING_AWAY), message=reason)
-    finally:
-        for task in (to_worker, to_client):
-            task.cancel()
-        await asyncio.gather(to_worker, to_client, return_exceptions=True)
-
-
 async def websocket_proxy(request: web.Request) -> web.StreamResponse:
     """``GET /ws``: refused (429, 503) past the socket caps; else routed by the first frame's
     room and piped to the home worker, which closes it if it has not joined by the deadline the
@@ -463,7 +418,7 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
             front.peers.session(worker).ws_connect(
                 "http://localhost/ws",
                 headers={
-                    "X-Forwarded-For": _client_address(request),
+                    FORWARDED_FOR_HEADER: _client_address(request),
                     HOME_WORKER_HEADER: str(worker),
                     JOIN_WITHIN_HEADER: f"{max(0.0, deadline - loop.time()):.3f}",
                 },
@@ -480,7 +435,7 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
             await upstream.send_str(first.data)
         else:
             await upstream.send_bytes(first.data)
-        await _pipe(client, upstream)
+        await pipe(client, upstream)
     except (ConnectionError, aiohttp.ClientError) as exc:
         logger.debug("WebSocket to worker %d ended: %r", worker, exc)
     finally:
@@ -520,7 +475,7 @@ def _forward_headers(headers: CIMultiDict[str] | Any, remote: str) -> CIMultiDic
     for key, value in headers.items():
         if key.lower() not in _HOP_BY_HOP:
             out.add(key, value)
-    out["X-Forwarded-For"] = remote
+    out[FORWARDED_FOR_HEADER] = remote
     return out
 
 

@@ -1,4 +1,8 @@
-"""HTTP over the workers' Unix sockets: JSON requests between workers, and the front's proxy."""
+"""HTTP over the workers' Unix sockets: JSON requests between workers, and the front's proxy.
+
+The bodies are the models of :mod:`mcu.contracts.cluster`; the caller validates a reply against
+the model it expects.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pydantic import BaseModel
 
 from mcu.contracts.cluster import worker_socket
 
@@ -62,25 +67,25 @@ class WorkerPeers:
         worker: int,
         method: str,
         path: str,
-        json: Any = None,
+        body: BaseModel | None = None,
         headers: Mapping[str, str] | None = None,
         *,
         timeout: float = REQUEST_TIMEOUT,
     ) -> tuple[int, Any]:
-        """Send one request to ``worker`` (``json`` as the body when not None) and return the
+        """Send one request to ``worker`` (``body`` as JSON when not None) and return the
         status and the decoded JSON reply (None when the reply is not JSON).
 
         Raises :class:`WorkerUnavailable` when the worker cannot be reached in ``timeout`` s.
         """
-        body = None if json is None else jsonlib.dumps(json).encode()
+        data = None if body is None else body.model_dump_json().encode()
         all_headers = dict(headers or {})
-        if body is not None:
+        if data is not None:
             all_headers.setdefault("Content-Type", "application/json")
         try:
             async with self.session(worker).request(
                 method,
                 "http://localhost" + path,
-                data=body,
+                data=data,
                 headers=all_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:

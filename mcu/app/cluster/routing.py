@@ -6,10 +6,9 @@ import enum
 import json
 from dataclasses import dataclass
 
-__all__ = ["MAX_ROOM_CHARS", "Route", "RouteKind", "room_of_join", "route", "session_worker"]
+from mcu.contracts.cluster import INTERNAL_PREFIX, MAX_ROOM_ID_CHARS, session_worker
 
-MAX_ROOM_CHARS = 64
-"Longest room id the protocol accepts; longer ones get no home (worker 0 refuses them)."
+__all__ = ["Route", "RouteKind", "room_of_join", "route"]
 
 
 class RouteKind(enum.Enum):
@@ -41,18 +40,9 @@ _DEFAULT = Route(RouteKind.WORKER, worker=0)
 _NOT_FOUND = Route(RouteKind.NOT_FOUND)
 
 
-def session_worker(session: str, workers: int) -> int | None:
-    """The worker a WHEP session id (``<worker index>-<random>``) names, if it is valid."""
-    prefix, dash, rest = session.partition("-")
-    # isdigit() alone also takes superscripts and other scripts' digits, which int() refuses.
-    if not dash or not rest or not (prefix.isascii() and prefix.isdigit()) or len(prefix) > 3:
-        return None
-    index = int(prefix)
-    return index if index < workers else None
-
-
 def _room(segment: str) -> str | None:
-    return segment if 1 <= len(segment) <= MAX_ROOM_CHARS else None
+    # Longer ids get no home: worker 0 refuses them.
+    return segment if 1 <= len(segment) <= MAX_ROOM_ID_CHARS else None
 
 
 def route(method: str, path: str, workers: int) -> Route:
@@ -60,14 +50,15 @@ def route(method: str, path: str, workers: int) -> Route:
 
     ``/whip/{room}…``, ``/rooms/{room}/…`` and ``/api/rooms/{room}…`` go to the room's home;
     ``POST /whep/{room}`` to the least-loaded worker; ``DELETE``, ``PATCH`` and ``OPTIONS`` of
-    ``/whep/{room}/{session}`` to the worker the session names; ``/internal/…`` nowhere;
+    ``/whep/{room}/{session}`` to the worker the session names
+    (:func:`mcu.contracts.cluster.session_worker`); ``/internal/…`` nowhere;
     everything else to worker 0.
     """
     parts = path.split("/")[1:]
     if not parts:
         return _DEFAULT
     head = parts[0]
-    if head == "internal":
+    if "/" + head == INTERNAL_PREFIX:
         return _NOT_FOUND
     if head == "whip" and len(parts) >= 2:
         room = _room(parts[1])
@@ -97,7 +88,7 @@ def room_of_join(text: str) -> str | None:
     if not isinstance(message, dict) or message.get("type") != "join":
         return None
     room = message.get("room")
-    if not isinstance(room, str) or not 1 <= len(room) <= MAX_ROOM_CHARS:
+    if not isinstance(room, str) or not 1 <= len(room) <= MAX_ROOM_ID_CHARS:
         return None
     try:
         room.encode()

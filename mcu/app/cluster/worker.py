@@ -15,7 +15,7 @@ from aiohttp import web
 
 from mcu.app.cluster.peers import WorkerPeers
 from mcu.app.config import Config
-from mcu.contracts.cluster import socket_dir, worker_socket
+from mcu.contracts.cluster import FORWARDED_FOR_HEADER, socket_dir, worker_socket
 from mcu.infra import metrics
 
 __all__ = [
@@ -59,7 +59,7 @@ async def forwarded_for_middleware(
     Only the front and other workers reach a worker's socket (mode 0600 in a 0700 directory),
     so the header is trusted; its last entry is the one the front wrote.
     """
-    forwarded = request.headers.get("X-Forwarded-For", "")
+    forwarded = request.headers.get(FORWARDED_FOR_HEADER, "")
     address = forwarded.rsplit(",", 1)[-1].strip()
     if address:
         request = request.clone(remote=address)
