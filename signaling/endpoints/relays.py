@@ -41,7 +41,8 @@ from mcu.sfu.relay import (
     stream_description,
 )
 from mcu.sfu.stage import Stage
-from mcu.signaling.rooms.admission import Admission, Refused, admit
+from mcu.signaling.rooms.admission import Admission, Refused
+from mcu.signaling.rooms.entrance import admit
 from mcu.signaling.rooms.session import Room, Rooms
 from mcu.signaling.rooms.store import RoomStore
 from mcu.signaling.rooms.throttle import LoginThrottle

@@ -48,7 +48,8 @@ from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
 from mcu.signaling.endpoints.messages import ProtocolError
 from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
 from mcu.signaling.endpoints.ws import SignalingServices
-from mcu.signaling.rooms.admission import Refused, admit, credential_role, unknown_room
+from mcu.signaling.rooms.admission import Refused
+from mcu.signaling.rooms.entrance import admit, credential_role, unknown_room
 from mcu.signaling.rooms.session import Participant, Role, Room
 from mcu.signaling.rooms.store import RoomRecord, RoomStore
 

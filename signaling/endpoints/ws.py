@@ -32,7 +32,8 @@ from mcu.signaling.endpoints.messages import (
     Subscription,
     parse_client_message,
 )
-from mcu.signaling.rooms.admission import Refused, check_password, invite_role, unknown_room
+from mcu.signaling.rooms.admission import Refused, invite_role
+from mcu.signaling.rooms.entrance import check_password, unknown_room
 from mcu.signaling.rooms.mixing import parse_spec
 from mcu.signaling.rooms.session import Participant, Room, Rooms
 from mcu.signaling.rooms.store import RoomStore
