@@ -10,8 +10,8 @@ own viewers exactly as the home does. Control goes over the workers' internal HT
   ``{"relay": [host, port], "stage": STAGE}``; ``DELETE .../relays/{worker}`` when the edge's
   last viewer of the room leaves; ``POST .../viewers`` ``{"worker", "count", "watchers": [{"id",
   "name"}]}`` as they change (a meeting's participants see who watches);
-  ``POST .../admit`` ``{"token", "address"}`` → ``{"own", "role", "refused"}`` (a WHEP viewer's
-  credential judged at the home, which keeps the room's wrong-password counts).
+  ``POST .../admit`` ``{"token", "address"}`` → ``{"own", "role", "refused"}`` (a WHEP viewer
+  admitted by the home, which keeps the room's wrong-password counts).
 - home → edge ``POST /internal/rooms/{room}/stage`` STAGE on every change of the stage.
 
 Across hosts the same messages would go over TCP and the relay over the LAN; the directory saying
@@ -25,12 +25,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 
 from mcu.contracts.cluster import ROOM_EXISTS_PATH
-from mcu.crypto.tokens import InviteSigner
+from mcu.crypto.tokens import ROLES, Role
 from mcu.media import TrackSource
 from mcu.sfu.producer import Producer
 from mcu.sfu.relay import (
@@ -41,11 +41,10 @@ from mcu.sfu.relay import (
     stream_description,
 )
 from mcu.sfu.stage import Stage
-from mcu.signaling.rooms.admission import Admission, Refused
-from mcu.signaling.rooms.entrance import admit
+from mcu.signaling.rooms.admission import Admitted, Bearer, Entry, Refused, credential_needed
+from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.session import Room, Rooms
-from mcu.signaling.rooms.store import RoomStore
-from mcu.signaling.rooms.throttle import LoginThrottle
+from mcu.signaling.rooms.store import RoomRecord, RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -347,17 +346,18 @@ class EdgeRooms:
             [room.producers[s["ssrc"]] for s in description["audio"]],
         )
 
-    async def admit(self, home: int, room_id: str, token: str, address: str) -> Admission:
-        """The home's verdict on a WHEP viewer's bearer credential (the home keeps the room's
-        wrong-password counts, so guesses spread over workers count once)."""
+    async def admit(self, home: int, record: RoomRecord, token: str, address: str) -> Admitted:
+        """The home's admission of a WHEP viewer with a bearer credential to ``record``'s room,
+        or :class:`Refused` (the home keeps the room's wrong-password counts, so guesses spread
+        over workers count once)."""
         reply = await _call(
             self.peers,
             home,
             "POST",
-            f"/internal/rooms/{room_id}/admit",
+            f"/internal/rooms/{record.id}/admit",
             {"token": token, "address": address},
         )
-        return Admission.from_json(reply)
+        return _read_admission(reply, record)
 
     def _report(self, room: _EdgeRoom) -> None:
         room.report_dirty = True
@@ -398,16 +398,43 @@ class EdgeRooms:
         self._rooms.clear()
 
 
+def _admission_json(verdict: Admitted | Refused) -> dict[str, Any]:
+    """The home's answer to an edge's ``POST .../admit``."""
+    if isinstance(verdict, Refused):
+        refused = {"code": verdict.code, "message": verdict.message}
+        return {
+            "own": False,
+            "role": None,
+            "refused": refused | {"retry_after": verdict.retry_after},
+        }
+    return {"own": verdict.own_session, "role": verdict.role, "refused": None}
+
+
+def _read_admission(body: Any, record: RoomRecord) -> Admitted:
+    """An edge reading the home's answer: admitted, else :class:`Refused` (anything malformed
+    admits nobody)."""
+    refused = body.get("refused") if isinstance(body, dict) else None
+    if isinstance(refused, dict):
+        retry = refused.get("retry_after")
+        raise Refused(
+            str(refused.get("code")),
+            str(refused.get("message")),
+            float(retry) if isinstance(retry, int | float) else None,
+        )
+    role = body.get("role") if isinstance(body, dict) else None
+    if role not in ROLES:
+        raise Refused("bad_invite", credential_needed(Entry.WATCH, record.kind))
+    return Admitted(record, cast(Role, role), own_session=body.get("own") is True)
+
+
 # -- internal routes -------------------------------------------------------------------------
 
 
 def setup_internal_routes(
     app: web.Application,
     relaying: Callable[[], tuple[HomeRelays, EdgeRooms] | None],
-    rooms: Rooms,
     store: RoomStore,
-    signer: InviteSigner,
-    throttle: LoginThrottle,
+    entrance: Entrance,
 ) -> None:
     """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).
 
@@ -446,14 +473,16 @@ def setup_internal_routes(
     async def admit_viewer(request: web.Request) -> web.Response:
         started()
         body = await request.json()
-        record = await store.get(request.match_info["room"])
-        if record is None:
-            verdict = Admission(refused=Refused("unknown_room", "no such room"))
-        else:
-            verdict = await admit(
-                rooms, signer, throttle, record, str(body["token"]), str(body["address"])
+        try:
+            admitted = await entrance.admit(
+                Entry.WATCH,
+                request.match_info["room"],
+                Bearer(str(body["token"])),
+                str(body["address"]),
             )
-        return web.json_response(verdict.to_json())
+        except Refused as exc:
+            return web.json_response(_admission_json(exc))
+        return web.json_response(_admission_json(admitted))
 
     async def room_exists(request: web.Request) -> web.Response:
         started()
