@@ -41,6 +41,7 @@ from mcu.signaling.endpoints.relays import setup_internal_routes
 from mcu.signaling.endpoints.uploads import upload_document
 from mcu.signaling.endpoints.whip import BROADCASTING, Broadcasting, setup_broadcasting
 from mcu.signaling.endpoints.ws import SIGNALING, SignalingServices, websocket_handler
+from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.recording import (
     RecordingServices,
     composite_executor,
@@ -323,13 +324,11 @@ async def create_app(config: Config) -> web.Application:
     app[METRICS_ACCESS] = MetricsAccess(token.get_secret_value().encode() if token else None)
     # One per-address record of failures for joins, WHIP and the join page's look-ups alike.
     throttle = LoginThrottle()
+    entrance = Entrance(store, signer, throttle, rooms, config.max_participants_default)
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
-        store=store,
-        signer=signer,
-        throttle=throttle,
+        entrance=entrance,
         max_message_bytes=config.max_message_bytes,
-        max_participants_default=config.max_participants_default,
         sockets=SocketLimits(
             config.max_websockets_per_address, config.max_websockets, config.join_timeout
         ),
@@ -341,7 +340,7 @@ async def create_app(config: Config) -> web.Application:
         signaling, ice_servers(config), max_per_address=config.max_whep_per_address
     )
     setup_broadcasting(app, broadcasting)
-    setup_internal_routes(app, broadcasting.relaying, rooms, store, signer, throttle)
+    setup_internal_routes(app, broadcasting.relaying, store, entrance)
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
     runtime_collector = RuntimeCollector()

@@ -328,7 +328,7 @@ class Refusal(_Message):
     """Why a credential admits nobody."""
 
     code: StrictStr
-    "``wrong_password``, ``bad_invite``, ``unknown_room`` or ``rate_limited``."
+    "Why, as admission names it: ``wrong_password``, ``bad_invite``, ``room_full``, ..."
     message: StrictStr
     "Human-readable reason."
     retry_after: float | None = None
@@ -336,11 +336,12 @@ class Refusal(_Message):
 
 
 class AdmitReply(_Message):
-    """The home's verdict on an :class:`AdmitRequest`: the home sets one of the three."""
+    """The home's decision on an :class:`AdmitRequest`: a role (with ``own`` when the credential
+    is a live participant's session token), or why it admits nobody."""
 
     own: StrictBool = False
-    "A live participant's session token (its page is already in the room)."
+    "The credential is a live participant's session token (its page is already in the room)."
     role: Role | None = None
-    "Else the role it admits,"
+    "The role it admits,"
     refused: Refusal | None = None
     "or why it admits nobody."

@@ -25,7 +25,8 @@ from aiohttp import web
 from mcu.contracts.cluster import MAX_ROOM_ID_CHARS
 from mcu.crypto.tokens import InvalidInvite, InviteSigner
 from mcu.infra.httpapi import ApiError, error_response
-from mcu.signaling.rooms.admission import Refused, unknown_room
+from mcu.signaling.rooms.admission import Refused
+from mcu.signaling.rooms.entrance import unknown_room
 from mcu.signaling.rooms.store import RoomRecord, RoomStore
 from mcu.signaling.rooms.throttle import LoginThrottle
 

@@ -13,8 +13,8 @@ a malformed one is answered 400):
   :data:`~mcu.contracts.cluster.RELAY_PATH` when the edge's last viewer of the room leaves;
   ``POST`` :data:`~mcu.contracts.cluster.VIEWERS_PATH` ``ViewersReport`` as they change (a
   meeting's participants see who watches); ``POST`` :data:`~mcu.contracts.cluster.ADMIT_PATH`
-  ``AdmitRequest`` → ``AdmitReply`` (a WHEP viewer's credential judged at the home, which keeps
-  the room's wrong-password counts).
+  ``AdmitRequest`` → ``AdmitReply`` (a WHEP viewer's whole admission decided at the home, which
+  keeps the room's wrong-password counts).
 - home → edge ``POST`` :data:`~mcu.contracts.cluster.STAGE_PATH` ``StageDescription`` on every
   change of the stage.
 - front → any worker ``GET`` :data:`~mcu.contracts.cluster.ROOM_EXISTS_PATH` →
@@ -59,7 +59,6 @@ from mcu.contracts.cluster import (
     stage_path,
     viewers_path,
 )
-from mcu.crypto.tokens import InviteSigner
 from mcu.infra.httpapi import describe_validation_error
 from mcu.sfu.producer import Producer
 from mcu.sfu.relay import (
@@ -71,10 +70,10 @@ from mcu.sfu.relay import (
     stream_description,
 )
 from mcu.sfu.stage import Stage
-from mcu.signaling.rooms.admission import Admission, Refused, admit
+from mcu.signaling.rooms.admission import Admitted, Bearer, Entry, Refused, credential_needed
+from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.session import Room, Rooms
-from mcu.signaling.rooms.store import RoomStore
-from mcu.signaling.rooms.throttle import LoginThrottle
+from mcu.signaling.rooms.store import RoomRecord, RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -143,32 +142,29 @@ def _reply(message: BaseModel) -> web.Response:
     return web.json_response(text=message.model_dump_json())
 
 
-def admit_reply(verdict: Admission) -> AdmitReply:
-    """The home's verdict as the edge receives it."""
-    refused = verdict.refused
-    return AdmitReply(
-        own=verdict.own,
-        role=verdict.role,
-        refused=None
-        if refused is None
-        else Refusal(code=refused.code, message=refused.message, retry_after=refused.retry_after),
-    )
+def admit_reply(verdict: Admitted | Refused) -> AdmitReply:
+    """The home's admission decision as the edge receives it."""
+    if isinstance(verdict, Refused):
+        refusal = Refusal(
+            code=verdict.code, message=verdict.message, retry_after=verdict.retry_after
+        )
+        return AdmitReply(refused=refusal)
+    return AdmitReply(own=verdict.own_session, role=verdict.role)
 
 
-def admission_of(reply: Any) -> Admission:
-    """An edge reading the home's verdict (anything malformed admits nobody)."""
+def admission_of(reply: Any, record: RoomRecord) -> Admitted:
+    """An edge reading the home's decision on a viewer of ``record``'s room: admitted, else
+    :class:`Refused` (anything malformed admits nobody)."""
     try:
         answer = AdmitReply.model_validate(reply)
     except ValidationError:
         answer = AdmitReply()
     if answer.refused is not None:
         refused = answer.refused
-        return Admission(refused=Refused(refused.code, refused.message, refused.retry_after))
-    if answer.own:
-        return Admission(own=True)
-    if answer.role is not None:
-        return Admission(role=answer.role)
-    return Admission(refused=Refused("bad_invite", "the room's worker gave no answer"))
+        raise Refused(refused.code, refused.message, refused.retry_after)
+    if answer.role is None:
+        raise Refused("bad_invite", credential_needed(Entry.WATCH, record.kind))
+    return Admitted(record, answer.role, own_session=answer.own)
 
 
 # -- the home side ---------------------------------------------------------------------------
@@ -433,17 +429,18 @@ class EdgeRooms:
             [room.producers[s.ssrc] for s in description.audio],
         )
 
-    async def admit(self, home: int, room_id: str, token: str, address: str) -> Admission:
-        """The home's verdict on a WHEP viewer's bearer credential (the home keeps the room's
-        wrong-password counts, so guesses spread over workers count once)."""
+    async def admit(self, home: int, record: RoomRecord, token: str, address: str) -> Admitted:
+        """The home's admission of a WHEP viewer with a bearer credential to ``record``'s room,
+        or :class:`Refused` (the home keeps the room's wrong-password counts, so guesses spread
+        over workers count once)."""
         reply = await _call(
             self.peers,
             home,
             "POST",
-            admit_path(room_id),
+            admit_path(record.id),
             AdmitRequest(token=token, address=address),
         )
-        return admission_of(reply)
+        return admission_of(reply, record)
 
     def _report(self, room: _EdgeRoom) -> None:
         room.report_dirty = True
@@ -490,10 +487,8 @@ class EdgeRooms:
 def setup_internal_routes(
     app: web.Application,
     relaying: Callable[[], tuple[HomeRelays, EdgeRooms] | None],
-    rooms: Rooms,
     store: RoomStore,
-    signer: InviteSigner,
-    throttle: LoginThrottle,
+    entrance: Entrance,
 ) -> None:
     """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).
 
@@ -531,12 +526,13 @@ def setup_internal_routes(
     async def admit_viewer(request: web.Request) -> web.Response:
         started()
         body = await _read(request, AdmitRequest)
-        record = await store.get(request.match_info["room"])
-        if record is None:
-            verdict = Admission(refused=Refused("unknown_room", "no such room"))
-        else:
-            verdict = await admit(rooms, signer, throttle, record, body.token, body.address)
-        return _reply(admit_reply(verdict))
+        try:
+            admitted = await entrance.admit(
+                Entry.WATCH, request.match_info["room"], Bearer(body.token), body.address
+            )
+        except Refused as exc:
+            return _reply(admit_reply(exc))
+        return _reply(admit_reply(admitted))
 
     async def room_exists(request: web.Request) -> web.Response:
         started()

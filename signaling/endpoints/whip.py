@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -49,9 +48,9 @@ from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
 from mcu.signaling.endpoints.messages import ProtocolError
 from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
 from mcu.signaling.endpoints.ws import SignalingServices
-from mcu.signaling.rooms.admission import Refused, admit, credential_role, unknown_room
-from mcu.signaling.rooms.session import Participant, Role, Room
-from mcu.signaling.rooms.store import RoomRecord, RoomStore
+from mcu.signaling.rooms.admission import Bearer, Entry, Refused
+from mcu.signaling.rooms.session import Participant, Room
+from mcu.signaling.rooms.store import RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -201,27 +200,17 @@ def decode_offer(body: bytes, max_sections: int = MAX_PUBLISH_SECTIONS) -> str:
     return offer
 
 
-async def _record(services: SignalingServices, request: web.Request, room_id: str) -> RoomRecord:
-    record = await services.store.get(room_id)
-    if record is None:
-        try:
-            await unknown_room(services.throttle, room_id, request.remote or "unknown")
-        except Refused as exc:
-            raise _refusal(exc, "", request) from None
-    return record
-
-
-def _refusal(exc: Refused, unauthorised: str, request: web.Request) -> ApiError:
-    """The HTTP error for an admission refusal (``unauthorised`` says what would admit)."""
-    logger.info(
-        "%s: credential refused from %s (%s)", request.path, request.remote or "unknown", exc.code
-    )
+def _refusal(exc: Refused) -> ApiError:
+    """The HTTP error for an admission refusal."""
     if exc.code == "rate_limited":
         retry = str(int(exc.retry_after or 0) + 1)
         return ApiError(429, "rate_limited", exc.message, {"Retry-After": retry})
     if exc.code == "unknown_room":
         return ApiError(404, "unknown_room", exc.message)
-    return _unauthorised(unauthorised)
+    if exc.code in ("viewer_invite_required", "room_not_open", "room_full"):
+        return ApiError(403, exc.code, exc.message)
+    # wrong_password, bad_invite, not_a_publisher: the message says what would admit.
+    return _unauthorised(exc.message)
 
 
 def _unauthorised(message: str) -> ApiError:
@@ -230,27 +219,6 @@ def _unauthorised(message: str) -> ApiError:
 
 def _display_name(request: web.Request, default: str) -> str:
     return request.query.get("name", default).strip()[:64] or default
-
-
-def _viewer_credential_needed(record: RoomRecord) -> str:
-    if record.kind == "lecture":
-        return "a viewer password, room password, invite or session token"
-    return "a viewer invite's token (or a participant's session token)"
-
-
-def _check_viewer_role(record: RoomRecord, role: Role) -> None:
-    """Lectures admit any credential of the room (viewer password or invite, room password,
-    any invite). A meeting admits only a viewer invite: the room password and the other
-    invites admit people its participants see, and nobody may watch a consultation unseen."""
-    if record.kind != "lecture" and role != "viewer":
-        raise ApiError(
-            403,
-            "viewer_invite_required",
-            "a meeting is watched only with a viewer invite, whose holder its participants see; "
-            "the room password and participant or chair invites admit people who join it "
-            f"(ask an administrator for POST /api/rooms/{record.id}/invites "
-            '{"role": "viewer"})',
-        )
 
 
 def _sources(offer_sdp: str) -> dict[str, TrackSource]:
@@ -295,21 +263,12 @@ async def whip_post(request: web.Request) -> web.Response:
     room_id = request.match_info["room"]
     offer = await _read_offer(request, MAX_PUBLISH_SECTIONS)
     token = _bearer(request)
-    record = await _record(services, request, room_id)
-    needed = "the room password or a publishing invite is needed"
+    address = request.remote or "unknown"
     try:
-        role = await credential_role(
-            services.signer, services.throttle, record, token, request.remote or "unknown"
-        )
+        admitted = await services.entrance.admit(Entry.PUBLISH, room_id, Bearer(token), address)
     except Refused as exc:
-        raise _refusal(exc, needed, request) from None
-    if role == "viewer":
-        raise _unauthorised(needed)
-    if not record.is_open(time.time()):
-        raise ApiError(403, "room_not_open", "the room is not open at this time")
-    limit = record.max_participants or services.max_participants_default
-    if services.rooms.participant_count(record.id) >= limit:
-        raise ApiError(403, "room_full", f"the room holds {limit} participants")
+        raise _refusal(exc) from None
+    record, role = admitted.record, admitted.role
     name = _display_name(request, DEFAULT_PUBLISHER_NAME)
     sources = _sources(offer)
     room = services.rooms.get_or_create(record.id, record.title, record.kind)
@@ -358,29 +317,27 @@ async def whep_post(request: web.Request) -> web.Response:
     offer = await _read_offer(request, MAX_VIEWER_SECTIONS)
     token = _bearer(request)
     home = _home_worker(request, hub)
-    record = await _record(services, request, room_id)
     address = request.remote or "unknown"
+    credential = Bearer(token)
+    entrance = services.entrance
+    try:
+        # Credentials are judged where the room lives, so its wrong-password counts are one.
+        if home == hub.worker:
+            admitted = await entrance.admit(Entry.WATCH, room_id, credential, address)
+        else:
+            assert hub.edges is not None
+            record = await entrance.room(Entry.WATCH, room_id, credential, address)
+            admitted = await _relayed(hub.edges.admit(home, record, token, address))
+    except Refused as exc:
+        raise _refusal(exc) from None
+    record = admitted.record
     # A live participant's session token (the viewer page) is already counted (and, in a
     # meeting, named) as the participant it belongs to.
-    # Credentials are checked where the room lives, so its wrong-password counts are one.
-    if home == hub.worker:
-        verdict = await admit(
-            services.rooms, services.signer, services.throttle, record, token, address
-        )
-    else:
-        assert hub.edges is not None
-        verdict = await _relayed(hub.edges.admit(home, record.id, token, address))
-    own = verdict.own
-    if verdict.refused is not None:
-        raise _refusal(verdict.refused, _viewer_credential_needed(record), request)
-    if not own:
-        assert verdict.role is not None
-        _check_viewer_role(record, verdict.role)
     watcher = (
-        None if own else (f"w{secrets.token_hex(4)}", _display_name(request, DEFAULT_VIEWER_NAME))
+        None
+        if admitted.own_session
+        else (f"w{secrets.token_hex(4)}", _display_name(request, DEFAULT_VIEWER_NAME))
     )
-    if not record.is_open(time.time()):
-        raise ApiError(403, "room_not_open", "the room is not open at this time")
     if hub.busy():
         # The viewers already here would all lose packets with one more; the player asks again
         # (and the front may pick a less loaded worker).

@@ -13,7 +13,6 @@ from typing import Any, Literal
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from mcu.contracts.cluster import JOIN_WITHIN_HEADER
-from mcu.crypto.tokens import InviteSigner
 from mcu.infra import metrics
 from mcu.infra.socketlimits import FrameRate, SocketLimits, refuse_websocket
 from mcu.media import TrackSource
@@ -33,11 +32,10 @@ from mcu.signaling.endpoints.messages import (
     Subscription,
     parse_client_message,
 )
-from mcu.signaling.rooms.admission import Refused, check_password, invite_role, unknown_room
+from mcu.signaling.rooms.admission import Credential, Entry, InviteToken, Password, Refused
+from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.mixing import parse_spec
 from mcu.signaling.rooms.session import Participant, Room, Rooms
-from mcu.signaling.rooms.store import RoomStore
-from mcu.signaling.rooms.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +55,9 @@ class SignalingServices:
     """What a client connection needs from the server."""
 
     rooms: Rooms
-    store: RoomStore
-    signer: InviteSigner
-    throttle: LoginThrottle
+    entrance: Entrance
+    "Admits joins, WHIP publishers and WHEP viewers."
     max_message_bytes: int
-    max_participants_default: int
     sockets: SocketLimits
     "Caps on open WebSockets and the join deadline."
     behind_front: bool = False
@@ -299,37 +295,28 @@ class ClientConnection:
             raise ProtocolError(
                 "already_joined", "this connection is already in a room", request_id=message.id
             )
-        if (message.password is None) == (message.invite is None):
+        if message.password is not None and message.invite is not None:
             raise ProtocolError(
                 "bad_message", "join needs a password or an invite", request_id=message.id
             )
-        now = time.time()
+        credential: Credential = (
+            Password(message.password)
+            if message.password is not None
+            else InviteToken(message.invite)
+            if message.invite is not None
+            else None
+        )
         try:
-            record = await services.store.get(message.room)
-            if record is None:
-                await unknown_room(services.throttle, message.room, self.address)
-            if message.invite is not None:
-                role = invite_role(services.signer, record, message.invite)
-            else:
-                assert message.password is not None
-                role = await check_password(
-                    services.throttle, record, message.password, self.address
-                )
+            admitted = await services.entrance.admit(
+                Entry.JOIN, message.room, credential, self.address
+            )
         except Refused as exc:
-            logger.info("room %s: join refused from %s (%s)", message.room, self.address, exc.code)
+            # A join without a credential is a malformed message in this protocol.
+            code = "bad_message" if exc.code == "no_credential" else exc.code
             raise ProtocolError(
-                exc.code, exc.message, request_id=message.id, retry_after=exc.retry_after
+                code, exc.message, request_id=message.id, retry_after=exc.retry_after
             ) from None
-        if not record.is_open(now):
-            raise ProtocolError(
-                "room_not_open", "the room is not open at this time", request_id=message.id
-            )
-        limit = record.max_participants or services.max_participants_default
-        # Viewers are counted, not seated: the limit is on people seen and heard.
-        if role != "viewer" and services.rooms.participant_count(record.id) >= limit:
-            raise ProtocolError(
-                "room_full", f"the room holds {limit} participants", request_id=message.id
-            )
+        record, role = admitted.record, admitted.role
         room = services.rooms.get_or_create(record.id, record.title, record.kind)
         self.room = room
 

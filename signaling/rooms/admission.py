@@ -1,44 +1,171 @@
-"""Which role a credential admits to a room, with wrong passwords throttled.
+"""Who may enter a room, and as what: one pure decision for every way in.
 
-Shared by every entry point (the WebSocket join, WHIP, WHEP, the home worker answering an edge).
-Refusals are :class:`Refused`, a domain error each endpoint turns into its own wire error.
+Every entry point asks :func:`decide`: the WebSocket join (:attr:`Entry.JOIN`), WHIP publishing
+(:attr:`Entry.PUBLISH`) and WHEP watching (:attr:`Entry.WATCH`, also when a room's home worker
+judges a viewer for another worker). The answer is :class:`Admitted`, with the role, or
+:class:`Refused`, a domain error whose ``code`` each endpoint turns into its own wire error and
+whose ``message`` is written for the client. The rules, in the order they apply:
+
+1. a credential is needed (``no_credential``);
+2. the room must exist (``unknown_room``; ``rate_limited`` while the address is locked out);
+3. the credential must admit somebody. A WHEP bearer token that is a live participant's session
+   token admits that participant's page (it is in the room already). Else a valid invite admits
+   the role it names; a broken one is ``bad_invite`` when it came as an invite, and is tried as a
+   password when it came as an HTTP bearer token. A password admits as ``participant`` (the
+   room password) or ``viewer`` (a lecture's viewer password), checked under the login
+   throttle (``rate_limited``, ``wrong_password``);
+4. the entry point must take that role: WHIP publishes, so a viewer's credential does not
+   admit (``not_a_publisher``); a meeting is watched only with a viewer invite, because its
+   participants must know who sees them (``viewer_invite_required``); a lecture is watched
+   with any credential of the room;
+5. the room must be open (``room_not_open``);
+6. a join or a publisher needs a seat: viewers are counted, not seated (``room_full``).
+
+Why the decision takes the password's *verdict* rather than the password's hash: checking a
+password is an Argon2id hash (~20 ms of a core, in an executor), and whether to run it at all is
+the login throttle's call, whose books must be kept in a set order around it (reserve the
+attempt, hash, record the verdict). So with a password the decision is asked twice. First
+without a verdict: it answers :class:`CheckPassword` unless another rule decides first. Then
+:class:`~mcu.signaling.rooms.entrance.Entrance`, the thin async shell that looks the room up,
+counts the live room, keeps the throttle's books and hashes off the loop, asks again with the
+throttle's answer (:attr:`Facts.lockout`) and the hash's verdict (:attr:`Facts.password`).
+Everything that is no I/O (which credential wins, which role each entry point takes, open
+hours, capacity, every refusal's code and message) is here, time passed in.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+import enum
+from dataclasses import dataclass, field
 
-from mcu.crypto.passwords import verify_password
 from mcu.crypto.tokens import InvalidInvite, InviteSigner, Role
-from mcu.signaling.rooms.store import RoomRecord
-from mcu.signaling.rooms.throttle import LoginThrottle
-
-if TYPE_CHECKING:
-    from mcu.signaling.rooms.session import Rooms
+from mcu.signaling.rooms.store import RoomKind, RoomRecord
 
 __all__ = [
-    "MAX_PASSWORD_CHARS",
-    "Admission",
+    "Admitted",
+    "Attempt",
+    "Bearer",
+    "CheckPassword",
+    "Credential",
+    "Decision",
+    "Entry",
+    "Facts",
+    "InviteToken",
+    "Password",
+    "PasswordCheck",
     "Refused",
-    "admit",
-    "check_password",
-    "credential_role",
-    "invite_role",
-    "unknown_room",
+    "credential_needed",
+    "decide",
+    "missing_room",
 ]
 
-MAX_PASSWORD_CHARS = 256
-"Longest room password (the admin API's limit): anything longer is no password of a room."
+
+class Entry(enum.Enum):
+    """The way into a room an attempt takes."""
+
+    JOIN = "join"
+    "The WebSocket join: a participant's, chair's or viewer's page."
+    PUBLISH = "publish"
+    "WHIP: a broadcasting tool publishes as a participant without a WebSocket."
+    WATCH = "watch"
+    "WHEP: a player watches the room's stage."
+
+
+@dataclass(frozen=True)
+class Password:
+    """A room or viewer password, as typed."""
+
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class InviteToken:
+    """A signed invite, from an invite link."""
+
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """An HTTP bearer token: a live participant's session token (counts for WHEP only), a
+    signed invite, or else a password."""
+
+    token: str = field(repr=False)
+
+
+Credential = Password | InviteToken | Bearer | None
+"What an attempt presents; None when it presents nothing."
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Somebody asking to enter a room."""
+
+    entry: Entry
+    "Which way in."
+    room_id: str
+    "The room asked for, as the client named it."
+    credential: Credential
+    "What the client presents."
+    address: str
+    "The client's address: the login throttle's key, and logged with a refusal."
+    now: float
+    "Unix time of the attempt: open hours and invite expiry are judged at it."
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """What hashing a password found."""
+
+    role: Role | None
+    "The role it admits as (room password: participant; viewer password: viewer); None: wrong."
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the decision needs to know beyond the attempt, gathered by its caller."""
+
+    record: RoomRecord | None
+    "The room as stored; None if there is no such room."
+    default_capacity: int
+    "Seats of a room whose record sets no ``max_participants``."
+    seated: int = 0
+    "People seen and heard in the live room now (its viewers are not seated)."
+    session_role: Role | None = None
+    "The role of the live participant whose session token the bearer token is; None if none's."
+    lockout: float | None = None
+    """Seconds the login throttle still refuses this attempt for: with no such room, the
+    address's lockout; once a password check was asked for, the throttle's answer to it.
+    None: the throttle lets it through (or was not asked)."""
+    password: PasswordCheck | None = None
+    "The password's verdict once it was checked; None before."
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """The attempt may enter."""
+
+    record: RoomRecord
+    "The room it enters."
+    role: Role
+    "As what."
+    own_session: bool = False
+    """The credential is a live participant's session token: that participant's page watches,
+    and is already counted (and in a meeting named) as the participant it is."""
+
+
+@dataclass(frozen=True)
+class CheckPassword:
+    """The verdict hinges on a password: ask the throttle, hash it, and decide again."""
+
+    password: str = field(repr=False)
 
 
 class Refused(Exception):
-    """A credential admits nobody: ``code`` names why (``wrong_password``, ``bad_invite``,
-    ``unknown_room``, ``rate_limited``); ``retry_after`` for ``rate_limited``."""
+    """The attempt may not enter. ``code`` says why: ``no_credential``, ``unknown_room``,
+    ``rate_limited`` (with ``retry_after`` seconds), ``wrong_password``, ``bad_invite``,
+    ``not_a_publisher``, ``viewer_invite_required``, ``room_not_open`` or ``room_full``;
+    ``message`` says it to the client."""
 
     def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -47,132 +174,106 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
-async def password_grants(record: RoomRecord, password: str) -> Role | None:
-    """The role a room's password admits with (the viewer password: viewer), None if wrong."""
-    if len(password) > MAX_PASSWORD_CHARS:
-        return None
-    if await verify_password(record.password_hash, password):
-        return "participant"
-    if record.viewer_password_hash is not None and await verify_password(
-        record.viewer_password_hash, password
-    ):
-        return "viewer"
-    return None
+Decision = Admitted | CheckPassword | Refused
+"What :func:`decide` answers."
 
 
-_checks_running: dict[tuple[str, str, str | None, bytes], asyncio.Future[Role | None]] = {}
-"Password checks being hashed now, by room, its stored hashes and the password's digest."
+def decide(attempt: Attempt, facts: Facts, signer: InviteSigner) -> Decision:
+    """Whether ``attempt`` enters, and as what, given ``facts`` (see the module's rules).
 
-
-async def check_password(
-    throttle: LoginThrottle, record: RoomRecord, password: str, address: str
-) -> Role:
-    """The role ``password`` admits to ``record``'s room, or :class:`Refused`.
-
-    The attempt counts against the address in this room, the address and the room from the
-    moment it starts; a wrong one is answered after the throttle's delay. An attempt with the
-    same password as a check already running waits for that check's verdict instead of hashing
-    again (a lesson's sites all send its viewer password at once).
+    ``signer`` checks invites (an HMAC, at ``attempt.now``). Never :class:`CheckPassword` once
+    ``facts`` carries a lockout or a password's verdict.
     """
-    key = (
-        record.id,
-        record.password_hash,
-        record.viewer_password_hash,
-        hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest(),
-    )
-    running = _checks_running.get(key)
-    if running is not None:
-        retry = throttle.locked(address, record.id, time.time())
-        if retry is not None:
-            raise Refused("rate_limited", "too many failed attempts", retry_after=retry)
-        role = await asyncio.shield(running)
-        return await _verdict(throttle, record, address, role, reserved=False)
-    retry = throttle.begin(address, record.id, time.time())
-    if retry is not None:
-        raise Refused("rate_limited", "too many failed attempts", retry_after=retry)
-    future: asyncio.Future[Role | None] = asyncio.get_running_loop().create_future()
-    _checks_running[key] = future
-    try:
-        role = await password_grants(record, password)
-    except BaseException:
-        throttle.abandon(address, record.id)  # cancelled mid-check: no verdict to record
-        future.cancel()
-        raise
-    finally:
-        _checks_running.pop(key, None)
-    future.set_result(role)
-    return await _verdict(throttle, record, address, role, reserved=True)
+    entry, credential, record = attempt.entry, attempt.credential, facts.record
+    if credential is None:
+        return Refused(
+            "no_credential", credential_needed(entry, None if record is None else record.kind)
+        )
+    if record is None:
+        return missing_room(attempt.room_id, facts.lockout)
+    granted = _credential_role(attempt, credential, facts, record, signer)
+    if not isinstance(granted, tuple):
+        return granted
+    role, own = granted
+    if not own and entry is Entry.PUBLISH and role == "viewer":
+        return Refused("not_a_publisher", credential_needed(entry, record.kind))
+    # The room password and the other invites admit people a meeting's participants see:
+    # nobody may watch a consultation unseen.
+    if not own and entry is Entry.WATCH and record.kind != "lecture" and role != "viewer":
+        return Refused(
+            "viewer_invite_required",
+            "a meeting is watched only with a viewer invite, whose holder its participants see; "
+            "the room password and participant or chair invites admit people who join it "
+            f"(ask an administrator for POST /api/rooms/{record.id}/invites "
+            '{"role": "viewer"})',
+        )
+    if not record.is_open(attempt.now):
+        return Refused("room_not_open", "the room is not open at this time")
+    # Viewers are counted, not seated: the limit is on people seen and heard.
+    limit = record.max_participants or facts.default_capacity
+    if entry is not Entry.WATCH and role != "viewer" and facts.seated >= limit:
+        return Refused("room_full", f"the room holds {limit} participants")
+    return Admitted(record, role, own_session=own)
 
 
-async def _verdict(
-    throttle: LoginThrottle, record: RoomRecord, address: str, role: Role | None, *, reserved: bool
-) -> Role:
-    if role is None:
-        delay = throttle.failed(address, record.id, time.time(), reserved=reserved)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        raise Refused("wrong_password", "wrong room password")
-    throttle.succeeded(address, record.id, reserved=reserved)
-    return role
-
-
-def invite_role(signer: InviteSigner, record: RoomRecord, token: str) -> Role:
-    """The role a signed invite admits to ``record``'s room, or :class:`Refused`
-    (``bad_invite``). Never throttled: signatures cannot be guessed, so nobody's guesses can
-    refuse a valid invite."""
-    try:
-        # Invites issued before the room (id) was re-created are void.
-        return signer.verify(token, record.id, room_created_at=record.created_at).role
-    except InvalidInvite as exc:
-        raise Refused("bad_invite", str(exc)) from None
-
-
-async def credential_role(
-    signer: InviteSigner, throttle: LoginThrottle, record: RoomRecord, token: str, address: str
-) -> Role:
-    """The role a bearer credential (an invite, else a room or viewer password) admits."""
-    with contextlib.suppress(Refused):
-        return invite_role(signer, record, token)
-    return await check_password(throttle, record, token, address)
-
-
-async def unknown_room(throttle: LoginThrottle, room_id: str, address: str) -> NoReturn:
-    """Refuse a credential for a room that does not exist; it counts against the address."""
-    now = time.time()
-    retry = throttle.address_retry_after(address, now)
-    if retry is not None:
-        raise Refused("rate_limited", "too many failed attempts", retry_after=retry)
-    delay = throttle.address_failed(address, now)
-    if delay > 0:
-        await asyncio.sleep(delay)
-    raise Refused("unknown_room", f"no room {room_id!r}")
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What a WHEP credential is, as the room's home worker judged it."""
-
-    own: bool = False
-    "A live participant's session token (its page is already in the room)."
-    role: Role | None = None
-    "Else the role it admits,"
-    refused: Refused | None = None
-    "or why it admits nobody."
-
-
-async def admit(
-    rooms: Rooms,
-    signer: InviteSigner,
-    throttle: LoginThrottle,
+def _credential_role(
+    attempt: Attempt,
+    credential: Password | InviteToken | Bearer,
+    facts: Facts,
     record: RoomRecord,
-    token: str,
-    address: str,
-) -> Admission:
-    """Judge a WHEP bearer credential at the room's home: a live participant's session token,
-    else an invite or a password (throttled). Never raises :class:`Refused`."""
-    if rooms.participant_by_token(record.id, token) is not None:
-        return Admission(own=True)
-    try:
-        return Admission(role=await credential_role(signer, throttle, record, token, address))
-    except Refused as exc:
-        return Admission(refused=exc)
+    signer: InviteSigner,
+) -> tuple[Role, bool] | CheckPassword | Refused:
+    """The role the credential admits as and whether it is a session token, or the verdict."""
+    if isinstance(credential, InviteToken):
+        try:
+            return _invite_role(signer, record, credential.token, attempt.now), False
+        except InvalidInvite as exc:
+            return Refused("bad_invite", exc.reason)
+    if isinstance(credential, Bearer):
+        if attempt.entry is Entry.WATCH and facts.session_role is not None:
+            return facts.session_role, True
+        try:
+            return _invite_role(signer, record, credential.token, attempt.now), False
+        except InvalidInvite:
+            password = credential.token  # no invite: a password, then
+    else:
+        password = credential.text
+    # Only passwords consult the throttle: signatures cannot be guessed, so nobody's guesses
+    # can refuse a valid invite or session token.
+    if facts.lockout is not None:
+        return _rate_limited(facts.lockout)
+    if facts.password is None:
+        return CheckPassword(password)
+    if facts.password.role is None:
+        wrong = "wrong room password" if attempt.entry is Entry.JOIN else None
+        return Refused("wrong_password", wrong or credential_needed(attempt.entry, record.kind))
+    return facts.password.role, False
+
+
+def _invite_role(signer: InviteSigner, record: RoomRecord, token: str, now: float) -> Role:
+    # Invites issued before the room (id) was re-created are void.
+    return signer.verify(token, record.id, now, room_created_at=record.created_at).role
+
+
+def missing_room(room_id: str, lockout: float | None) -> Refused:
+    """The refusal for a room that does not exist, ``lockout`` being the address's (unknown
+    room ids count against the address like wrong passwords, so probing ids is throttled)."""
+    if lockout is not None:
+        return _rate_limited(lockout)
+    return Refused("unknown_room", f"no room {room_id!r}")
+
+
+def _rate_limited(retry_after: float) -> Refused:
+    return Refused("rate_limited", "too many failed attempts", retry_after=retry_after)
+
+
+def credential_needed(entry: Entry, kind: RoomKind | None) -> str:
+    """What would admit through ``entry`` to a room of ``kind`` (None: not known), for a
+    refusal's message."""
+    if entry is Entry.JOIN:
+        return "join needs a password or an invite"
+    if entry is Entry.PUBLISH:
+        return "the room password or a publishing invite is needed"
+    if kind == "lecture":
+        return "a viewer password, room password, invite or session token"
+    return "a viewer invite's token (or a participant's session token)"

@@ -16,7 +16,7 @@ guessed, so nobody's guesses can refuse them. An attempt counts as soon as it st
 its hash check ends (:meth:`LoginThrottle.begin`), so 500 simultaneous wrong passwords from one
 address are not all evaluated: once the in-flight and recorded failures fill a scope, the rest
 are refused at once. Attempts with the same password as a check already running wait for that
-check instead of starting one (``signaling/rooms/admission.py``), so 400 sites joining a lesson with
+check instead of starting one (``signaling/rooms/entrance.py``), so 400 sites joining a lesson with
 its viewer password at once cost one hash and no in-flight slots.
 """
 

@@ -28,7 +28,8 @@ from mcu.contracts.cluster import (
 from mcu.crypto.tokens import Role as TokenRole
 from mcu.media import TrackSource
 from mcu.signaling.endpoints.relays import admission_of, admit_reply
-from mcu.signaling.rooms.admission import Admission, Refused
+from mcu.signaling.rooms.admission import Admitted, Refused
+from mcu.signaling.rooms.store import RoomRecord
 
 VP8 = CodecDescription(mime_type="video/VP8", clock_rate=90000)
 OPUS = CodecDescription(
@@ -128,36 +129,39 @@ def test_the_contract_spells_roles_and_sources_as_the_code_does() -> None:
     assert set(get_args(Source)) == {source.value for source in TrackSource}
 
 
+ROOM = RoomRecord("cardio-1", "Cardiology", "<hash>", 0.0, None, None, 4, kind="meeting")
+
+
 @pytest.mark.parametrize(
     "verdict",
     [
-        Admission(own=True),
-        Admission(role="chair"),
-        Admission(role="participant"),
-        Admission(role="viewer"),
-        Admission(refused=Refused("wrong_password", "wrong room password")),
-        Admission(refused=Refused("rate_limited", "too many failed attempts", retry_after=3.0)),
+        Admitted(ROOM, "participant", own_session=True),
+        Admitted(ROOM, "chair"),
+        Admitted(ROOM, "participant"),
+        Admitted(ROOM, "viewer"),
+        Refused("wrong_password", "wrong room password"),
+        Refused("rate_limited", "too many failed attempts", retry_after=3.0),
+        Refused("room_full", "the room holds 4 participants"),
     ],
 )
-def test_a_verdict_reaches_the_edge_as_the_home_gave_it(verdict: Admission) -> None:
+def test_a_decision_reaches_the_edge_as_the_home_made_it(verdict: Admitted | Refused) -> None:
     wire = json.loads(admit_reply(verdict).model_dump_json())
-    received = admission_of(wire)
-    assert (received.own, received.role) == (verdict.own, verdict.role)
-    if verdict.refused is None:
-        assert received.refused is None
-    else:
-        assert received.refused is not None
-        assert (received.refused.code, received.refused.message, received.refused.retry_after) == (
-            verdict.refused.code,
-            verdict.refused.message,
-            verdict.refused.retry_after,
-        )
+    if isinstance(verdict, Admitted):
+        assert admission_of(wire, ROOM) == verdict
+        return
+    with pytest.raises(Refused) as refused:
+        admission_of(wire, ROOM)
+    assert (refused.value.code, refused.value.message, refused.value.retry_after) == (
+        verdict.code,
+        verdict.message,
+        verdict.retry_after,
+    )
 
 
 @pytest.mark.parametrize(
     "reply", [None, "ok", [], {}, {"role": "admin"}, {"own": 1}, {"refused": {"code": 1}}]
 )
-def test_a_malformed_verdict_admits_nobody(reply: object) -> None:
-    received = admission_of(reply)
-    assert received.own is False and received.role is None
-    assert received.refused is not None and received.refused.code == "bad_invite"
+def test_a_malformed_decision_admits_nobody(reply: object) -> None:
+    with pytest.raises(Refused) as refused:
+        admission_of(reply, ROOM)
+    assert refused.value.code == "bad_invite"
