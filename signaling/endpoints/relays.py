@@ -42,6 +42,7 @@ from mcu.sfu.relay import (
 )
 from mcu.sfu.stage import Stage
 from mcu.signaling.rooms.admission import Admission, Refused, admit
+from mcu.signaling.rooms.errors import UnknownRoom
 from mcu.signaling.rooms.session import Room, Rooms
 from mcu.signaling.rooms.store import RoomStore
 from mcu.signaling.rooms.throttle import LoginThrottle
@@ -128,12 +129,15 @@ class HomeRelays:
         }
 
     async def add(self, room_id: str, worker: int, host: str, port: int) -> dict[str, Any]:
-        """An edge asks for a room: start relaying its stage; returns the current STAGE."""
+        """An edge asks for a room: start relaying its stage; returns the current STAGE.
+
+        Raises :class:`UnknownRoom` when the store has no such room.
+        """
         room = self.rooms.rooms.get(room_id)
         if room is None:
             record = await self.store.get(room_id)
             if record is None:
-                raise web.HTTPNotFound(text=f"no room {room_id!r}")
+                raise UnknownRoom(f"no room {room_id!r}")
             room = self.rooms.get_or_create(record.id, record.title, record.kind)
         key = (room_id, worker)
         old = self._feeds.pop(key, None)
@@ -423,9 +427,15 @@ def setup_internal_routes(
     async def add_relay(request: web.Request) -> web.Response:
         home, _ = started()
         body = await request.json()
-        reply = await home.add(
-            request.match_info["room"], int(body["worker"]), str(body["host"]), int(body["port"])
-        )
+        try:
+            reply = await home.add(
+                request.match_info["room"],
+                int(body["worker"]),
+                str(body["host"]),
+                int(body["port"]),
+            )
+        except UnknownRoom as exc:
+            raise web.HTTPNotFound(text=exc.message) from None
         return web.json_response(reply)
 
     async def remove_relay(request: web.Request) -> web.Response:

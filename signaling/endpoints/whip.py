@@ -45,10 +45,10 @@ from mcu.sfu.peer import (
 from mcu.sfu.relay import RelayEndpoint
 from mcu.sfu.stage import Stage
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
-from mcu.signaling.endpoints.messages import ProtocolError
 from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Refused, admit, credential_role, unknown_room
+from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.session import Participant, Role, Room
 from mcu.signaling.rooms.store import RoomRecord, RoomStore
 
@@ -317,7 +317,7 @@ async def whip_post(request: web.Request) -> web.Response:
     participant = await room.add(name, role, _nobody_listens, subscribe=False)
     try:
         answer, _ = await room.publish(participant, offer, sources)
-    except ProtocolError as exc:
+    except RoomError as exc:
         await _drop_participant(hub, room, participant)
         raise ApiError(400, exc.code, exc.message) from None
     except Exception:

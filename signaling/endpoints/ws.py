@@ -33,6 +33,7 @@ from mcu.signaling.endpoints.messages import (
     parse_client_message,
 )
 from mcu.signaling.rooms.admission import Refused, check_password, invite_role, unknown_room
+from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.mixing import parse_spec
 from mcu.signaling.rooms.session import Participant, Room, Rooms
 from mcu.signaling.rooms.store import RoomStore
@@ -221,6 +222,8 @@ class ClientConnection:
             await self._dispatch(message)
         except ProtocolError as exc:
             await self._reply_error(exc)
+        except RoomError as exc:  # refused by the room outside a request's own handling
+            await self._reply_error(ProtocolError.from_room(exc))
         except Exception:
             logger.exception("internal error handling a %s frame", _type_of(text))
             await self._reply_error(ProtocolError("internal", "internal server error"))
@@ -291,6 +294,8 @@ class ClientConnection:
         except ProtocolError as exc:
             exc.request_id = exc.request_id if exc.request_id is not None else message.id
             raise
+        except RoomError as exc:  # the room refused: the client gets its code and message
+            raise ProtocolError.from_room(exc, message.id) from None
 
     async def _join(self, message: Join) -> None:
         services = self.services

@@ -27,10 +27,11 @@ from mcu.sfu.peer import (
 from mcu.sfu.producer import Producer
 from mcu.sfu.speaker import SpeakerDetector
 from mcu.sfu.stage import Stage
-from mcu.signaling.endpoints.messages import SOURCES, ProtocolError
 from mcu.signaling.rooms.content import SLIDES_MID, ContentChannel
+from mcu.signaling.rooms.errors import Forbidden, InvalidRequest
 from mcu.signaling.rooms.mixing import Mode, RoomMix
 from mcu.signaling.rooms.recording import RecordingServices, RoomRecording
+from mcu.signaling.rooms.sources import SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -295,11 +296,11 @@ class Room:
             # Before the floor is claimed or a peer connection made for it.
             check_section_count(offer_sdp, MAX_PUBLISH_SECTIONS)
         except NegotiationError as exc:
-            raise ProtocolError("bad_sdp", str(exc)) from None
+            raise InvalidRequest(str(exc), code="bad_sdp") from None
         seen: set[TrackSource] = set()
         for source in sources.values():
             if source in seen:
-                raise ProtocolError("bad_message", f"source {source} is listed twice")
+                raise InvalidRequest(f"source {source} is listed twice")
             seen.add(source)
         streaming = any(
             t.producer.source is TrackSource.CONTENT and mid != SLIDES_MID
@@ -317,7 +318,7 @@ class Room:
                 prefer = "video/H264" if self.recording.active or self.kind == "lecture" else None
                 answer, offered = await participant.publisher.negotiate(offer_sdp, sources, prefer)
             except NegotiationError as exc:
-                raise ProtocolError("bad_sdp", str(exc)) from None
+                raise InvalidRequest(str(exc), code="bad_sdp") from None
             live = {t.mid: t for t in offered}
             for mid in list(participant.tracks):
                 track = participant.tracks[mid]
@@ -465,7 +466,7 @@ class Room:
             try:
                 await participant.subscriber.answer(answer_sdp)
             except NegotiationError as exc:
-                raise ProtocolError("bad_sdp", str(exc)) from None
+                raise InvalidRequest(str(exc), code="bad_sdp") from None
         if participant.resubscribe_pending:
             participant.resubscribe_pending = False
             await self.resubscribe(participant)
@@ -482,7 +483,7 @@ class Room:
         """Record and announce a mute change; the chair's mute also stops forwarding."""
         track = self.track_by_source(participant, source)
         if track is None:
-            raise ProtocolError("bad_message", f"{participant.id} publishes no {source}")
+            raise InvalidRequest(f"{participant.id} publishes no {source}")
         track.muted, track.muted_by = muted, by
         track.producer.paused = muted and by == "chair"
         await self.broadcast(
@@ -622,7 +623,7 @@ class Room:
     async def set_hand(self, participant: Participant, raised: bool) -> None:
         """A viewer raises or lowers a hand; chairs see the list."""
         if participant.visible:
-            raise ProtocolError("forbidden", "only viewers raise a hand; you may already speak")
+            raise Forbidden("only viewers raise a hand; you may already speak")
         if participant.hand_raised != raised:
             participant.hand_raised = raised
             await self._send_hands()
@@ -630,7 +631,7 @@ class Room:
     async def promote(self, participant: Participant) -> None:
         """A viewer becomes a speaker: may publish, and everyone sees them."""
         if participant.visible:
-            raise ProtocolError("bad_message", f"{participant.id} is not a viewer")
+            raise InvalidRequest(f"{participant.id} is not a viewer")
         metrics.PARTICIPANTS.labels(participant.role).dec()
         participant.role = "participant"
         participant.hand_raised = False
@@ -650,7 +651,7 @@ class Room:
     async def demote(self, participant: Participant) -> None:
         """A speaker goes back to watching: their tracks end and others stop seeing them."""
         if not participant.visible or participant.role == "chair":
-            raise ProtocolError("bad_message", f"{participant.id} is not a speaker")
+            raise InvalidRequest(f"{participant.id} is not a speaker")
         await self.content.participant_left(participant)
         for mid in list(participant.tracks):
             await self._unpublish(participant, mid, resubscribe=False)
