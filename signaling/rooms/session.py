@@ -72,7 +72,6 @@ class Participant:
     name: str
     role: Role
     send: SendFn
-    room: Room
     publisher: PublisherConnection | None = None
     subscriber: SubscriberConnection | None = None
     tracks: dict[str, PublishedTrack] = field(default_factory=dict)
@@ -118,6 +117,14 @@ class Participant:
         return (
             self.wanted_participants is None or producer.participant_id in self.wanted_participants
         )
+
+
+async def send_quietly(participant: Participant, message: dict[str, Any]) -> None:
+    """Send ``message`` to ``participant``; a failure is theirs alone (logged, not raised)."""
+    try:
+        await participant.send(message)
+    except Exception:  # a dead socket is cleaned up by its own reader
+        logger.debug("send to %s failed", participant.id, exc_info=True)
 
 
 class Room:
@@ -166,9 +173,7 @@ class Room:
         ``subscribe=False`` makes no subscribe connection (WHIP publishers; lecture viewers that
         receive the stage over WHEP).
         """
-        participant = Participant(
-            id="p" + secrets.token_hex(4), name=name, role=role, send=send, room=self
-        )
+        participant = Participant(id="p" + secrets.token_hex(4), name=name, role=role, send=send)
         if subscribe:
             participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
             self._watch(participant, participant.subscriber.pc)
@@ -261,7 +266,7 @@ class Room:
         await self.mix.close()
         everyone = list(self.participants.values())
         for participant in everyone:
-            await _send_quietly(participant, {"type": "room_ended", "reason": reason})
+            await send_quietly(participant, {"type": "room_ended", "reason": reason})
         for participant in everyone:
             await self.remove(participant, "removed")
 
@@ -271,7 +276,7 @@ class Room:
             return
         for participant in list(self.participants.values()):
             if participant.id != exclude:
-                await _send_quietly(participant, message)
+                await send_quietly(participant, message)
 
     def _watch(self, participant: Participant, pc: Any) -> None:
         async def on_state() -> None:
@@ -441,7 +446,7 @@ class Room:
             if {p.track_id for p in wanted} == subscriber.track_ids:
                 return
             sdp, carried = await subscriber.offer(wanted)
-        await _send_quietly(
+        await send_quietly(
             participant,
             {
                 "type": "subscribe_offer",
@@ -522,7 +527,7 @@ class Room:
         # already (track_published and participant_joined).
         for participant in list(self.participants.values()):
             if not participant.visible:
-                await _send_quietly(participant, message)
+                await send_quietly(participant, message)
 
     def describe_stage(self) -> dict[str, Any]:
         """The protocol's stage: the tracks a WHEP session's sections carry, in order."""
@@ -602,7 +607,7 @@ class Room:
             message = {"type": "viewers", "count": now[0], "watchers": now[1]}
             for participant in list(self.participants.values()):
                 if participant.visible:
-                    await _send_quietly(participant, message)
+                    await send_quietly(participant, message)
         await asyncio.sleep(VIEWER_COUNT_INTERVAL)
         if (self.viewer_count(), self.watchers()) != self._viewers_sent:
             self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
@@ -618,7 +623,7 @@ class Room:
         message = {"type": "hands", "hands": self._hands()}
         for participant in list(self.participants.values()):
             if participant.role == "chair":
-                await _send_quietly(participant, message)
+                await send_quietly(participant, message)
 
     async def set_hand(self, participant: Participant, raised: bool) -> None:
         """A viewer raises or lowers a hand; chairs see the list."""
@@ -638,7 +643,7 @@ class Room:
         # Last in order: the stage gives a newly promoted speaker the next section.
         self.participants[participant.id] = self.participants.pop(participant.id)
         metrics.PARTICIPANTS.labels(participant.role).inc()
-        await _send_quietly(
+        await send_quietly(
             participant, {"type": "role", "participant_id": participant.id, "role": "participant"}
         )
         await self.broadcast(
@@ -660,7 +665,7 @@ class Room:
         metrics.PARTICIPANTS.labels(participant.role).inc()
         if self._speaker.forget(participant.id):
             await self.broadcast({"type": "active_speaker", "participant_id": None})
-        await _send_quietly(
+        await send_quietly(
             participant, {"type": "role", "participant_id": participant.id, "role": "viewer"}
         )
         await self.broadcast(
@@ -689,13 +694,6 @@ class Room:
 
 def _count_consumers(delta: int) -> None:
     metrics.CONSUMERS.inc(delta)
-
-
-async def _send_quietly(participant: Participant, message: dict[str, Any]) -> None:
-    try:
-        await participant.send(message)
-    except Exception:  # a dead socket is cleaned up by its own reader
-        logger.debug("send to %s failed", participant.id, exc_info=True)
 
 
 class Rooms:
