@@ -49,7 +49,8 @@ from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayEr
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Refused, admit, credential_role, unknown_room
 from mcu.signaling.rooms.errors import RoomError
-from mcu.signaling.rooms.session import Participant, Role, Room
+from mcu.signaling.rooms.participant import Participant, Role
+from mcu.signaling.rooms.session import Room
 from mcu.signaling.rooms.store import RoomRecord, RoomStore
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,8 @@ from mcu.signaling.endpoints.messages import (
 from mcu.signaling.rooms.admission import Refused, check_password, invite_role, unknown_room
 from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.mixing import parse_spec
-from mcu.signaling.rooms.session import Participant, Room, Rooms
+from mcu.signaling.rooms.participant import Participant
+from mcu.signaling.rooms.session import Room, Rooms
 from mcu.signaling.rooms.store import RoomStore
 from mcu.signaling.rooms.throttle import LoginThrottle
 

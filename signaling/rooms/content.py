@@ -27,7 +27,8 @@ from mcu.slides.documents import Document, DocumentError
 from mcu.slides.slidetrack import SlideTrack
 
 if TYPE_CHECKING:
-    from mcu.signaling.rooms.session import Participant, Room
+    from mcu.signaling.rooms.participant import Participant
+    from mcu.signaling.rooms.session import Room
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from mcu.mixer.specs import MixSpec
 from mcu.sfu.producer import Producer
 
 if TYPE_CHECKING:
-    from mcu.signaling.rooms.session import Participant, Room
+    from mcu.signaling.rooms.participant import Participant
+    from mcu.signaling.rooms.session import Room
 
 Mode = Literal["forwarded", "mixed"]
 RESOLUTIONS = {"1280x720": (1280, 720), "960x540": (960, 540), "640x360": (640, 360)}
