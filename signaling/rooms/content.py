@@ -28,7 +28,7 @@ from mcu.slides.slidetrack import SlideTrack
 
 if TYPE_CHECKING:
     from mcu.signaling.rooms.participant import Participant
-    from mcu.signaling.rooms.session import Room
+    from mcu.signaling.rooms.ports import RoomPort
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class SlideShow:
 class ContentChannel:
     """Floor and slides of one room."""
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: RoomPort) -> None:
         self.room = room
         self.floor = FloorControl()
         self.slides: SlideShow | None = None
@@ -214,7 +214,7 @@ class ContentChannel:
         if self.slides is None or self.slides.presenter_id != participant.id:
             if self.slides is not None:
                 await self._stop_slides()
-            producer = self.room.new_producer(participant, TrackSource.CONTENT, SLIDE_CODEC)
+            producer = self.room.make_producer(participant.id, TrackSource.CONTENT, SLIDE_CODEC)
             slide_track = SlideTrack(producer, SLIDE_CODEC, SLIDE_SIZE)
             # Through the channel, not the track's own method: the producer outlives the show
             # in consumers and recordings, and must not keep the track (and its page) alive.
