@@ -168,14 +168,14 @@ class HomeRelays:
         """An edge's count of WHEP viewers of a room, and their names by watcher id."""
         room = self.rooms.rooms.get(room_id)
         if room is not None:
-            room.set_remote_watchers(str(worker), count, watchers or {})
+            room.audience.set_remote_watchers(str(worker), count, watchers or {})
 
     async def _end(self, feed: _Feed, *, push: bool) -> None:
         if self._feeds.get((feed.room.id, feed.worker)) is feed:
             del self._feeds[(feed.room.id, feed.worker)]
         self._stop(feed)
         feed.room.viewer_sessions.pop(f"relay-{feed.worker}", None)
-        feed.room.forget_worker(str(feed.worker))
+        feed.room.audience.forget_worker(str(feed.worker))
         if push:
             with contextlib.suppress(RelayError):
                 await _call(

@@ -429,7 +429,7 @@ async def whep_post(request: web.Request) -> web.Response:
         if room is not None:
             room.viewer_sessions.pop(session_id, None)
             if watcher is not None:
-                room.remove_watcher(watcher[0])
+                room.audience.remove_watcher(watcher[0])
             services.rooms.discard_if_empty(room)
         elif hub.edges is not None:
             await hub.edges.leave(record.id, watcher[0] if watcher is not None else None)
@@ -440,7 +440,7 @@ async def whep_post(request: web.Request) -> web.Response:
     if room is not None:
         room.viewer_sessions[session_id] = close
         if watcher is not None:
-            room.add_watcher(*watcher)
+            room.audience.add_watcher(*watcher)
     elif hub.edges is not None:
         hub.edges.viewer_added(record.id, watcher)
     try:

@@ -287,7 +287,7 @@ class ClientConnection:
                 else:
                     await room.content.stop(participant)
             elif isinstance(message, Hand):
-                await room.set_hand(participant, message.raised)
+                await room.hands.set_hand(participant, message.raised)
             elif isinstance(message, Leave):
                 await self._leave("left")
                 await self.flush()
