@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from mcu.infra import metrics
@@ -23,10 +22,11 @@ from mcu.sfu.peer import (
     close_quietly,
 )
 from mcu.sfu.producer import Producer
-from mcu.sfu.speaker import SpeakerDetector
 from mcu.sfu.stage import Stage
+from mcu.signaling.rooms.audience import Audience
 from mcu.signaling.rooms.content import SLIDES_MID, ContentChannel
-from mcu.signaling.rooms.errors import Forbidden, InvalidRequest
+from mcu.signaling.rooms.errors import InvalidRequest
+from mcu.signaling.rooms.hands import Hands
 from mcu.signaling.rooms.mixing import RoomMix
 from mcu.signaling.rooms.participant import (
     Participant,
@@ -35,230 +35,13 @@ from mcu.signaling.rooms.participant import (
     SendFn,
     send_quietly,
 )
-from mcu.signaling.rooms.ports import RoomView
 from mcu.signaling.rooms.recording import RecordingServices, RoomRecording
+from mcu.signaling.rooms.speaker import ActiveSpeaker
+from mcu.signaling.rooms.stage import describe_stage, refresh_stage
 
 logger = logging.getLogger(__name__)
 
 RoomKind = Literal["meeting", "lecture"]
-SPEAKER_TICK_SECONDS = 0.3
-# Viewer counts change with every join in a lesson of hundreds: lecturers hear about it this often.
-VIEWER_COUNT_INTERVAL = 1.0
-
-
-def stage_order(participants: Iterable[Participant]) -> tuple[list[Producer], list[Producer]]:
-    """The stage's video and audio: the tracks of the people seen and heard, content first, then
-    cameras, each in ``participants``' order; microphones likewise."""
-    # Join order: someone new takes the next section, and no viewer's picture moves.
-    people = [p for p in participants if p.visible]
-    tracks = [t.producer for p in people for t in p.tracks.values()]
-    video = [t for t in tracks if t.source is TrackSource.CONTENT]
-    video += [t for t in tracks if t.source is TrackSource.CAMERA]
-    audio = [t for t in tracks if t.source is TrackSource.MICROPHONE]
-    return video, audio
-
-
-def describe_stage(stage: Stage, participants: Mapping[str, Participant]) -> dict[str, Any]:
-    """The protocol's stage: the tracks a WHEP session's sections carry, in order."""
-
-    def track(producer: Producer) -> dict[str, Any]:
-        owner = participants.get(producer.participant_id)
-        published = (
-            next((t for t in owner.tracks.values() if t.producer is producer), None)
-            if owner is not None
-            else None
-        )
-        return {
-            "id": producer.track_id,
-            "participant_id": producer.participant_id,
-            "name": owner.name if owner is not None else "",
-            "kind": producer.kind,
-            "source": str(producer.source),
-            "muted": published.muted if published is not None else False,
-        }
-
-    return {
-        "video": [track(p) for p in stage.video],
-        "audio": [track(p) for p in stage.audio],
-    }
-
-
-async def refresh_stage(room: RoomView, stage: Stage) -> None:
-    """Put ``room``'s people on ``stage`` and, if that changed it, tell whoever maps WHEP
-    sections by it."""
-    if room.ending:
-        return
-    video, audio = stage_order(room.participants.values())
-    if not stage.set(video, audio):
-        return
-    message = {"type": "stage"} | describe_stage(stage, room.participants)
-    if room.kind == "lecture":
-        await room.broadcast(message)
-        return
-    # A meeting's viewers map their WHEP sections to people by it; participants see everyone
-    # already (track_published and participant_joined).
-    for participant in list(room.participants.values()):
-        if not participant.visible:
-            await send_quietly(participant, message)
-
-
-class ActiveSpeaker:
-    """Who speaks in a room: every tick the mean audio levels go to the detector, and a change
-    of speaker is broadcast."""
-
-    def __init__(self, room: RoomView) -> None:
-        self.room = room
-        self._detector = SpeakerDetector()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def current(self) -> str | None:
-        """The participant currently detected as speaking."""
-        return self._detector.current
-
-    def start(self) -> None:
-        """Start listening (the room's first participant came); a no-op while it listens."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._detect())
-
-    def stop(self) -> None:
-        """Stop listening (the room is empty)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def forget(self, participant_id: str) -> None:
-        """``participant_id`` no longer speaks here (left, demoted): if it was the speaker,
-        everyone hears that nobody is."""
-        if self._detector.forget(participant_id):
-            await self.room.broadcast({"type": "active_speaker", "participant_id": None})
-
-    async def _detect(self) -> None:
-        while True:
-            await asyncio.sleep(SPEAKER_TICK_SECONDS)
-            levels: dict[str, float] = {}
-            for participant in self.room.participants.values():
-                for track in participant.tracks.values():
-                    if track.producer.kind == "audio" and not track.muted:
-                        level = track.producer.take_mean_audio_level()
-                        if level is not None:
-                            levels[participant.id] = level
-            speaker = self._detector.tick(levels)
-            if speaker is not None:
-                await self.room.broadcast({"type": "active_speaker", "participant_id": speaker})
-
-
-class Audience:
-    """Who watches a room without being seen: its viewer participants and WHEP sessions, here
-    and on other workers. Chairs and speakers are told how many (and, in a meeting, who)."""
-
-    def __init__(self, room: RoomView) -> None:
-        self.room = room
-        self.whep_watchers: dict[str, str] = {}
-        "WHEP sessions on this worker not tied to a participant: the name each gave, by watcher id."
-        self.remote_viewers: dict[str, int] = {}
-        "WHEP sessions of this room on other workers, by worker."
-        self.remote_watchers: dict[str, dict[str, str]] = {}
-        "Their names by watcher id, by worker."
-        self._viewers_sent: tuple[int, list[dict[str, str]]] | None = None
-        self._viewer_count_task: asyncio.Task[None] | None = None
-
-    def viewer_count(self) -> int:
-        """Viewers in this room on every worker: viewer participants and WHEP sessions."""
-        participants = sum(1 for p in self.room.participants.values() if not p.visible)
-        return participants + len(self.whep_watchers) + sum(self.remote_viewers.values())
-
-    def watchers(self) -> list[dict[str, str]]:
-        """Who watches, ``[{id, name}]``: everyone in a meeting, nobody in a lecture.
-
-        A meeting's participants must know who sees and hears them (a consultation is private);
-        a lecture's audience of hundreds is only counted.
-        """
-        if self.room.kind == "lecture":
-            return []
-        named = [
-            {"id": p.id, "name": p.name} for p in self.room.participants.values() if not p.visible
-        ]
-        named += [{"id": i, "name": n} for i, n in self.whep_watchers.items()]
-        for worker in sorted(self.remote_watchers):
-            named += [{"id": i, "name": n} for i, n in self.remote_watchers[worker].items()]
-        return named
-
-    def add_watcher(self, watcher_id: str, name: str) -> None:
-        """A WHEP session on this worker, not tied to a participant, started watching."""
-        self.whep_watchers[watcher_id] = name
-        self.viewers_changed()
-
-    def remove_watcher(self, watcher_id: str) -> None:
-        """That WHEP session ended."""
-        if self.whep_watchers.pop(watcher_id, None) is not None:
-            self.viewers_changed()
-
-    def set_remote_watchers(self, worker: str, count: int, watchers: dict[str, str]) -> None:
-        """Another worker's WHEP sessions of this room (``watchers``: their names by id)."""
-        self.remote_viewers[worker] = max(0, count)
-        self.remote_watchers[worker] = watchers
-        self.viewers_changed()
-
-    def forget_worker(self, worker: str) -> None:
-        """Another worker no longer serves this room's viewers."""
-        self.remote_viewers.pop(worker, None)
-        self.remote_watchers.pop(worker, None)
-        self.viewers_changed()
-
-    def viewers_changed(self) -> None:
-        """Tell chairs and speakers the new viewer count (and, in a meeting, who watches), at
-        most once per ``VIEWER_COUNT_INTERVAL``."""
-        if self._viewer_count_task is None or self._viewer_count_task.done():
-            self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
-
-    def stop(self) -> None:
-        """Tell nobody any more (the room is empty)."""
-        if self._viewer_count_task is not None:
-            self._viewer_count_task.cancel()
-            self._viewer_count_task = None
-
-    async def _send_viewer_count(self) -> None:
-        now = (self.viewer_count(), self.watchers())
-        if now != self._viewers_sent:
-            self._viewers_sent = now
-            message = {"type": "viewers", "count": now[0], "watchers": now[1]}
-            for participant in list(self.room.participants.values()):
-                if participant.visible:
-                    await send_quietly(participant, message)
-        await asyncio.sleep(VIEWER_COUNT_INTERVAL)
-        if (self.viewer_count(), self.watchers()) != self._viewers_sent:
-            self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
-
-
-class Hands:
-    """Lecture viewers asking to speak; chairs see the list and may promote them."""
-
-    def __init__(self, room: RoomView) -> None:
-        self.room = room
-
-    def describe(self) -> list[dict[str, str]]:
-        """The protocol's ``hands`` list: raised hands of viewers, in the room's order."""
-        return [
-            {"participant_id": p.id, "name": p.name}
-            for p in self.room.participants.values()
-            if p.hand_raised and not p.visible
-        ]
-
-    async def announce(self) -> None:
-        """Send the list to every chair."""
-        message = {"type": "hands", "hands": self.describe()}
-        for participant in list(self.room.participants.values()):
-            if participant.role == "chair":
-                await send_quietly(participant, message)
-
-    async def set_hand(self, participant: Participant, raised: bool) -> None:
-        """A viewer raises or lowers a hand; chairs see the list."""
-        if participant.visible:
-            raise Forbidden("only viewers raise a hand; you may already speak")
-        if participant.hand_raised != raised:
-            participant.hand_raised = raised
-            await self.announce()
 
 
 class Room:
