@@ -45,7 +45,11 @@ RoomKind = Literal["meeting", "lecture"]
 
 
 class Room:
-    """A live room: participants, their tracks, and active-speaker detection."""
+    """A live room: who is in it, what they publish and what each one receives.
+
+    Its features (content, mix, recording, speaker, audience, hands) each hold it as a
+    :class:`~mcu.signaling.rooms.ports.RoomView` or ``RoomPort``, which it satisfies.
+    """
 
     def __init__(
         self,
