@@ -17,6 +17,8 @@ from pydantic import (
 
 from mcu.contracts.cluster import MAX_ROOM_ID_CHARS
 from mcu.infra import jsonnumbers
+from mcu.signaling.rooms.errors import RoomError
+from mcu.signaling.rooms.sources import SOURCES, Source
 
 MAX_REQUEST_ID = 2**53 - 1
 """Largest integer request id: JavaScript's ``Number.MAX_SAFE_INTEGER`` (a browser reads larger
@@ -41,8 +43,6 @@ def _request_id(value: object) -> int | str:
 
 RequestId = Annotated[int | str, PlainValidator(_request_id)]
 "A client's request id, echoed in the reply: an integer JavaScript holds exactly, or a string."
-Source = Literal["microphone", "camera", "content"]
-SOURCES: tuple[Source, ...] = ("microphone", "camera", "content")
 MAX_SDP_CHARS = 100_000
 
 
@@ -198,6 +198,11 @@ class ProtocolError(Exception):
         self.message = message
         self.request_id = request_id
         self.retry_after = retry_after
+
+    @classmethod
+    def from_room(cls, exc: RoomError, request_id: RequestId | None = None) -> ProtocolError:
+        """The ``error`` a room's refusal becomes on the wire: its code and message as they are."""
+        return cls(exc.code, exc.message, request_id=request_id)
 
     def to_message(self) -> dict[str, Any]:
         """The ``error`` message for the client."""

@@ -72,6 +72,7 @@ from mcu.sfu.relay import (
 from mcu.sfu.stage import Stage
 from mcu.signaling.rooms.admission import Admitted, Bearer, Entry, Refused, credential_needed
 from mcu.signaling.rooms.entrance import Entrance
+from mcu.signaling.rooms.errors import UnknownRoom
 from mcu.signaling.rooms.session import Room, Rooms
 from mcu.signaling.rooms.store import RoomRecord, RoomStore
 
@@ -212,12 +213,15 @@ class HomeRelays:
         )
 
     async def add(self, room_id: str, worker: int, host: str, port: int) -> RelayReply:
-        """An edge asks for a room: start relaying its stage; returns the current STAGE."""
+        """An edge asks for a room: start relaying its stage; returns the current STAGE.
+
+        Raises :class:`UnknownRoom` when the store has no such room.
+        """
         room = self.rooms.rooms.get(room_id)
         if room is None:
             record = await self.store.get(room_id)
             if record is None:
-                raise web.HTTPNotFound(text=f"no room {room_id!r}")
+                raise UnknownRoom(f"no room {room_id!r}")
             room = self.rooms.get_or_create(record.id, record.title, record.kind)
         key = (room_id, worker)
         old = self._feeds.pop(key, None)
@@ -248,14 +252,14 @@ class HomeRelays:
         """An edge's count of WHEP viewers of a room, and their names by watcher id."""
         room = self.rooms.rooms.get(room_id)
         if room is not None:
-            room.set_remote_watchers(str(worker), count, watchers or {})
+            room.audience.set_remote_watchers(str(worker), count, watchers or {})
 
     async def _end(self, feed: _Feed, *, push: bool) -> None:
         if self._feeds.get((feed.room.id, feed.worker)) is feed:
             del self._feeds[(feed.room.id, feed.worker)]
         self._stop(feed)
         feed.room.viewer_sessions.pop(f"relay-{feed.worker}", None)
-        feed.room.forget_worker(str(feed.worker))
+        feed.room.audience.forget_worker(str(feed.worker))
         if push:
             with contextlib.suppress(RelayError):
                 await _call(
@@ -505,7 +509,10 @@ def setup_internal_routes(
     async def add_relay(request: web.Request) -> web.Response:
         home, _ = started()
         body = await _read(request, RelayRequest)
-        reply = await home.add(request.match_info["room"], body.worker, body.host, body.port)
+        try:
+            reply = await home.add(request.match_info["room"], body.worker, body.host, body.port)
+        except UnknownRoom as exc:
+            raise web.HTTPNotFound(text=exc.message) from None
         return _reply(reply)
 
     async def remove_relay(request: web.Request) -> web.Response:

@@ -9,8 +9,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
-from mcu.signaling.endpoints.messages import ProtocolError
-from mcu.signaling.rooms.content import RoomDocumentsFull
+from mcu.signaling.rooms.errors import RoomDocumentsFull, RoomError
 from mcu.slides.documents import DocumentError, DocumentLimits, load_document, sniff
 
 logger = logging.getLogger(__name__)
@@ -116,12 +115,12 @@ async def upload_document(request: web.Request) -> web.Response:
         return _error(401, "unauthorized", "the participant has left")
     try:
         document_id = room.content.add_document(participant, document)
-    except ProtocolError as exc:  # demoted to viewer while the upload was checked
-        document.close()
-        return _error(403, exc.code, exc.message)
     except RoomDocumentsFull as exc:
         document.close()
-        return _error(409, "too_many_documents", str(exc))
+        return _error(409, exc.code, exc.message)
+    except RoomError as exc:  # demoted to viewer while the upload was checked
+        document.close()
+        return _error(403, exc.code, exc.message)
     logger.info(
         "room %s: %s uploaded %s (%d pages)", room.id, participant.id, document.kind, document.pages
     )

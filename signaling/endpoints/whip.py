@@ -45,11 +45,12 @@ from mcu.sfu.peer import (
 from mcu.sfu.relay import RelayEndpoint
 from mcu.sfu.stage import Stage
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
-from mcu.signaling.endpoints.messages import ProtocolError
 from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
-from mcu.signaling.rooms.session import Participant, Room
+from mcu.signaling.rooms.errors import RoomError
+from mcu.signaling.rooms.participant import Participant
+from mcu.signaling.rooms.session import Room
 from mcu.signaling.rooms.store import RoomStore
 
 logger = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ async def whip_post(request: web.Request) -> web.Response:
     participant = await room.add(name, role, _nobody_listens, subscribe=False)
     try:
         answer, _ = await room.publish(participant, offer, sources)
-    except ProtocolError as exc:
+    except RoomError as exc:
         await _drop_participant(hub, room, participant)
         raise ApiError(400, exc.code, exc.message) from None
     except Exception:
@@ -384,7 +385,7 @@ async def whep_post(request: web.Request) -> web.Response:
         if room is not None:
             room.viewer_sessions.pop(session_id, None)
             if watcher is not None:
-                room.remove_watcher(watcher[0])
+                room.audience.remove_watcher(watcher[0])
             services.rooms.discard_if_empty(room)
         elif hub.edges is not None:
             await hub.edges.leave(record.id, watcher[0] if watcher is not None else None)
@@ -395,7 +396,7 @@ async def whep_post(request: web.Request) -> web.Response:
     if room is not None:
         room.viewer_sessions[session_id] = close
         if watcher is not None:
-            room.add_watcher(*watcher)
+            room.audience.add_watcher(*watcher)
     elif hub.edges is not None:
         hub.edges.viewer_added(record.id, watcher)
     try:

@@ -34,8 +34,10 @@ from mcu.signaling.endpoints.messages import (
 )
 from mcu.signaling.rooms.admission import Credential, Entry, InviteToken, Password, Refused
 from mcu.signaling.rooms.entrance import Entrance
+from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.mixing import parse_spec
-from mcu.signaling.rooms.session import Participant, Room, Rooms
+from mcu.signaling.rooms.participant import Participant
+from mcu.signaling.rooms.session import Room, Rooms
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +220,8 @@ class ClientConnection:
             await self._dispatch(message)
         except ProtocolError as exc:
             await self._reply_error(exc)
+        except RoomError as exc:  # refused by the room outside a request's own handling
+            await self._reply_error(ProtocolError.from_room(exc))
         except Exception:
             logger.exception("internal error handling a %s frame", _type_of(text))
             await self._reply_error(ProtocolError("internal", "internal server error"))
@@ -280,7 +284,7 @@ class ClientConnection:
                 else:
                     await room.content.stop(participant)
             elif isinstance(message, Hand):
-                await room.set_hand(participant, message.raised)
+                await room.hands.set_hand(participant, message.raised)
             elif isinstance(message, Leave):
                 await self._leave("left")
                 await self.flush()
@@ -288,6 +292,8 @@ class ClientConnection:
         except ProtocolError as exc:
             exc.request_id = exc.request_id if exc.request_id is not None else message.id
             raise
+        except RoomError as exc:  # the room refused: the client gets its code and message
+            raise ProtocolError.from_room(exc, message.id) from None
 
     async def _join(self, message: Join) -> None:
         services = self.services

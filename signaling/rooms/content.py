@@ -15,13 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 from mcu.media import CodecInfo, TrackSource
 from mcu.sfu.producer import Producer
-from mcu.signaling.endpoints.messages import ProtocolError
+from mcu.signaling.rooms.errors import (
+    FloorBusy,
+    Forbidden,
+    InvalidRequest,
+    PageUnavailable,
+    RoomDocumentsFull,
+)
 from mcu.signaling.rooms.floor import FloorChange, FloorControl
 from mcu.slides.documents import Document, DocumentError
 from mcu.slides.slidetrack import SlideTrack
 
 if TYPE_CHECKING:
-    from mcu.signaling.rooms.session import Participant, Room
+    from mcu.signaling.rooms.participant import Participant
+    from mcu.signaling.rooms.ports import RoomPort
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +41,10 @@ MAX_DOCUMENTS_PER_PARTICIPANT = 8
 "Beyond this a participant's own oldest document goes; nobody's uploads evict another's."
 
 
-class RoomDocumentsFull(Exception):
-    """The room holds its maximum of documents, none of them the uploader's to replace."""
-
-
 def may_present(participant: Participant) -> None:
     """Refuse a lecture's viewers: they watch, and raise a hand to be given the word."""
     if not participant.visible:
-        raise ProtocolError("forbidden", "viewers cannot present; raise a hand to speak")
+        raise Forbidden("viewers cannot present; raise a hand to speak")
 
 
 @dataclass
@@ -70,7 +73,7 @@ class SlideShow:
 class ContentChannel:
     """Floor and slides of one room."""
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: RoomPort) -> None:
         self.room = room
         self.floor = FloorControl()
         self.slides: SlideShow | None = None
@@ -117,7 +120,7 @@ class ContentChannel:
         """Before a ``content`` track is published: the floor must be free or already ours."""
         may_present(participant)
         if self.floor.holder not in (None, participant.id):
-            raise ProtocolError("floor_busy", "someone else is presenting; request the floor")
+            raise FloorBusy("someone else is presenting; request the floor")
         if self.floor.holder is None:
             await self.request_floor(participant)
         if self.slides is not None and self.slides.presenter_id == participant.id:
@@ -196,13 +199,13 @@ class ContentChannel:
         may_present(participant)
         entry = self.documents.get(document_id or "")
         if entry is None or entry[0] != participant.id:
-            raise ProtocolError("unknown_document", f"no document {document_id!r} of yours")
+            raise InvalidRequest(f"no document {document_id!r} of yours", code="unknown_document")
         document = entry[1]
         if not 1 <= page <= document.pages:
-            raise ProtocolError("bad_page", f"page {page} is not in 1..{document.pages}")
+            raise InvalidRequest(f"page {page} is not in 1..{document.pages}", code="bad_page")
         if self.floor.holder != participant.id:
             if self.floor.holder is not None and participant.role != "chair":
-                raise ProtocolError("floor_busy", "someone else is presenting; request the floor")
+                raise FloorBusy("someone else is presenting; request the floor")
             await self.request_floor(participant)
         for mid, published in list(participant.tracks.items()):
             if published.producer.source is TrackSource.CONTENT and mid != SLIDES_MID:
@@ -211,7 +214,7 @@ class ContentChannel:
         if self.slides is None or self.slides.presenter_id != participant.id:
             if self.slides is not None:
                 await self._stop_slides()
-            producer = self.room.new_producer(participant, TrackSource.CONTENT, SLIDE_CODEC)
+            producer = self.room.make_producer(participant.id, TrackSource.CONTENT, SLIDE_CODEC)
             slide_track = SlideTrack(producer, SLIDE_CODEC, SLIDE_SIZE)
             # Through the channel, not the track's own method: the producer outlives the show
             # in consumers and recordings, and must not keep the track (and its page) alive.
@@ -234,7 +237,7 @@ class ContentChannel:
     async def turn_page(self, participant: Participant, page: int) -> None:
         """Show another page of the document being shown."""
         if self.slides is None or self.slides.presenter_id != participant.id:
-            raise ProtocolError("bad_page", "you are not showing slides")
+            raise InvalidRequest("you are not showing slides", code="bad_page")
         await self.show(participant, self.slides.document_id, page)
 
     async def stop(self, participant: Participant) -> None:
@@ -265,7 +268,7 @@ class ContentChannel:
             except DocumentError as exc:  # the page cannot be shown (corrupt, or over the limits)
                 # A decoder's own words name its internals; say what matters to the presenter.
                 message = f"page {page} is damaged" if exc.code == "corrupt" else exc.message
-                raise ProtocolError(exc.code, message) from exc
+                raise PageUnavailable(message, code=exc.code) from exc
 
     async def close(self) -> None:
         """The room ends."""

@@ -10,7 +10,8 @@ from mcu.mixer.specs import MixSpec
 from mcu.sfu.producer import Producer
 
 if TYPE_CHECKING:
-    from mcu.signaling.rooms.session import Participant, Room
+    from mcu.signaling.rooms.participant import Participant
+    from mcu.signaling.rooms.ports import RoomPort
 
 Mode = Literal["forwarded", "mixed"]
 RESOLUTIONS = {"1280x720": (1280, 720), "960x540": (960, 540), "640x360": (640, 360)}
@@ -19,7 +20,7 @@ RESOLUTIONS = {"1280x720": (1280, 720), "960x540": (960, 540), "640x360": (640, 
 class RoomMix:
     """A room's mixing state: the default mode, and the mix session while anyone needs it."""
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: RoomPort) -> None:
         self.room = room
         self.default_mode: Mode = "forwarded"
         self.session: MixSession | None = None

@@ -41,7 +41,7 @@ from mcu.recorder.writer import TrackWriter
 from mcu.sfu.producer import Producer
 
 if TYPE_CHECKING:
-    from mcu.signaling.rooms.session import Room
+    from mcu.signaling.rooms.ports import RoomView
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class _Track:
 class RoomRecording:
     """A room's recording state."""
 
-    def __init__(self, room: Room, services: RecordingServices | None) -> None:
+    def __init__(self, room: RoomView, services: RecordingServices | None) -> None:
         self.room = room
         self.services = services
         self.item: LibraryItem | None = None

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import itertools
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcu.infra import metrics
 from mcu.media import CodecInfo, TrackSource
-from mcu.mixer.specs import MixSpec
 from mcu.sfu.peer import (
     MAX_PUBLISH_SECTIONS,
     IceServerConfig,
@@ -25,102 +22,34 @@ from mcu.sfu.peer import (
     close_quietly,
 )
 from mcu.sfu.producer import Producer
-from mcu.sfu.speaker import SpeakerDetector
 from mcu.sfu.stage import Stage
-from mcu.signaling.endpoints.messages import SOURCES, ProtocolError
+from mcu.signaling.rooms.audience import Audience
 from mcu.signaling.rooms.content import SLIDES_MID, ContentChannel
-from mcu.signaling.rooms.mixing import Mode, RoomMix
+from mcu.signaling.rooms.errors import InvalidRequest
+from mcu.signaling.rooms.hands import Hands
+from mcu.signaling.rooms.mixing import RoomMix
+from mcu.signaling.rooms.participant import (
+    Participant,
+    PublishedTrack,
+    Role,
+    SendFn,
+    send_quietly,
+)
 from mcu.signaling.rooms.recording import RecordingServices, RoomRecording
+from mcu.signaling.rooms.speaker import ActiveSpeaker
+from mcu.signaling.rooms.stage import describe_stage, refresh_stage
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["chair", "participant", "viewer"]
 RoomKind = Literal["meeting", "lecture"]
-SendFn = Callable[[dict[str, Any]], Awaitable[None]]
-SPEAKER_TICK_SECONDS = 0.3
-# Viewer counts change with every join in a lesson of hundreds: lecturers hear about it this often.
-VIEWER_COUNT_INTERVAL = 1.0
-
-
-@dataclass
-class PublishedTrack:
-    """A track a participant publishes, with its protocol-visible state."""
-
-    producer: Producer
-    mid: str
-    muted: bool = False
-    muted_by: Literal["self", "chair"] = "self"
-
-    def describe(self) -> dict[str, Any]:
-        """The protocol's track object."""
-        p = self.producer
-        return {
-            "id": p.track_id,
-            "participant_id": p.participant_id,
-            "kind": p.kind,
-            "source": str(p.source),
-            "muted": self.muted,
-        }
-
-
-@dataclass
-class Participant:
-    """One person in a room, with their two peer connections."""
-
-    id: str
-    name: str
-    role: Role
-    send: SendFn
-    room: Room
-    publisher: PublisherConnection | None = None
-    subscriber: SubscriberConnection | None = None
-    tracks: dict[str, PublishedTrack] = field(default_factory=dict)
-    "Published tracks by mid."
-    wanted_sources: frozenset[str] = frozenset(SOURCES)
-    wanted_participants: frozenset[str] | None = None
-    negotiation_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    resubscribe_pending: bool = False
-    closed: bool = False
-    on_removed: Callable[[], None] | None = None
-    mix_mode: Mode | None = None
-    "forwarded or mixed by the participant's own choice; None follows the room's default."
-    mix_spec: MixSpec = field(default_factory=MixSpec)
-    session_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    "Authorises this participant's HTTP requests (document uploads, WHEP playback)."
-    hand_raised: bool = False
-    "A lecture viewer asking to speak."
-
-    @property
-    def visible(self) -> bool:
-        """Whether others see this participant as one of them (viewers are counted, and named
-        only to a meeting's participants)."""
-        return self.role != "viewer"
-
-    def describe(self) -> dict[str, Any]:
-        """The protocol's participant object."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "role": self.role,
-            "tracks": [t.describe() for t in self.tracks.values()],
-        }
-
-    def wants(self, producer: Producer) -> bool:
-        """Whether this participant's subscription covers ``producer``."""
-        if str(producer.source) not in self.wanted_sources:
-            return False
-        if producer.participant_id == self.id:
-            # Only the slides the server renders for us come back: the presenter sees the page
-            # exactly as everyone else does (a PDF or DICOM page cannot be previewed locally).
-            slides = self.tracks.get(SLIDES_MID)
-            return slides is not None and slides.producer is producer
-        return (
-            self.wanted_participants is None or producer.participant_id in self.wanted_participants
-        )
 
 
 class Room:
-    """A live room: participants, their tracks, and active-speaker detection."""
+    """A live room: who is in it, what they publish and what each one receives.
+
+    Its features (content, mix, recording, speaker, audience, hands) each hold it as a
+    :class:`~mcu.signaling.rooms.ports.RoomView` or ``RoomPort``, which it satisfies.
+    """
 
     def __init__(
         self,
@@ -135,22 +64,15 @@ class Room:
         self.kind: RoomKind = kind
         self.stage = Stage(room_id)
         "What viewers receive (WHEP sessions here and relays to other workers)."
-        self.whep_watchers: dict[str, str] = {}
-        "WHEP sessions on this worker not tied to a participant: the name each gave, by watcher id."
-        self.remote_viewers: dict[str, int] = {}
-        "WHEP sessions of this room on other workers, by worker."
-        self.remote_watchers: dict[str, dict[str, str]] = {}
-        "Their names by watcher id, by worker."
         self.viewer_sessions: dict[str, Callable[[], Awaitable[None]]] = {}
         "Closers of WHEP sessions and relays following this room's stage, by session id."
-        self._viewers_sent: tuple[int, list[dict[str, str]]] | None = None
-        self._viewer_count_task: asyncio.Task[None] | None = None
         self.ice_servers = ice_servers
         self.participants: dict[str, Participant] = {}
         self._track_ids = itertools.count(1)
-        self._speaker = SpeakerDetector()
-        self._speaker_task: asyncio.Task[None] | None = None
         self.ending = False
+        self.speaker = ActiveSpeaker(self)
+        self.audience = Audience(self)
+        self.hands = Hands(self)
         self.content = ContentChannel(self)
         self.mix = RoomMix(self)
         self.recording = RoomRecording(self, recording)
@@ -165,27 +87,24 @@ class Room:
         ``subscribe=False`` makes no subscribe connection (WHIP publishers; lecture viewers that
         receive the stage over WHEP).
         """
-        participant = Participant(
-            id="p" + secrets.token_hex(4), name=name, role=role, send=send, room=self
-        )
+        participant = Participant(id="p" + secrets.token_hex(4), name=name, role=role, send=send)
         if subscribe:
             participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
             self._watch(participant, participant.subscriber.pc)
         others = [p.describe() for p in self.participants.values() if p.visible]
         self.participants[participant.id] = participant
         metrics.PARTICIPANTS.labels(role).inc()
-        if self._speaker_task is None:
-            self._speaker_task = asyncio.create_task(self._detect_speakers())
+        self.speaker.start()
         await send(
             {
                 "type": "joined",
                 "participant": participant.describe(),
                 "room": {"id": self.id, "title": self.title, "kind": self.kind},
                 "participants": others,
-                "viewers": self.viewer_count() if participant.visible else 0,
-                "watchers": self.watchers() if participant.visible else [],
-                "stage": self.describe_stage(),
-                "hands": self._hands() if role == "chair" else [],
+                "viewers": self.audience.viewer_count() if participant.visible else 0,
+                "watchers": self.audience.watchers() if participant.visible else [],
+                "stage": describe_stage(self.stage, self.participants),
+                "hands": self.hands.describe() if role == "chair" else [],
                 "session_token": participant.session_token,
                 "ice_servers": [
                     {"urls": list(s.urls)}
@@ -204,7 +123,7 @@ class Room:
                 exclude=participant.id,
             )
         else:
-            self.viewers_changed()
+            self.audience.viewers_changed()
         if self.mix.mode_of(participant) == "mixed":
             await self.mix.refresh()
         await self.resubscribe(participant)
@@ -223,28 +142,24 @@ class Room:
         await self.content.participant_left(participant)
         for mid in list(participant.tracks):
             await self._unpublish(participant, mid, resubscribe=False)
-        if self._speaker.forget(participant.id):
-            await self.broadcast({"type": "active_speaker", "participant_id": None})
+        await self.speaker.forget(participant.id)
         if participant.visible:
             await self.broadcast(
                 {"type": "participant_left", "participant_id": participant.id, "reason": reason}
             )
         else:
-            self.viewers_changed()
+            self.audience.viewers_changed()
             if participant.hand_raised:
-                await self._send_hands()
+                await self.hands.announce()
         await close_quietly(participant.publisher, participant.subscriber)
         await self.refresh_subscriptions()
         if participant.on_removed is not None:
             participant.on_removed()
         if not self.participants:
             await self.recording.stop()  # nobody left to record
-        if not self.participants and self._speaker_task is not None:
-            self._speaker_task.cancel()
-            self._speaker_task = None
-        if not self.participants and self._viewer_count_task is not None:
-            self._viewer_count_task.cancel()
-            self._viewer_count_task = None
+        if not self.participants:
+            self.speaker.stop()
+            self.audience.stop()
 
     async def end(self, reason: str) -> None:
         """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
@@ -260,7 +175,7 @@ class Room:
         await self.mix.close()
         everyone = list(self.participants.values())
         for participant in everyone:
-            await _send_quietly(participant, {"type": "room_ended", "reason": reason})
+            await send_quietly(participant, {"type": "room_ended", "reason": reason})
         for participant in everyone:
             await self.remove(participant, "removed")
 
@@ -270,7 +185,7 @@ class Room:
             return
         for participant in list(self.participants.values()):
             if participant.id != exclude:
-                await _send_quietly(participant, message)
+                await send_quietly(participant, message)
 
     def _watch(self, participant: Participant, pc: Any) -> None:
         async def on_state() -> None:
@@ -295,11 +210,11 @@ class Room:
             # Before the floor is claimed or a peer connection made for it.
             check_section_count(offer_sdp, MAX_PUBLISH_SECTIONS)
         except NegotiationError as exc:
-            raise ProtocolError("bad_sdp", str(exc)) from None
+            raise InvalidRequest(str(exc), code="bad_sdp") from None
         seen: set[TrackSource] = set()
         for source in sources.values():
             if source in seen:
-                raise ProtocolError("bad_message", f"source {source} is listed twice")
+                raise InvalidRequest(f"source {source} is listed twice")
             seen.add(source)
         streaming = any(
             t.producer.source is TrackSource.CONTENT and mid != SLIDES_MID
@@ -317,7 +232,7 @@ class Room:
                 prefer = "video/H264" if self.recording.active or self.kind == "lecture" else None
                 answer, offered = await participant.publisher.negotiate(offer_sdp, sources, prefer)
             except NegotiationError as exc:
-                raise ProtocolError("bad_sdp", str(exc)) from None
+                raise InvalidRequest(str(exc), code="bad_sdp") from None
             live = {t.mid: t for t in offered}
             for mid in list(participant.tracks):
                 track = participant.tracks[mid]
@@ -364,11 +279,11 @@ class Room:
     @property
     def active_speaker(self) -> str | None:
         """The participant currently detected as speaking."""
-        return self._speaker.current
+        return self.speaker.current
 
     async def refresh_subscriptions(self, *, exclude: Participant | None = None) -> None:
         """Bring the stage, the mix and every subscribe connection in line with the room."""
-        await self._refresh_stage()
+        await refresh_stage(self, self.stage)
         await self.mix.refresh()
         for other in list(self.participants.values()):
             if other is not exclude:
@@ -440,7 +355,7 @@ class Room:
             if {p.track_id for p in wanted} == subscriber.track_ids:
                 return
             sdp, carried = await subscriber.offer(wanted)
-        await _send_quietly(
+        await send_quietly(
             participant,
             {
                 "type": "subscribe_offer",
@@ -465,7 +380,7 @@ class Room:
             try:
                 await participant.subscriber.answer(answer_sdp)
             except NegotiationError as exc:
-                raise ProtocolError("bad_sdp", str(exc)) from None
+                raise InvalidRequest(str(exc), code="bad_sdp") from None
         if participant.resubscribe_pending:
             participant.resubscribe_pending = False
             await self.resubscribe(participant)
@@ -482,7 +397,7 @@ class Room:
         """Record and announce a mute change; the chair's mute also stops forwarding."""
         track = self.track_by_source(participant, source)
         if track is None:
-            raise ProtocolError("bad_message", f"{participant.id} publishes no {source}")
+            raise InvalidRequest(f"{participant.id} publishes no {source}")
         track.muted, track.muted_by = muted, by
         track.producer.paused = muted and by == "chair"
         await self.broadcast(
@@ -496,205 +411,52 @@ class Room:
             }
         )
 
-    # -- lectures: stage, viewers, hands -----------------------------------------------------
-
-    def _stage_order(self) -> tuple[list[Producer], list[Producer]]:
-        # Join order: someone new takes the next section, and no viewer's picture moves.
-        people = [p for p in self.participants.values() if p.visible]
-        tracks = [t.producer for p in people for t in p.tracks.values()]
-        video = [t for t in tracks if t.source is TrackSource.CONTENT]
-        video += [t for t in tracks if t.source is TrackSource.CAMERA]
-        audio = [t for t in tracks if t.source is TrackSource.MICROPHONE]
-        return video, audio
-
-    async def _refresh_stage(self) -> None:
-        if self.ending:
-            return
-        video, audio = self._stage_order()
-        if not self.stage.set(video, audio):
-            return
-        message = {"type": "stage"} | self.describe_stage()
-        if self.kind == "lecture":
-            await self.broadcast(message)
-            return
-        # A meeting's viewers map their WHEP sections to people by it; participants see everyone
-        # already (track_published and participant_joined).
-        for participant in list(self.participants.values()):
-            if not participant.visible:
-                await _send_quietly(participant, message)
-
-    def describe_stage(self) -> dict[str, Any]:
-        """The protocol's stage: the tracks a WHEP session's sections carry, in order."""
-
-        def track(producer: Producer) -> dict[str, Any]:
-            owner = self.participants.get(producer.participant_id)
-            published = (
-                next((t for t in owner.tracks.values() if t.producer is producer), None)
-                if owner is not None
-                else None
-            )
-            return {
-                "id": producer.track_id,
-                "participant_id": producer.participant_id,
-                "name": owner.name if owner is not None else "",
-                "kind": producer.kind,
-                "source": str(producer.source),
-                "muted": published.muted if published is not None else False,
-            }
-
-        return {
-            "video": [track(p) for p in self.stage.video],
-            "audio": [track(p) for p in self.stage.audio],
-        }
-
-    def viewer_count(self) -> int:
-        """Viewers in this room on every worker: viewer participants and WHEP sessions."""
-        participants = sum(1 for p in self.participants.values() if not p.visible)
-        return participants + len(self.whep_watchers) + sum(self.remote_viewers.values())
-
-    def watchers(self) -> list[dict[str, str]]:
-        """Who watches, ``[{id, name}]``: everyone in a meeting, nobody in a lecture.
-
-        A meeting's participants must know who sees and hears them (a consultation is private);
-        a lecture's audience of hundreds is only counted.
-        """
-        if self.kind == "lecture":
-            return []
-        named = [{"id": p.id, "name": p.name} for p in self.participants.values() if not p.visible]
-        named += [{"id": i, "name": n} for i, n in self.whep_watchers.items()]
-        for worker in sorted(self.remote_watchers):
-            named += [{"id": i, "name": n} for i, n in self.remote_watchers[worker].items()]
-        return named
-
-    def add_watcher(self, watcher_id: str, name: str) -> None:
-        """A WHEP session on this worker, not tied to a participant, started watching."""
-        self.whep_watchers[watcher_id] = name
-        self.viewers_changed()
-
-    def remove_watcher(self, watcher_id: str) -> None:
-        """That WHEP session ended."""
-        if self.whep_watchers.pop(watcher_id, None) is not None:
-            self.viewers_changed()
-
-    def set_remote_watchers(self, worker: str, count: int, watchers: dict[str, str]) -> None:
-        """Another worker's WHEP sessions of this room (``watchers``: their names by id)."""
-        self.remote_viewers[worker] = max(0, count)
-        self.remote_watchers[worker] = watchers
-        self.viewers_changed()
-
-    def forget_worker(self, worker: str) -> None:
-        """Another worker no longer serves this room's viewers."""
-        self.remote_viewers.pop(worker, None)
-        self.remote_watchers.pop(worker, None)
-        self.viewers_changed()
-
-    def viewers_changed(self) -> None:
-        """Tell chairs and speakers the new viewer count (and, in a meeting, who watches), at
-        most once per ``VIEWER_COUNT_INTERVAL``."""
-        if self._viewer_count_task is None or self._viewer_count_task.done():
-            self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
-
-    async def _send_viewer_count(self) -> None:
-        now = (self.viewer_count(), self.watchers())
-        if now != self._viewers_sent:
-            self._viewers_sent = now
-            message = {"type": "viewers", "count": now[0], "watchers": now[1]}
-            for participant in list(self.participants.values()):
-                if participant.visible:
-                    await _send_quietly(participant, message)
-        await asyncio.sleep(VIEWER_COUNT_INTERVAL)
-        if (self.viewer_count(), self.watchers()) != self._viewers_sent:
-            self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
-
-    def _hands(self) -> list[dict[str, str]]:
-        return [
-            {"participant_id": p.id, "name": p.name}
-            for p in self.participants.values()
-            if p.hand_raised and not p.visible
-        ]
-
-    async def _send_hands(self) -> None:
-        message = {"type": "hands", "hands": self._hands()}
-        for participant in list(self.participants.values()):
-            if participant.role == "chair":
-                await _send_quietly(participant, message)
-
-    async def set_hand(self, participant: Participant, raised: bool) -> None:
-        """A viewer raises or lowers a hand; chairs see the list."""
-        if participant.visible:
-            raise ProtocolError("forbidden", "only viewers raise a hand; you may already speak")
-        if participant.hand_raised != raised:
-            participant.hand_raised = raised
-            await self._send_hands()
+    # -- lectures: promoting and demoting speakers -----------------------------------------
 
     async def promote(self, participant: Participant) -> None:
         """A viewer becomes a speaker: may publish, and everyone sees them."""
         if participant.visible:
-            raise ProtocolError("bad_message", f"{participant.id} is not a viewer")
+            raise InvalidRequest(f"{participant.id} is not a viewer")
         metrics.PARTICIPANTS.labels(participant.role).dec()
         participant.role = "participant"
         participant.hand_raised = False
         # Last in order: the stage gives a newly promoted speaker the next section.
         self.participants[participant.id] = self.participants.pop(participant.id)
         metrics.PARTICIPANTS.labels(participant.role).inc()
-        await _send_quietly(
+        await send_quietly(
             participant, {"type": "role", "participant_id": participant.id, "role": "participant"}
         )
         await self.broadcast(
             {"type": "participant_joined", "participant": participant.describe()},
             exclude=participant.id,
         )
-        self.viewers_changed()
-        await self._send_hands()
+        self.audience.viewers_changed()
+        await self.hands.announce()
 
     async def demote(self, participant: Participant) -> None:
         """A speaker goes back to watching: their tracks end and others stop seeing them."""
         if not participant.visible or participant.role == "chair":
-            raise ProtocolError("bad_message", f"{participant.id} is not a speaker")
+            raise InvalidRequest(f"{participant.id} is not a speaker")
         await self.content.participant_left(participant)
         for mid in list(participant.tracks):
             await self._unpublish(participant, mid, resubscribe=False)
         metrics.PARTICIPANTS.labels(participant.role).dec()
         participant.role = "viewer"
         metrics.PARTICIPANTS.labels(participant.role).inc()
-        if self._speaker.forget(participant.id):
-            await self.broadcast({"type": "active_speaker", "participant_id": None})
-        await _send_quietly(
+        await self.speaker.forget(participant.id)
+        await send_quietly(
             participant, {"type": "role", "participant_id": participant.id, "role": "viewer"}
         )
         await self.broadcast(
             {"type": "participant_left", "participant_id": participant.id, "reason": "demoted"},
             exclude=participant.id,
         )
-        self.viewers_changed()
+        self.audience.viewers_changed()
         await self.refresh_subscriptions()
-
-    # -- active speaker ----------------------------------------------------------------------
-
-    async def _detect_speakers(self) -> None:
-        while True:
-            await asyncio.sleep(SPEAKER_TICK_SECONDS)
-            levels: dict[str, float] = {}
-            for participant in self.participants.values():
-                for track in participant.tracks.values():
-                    if track.producer.kind == "audio" and not track.muted:
-                        level = track.producer.take_mean_audio_level()
-                        if level is not None:
-                            levels[participant.id] = level
-            speaker = self._speaker.tick(levels)
-            if speaker is not None:
-                await self.broadcast({"type": "active_speaker", "participant_id": speaker})
 
 
 def _count_consumers(delta: int) -> None:
     metrics.CONSUMERS.inc(delta)
-
-
-async def _send_quietly(participant: Participant, message: dict[str, Any]) -> None:
-    try:
-        await participant.send(message)
-    except Exception:  # a dead socket is cleaned up by its own reader
-        logger.debug("send to %s failed", participant.id, exc_info=True)
 
 
 class Rooms:
