@@ -288,6 +288,7 @@ class Consumer:
         highest = history.highest
         leg = self.leg
         rtx_payload_type = self._rtx_payload_type
+        seq_offset, ts_offset = rewriter.sequence_offset, rewriter.timestamp_offset
         for seq in sequences:
             ext = rewriter.incoming(seq, highest)
             if ext is None:
@@ -295,8 +296,8 @@ class Consumer:
             packet = history.get(ext)
             if packet is None:
                 continue
-            sequence = rewriter.sequence(ext)
-            timestamp = rewriter.timestamp(packet.timestamp)
+            sequence = (ext + seq_offset) & 0xFFFF
+            timestamp = (packet.timestamp + ts_offset) & 0xFFFFFFFF
             if rtx_payload_type is not None:
                 data = self._build(
                     rtx_payload_type,
