@@ -1,9 +1,9 @@
 """The sequence rewriter: one producer's RTP numbering and timing mapped onto an outgoing stream.
 
-Every path that renumbers packets keeps the same state: a consumer for its subscriber's leg, the
-relay for an edge worker. It is pure (no I/O; the packet's arrival time is the only clock) and
-sits in the per-packet hot path, so :meth:`SequenceRewriter.forward` is one call per packet
-that returns a plain int and allocates nothing.
+Every path that renumbers packets keeps its state in one of these: a consumer for its
+subscriber's leg, the relay for an edge worker. It is pure (no I/O; the packet's arrival time is
+the only clock) and sits in the per-packet hot path, so :meth:`SequenceRewriter.forward` is one
+call per packet that returns a plain int and allocates nothing.
 
 The mapping is a pair of fixed offsets chosen by the first packet after a start: outgoing sequence
 = incoming extended sequence + offset (mod 2^16), outgoing timestamp = incoming timestamp +
@@ -170,10 +170,6 @@ class SequenceRewriter:
         continue timestamps from the last one sent, advanced by the time between arrivals.
         Halt first (:meth:`resync`); a rewriter that never forwarded anything simply starts."""
         self._rebase_clock_rate = clock_rate
-
-    def sequence(self, ext: int) -> int:
-        """The outgoing sequence number of incoming extended sequence number ``ext``."""
-        return (ext + self.sequence_offset) & 0xFFFF
 
     def timestamp(self, timestamp: int) -> int:
         """The outgoing timestamp of incoming ``timestamp`` (a packet's, or a sender report's)."""
