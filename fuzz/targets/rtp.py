@@ -200,7 +200,7 @@ def _rtx_payload_offset(wire: bytes) -> int:
 def _original_packet(
     by_sequence: dict[int, IncomingPacket], outgoing_sequence: int, consumer: Consumer
 ) -> IncomingPacket:
-    incoming = (outgoing_sequence - consumer._seq_offset) & 0xFFFF
+    incoming = (outgoing_sequence - consumer._rewriter.sequence_offset) & 0xFFFF
     packet = by_sequence.get(incoming)
     if packet is None:
         raise Crash(f"RTX for outgoing sequence {outgoing_sequence}, which was never received")

@@ -3,7 +3,8 @@
 Per packet the consumer does only what differs between subscribers: a new SSRC, sequence number,
 timestamp and payload type, the header extensions with this leg's ids, then protect and send. The
 mapping from incoming to outgoing sequence numbers is a fixed offset chosen when the consumer
-starts, so retransmissions and NACKs map back without per-packet bookkeeping.
+starts (:class:`~mcu.sfu.rewrite.SequenceRewriter`), so retransmissions and NACKs map back without
+per-packet bookkeeping.
 
 A consumer may also :meth:`~Consumer.follow` another producer on the same leg (a WHEP viewer's
 media section following the stage): the subscriber sees one continuous stream whose numbering and
@@ -24,9 +25,9 @@ from mcu.infra.metrics import FORWARDING_SAMPLER
 from mcu.media import IncomingPacket, KeyframeSource
 from mcu.sfu.history import PacketHistory
 from mcu.sfu.producer import Producer
+from mcu.sfu.rewrite import RESTART, WAITING, SequenceRewriter
 from mcu.sfu.rtp import (
     abs_send_time,
-    extend_sequence,
     extension_block_header,
     mid_element,
     pack_fixed_header,
@@ -125,17 +126,14 @@ class Consumer:
         self._keyframes = keyframes
         self._video = video
         self._sender_report_sink = sender_report_sink
-        self._started = False
         self._closed = False
-        self._start_ext = 0
-        self._last_ext = 0
-        self._last_packet: IncomingPacket | None = None  # the highest-numbered one forwarded
-        self._seq_offset = 0
-        self._ts_offset = 0
-        self._ts_fixed = False
-        self._rebase_clock_rate: int | None = None  # set by follow() until the next start
-        self._first_sequence = random.randrange(0x8000)  # low half: SRTP rollover guard
-        self._first_timestamp = random.randrange(1 << 32)
+        self._rewriter = SequenceRewriter(
+            random.randrange(0x8000),  # low half: SRTP rollover guard
+            random.randrange(1 << 32),
+            start_at_keyframe=video,
+            restart_at_keyframe=video,
+            max_jump=MAX_SEQUENCE_JUMP,
+        )
         self._rtx_sequence = random.randrange(0x8000)
         self._last_keyframe_ask = float("-inf")
         self._keyframe_timestamp: int | None = None  # RTP timestamp of the last keyframe sent
@@ -153,32 +151,25 @@ class Consumer:
         """Rewrite and send one packet of the producer."""
         if self._closed:
             return
-        if not self._started:
-            # Start only once packets can leave, so the first one sent is the keyframe.
-            if not self._transmitter.ready():
-                return
-            if self._video and not packet.keyframe:
+        rewriter = self._rewriter
+        # Start only once packets can leave, so the first one sent is the keyframe.
+        if not rewriter.started and not self._transmitter.ready():
+            return
+        sequence = rewriter.forward(packet)
+        if sequence < 0:
+            if sequence == WAITING:
                 self.packets_skipped += 1
                 self._ask_keyframe(packet.arrival)
-                return
-            self._start(packet)
-        elif packet.ext_sequence < self._start_ext:
-            return  # from before this consumer's first keyframe
-        elif packet.ext_sequence - self._last_ext > MAX_SEQUENCE_JUMP:
-            self.resync()
-            self.on_packet(packet)
-            return
-        if packet.ext_sequence > self._last_ext:
-            self._last_ext = packet.ext_sequence
-            self._last_packet = packet
+            elif sequence == RESTART:  # a long outage: start again, as with a first packet
+                self.on_packet(packet)
+            return  # or LATE: from before this consumer's first keyframe
         if packet.keyframe:
             self._keyframe_timestamp = packet.timestamp
-        sequence = (packet.ext_sequence + self._seq_offset) & 0xFFFF
         data = self._build(
             self._payload_type,
             packet.marker,
             sequence,
-            (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            (packet.timestamp + rewriter.timestamp_offset) & 0xFFFFFFFF,
             self._ssrc,
             packet,
             packet.payload,
@@ -191,54 +182,24 @@ class Consumer:
         else:
             self.packets_dropped += 1
             if self._video and packet.timestamp != self._keyframe_timestamp:
-                self._stall(packet, sequence)
+                self._stall(packet)
             # A packet of the keyframe being sent keeps its number: the subscriber NACKs it and
             # the history repairs it once the buffer drains. Halting here would wait for the
             # next keyframe, the same burst, refused again: video would never come back.
 
-    def _stall(self, packet: IncomingPacket, sequence: int) -> None:
+    def _stall(self, packet: IncomingPacket) -> None:
         # The subscriber's transport is backed up inside a delta frame. Sending the rest of a
         # frame whose packets were dropped only makes it NACK and wait; stop, and restart cleanly
         # at the next keyframe with numbering that follows the last packet that really left (so
         # it sees no gap). Delta frames are what we give up; keyframes are kept whole.
         self.stalls += 1
-        if packet.ext_sequence == self._last_ext:
-            self._halt(sequence)  # the newest packet: it never left, its number is reused
-        else:
-            self._halt((self._last_ext + self._seq_offset + 1) & 0xFFFF)
+        self._rewriter.withdraw(packet.ext_sequence)
         self._ask_keyframe(packet.arrival)
-
-    def _start(self, packet: IncomingPacket) -> None:
-        self._started = True
-        previous = self._last_packet
-        self._start_ext = self._last_ext = packet.ext_sequence
-        self._last_packet = packet
-        self._seq_offset = self._first_sequence - packet.ext_sequence
-        clock_rate = self._rebase_clock_rate
-        if clock_rate is not None and previous is not None:
-            # Another producer's clock: continue from the last timestamp sent, advanced by the
-            # wall-clock time since (at least one tick, so no two frames share a timestamp).
-            last_sent = previous.timestamp + self._ts_offset
-            elapsed = max(1, round((packet.arrival - previous.arrival) * clock_rate))
-            self._ts_offset = (last_sent + elapsed - packet.timestamp) & 0xFFFFFFFF
-            self._ts_fixed = True
-        elif not self._ts_fixed:
-            # Timestamps keep their offset across a resync: the publisher's clock ran on in real
-            # time, so the gap in timestamps is the true pause.
-            self._ts_offset = (self._first_timestamp - packet.timestamp) & 0xFFFFFFFF
-            self._ts_fixed = True
-        self._rebase_clock_rate = None
-
-    def _halt(self, next_sequence: int) -> None:
-        self._started = False
-        self._first_sequence = next_sequence
 
     def resync(self) -> None:
         """Continue numbering after a break: the next packet sent (a keyframe for video) follows
         the last one sent, and nothing from before the break is repaired any more."""
-        if not self._started:
-            return
-        self._halt((self._last_ext + self._seq_offset + 1) & 0xFFFF)
+        self._rewriter.resync()
 
     def follow(
         self,
@@ -271,7 +232,7 @@ class Consumer:
         self._history = producer.history if producer is not None else None
         self._keyframes = producer
         if producer is not None:
-            self._rebase_clock_rate = producer.codec.clock_rate
+            self._rewriter.rebase(producer.codec.clock_rate)
         self._last_keyframe_ask = float("-inf")
         if now is not None and producer is not None and self._video and not self._closed:
             self._ask_keyframe(now)
@@ -320,21 +281,23 @@ class Consumer:
         """Resend the packets a subscriber reported lost; returns how many were resent."""
         self.nacks_received += 1
         history = self._history
-        if not self._started or self._closed or history is None:
+        rewriter = self._rewriter
+        if not rewriter.started or self._closed or history is None:
             return 0
         resent = 0
         highest = history.highest
         leg = self.leg
         rtx_payload_type = self._rtx_payload_type
+        seq_offset, ts_offset = rewriter.sequence_offset, rewriter.timestamp_offset
         for seq in sequences:
-            ext = extend_sequence((seq - self._seq_offset) & 0xFFFF, highest)
-            if ext < self._start_ext:
+            ext = rewriter.incoming(seq, highest)
+            if ext is None:
                 continue
             packet = history.get(ext)
             if packet is None:
                 continue
-            sequence = (ext + self._seq_offset) & 0xFFFF
-            timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+            sequence = (ext + seq_offset) & 0xFFFF
+            timestamp = (packet.timestamp + ts_offset) & 0xFFFFFFFF
             if rtx_payload_type is not None:
                 data = self._build(
                     rtx_payload_type,
@@ -358,7 +321,7 @@ class Consumer:
 
     def on_transport_ready(self, now: float) -> None:
         """The subscriber's DTLS just connected: ask for a picture now, not on the next packet."""
-        if self._video and not self._started:
+        if self._video and not self._rewriter.started:
             self._ask_keyframe(now)
 
     def on_keyframe_request(self, now: float) -> None:
@@ -373,11 +336,11 @@ class Consumer:
 
     def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
         """Translate the publisher's clock mapping into this leg's timestamps."""
-        if not self._started or self._sender_report_sink is None:
+        if not self._rewriter.started or self._sender_report_sink is None:
             return
         self._sender_report_sink(
             ntp_time,
-            (rtp_time + self._ts_offset) & 0xFFFFFFFF,
+            self._rewriter.timestamp(rtp_time),
             self.packets_sent,
             self.bytes_sent,
         )
@@ -390,13 +353,16 @@ class Consumer:
     @property
     def started(self) -> bool:
         """Whether the first packet (a keyframe for video) has been sent."""
-        return self._started
+        return self._rewriter.started
 
     @property
     def waiting_for_keyframe(self) -> bool:
         """A video consumer with a producer to follow that sends nothing until a keyframe."""
         return (
-            self._video and not self._started and not self._closed and self._keyframes is not None
+            self._video
+            and not self._rewriter.started
+            and not self._closed
+            and self._keyframes is not None
         )
 
     def close(self) -> None:

@@ -47,6 +47,7 @@ from mcu.contracts.cluster import CodecDescription, StreamDescription
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.sfu.lateness import INGRESS, LatenessProbe
 from mcu.sfu.producer import Producer
+from mcu.sfu.rewrite import SequenceRewriter
 from mcu.sfu.rtp import (
     extension_block_header,
     pack_fixed_header,
@@ -209,12 +210,10 @@ class RelaySink:
     """Sends one producer's packets and sender reports to one edge as relay stream ``ssrc``."""
 
     __slots__ = (
-        "_last_out",
         "_link",
-        "_offset",
         "_payload_type",
         "_remote",
-        "_resync",
+        "_rewriter",
         "_sendto",
         "_video",
         "bytes_sent",
@@ -237,29 +236,23 @@ class RelaySink:
         self._video = producer.kind == "video"
         self._payload_type = VIDEO_PAYLOAD_TYPE if self._video else AUDIO_PAYLOAD_TYPE
         # Relay sequence = extended sequence + offset; the offset stays 0 (the numbering the
-        # wire format names) until a resync bridges a pause.
-        self._offset = 0
-        self._last_out = -1
-        self._resync = False
+        # wire format names) until a resync bridges a pause. Timestamps pass unchanged; packets
+        # numbered before a start are still sent, with the current offset.
+        self._rewriter = SequenceRewriter(restart_at_keyframe=self._video, keep_late=True)
 
     def on_packet(self, packet: IncomingPacket) -> None:
         """Send one packet; a full socket buffer drops it (counted), nothing raises."""
-        if self._resync:
-            if self._video and not packet.keyframe:
-                # After a break the edge gets a clean start, as a consumer's subscriber does.
-                self.producer.request_keyframe(packet.arrival)
-                return
-            self._resync = False
-            self._offset = self._last_out + 1 - packet.ext_sequence
-        out = packet.ext_sequence + self._offset
-        if out > self._last_out:
-            self._last_out = out
+        sequence = self._rewriter.forward(packet)
+        if sequence < 0:  # only WAITING: no jump limit, late packets kept
+            # After a break the edge gets a clean start, as a consumer's subscriber does.
+            self.producer.request_keyframe(packet.arrival)
+            return
         payload = packet.payload
         level = packet.audio_level
         header = pack_fixed_header(
             self._payload_type,
             packet.marker,
-            out & 0xFFFF,
+            sequence,
             packet.timestamp,
             self.ssrc,
             level is not None,
@@ -290,8 +283,7 @@ class RelaySink:
         The publisher's numbering ran on meanwhile; a jump of half the sequence space or more
         would look like old packets to the edge. Video waits for the next keyframe.
         """
-        if self._last_out >= 0:
-            self._resync = True
+        self._rewriter.resync()
 
     def close(self) -> None:
         """The producer ended: the link forgets this stream."""
