@@ -7,11 +7,14 @@ hands out, as a browser does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import math
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from tests.support.coturn import Coturn, coturn_available
+from tests.support.impair import ImpairedLink, impair_available
 from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, local_candidate_types
 from tests.support.server import ServerProcess
 from tests.support.whip import WhepViewer, WhipPublisher
@@ -190,3 +194,95 @@ async def test_whip_and_whep_answers_carry_the_relay_in_link_headers(
         if viewer is not None:
             await viewer.stop()
         await lecturer.stop()
+
+
+def no_udp(device: str) -> str:
+    """An nft script dropping every UDP packet that arrives on ``device`` (a firewall that lets
+    only TCP through, as many hospitals' do)."""
+    table = f"mcu_noudp_{device}"
+    return (
+        f"table netdev {table} {{}}\ndelete table netdev {table}\n"
+        f"table netdev {table} {{\n"
+        f'  chain ingress {{ type filter hook ingress device "{device}" priority 0;\n'
+        "    policy accept;\n    meta l4proto udp counter drop\n  }\n}\n"
+    )
+
+
+async def run(command: list[str], stdin: str | None = None, timeout: float = 90) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(
+            process.communicate(stdin.encode() if stdin is not None else None), timeout
+        )
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+@pytest.mark.skipif(impair_available() is not None, reason=str(impair_available()))
+async def test_client_without_udp_connects_over_turn_tcp(tmp_path: Path) -> None:
+    """A site whose firewall drops all UDP: the direct path and TURN over UDP are gone, and ICE
+    finds the relay over TCP on its own (the client is not forced to relay)."""
+    async with ImpairedLink(index=73) as link:
+        far_side = link.host_address  # how the far namespace reaches the server and coturn
+        async with Coturn(tmp_path / "turn", listening=(far_side,)) as turn:
+            server = ServerProcess(
+                tmp_path / "server",
+                host="0.0.0.0",
+                media_addresses=["127.0.0.1", far_side],
+                # aiortc takes the first TURN URL of a server; a browser would try both.
+                extra_args=[
+                    f"--turn-url={turn.url('tcp')}",
+                    f"--turn-url={turn.url('udp')}",
+                ],
+                env={"MCU_TURN_SECRET": turn.secret},
+            )
+            await server.start()
+            doctor = RoomClient(server.ws_url, "County doctor")
+            tables = [f"mcu_noudp_{link.host_device}"]
+            try:
+                await server.create_room("cardio-1", PASSWORD)
+                await doctor.connect()
+                assert (await doctor.join("cardio-1", password=PASSWORD))["type"] == "joined"
+                await doctor.publish({"camera": ColourTrack((200, 30, 30))})
+                for command, device in (
+                    (link.command("nft", "-f", "-"), link.peer_device),
+                    (["nft", "-f", "-"], link.host_device),
+                ):
+                    code, out = await run(command, no_udp(device))
+                    assert code == 0, out
+                code, out = await run(
+                    link.command(
+                        sys.executable, "-m", "tests.support.far_client",
+                        f"ws://{far_side}:{server.port}/ws", "cardio-1", PASSWORD,
+                        str(doctor.participant_id), link.peer_address,
+                    )
+                )  # fmt: skip
+                result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+                assert code == 0, f"{out}\n{turn.log()[-3000:]}"
+                assert result["frames"] >= 10
+                # It offered its own address too, and the server tried it: those UDP checks
+                # were dropped, so every decoded frame came over the relay's TCP connection...
+                assert result["candidates"] == ["host", "relay"]
+                code, out = await run(["nft", "list", "table", "netdev", tables[0]])
+                dropped = re.search(r"counter packets (\d+)", out)
+                assert code == 0 and dropped is not None and int(dropped[1]) > 0, out
+                # ...which coturn accepted from the far side with the handed-out user name.
+                [username] = result["turn_usernames"]
+                log = turn.log()
+                assert f"tcp or tls connected to: {link.peer_address}:" in log, log[-3000:]
+                for request in ("ALLOCATE", "CHANNEL_BIND"):
+                    done = f"user <{username}>: incoming packet {request} processed, success"
+                    assert done in log, log[-3000:]
+            finally:
+                for table in tables:
+                    await run(["nft", "delete", "table", "netdev", table])
+                await doctor.close()
+                assert await server.stop() == 0, server.log()[-4000:]
