@@ -13,6 +13,7 @@ from mcu.app.config import ConfigError, build_arg_parser, load_config
 from mcu.app.server import client_ice_servers
 from mcu.sfu.peer import IceServerConfig
 from mcu.sfu.turn import ClientIceServers, TurnRelay
+from mcu.signaling.endpoints.whip import ice_server_links
 
 SECRET = "a-shared-secret-of-coturn"
 NOW = 1_700_000_000.0
@@ -131,3 +132,24 @@ def test_each_client_and_moment_gets_its_own_credential() -> None:
     assert ice.issue("p2", NOW)[0].credential != first.credential
     later = ice.issue("p1", NOW + 60)[0]
     assert later.username == f"{int(NOW) + 660}:p1" and later.credential != first.credential
+
+
+def test_link_headers_follow_rfc_9725() -> None:
+    links = ice_server_links(
+        [
+            IceServerConfig(urls=("stun:stun.example.org:3478",)),
+            IceServerConfig(
+                urls=("turn:t.example:3478?transport=udp", "turns:t.example:443?transport=tcp"),
+                username="1700003600:p1",
+                credential='a"b\\c=',
+            ),
+        ]
+    )
+    assert links == [
+        '<stun:stun.example.org:3478>; rel="ice-server"',
+        '<turn:t.example:3478?transport=udp>; rel="ice-server"; username="1700003600:p1"; '
+        'credential="a\\"b\\\\c="; credential-type="password"',
+        '<turns:t.example:443?transport=tcp>; rel="ice-server"; username="1700003600:p1"; '
+        'credential="a\\"b\\\\c="; credential-type="password"',
+    ]
+    assert ice_server_links([]) == []
