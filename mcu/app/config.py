@@ -28,13 +28,21 @@ from pydantic import (
     model_validator,
 )
 
+from mcu.app.turn_options import (
+    DEFAULT_TURN_TTL,
+    TurnSecret,
+    TurnTtl,
+    TurnUrl,
+    add_turn_arguments,
+)
+
 __all__ = ["Config", "ConfigError", "IceServer", "build_arg_parser", "load_config"]
 
 ENV_PREFIX = "MCU_"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _TURN_SCHEMES = ("turn:", "turns:")
 # Values never echoed back in error messages.
-_SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "credential"})
+_SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "credential", "turn_secret"})
 _MIN_ADMIN_TOKEN_CHARS = 16
 MAX_WORKERS = 64
 MIN_JOIN_TIMEOUT = 0.5
@@ -130,6 +138,12 @@ class Config(BaseModel):
     """Highest UDP port for media."""
     ice_servers: list[IceServer] = []
     """STUN/TURN servers offered to browsers."""
+    turn_urls: list[TurnUrl] = []
+    """TURN relay URLs handed to clients with credentials made from ``turn_secret``."""
+    turn_secret: TurnSecret | None = None
+    """The relay's shared secret (coturn's ``static-auth-secret``)."""
+    turn_ttl: TurnTtl = DEFAULT_TURN_TTL
+    """Seconds a handed-out TURN credential stays valid."""
     srtp_require_gcm: bool = False
     """Accept only AES-GCM SRTP protection profiles."""
     tls_cert: Path | None = None
@@ -314,6 +328,16 @@ class Config(BaseModel):
                 ) from None
         return self
 
+    @model_validator(mode="after")
+    def _check_turn(self) -> Config:
+        # Either half alone is a mistake: URLs without a secret cannot be used, a secret without
+        # URLs is never handed out.
+        if bool(self.turn_urls) != (self.turn_secret is not None):
+            raise _CrossFieldError(
+                "turn_urls and turn_secret must be set together", ("turn_urls", "turn_secret")
+            )
+        return self
+
 
 class _ArgumentParser(argparse.ArgumentParser):
     """Reports bad flags as ``ConfigError`` so callers handle every config mistake one way."""
@@ -460,6 +484,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="signalling WebSockets the server keeps open in all; more are refused with 503 "
         "(env MCU_MAX_WEBSOCKETS; default 10000)",
     )
+    add_turn_arguments(add)
     # Internal: the front starts worker i with this flag; not for operators.
     add("--worker-index", metavar="I", dest="worker_index", help=argparse.SUPPRESS)
     add(
@@ -505,7 +530,7 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         if not raw.strip():
             continue
         value: Any = raw
-        if field == "media_addresses":
+        if field in ("media_addresses", "turn_urls"):
             value = [part.strip() for part in raw.split(",") if part.strip()]
         elif field == "ice_servers":
             try:
@@ -517,9 +542,11 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
 
 
 def _flag_name(field: str) -> str:
-    return {"media_addresses": "--media-address", "ice_servers": "--ice-server"}.get(
-        field, "--" + field.replace("_", "-")
-    )
+    return {
+        "media_addresses": "--media-address",
+        "ice_servers": "--ice-server",
+        "turn_urls": "--turn-url",
+    }.get(field, "--" + field.replace("_", "-"))
 
 
 def _loc_path(loc: Sequence[int | str]) -> str:

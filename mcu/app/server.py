@@ -34,6 +34,7 @@ from mcu.sfu.consumer import Consumer
 from mcu.sfu.lateness import INGRESS
 from mcu.sfu.peer import IceServerConfig
 from mcu.sfu.producer import Producer
+from mcu.sfu.turn import ClientIceServers, TurnRelay
 from mcu.signaling.endpoints.admin import setup_admin_api
 from mcu.signaling.endpoints.joinpage import setup_join_page
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
@@ -289,6 +290,19 @@ def ice_servers(config: Config) -> list[IceServerConfig]:
     ]
 
 
+def client_ice_servers(config: Config) -> ClientIceServers:
+    """What clients are handed: the configured servers, and the TURN relay (``turn_urls``) with
+    a credential made for each client from ``turn_secret``."""
+    relay = None
+    if config.turn_urls and config.turn_secret is not None:
+        relay = TurnRelay(
+            urls=tuple(config.turn_urls),
+            secret=config.turn_secret.get_secret_value().encode(),
+            ttl=config.turn_ttl,
+        )
+    return ClientIceServers(configured=tuple(ice_servers(config)), relay=relay)
+
+
 async def create_app(config: Config) -> web.Application:
     """Build the application for ``config`` (opens the room store; closed on cleanup)."""
     apply_media_policy(config)
@@ -313,7 +327,8 @@ async def create_app(config: Config) -> web.Application:
     if config.worker_index in (None, 0):  # one process recovers, while no worker records yet
         for item in await recover_recordings(recording):
             logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
-    rooms = Rooms(ice_servers(config), recording)
+    clients_ice = client_ice_servers(config)
+    rooms = Rooms(ice_servers(config), recording, client_ice=clients_ice)
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms
     sandbox = app[SANDBOX] = Sandbox()
@@ -337,7 +352,10 @@ async def create_app(config: Config) -> web.Application:
     sockets_collector = SocketLimitsCollector(signaling.sockets)
     REGISTRY.register(sockets_collector)
     broadcasting = Broadcasting(
-        signaling, ice_servers(config), max_per_address=config.max_whep_per_address
+        signaling,
+        ice_servers(config),
+        max_per_address=config.max_whep_per_address,
+        client_ice=clients_ice,
     )
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, store, entrance)

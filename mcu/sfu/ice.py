@@ -68,6 +68,10 @@ class ServerIceConnection(aioice.Connection):
     async def get_component_candidates(
         self, component: int, addresses: list[str], timeout: int = 5
     ) -> list[Candidate]:
+        if self._transport_policy is aioice.TransportPolicy.RELAY:
+            # A connection told to relay only (a client forced through TURN) has no host
+            # candidate (RFC 9429 section 3.5.3); aioice passes no addresses for it.
+            return await super().get_component_candidates(component, [], timeout)
         policy = _policy
         addresses = gather_addresses(policy)
         if policy.port_min is None:

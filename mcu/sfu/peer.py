@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiortc import (
@@ -58,7 +58,8 @@ class IceServerConfig:
 
     urls: tuple[str, ...]
     username: str | None = None
-    credential: str | None = None
+    credential: str | None = field(default=None, repr=False)
+    "A password: kept out of ``repr``, so a logged config or error never shows it."
 
 
 def new_peer_connection(ice_servers: list[IceServerConfig]) -> RTCPeerConnection:

@@ -4,7 +4,9 @@
 password or a publishing invite; ``POST /whep/{room}`` plays a room's stage (its lecturers' and
 speakers' audio and video, content first) with a viewer credential. Both answer the offer in one
 round trip (no trickle ICE: the answer carries every candidate) and return a ``Location`` whose
-``DELETE`` ends the session.
+``DELETE`` ends the session. The 201 also carries the ICE servers the client may use, one
+``Link: <url>; rel="ice-server"`` header per URL (RFC 9725 section 4.6), TURN ones with a
+credential made for this session alone.
 
 A meeting is private: it is watched over WHEP only with a viewer invite (or a participant's own
 session token), never with the room password, and its participants see the name of everyone
@@ -22,6 +24,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,6 +47,7 @@ from mcu.sfu.peer import (
 )
 from mcu.sfu.relay import RelayEndpoint
 from mcu.sfu.stage import Stage
+from mcu.sfu.turn import ClientIceServers
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
 from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
 from mcu.signaling.endpoints.ws import SignalingServices
@@ -112,6 +116,8 @@ class Broadcasting:
     "WHEP sessions one client address (an IPv6 /64) may hold here at once."
     per_address: dict[str, int] = field(default_factory=dict)
     "WHEP sessions held now, by address key."
+    client_ice: ClientIceServers = field(default_factory=ClientIceServers)
+    "The ICE servers each session is handed in ``Link`` headers (TURN: its own credential)."
     _endpoint: RelayEndpoint | None = None
 
     def new_session_id(self) -> str:
@@ -245,13 +251,36 @@ def _sources(offer_sdp: str) -> dict[str, TrackSource]:
     return sources
 
 
-def _created(answer: str, location: str) -> web.Response:
-    return web.Response(
+def _quoted(value: str) -> str:
+    """An RFC 8288 quoted string (RFC 9110 section 5.6.4)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def ice_server_links(servers: list[IceServerConfig]) -> list[str]:
+    """One ``Link`` header value per ICE server URL, as RFC 9725 section 4.6 writes them."""
+    links = []
+    for server in servers:
+        params = '; rel="ice-server"'
+        if server.username is not None and server.credential is not None:
+            params += (
+                f"; username={_quoted(server.username)}"
+                f"; credential={_quoted(server.credential)}"
+                '; credential-type="password"'
+            )
+        links += [f"<{url}>{params}" for url in server.urls]
+    return links
+
+
+def _created(answer: str, location: str, ice_servers: list[IceServerConfig]) -> web.Response:
+    response = web.Response(
         status=201,
         body=answer.encode("utf-8"),
         content_type="application/sdp",
         headers={"Location": location} | _CORS,
     )
+    for link in ice_server_links(ice_servers):
+        response.headers.add("Link", link)
+    return response
 
 
 # -- WHIP ------------------------------------------------------------------------------------
@@ -295,7 +324,8 @@ async def whip_post(request: web.Request) -> web.Response:
     participant.on_removed = removed_by_room
     hub.sessions[session_id] = _Session(f"whip:{room.id}", close, _digest(token))
     logger.info("room %s: WHIP publisher %s as %s", room.id, participant.id, role)
-    return _created(answer, f"/whip/{room.id}/{session_id}")
+    ice = hub.client_ice.issue(participant.id, time.time())
+    return _created(answer, f"/whip/{room.id}/{session_id}", ice)
 
 
 async def _nobody_listens(message: dict[str, Any]) -> None:
@@ -416,7 +446,10 @@ async def whep_post(request: web.Request) -> web.Response:
         watcher[0] if watcher is not None else "(a participant's page)",
         hub.worker,
     )
-    return _created(answer, f"/whep/{record.id}/{session_id}")
+    # The relay's log names the watcher (or a fresh label), never the session id.
+    label = watcher[0] if watcher is not None else f"w{secrets.token_hex(4)}"
+    ice = hub.client_ice.issue(label, time.time())
+    return _created(answer, f"/whep/{record.id}/{session_id}", ice)
 
 
 async def _relayed(call: Awaitable[_T]) -> _T:

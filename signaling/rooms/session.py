@@ -23,6 +23,7 @@ from mcu.sfu.peer import (
 )
 from mcu.sfu.producer import Producer
 from mcu.sfu.stage import Stage
+from mcu.sfu.turn import ClientIceServers
 from mcu.signaling.rooms.audience import Audience
 from mcu.signaling.rooms.content import SLIDES_MID, ContentChannel
 from mcu.signaling.rooms.errors import InvalidRequest
@@ -58,6 +59,7 @@ class Room:
         ice_servers: list[IceServerConfig],
         recording: RecordingServices | None = None,
         kind: RoomKind = "meeting",
+        client_ice: ClientIceServers | None = None,
     ) -> None:
         self.id = room_id
         self.title = title
@@ -67,6 +69,9 @@ class Room:
         self.viewer_sessions: dict[str, Callable[[], Awaitable[None]]] = {}
         "Closers of WHEP sessions and relays following this room's stage, by session id."
         self.ice_servers = ice_servers
+        "STUN/TURN servers of the server's own peer connections."
+        self.client_ice = client_ice or ClientIceServers(configured=tuple(ice_servers))
+        "What each participant is handed in ``joined`` (a TURN credential of its own)."
         self.participants: dict[str, Participant] = {}
         self._track_ids = itertools.count(1)
         self.ending = False
@@ -110,7 +115,7 @@ class Room:
                     {"urls": list(s.urls)}
                     | ({"username": s.username} if s.username else {})
                     | ({"credential": s.credential} if s.credential else {})
-                    for s in self.ice_servers
+                    for s in self.client_ice.issue(participant.id, time.time())
                 ],
                 "mode": self.mix.mode_of(participant),
                 "recording": {k: v for k, v in self.recording.describe().items() if k != "type"},
@@ -463,9 +468,13 @@ class Rooms:
     """All live rooms of this process (the admin API's view of live state)."""
 
     def __init__(
-        self, ice_servers: list[IceServerConfig], recording: RecordingServices | None = None
+        self,
+        ice_servers: list[IceServerConfig],
+        recording: RecordingServices | None = None,
+        client_ice: ClientIceServers | None = None,
     ) -> None:
         self.ice_servers = ice_servers
+        self.client_ice = client_ice
         self.recording = recording
         self.rooms: dict[str, Room] = {}
 
@@ -474,7 +483,7 @@ class Rooms:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(
-                room_id, title, self.ice_servers, self.recording, kind
+                room_id, title, self.ice_servers, self.recording, kind, self.client_ice
             )
             metrics.ROOMS.set(len(self.rooms))
         room.kind = kind  # an administrator may have changed it since the session began

@@ -15,6 +15,7 @@ import {
   showRoomName,
   showWatchOnly,
 } from "./join-screen.js";
+import { useRelayOnly } from "./media.js";
 import { OwnMedia } from "./own-media.js";
 import { Presenter, UploadError } from "./present.js";
 import { recordMessage, roomHandle } from "./room-handle.js";
@@ -47,6 +48,9 @@ const params = new URLSearchParams(location.search);
 const invite = params.get("invite");
 const roomId = roomFromPath(location.pathname) ?? params.get("room");
 const videoCodec = (params.get("codec") || "").toLowerCase() === "h264" ? "h264" : "vp8";
+// `?ice=relay`: every connection goes through the TURN relay the server hands out (checking a
+// hospital's relay path; with no relay configured nothing connects).
+useRelayOnly(params.get("ice") === "relay");
 // "connection", or "none" on an audience link (`?view`, or a viewer invite, to a lecture or a
 // meeting): the stage then comes over WHEP and the page asks for no camera or microphone unless
 // invited to speak.

@@ -122,10 +122,26 @@ export function preferVideoCodecs(transceiver, preferred = "vp8") {
   }
 }
 
+/**
+ * "all", or "relay" for a page opened with `?ice=relay`: its connections then use only the TURN
+ * relays the server handed out, so a hospital's IT team can check that path from one browser.
+ */
+let iceTransportPolicy = "all";
+
+/** Uses only TURN relays (`true`) or every way to the server (`false`) from now on. */
+export function useRelayOnly(relay) {
+  iceTransportPolicy = relay ? "relay" : "all";
+}
+
+/** The configuration of every peer connection of the page; `iceServers` as `joined` gave them. */
+export function peerConfiguration(iceServers) {
+  return { iceServers, iceTransportPolicy, bundlePolicy: "max-bundle" };
+}
+
 /** The publish connection: the client offers sendonly sections, the server answers. */
 export class PublishConnection {
   constructor(iceServers, videoCodec = "vp8") {
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    this.pc = new RTCPeerConnection(peerConfiguration(iceServers));
     this.videoCodec = videoCodec;
     this.transceivers = new Map(); // source -> RTCRtpTransceiver
   }
@@ -231,7 +247,7 @@ export class PublishConnection {
  */
 export class SubscribeConnection {
   constructor(iceServers, onTracks) {
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    this.pc = new RTCPeerConnection(peerConfiguration(iceServers));
     this.onTracks = onTracks;
     this.byMid = new Map(); // mid -> track description from the latest offer
     this._queue = Promise.resolve();

@@ -85,13 +85,41 @@ async function outboundOf(pc, sourceOfMid) {
 }
 
 /**
+ * How a connection reaches the server, from its selected ICE candidate pair: `{local, remote,
+ * protocol, relayProtocol}` (`local` "relay" when it goes through a TURN relay, `relayProtocol`
+ * then "udp", "tcp" or "tls" to the relay), or null before a pair is selected.
+ */
+async function routeOf(pc) {
+  const report = await pc.getStats();
+  let route = null;
+  report.forEach((s) => {
+    if (s.type !== "transport" || !s.selectedCandidatePairId) {
+      return;
+    }
+    const pair = report.get(s.selectedCandidatePairId);
+    const local = pair ? report.get(pair.localCandidateId) : undefined;
+    const remote = pair ? report.get(pair.remoteCandidateId) : undefined;
+    route = {
+      local: local?.candidateType ?? null,
+      remote: remote?.candidateType ?? null,
+      protocol: local?.protocol ?? null,
+      relayProtocol: local?.relayProtocol ?? null,
+    };
+  });
+  return route;
+}
+
+/**
  * `receivers`: `[{pc, describeMid}]` (the subscribe connection, a WHEP session); `publish`: the
- * PublishConnection or null. Returns `{inbound, outbound}`.
+ * PublishConnection or null. Returns `{inbound, outbound, routes}`, `routes` the `routeOf`
+ * each connection (receivers first, then the publish connection).
  */
 export async function collectStats(receivers, publish) {
   const inbound = [];
+  const routes = [];
   for (const { pc, describeMid } of receivers) {
     inbound.push(...(await inboundOf(pc, describeMid)));
+    routes.push(await routeOf(pc));
   }
   const sourceOfMid = (mid) => {
     for (const [source, transceiver] of publish?.transceivers ?? []) {
@@ -102,5 +130,8 @@ export async function collectStats(receivers, publish) {
     return null;
   };
   const outbound = publish !== null ? await outboundOf(publish.pc, sourceOfMid) : [];
-  return { inbound, outbound };
+  if (publish !== null) {
+    routes.push(await routeOf(publish.pc));
+  }
+  return { inbound, outbound, routes };
 }

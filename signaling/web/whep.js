@@ -2,7 +2,7 @@
 // POSTed to the server's endpoint; the answer comes back in the response and the session's URL in
 // its Location header, which DELETE ends. No trickle ICE: the offer is sent after gathering.
 
-import { iceGatheringComplete } from "./media.js";
+import { iceGatheringComplete, peerConfiguration } from "./media.js";
 
 /**
  * A refused or failed WHEP request: `status` is the HTTP status (0 when nothing answered);
@@ -45,7 +45,7 @@ export class WhepSession {
     this.endpoint = endpoint;
     this.token = token;
     this.location = null; // the session's URL once the server accepted the offer
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    this.pc = new RTCPeerConnection(peerConfiguration(iceServers));
     this.audio = [];
     this.video = [];
     for (let i = 0; i < audio; i += 1) {

@@ -23,13 +23,14 @@ import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
@@ -131,6 +132,10 @@ class RoomClient:
     participant_id: str | None = None
     publish_pc: RTCPeerConnection | None = None
     subscribe_pc: RTCPeerConnection | None = None
+    relay_only: bool = False
+    "Reach the server only through the TURN relay ``joined`` hands out (as ``?ice=relay``)."
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    "``joined.ice_servers``: what the connections use, as a browser would."
     _session: aiohttp.ClientSession | None = None
     _ws: aiohttp.ClientWebSocketResponse | None = None
     _reader: asyncio.Task[None] | None = None
@@ -204,7 +209,7 @@ class RoomClient:
     def _subscriber(self) -> RTCPeerConnection:
         # The first subscribe_offer may be read before join() resumes: create on first use.
         if self.subscribe_pc is None:
-            self.subscribe_pc = _new_pc()
+            self.subscribe_pc = _new_pc(self.ice_servers, self.relay_only)
             self.subscribe_pc.on("track", self._on_track)
         return self.subscribe_pc
 
@@ -217,7 +222,7 @@ class RoomClient:
     ) -> dict[str, Any]:
         """Publish ``{source: track}`` on a (new or existing) publish connection."""
         if self.publish_pc is None:
-            self.publish_pc = _new_pc()
+            self.publish_pc = _new_pc(self.ice_servers, self.relay_only)
         pc = self.publish_pc
         specs = self._published
         for source, track in tracks.items():
@@ -255,6 +260,8 @@ class RoomClient:
             if frame.type != aiohttp.WSMsgType.TEXT:
                 break
             message = json.loads(frame.data)
+            if message.get("type") == "joined":
+                self.ice_servers = message.get("ice_servers", [])
             if message.get("type") == "subscribe_offer":
                 try:
                     await self._answer(message)
@@ -337,7 +344,25 @@ async def joined_client(server: Any, name: str, room: str = "cardio-1", **join: 
     return client
 
 
-def _new_pc() -> RTCPeerConnection:
+def local_candidate_types(pc: RTCPeerConnection) -> set[str]:
+    """The types of the candidates ``pc`` gathered ("host", "srflx", "relay")."""
+    return {
+        candidate.type
+        for transceiver in pc.getTransceivers()
+        if transceiver.receiver.transport is not None
+        for candidate in transceiver.receiver.transport.transport.iceGatherer.getLocalCandidates()
+    }
+
+
+def _new_pc(ice_servers: list[dict[str, Any]], relay_only: bool = False) -> RTCPeerConnection:
+    # As a browser: the servers `joined` handed out (none unless the server has some).
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers
+    ]
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
     return RTCPeerConnection(
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(
+            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE, iceTransportPolicy=policy
+        )
     )

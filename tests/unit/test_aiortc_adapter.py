@@ -67,4 +67,5 @@ def test_decoder_and_ice_hooks_exist() -> None:
     assert params[:3] == ["self", "component", "addresses"]
     source = inspect.getsource(aioice.Connection)
     assert "self._nominated" in source and "self._protocols" in source
+    assert "self._transport_policy = transport_policy" in source  # relay-only clients (ice.py)
     assert "remote_addr" in inspect.getsource(aioice.ice.CandidatePair)

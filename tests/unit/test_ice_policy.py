@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import aioice
 import pytest
 
 from mcu.sfu import ice
@@ -39,6 +40,19 @@ async def test_port_range_is_respected(policy: None) -> None:
 async def test_public_ip_is_announced(policy: None) -> None:
     ice.install(ice.IcePolicy(addresses=("127.0.0.1",), public_ip="203.0.113.7"))
     assert [h for h, _, _ in await _gather()] == ["203.0.113.7"]
+
+
+async def test_relay_policy_gathers_no_host_candidate(policy: None) -> None:
+    # A client forced through TURN must not offer its own addresses (no TURN server here, so
+    # it offers nothing at all).
+    connection = ice.ServerIceConnection(
+        ice_controlling=True, transport_policy=aioice.TransportPolicy.RELAY
+    )
+    try:
+        await connection.gather_candidates()
+        assert connection.local_candidates == []
+    finally:
+        await connection.close()
 
 
 def test_default_includes_loopback() -> None:
