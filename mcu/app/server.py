@@ -20,6 +20,8 @@ from mcu.app.config import Config
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
 from mcu.crypto.tokens import InviteSigner, ShareSigner
 from mcu.infra import metrics
+from mcu.infra.auditfiles import AUDIT_DIRNAME
+from mcu.infra.auditlog import AuditLog
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.looplag import LoopLagMonitor
 from mcu.infra.runtimegauges import RuntimeCollector
@@ -35,6 +37,7 @@ from mcu.sfu.lateness import INGRESS
 from mcu.sfu.peer import IceServerConfig
 from mcu.sfu.producer import Producer
 from mcu.signaling.endpoints.admin import setup_admin_api
+from mcu.signaling.endpoints.audit import setup_audit_api
 from mcu.signaling.endpoints.joinpage import setup_join_page
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
 from mcu.signaling.endpoints.relays import setup_internal_routes
@@ -314,6 +317,10 @@ async def create_app(config: Config) -> web.Application:
         for item in await recover_recordings(recording):
             logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
     rooms = Rooms(ice_servers(config), recording)
+    # Each worker appends to a chain of its own; GET /api/audit merges them.
+    audit_dir = config.data_dir / AUDIT_DIRNAME
+    audit = AuditLog(audit_dir, config.worker_index or 0, config.audit_retention_days)
+    await audit.open()
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms
     sandbox = app[SANDBOX] = Sandbox()
@@ -324,7 +331,9 @@ async def create_app(config: Config) -> web.Application:
     app[METRICS_ACCESS] = MetricsAccess(token.get_secret_value().encode() if token else None)
     # One per-address record of failures for joins, WHIP and the join page's look-ups alike.
     throttle = LoginThrottle()
-    entrance = Entrance(store, signer, throttle, rooms, config.max_participants_default)
+    entrance = Entrance(
+        store, signer, throttle, rooms, config.max_participants_default, audit=audit
+    )
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
         entrance=entrance,
@@ -333,6 +342,7 @@ async def create_app(config: Config) -> web.Application:
             config.max_websockets_per_address, config.max_websockets, config.join_timeout
         ),
         behind_front=config.worker_index is not None,
+        audit=audit,
     )
     sockets_collector = SocketLimitsCollector(signaling.sockets)
     REGISTRY.register(sockets_collector)
@@ -357,8 +367,12 @@ async def create_app(config: Config) -> web.Application:
         admin_token=admin_token,
         signer=ShareSigner(load_or_create_secret(config.data_dir, SHARE_KEY_NAME)),
         encrypt_uploads=config.encrypt_recordings,
+        audit=audit,
     )
-    setup_admin_api(app, store=store, signer=signer, admin_token=admin_token, live=rooms)
+    admin_api = setup_admin_api(
+        app, store=store, signer=signer, admin_token=admin_token, live=rooms, audit=audit
+    )
+    setup_audit_api(admin_api, audit_dir=audit_dir, audit=audit)
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)
@@ -389,6 +403,7 @@ async def create_app(config: Config) -> web.Application:
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
         await store.close()
+        await audit.close()  # last: the leaves of the rooms just ended are on it
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
