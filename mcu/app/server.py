@@ -37,7 +37,6 @@ from mcu.sfu.lateness import INGRESS
 from mcu.sfu.peer import IceServerConfig
 from mcu.sfu.producer import Producer
 from mcu.signaling.endpoints.admin import setup_admin_api
-from mcu.signaling.endpoints.audit import setup_audit_api
 from mcu.signaling.endpoints.joinpage import setup_join_page
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
 from mcu.signaling.endpoints.relays import setup_internal_routes
@@ -369,10 +368,15 @@ async def create_app(config: Config) -> web.Application:
         encrypt_uploads=config.encrypt_recordings,
         audit=audit,
     )
-    admin_api = setup_admin_api(
-        app, store=store, signer=signer, admin_token=admin_token, live=rooms, audit=audit
+    setup_admin_api(
+        app,
+        store=store,
+        signer=signer,
+        admin_token=admin_token,
+        live=rooms,
+        audit=audit,
+        audit_dir=audit_dir,
     )
-    setup_audit_api(admin_api, audit_dir=audit_dir, audit=audit)
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)

@@ -65,6 +65,10 @@ class AuditTrail(Protocol):
         ``address``; ``details`` add ids, roles and codes. Never a password or token."""
         ...
 
+    async def flush(self) -> None:
+        """Write everything recorded so far."""
+        ...
+
 
 class AuditError(Exception):
     """The audit trail cannot be opened (another process writes this chain, unreadable)."""
@@ -224,7 +228,7 @@ class AuditLog:
                 await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
             self._wake.clear()
             try:
-                await self._write_pending()
+                await self.flush()  # one write at a time, so the chain keeps its order
                 await self.prune()
             except OSError:
                 logger.exception("audit: writing failed; %d entries wait", len(self._pending))

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from mcu.infra.httpapi import (
     error_response,
     read_body,
 )
+from mcu.signaling.endpoints.audit import setup_audit_api
 from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, RoomStore, Unset
 
 __all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
@@ -429,12 +431,13 @@ def setup_admin_api(
     admin_token: str,
     live: LiveRooms,
     audit: AuditTrail | None = None,
+    audit_dir: Path | None = None,
 ) -> web.Application:
     """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
 
     Returns the sub-application, so other parts of the server can add their ``/api`` routes
     behind the same authentication. ``audit`` records what is done with the token, and
-    refused tokens.
+    refused tokens; with ``audit_dir`` (where the trail is kept) ``GET /api/audit`` searches it.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
@@ -447,5 +450,7 @@ def setup_admin_api(
     sub.router.add_delete("/rooms/{id}", api.delete_room)
     sub.router.add_post("/rooms/{id}/invites", api.create_invite)
     sub.router.add_post("/rooms/{id}/recording", api.set_recording)
+    if audit is not None and audit_dir is not None:
+        setup_audit_api(sub, audit_dir=audit_dir, audit=audit)
     app.add_subapp("/api", sub)
     return sub

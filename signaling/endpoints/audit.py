@@ -104,6 +104,7 @@ class _AuditRoutes:
         """``GET /api/audit``."""
         params = _params(request)
         query = params.query()
+        await self._audit.flush()  # this process's latest entries too (others': within 1 s)
         entries = await asyncio.get_running_loop().run_in_executor(None, search, self._dir, query)
         # Who read the trail, and what they asked for, is itself on the record.
         self._audit.record(
