@@ -187,3 +187,25 @@ async def test_bad_filters_are_refused_naming_the_field(server: ServerProcess) -
             assert reply.status == 401
     found = await server.get_json("/api/audit?action=admin.refused")
     assert [e["details"]["path"] for e in found["entries"]] == ["/api/audit"]
+
+
+async def test_workers_write_their_own_chains_and_the_search_merges_them(
+    cluster: ServerProcess,
+) -> None:
+    for room in ("cardio-1", "neuro-2"):
+        await cluster.create_room(room, PASSWORD)
+        await cluster.invite(room)  # answered by the room's home worker
+    entries: list[dict[str, Any]] = []
+    for _ in range(50):  # each worker syncs its chain about once a second
+        found = await cluster.get_json("/api/audit?action=invite.created")
+        entries = found["entries"]
+        if len(entries) == 2:
+            break
+        await asyncio.sleep(0.2)
+    assert sorted(e["room"] for e in entries) == ["cardio-1", "neuro-2"]
+    assert sorted(e["worker"] for e in entries) == [0, 1]
+    assert entries[0]["time"] <= entries[1]["time"]
+    chains = sorted(p.name for p in (cluster.data_dir / "audit").iterdir() if p.is_dir())
+    assert chains == ["worker-0", "worker-1"]
+    status, output = await _verify(cluster.data_dir)
+    assert status == 0 and "worker-0: ok" in output and "worker-1: ok" in output, output
