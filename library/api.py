@@ -19,6 +19,7 @@ from typing import Final
 from aiohttp import web
 
 from mcu.crypto.tokens import ShareSigner
+from mcu.infra.auditlog import AuditTrail
 from mcu.infra.httpapi import ApiError, bearer_matches, error_response
 from mcu.library.items import LibraryItems, item_json
 from mcu.library.page import setup_library_page
@@ -52,8 +53,9 @@ class UpdateItem(Body):
 class _Conventions:
     """What every library route shares: the admin token, and every failure as a JSON error."""
 
-    def __init__(self, admin_token: str) -> None:
+    def __init__(self, admin_token: str, audit: AuditTrail | None) -> None:
         self._token = admin_token.encode("utf-8")
+        self._audit = audit
 
     def is_staff(self, request: web.Request) -> bool:
         """Whether ``request`` bears the admin token."""
@@ -68,6 +70,13 @@ class _Conventions:
                 log.info(
                     "library: refused %s %s from %s", request.method, request.path, request.remote
                 )
+                if self._audit is not None:
+                    self._audit.record(
+                        "admin.refused",
+                        actor="anonymous",
+                        address=request.remote,
+                        details={"method": request.method, "path": request.path},
+                    )
                 raise ApiError(
                     401,
                     "unauthorized",
@@ -147,6 +156,9 @@ class _ItemRoutes:
         if item is None:
             raise ApiError(404, "not_found", f"no library item {item_id!r}")
         log.info("library: %s updated (%s)", item_id, ", ".join(sorted(given)) or "nothing")
+        self._items.record(
+            request, "library.updated", item_id, "admin", fields=",".join(sorted(given))
+        )
         return web.json_response(item_json(item))
 
     async def delete_item(self, request: web.Request) -> web.Response:
@@ -158,6 +170,7 @@ class _ItemRoutes:
         await asyncio.get_running_loop().run_in_executor(None, self._remove_files, paths)
         await self._items.catalogue.delete(item.id)
         log.info("library: %s deleted", item.id)
+        self._items.record(request, "library.deleted", item.id, "admin")
         return web.Response(status=204)
 
     def _remove_files(self, paths: list[Path]) -> None:
@@ -182,21 +195,23 @@ def setup_library(
     signer: ShareSigner,
     encrypt_uploads: bool = True,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    audit: AuditTrail | None = None,
 ) -> None:
     """Mount the staff API at ``/api/library``, the staff page at ``/library`` and playback at
     ``/library/{id}/...`` on ``app``.
 
     ``master_key`` (32 bytes, e.g. ``load_or_create_secret(data_dir, MASTER_KEY_NAME)``) wraps
     every file's data key; ``signer`` signs share links; ``encrypt_uploads`` seals uploaded
-    courseware at rest (then a request cannot opt out). The catalogue's lifetime belongs to the
-    caller.
+    courseware at rest (then a request cannot opt out); ``audit`` records uploads, plays,
+    downloads, share links made and used, edits, deletions and refused tokens. The
+    catalogue's lifetime belongs to the caller.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
     if len(master_key) != 32:
         raise ValueError("master key must be 32 bytes")
-    conventions = _Conventions(admin_token)
-    items = LibraryItems(catalogue, data_dir)
+    conventions = _Conventions(admin_token, audit)
+    items = LibraryItems(catalogue, data_dir, audit)
     routes = _ItemRoutes(items)
     uploads = Uploads(items, master_key, encrypt_uploads, max_upload_bytes)
     shares = ShareLinks(items, signer)

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from mcu.infra.auditlog import AuditTrail, Detail
 from mcu.infra.httpapi import ApiError
 from mcu.recorder.catalogue import ITEM_ID, Catalogue, LibraryFile, LibraryItem
 
@@ -17,11 +20,25 @@ log = logging.getLogger(__name__)
 
 
 class LibraryItems:
-    """The catalogue's items and the data directory their files live in."""
+    """The catalogue's items, the data directory their files live in, and the audit trail
+    every route records its item's plays, downloads, shares and changes on."""
 
-    def __init__(self, catalogue: Catalogue, data_dir: Path) -> None:
+    def __init__(
+        self, catalogue: Catalogue, data_dir: Path, audit: AuditTrail | None = None
+    ) -> None:
         self.catalogue = catalogue
         self.data_dir = data_dir.resolve()
+        self.audit = audit
+
+    def record(
+        self, request: web.Request, action: str, item_id: str, actor: str, **details: Detail
+    ) -> None:
+        """Record ``actor``'s ``action`` on ``item_id`` (never a token: a share link's
+        fingerprint at most)."""
+        if self.audit is not None:
+            self.audit.record(
+                action, actor=actor, item=item_id, address=request.remote, details=details
+            )
 
     async def existing(self, item_id: str) -> LibraryItem:
         """The item ``item_id``; ApiError 404 when there is none (or the id is malformed)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from mcu.crypto.atrest import CHUNK_SIZE, AtRestError, EncryptedFile, TamperedError, unwrap_key
 from mcu.infra.httpapi import ApiError
 from mcu.library.items import LibraryItems
-from mcu.library.shares import PlaybackAccess
+from mcu.library.shares import PlaybackAccess, Player, link_fingerprint
 from mcu.recorder.catalogue import LibraryFile, LibraryItem
 
 __all__ = ["Playback", "RangeNotSatisfiable", "byte_range"]
@@ -90,25 +91,42 @@ class Playback:
     async def play(self, request: web.Request) -> web.StreamResponse:
         """``GET /library/{id}/play``: the composite file, else the first."""
         item_id = request.match_info["id"]
-        self._access.check(request, item_id)
+        player = self._check(request, item_id)
         item = await self._items.existing(item_id)
         file = item.playable()
         if file is None:
             raise ApiError(404, "not_found", "the item has no files")
-        return await self._serve(request, item, file)
+        return await self._serve(request, item, file, _Seen(player, "library.played"))
 
     async def file(self, request: web.Request) -> web.StreamResponse:
         """``GET /library/{id}/files/{name}``."""
         item_id, name = request.match_info["id"], request.match_info["name"]
-        self._access.check(request, item_id)
+        player = self._check(request, item_id)
         item = await self._items.existing(item_id)
         file = item.file(name) if _NAME.fullmatch(name) else None
         if file is None:
             raise ApiError(404, "not_found", f"no file {name!r} in this item")
-        return await self._serve(request, item, file)
+        return await self._serve(request, item, file, _Seen(player, "library.downloaded"))
+
+    def _check(self, request: web.Request, item_id: str) -> Player:
+        """Who plays; a refused share link is recorded before the refusal goes out."""
+        try:
+            return self._access.check(request, item_id)
+        except ApiError as exc:
+            tokens = request.query.getall("token", [])
+            if exc.status in (401, 403) and len(tokens) == 1:
+                self._items.record(
+                    request,
+                    "library.share_refused",
+                    item_id,
+                    "share link",
+                    link=link_fingerprint(tokens[0]),
+                    code=exc.error,
+                )
+            raise
 
     async def _serve(
-        self, request: web.Request, item: LibraryItem, file: LibraryFile
+        self, request: web.Request, item: LibraryItem, file: LibraryFile, seen: _Seen
     ) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         path = self._items.on_disk(file)
@@ -127,7 +145,7 @@ class Playback:
         except (OSError, AtRestError):
             log.warning("library: %s file %s is missing or unreadable", item.id, file.name)
             raise ApiError(404, "not_found", f"file {file.name!r} is not available") from None
-        return await self._stream(request, item, file, path, encrypted, size)
+        return await self._stream(request, item, file, path, encrypted, size, seen)
 
     async def _stream(
         self,
@@ -137,6 +155,7 @@ class Playback:
         path: Path,
         encrypted: EncryptedFile | None,
         size: int,
+        seen: _Seen,
     ) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         try:
@@ -177,6 +196,17 @@ class Playback:
         response.headers["Content-Disposition"] = f'inline; filename="{file.name}"'
         if selected is not None:
             response.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        if first == 0 and request.method != "HEAD":
+            # A player asks for many ranges while it plays and seeks; one from the first byte
+            # starts a viewing (or a download), and is the one recorded.
+            self._items.record(
+                request,
+                seen.action,
+                item.id,
+                seen.player.actor,
+                file=file.name,
+                **({"link": seen.player.link} if seen.player.link else {}),
+            )
         await response.prepare(request)
         if request.method == "HEAD" or length == 0:
             await response.write_eof()
@@ -197,6 +227,14 @@ class Playback:
             position = end + 1
         await response.write_eof()
         return response
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What a served file is recorded as: who, and whether playing or downloading."""
+
+    player: Player
+    action: str
 
 
 def _plain_size(path: Path) -> int:

@@ -197,6 +197,9 @@ class Uploads:
             received,
             "encrypted" if encrypt else "plain",
         )
+        self._items.record(
+            request, "library.uploaded", item.id, "admin", media_type=item.files[0].media_type
+        )
         return web.json_response(item_json(item), status=201)
 
     def _uploaded_item(

@@ -48,6 +48,7 @@ MAX_WORKERS = 64
 MIN_JOIN_TIMEOUT = 0.5
 MAX_JOIN_TIMEOUT = 600.0
 MAX_WEBSOCKETS = 1_000_000
+MAX_AUDIT_RETENTION_DAYS = 36_500
 # Set by the front for the worker processes it starts; never read from a file or the environment.
 _INTERNAL_FIELDS = frozenset({"worker_index"})
 
@@ -168,6 +169,8 @@ class Config(BaseModel):
     """WHEP sessions one client address (an IPv6 /64) may hold on one worker at once."""
     encrypt_recordings: bool = True
     """Encrypt recordings and uploaded courseware at rest (AES-256-GCM, per-file keys)."""
+    audit_retention_days: int = 365
+    """Days the audit trail keeps entries; older days are pruned (the chain stays verifiable)."""
     workers: int = 0
     """Worker processes behind one front process; 0 = one per CPU core, 1 = a single process."""
     worker_index: int | None = None
@@ -271,6 +274,16 @@ class Config(BaseModel):
         if not 1 <= value <= MAX_WEBSOCKETS:
             raise ValueError(
                 f"{info.field_name} must be between 1 and {MAX_WEBSOCKETS}, got {value}"
+            )
+        return value
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _check_audit_retention(cls, value: int) -> int:
+        if not 1 <= value <= MAX_AUDIT_RETENTION_DAYS:
+            raise ValueError(
+                f"audit_retention_days must be between 1 and {MAX_AUDIT_RETENTION_DAYS}, "
+                f"got {value}"
             )
         return value
 
@@ -485,6 +498,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "(env MCU_MAX_WEBSOCKETS; default 10000)",
     )
     add_turn_arguments(add)
+    add(
+        "--audit-retention-days",
+        metavar="DAYS",
+        dest="audit_retention_days",
+        help="days the audit trail keeps entries, 1-36500 (env MCU_AUDIT_RETENTION_DAYS; "
+        "default 365)",
+    )
     # Internal: the front starts worker i with this flag; not for operators.
     add("--worker-index", metavar="I", dest="worker_index", help=argparse.SUPPRESS)
     add(

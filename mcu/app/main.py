@@ -273,7 +273,13 @@ async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
+    """Console entry point: ``mcu [options]`` runs the server; ``mcu audit ...`` works with
+    the audit trail."""
+    words = list(argv if argv is not None else sys.argv[1:])
+    if words[:1] == ["audit"]:
+        from mcu.app.auditcli import audit_main
+
+        return audit_main(words[1:])
     try:
         config = load_config(argv if argv is not None else sys.argv[1:], os.environ)
     except ConfigError as exc:

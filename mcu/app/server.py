@@ -20,6 +20,8 @@ from mcu.app.config import Config
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
 from mcu.crypto.tokens import InviteSigner, ShareSigner
 from mcu.infra import metrics
+from mcu.infra.auditfiles import AUDIT_DIRNAME
+from mcu.infra.auditlog import AuditLog
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.looplag import LoopLagMonitor
 from mcu.infra.runtimegauges import RuntimeCollector
@@ -329,6 +331,10 @@ async def create_app(config: Config) -> web.Application:
             logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
     clients_ice = client_ice_servers(config)
     rooms = Rooms(ice_servers(config), recording, client_ice=clients_ice)
+    # Each worker appends to a chain of its own; GET /api/audit merges them.
+    audit_dir = config.data_dir / AUDIT_DIRNAME
+    audit = AuditLog(audit_dir, config.worker_index or 0, config.audit_retention_days)
+    await audit.open()
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms
     sandbox = app[SANDBOX] = Sandbox()
@@ -339,7 +345,9 @@ async def create_app(config: Config) -> web.Application:
     app[METRICS_ACCESS] = MetricsAccess(token.get_secret_value().encode() if token else None)
     # One per-address record of failures for joins, WHIP and the join page's look-ups alike.
     throttle = LoginThrottle()
-    entrance = Entrance(store, signer, throttle, rooms, config.max_participants_default)
+    entrance = Entrance(
+        store, signer, throttle, rooms, config.max_participants_default, audit=audit
+    )
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
         entrance=entrance,
@@ -348,6 +356,7 @@ async def create_app(config: Config) -> web.Application:
             config.max_websockets_per_address, config.max_websockets, config.join_timeout
         ),
         behind_front=config.worker_index is not None,
+        audit=audit,
     )
     sockets_collector = SocketLimitsCollector(signaling.sockets)
     REGISTRY.register(sockets_collector)
@@ -375,8 +384,17 @@ async def create_app(config: Config) -> web.Application:
         admin_token=admin_token,
         signer=ShareSigner(load_or_create_secret(config.data_dir, SHARE_KEY_NAME)),
         encrypt_uploads=config.encrypt_recordings,
+        audit=audit,
     )
-    setup_admin_api(app, store=store, signer=signer, admin_token=admin_token, live=rooms)
+    setup_admin_api(
+        app,
+        store=store,
+        signer=signer,
+        admin_token=admin_token,
+        live=rooms,
+        audit=audit,
+        audit_dir=audit_dir,
+    )
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)
@@ -407,6 +425,7 @@ async def create_app(config: Config) -> web.Application:
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
         await store.close()
+        await audit.close()  # last: the leaves of the rooms just ended are on it
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)

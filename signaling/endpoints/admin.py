@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from pydantic import (
 from mcu.contracts.cluster import MAX_ROOM_ID_CHARS, ROOM_ID_PATTERN
 from mcu.crypto.passwords import hash_password, verify_password
 from mcu.crypto.tokens import InviteSigner, Role
+from mcu.infra.auditlog import AuditTrail, Detail
 from mcu.infra.httpapi import (
     ApiError,
     Moment,
@@ -33,6 +35,7 @@ from mcu.infra.httpapi import (
     error_response,
     read_body,
 )
+from mcu.signaling.endpoints.audit import setup_audit_api
 from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, RoomStore, Unset
 
 __all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
@@ -193,10 +196,25 @@ class _AdminApi:
     """Route handlers sharing the store, signer and live-room view."""
 
     def __init__(
-        self, store: RoomStore, signer: InviteSigner, admin_token: str, live: LiveRooms
+        self,
+        store: RoomStore,
+        signer: InviteSigner,
+        admin_token: str,
+        live: LiveRooms,
+        audit: AuditTrail | None,
     ) -> None:
         self.store, self.signer, self.live = store, signer, live
         self._token = admin_token.encode("utf-8")
+        self._audit = audit
+
+    def _record(
+        self, request: web.Request, action: str, room: str | None, **details: Detail
+    ) -> None:
+        """Record an action done with the admin token (never the token, nor a password)."""
+        if self._audit is not None:
+            self._audit.record(
+                action, actor="admin", room=room, address=request.remote, details=details
+            )
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -205,6 +223,13 @@ class _AdminApi:
             log.info(
                 "admin API: refused %s %s from %s", request.method, request.path, request.remote
             )
+            if self._audit is not None:
+                self._audit.record(
+                    "admin.refused",
+                    actor="anonymous",
+                    address=request.remote,
+                    details={"method": request.method, "path": request.path},
+                )
             refusal = error_response(
                 401, "unauthorized", "send Authorization: Bearer <admin token>"
             )
@@ -279,6 +304,7 @@ class _AdminApi:
             # Another request created it while the password was hashing.
             raise ApiError(409, "room_exists", f"room {body.id!r} already exists") from None
         log.info("room %s created", record.id)
+        self._record(request, "room.created", record.id, kind=record.kind)
         return web.json_response(self._room_json(record), status=201)
 
     async def list_rooms(self, request: web.Request) -> web.Response:
@@ -333,6 +359,8 @@ class _AdminApi:
         if record is None:
             raise ApiError(404, "not_found", f"no room {room_id!r}")
         log.info("room %s updated (%s)", room_id, ", ".join(sorted(given)) or "nothing")
+        # The names of the fields changed, never their values (passwords are among them).
+        self._record(request, "room.updated", room_id, fields=",".join(sorted(given)))
         return web.json_response(self._room_json(record))
 
     async def delete_room(self, request: web.Request) -> web.Response:
@@ -345,6 +373,7 @@ class _AdminApi:
             # Someone joined between ending the session and deleting the record.
             await self.live.end_room(room_id, "deleted")
         log.info("room %s deleted", room_id)
+        self._record(request, "room.deleted", room_id)
         return web.Response(status=204)
 
     async def set_recording(self, request: web.Request) -> web.Response:
@@ -360,6 +389,8 @@ class _AdminApi:
                 },
                 status=409,
             )
+        action = "recording.started" if body.active else "recording.stopped"
+        self._record(request, action, record.id)
         return web.json_response(state)
 
     async def create_invite(self, request: web.Request) -> web.Response:
@@ -369,6 +400,9 @@ class _AdminApi:
         now = time.time()
         token = self.signer.issue(record.id, body.role, body.ttl_seconds, now=now)
         log.info("invite issued for room %s (%s, %d s)", record.id, body.role, body.ttl_seconds)
+        self._record(
+            request, "invite.created", record.id, role=body.role, ttl_seconds=body.ttl_seconds
+        )
         payload = {
             "token": token,
             # A viewer's link opens the audience page (no camera, the stage over WHEP).
@@ -396,15 +430,18 @@ def setup_admin_api(
     signer: InviteSigner,
     admin_token: str,
     live: LiveRooms,
+    audit: AuditTrail | None = None,
+    audit_dir: Path | None = None,
 ) -> web.Application:
     """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
 
     Returns the sub-application, so other parts of the server can add their ``/api`` routes
-    behind the same authentication.
+    behind the same authentication. ``audit`` records what is done with the token, and
+    refused tokens; with ``audit_dir`` (where the trail is kept) ``GET /api/audit`` searches it.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
-    api = _AdminApi(store, signer, admin_token, live)
+    api = _AdminApi(store, signer, admin_token, live, audit)
     sub = web.Application(middlewares=[api.middleware])
     sub.router.add_post("/rooms", api.create_room)
     sub.router.add_get("/rooms", api.list_rooms, allow_head=False)
@@ -413,5 +450,7 @@ def setup_admin_api(
     sub.router.add_delete("/rooms/{id}", api.delete_room)
     sub.router.add_post("/rooms/{id}/invites", api.create_invite)
     sub.router.add_post("/rooms/{id}/recording", api.set_recording)
+    if audit is not None and audit_dir is not None:
+        setup_audit_api(sub, audit_dir=audit_dir, audit=audit)
     app.add_subapp("/api", sub)
     return sub

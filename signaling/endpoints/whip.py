@@ -35,6 +35,7 @@ from prometheus_client import Counter, Gauge
 
 from mcu.contracts.cluster import HOME_WORKER_HEADER, mint_session_id
 from mcu.infra import metrics
+from mcu.infra.auditlog import Detail
 from mcu.infra.httpapi import ApiError, error_response, read_body
 from mcu.infra.socketlimits import address_key
 from mcu.media import TrackSource
@@ -224,6 +225,15 @@ def _unauthorised(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="mcu"'})
 
 
+def _record(
+    hub: Broadcasting, action: str, actor: str, room_id: str, address: str, **details: Detail
+) -> None:
+    """Record a WHIP or WHEP session's start or end on the audit trail."""
+    audit = hub.signaling.audit
+    if audit is not None:
+        audit.record(action, actor=actor, room=room_id, address=address, details=details)
+
+
 def _display_name(request: web.Request, default: str) -> str:
     return request.query.get("name", default).strip()[:64] or default
 
@@ -294,12 +304,14 @@ async def whip_post(request: web.Request) -> web.Response:
     offer = await _read_offer(request, MAX_PUBLISH_SECTIONS)
     token = _bearer(request)
     address = request.remote or "unknown"
+    name = _display_name(request, DEFAULT_PUBLISHER_NAME)
     try:
-        admitted = await services.entrance.admit(Entry.PUBLISH, room_id, Bearer(token), address)
+        admitted = await services.entrance.admit(
+            Entry.PUBLISH, room_id, Bearer(token), address, name
+        )
     except Refused as exc:
         raise _refusal(exc) from None
     record, role = admitted.record, admitted.role
-    name = _display_name(request, DEFAULT_PUBLISHER_NAME)
     sources = _sources(offer)
     room = services.rooms.get_or_create(record.id, record.title, record.kind)
     participant = await room.add(name, role, _nobody_listens, subscribe=False)
@@ -313,16 +325,21 @@ async def whip_post(request: web.Request) -> web.Response:
         raise
     session_id = hub.new_session_id()
 
+    seat = {"participant": participant.id, "role": role, "via": "whip"}
+
     async def close() -> None:
         hub.sessions.pop(session_id, None)
         participant.on_removed = None
         await _drop_participant(hub, room, participant)
+        _record(hub, "room.left", name, room.id, address, reason="left", **seat)
 
     def removed_by_room() -> None:  # connection failed, chair removed them, room ended
         hub.sessions.pop(session_id, None)
+        _record(hub, "room.left", name, room.id, address, reason="removed", **seat)
 
     participant.on_removed = removed_by_room
     hub.sessions[session_id] = _Session(f"whip:{room.id}", close, _digest(token))
+    _record(hub, "room.joined", name, room.id, address, **seat)
     logger.info("room %s: WHIP publisher %s as %s", room.id, participant.id, role)
     ice = hub.client_ice.issue(participant.id, time.time())
     return _created(answer, f"/whip/{room.id}/{session_id}", ice)
@@ -351,10 +368,11 @@ async def whep_post(request: web.Request) -> web.Response:
     address = request.remote or "unknown"
     credential = Bearer(token)
     entrance = services.entrance
+    name = _display_name(request, DEFAULT_VIEWER_NAME)
     try:
         # Credentials are judged where the room lives, so its wrong-password counts are one.
         if home == hub.worker:
-            admitted = await entrance.admit(Entry.WATCH, room_id, credential, address)
+            admitted = await entrance.admit(Entry.WATCH, room_id, credential, address, name)
         else:
             assert hub.edges is not None
             record = await entrance.room(Entry.WATCH, room_id, credential, address)
@@ -364,11 +382,7 @@ async def whep_post(request: web.Request) -> web.Response:
     record = admitted.record
     # A live participant's session token (the viewer page) is already counted (and, in a
     # meeting, named) as the participant it belongs to.
-    watcher = (
-        None
-        if admitted.own_session
-        else (f"w{secrets.token_hex(4)}", _display_name(request, DEFAULT_VIEWER_NAME))
-    )
+    watcher = None if admitted.own_session else (f"w{secrets.token_hex(4)}", name)
     if hub.busy():
         # The viewers already here would all lose packets with one more; the player asks again
         # (and the front may pick a less loaded worker).
@@ -406,10 +420,18 @@ async def whep_post(request: web.Request) -> web.Response:
             raise
     viewer = ViewerConnection(hub.ice_servers, stage, _count_consumers)
     closing: list[asyncio.Task[None]] = []
+    seat: dict[str, Detail] = {
+        "participant": watcher[0] if watcher is not None else "(their own page)",
+        "role": admitted.role,
+        "via": "whep",
+    }
+    answered: list[bool] = []  # the viewer joined once the answer went out
 
     async def close() -> None:
         if hub.sessions.pop(session_id, None) is None:
             return
+        if answered:
+            _record(hub, "room.left", name, record.id, address, reason="left", **seat)
         _release_address(hub, held)
         await close_quietly(viewer)
         if room is not None:
@@ -438,6 +460,8 @@ async def whep_post(request: web.Request) -> web.Response:
         await close()
         raise
     viewer.on_closed = lambda: closing.append(asyncio.ensure_future(close()))
+    answered.append(True)
+    _record(hub, "room.joined", name, record.id, address, **seat)
     # Ids only (names are personal data), and never the session id: with the token, it ends
     # the session.
     logger.info(

@@ -14,6 +14,7 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from mcu.contracts.cluster import JOIN_WITHIN_HEADER
 from mcu.infra import metrics
+from mcu.infra.auditlog import AuditTrail, Detail
 from mcu.infra.socketlimits import FrameRate, SocketLimits, refuse_websocket
 from mcu.media import TrackSource
 from mcu.signaling.endpoints.messages import (
@@ -64,6 +65,8 @@ class SignalingServices:
     "Caps on open WebSockets and the join deadline."
     behind_front: bool = False
     "This process is a worker: the front's ``X-Mcu-Join-Within`` header is trusted."
+    audit: AuditTrail | None = None
+    "Where joins, leaves and chair actions are recorded (None: not recorded)."
 
 
 SIGNALING = web.AppKey("signaling", SignalingServices)
@@ -85,6 +88,18 @@ class ClientConnection:
         self._closing: asyncio.Future[None] | None = None
         self._joined = False
         self._rate = FrameRate()
+
+    def _record(self, action: str, participant: Participant, room: Room, **details: Detail) -> None:
+        """Record ``participant``'s ``action`` in ``room`` on the audit trail."""
+        audit = self.services.audit
+        if audit is not None:
+            audit.record(
+                action,
+                actor=participant.name,
+                room=room.id,
+                address=self.address,
+                details={"participant": participant.id, "role": participant.role} | details,
+            )
 
     async def send(self, message: dict[str, Any]) -> None:
         """Queue one message; a writer task sends them in order, so callers never wait on a slow
@@ -314,7 +329,7 @@ class ClientConnection:
         )
         try:
             admitted = await services.entrance.admit(
-                Entry.JOIN, message.room, credential, self.address
+                Entry.JOIN, message.room, credential, self.address, message.name
             )
         except Refused as exc:
             # A join without a credential is a malformed message in this protocol.
@@ -335,8 +350,17 @@ class ClientConnection:
         participant = await room.add(
             message.name, role, send_joined_then_events, subscribe=message.media == "connection"
         )
+        self._record(
+            "room.joined",
+            participant,
+            room,
+            via="websocket",
+            credential="invite" if message.invite is not None else "password",
+        )
         if first and record.auto_record and not room.recording.active:
             await room.recording.start()  # the room is set to record automatically
+            if services.audit is not None:
+                services.audit.record("recording.started", actor="system", room=room.id)
         participant.on_removed = self._on_removed_by_room
         self.participant = participant
         self._joined = True
@@ -347,6 +371,7 @@ class ClientConnection:
         if participant.role != "chair":
             raise ProtocolError("forbidden", "only the chair can do that")
         if message.action == "end":
+            self._record("chair.end", participant, room)
             await room.end("ended by the chair")
             self.services.rooms.discard_if_empty(room)
             return
@@ -354,28 +379,35 @@ class ClientConnection:
             if message.active is None:
                 raise ProtocolError("bad_message", "record needs active: true or false")
             await room.recording.set_active(message.active)
+            self._record("chair.record", participant, room, active=message.active)
             return
         if message.action == "room_mode":
             if message.mode is None:
                 raise ProtocolError("bad_message", "room_mode needs a mode")
             room.mix.default_mode = message.mode
+            self._record("chair.room_mode", participant, room, mode=message.mode)
             await room.broadcast({"type": "room_mode", "mode": message.mode})
             await room.refresh_subscriptions()
             return
         target = room.participants.get(message.participant_id or "")
         if target is None:
             raise ProtocolError("unknown_participant", f"no participant {message.participant_id!r}")
+        on_target: dict[str, Detail] = {"target": target.id, "target_name": target.name}
         if message.action == "promote":
             await room.promote(target)
+            self._record("chair.promote", participant, room, **on_target)
             return
         if message.action == "demote":
             await room.demote(target)
+            self._record("chair.demote", participant, room, **on_target)
             return
         if message.action == "mute":
             if message.source is None:
                 raise ProtocolError("bad_message", "mute needs a source")
             await room.set_muted(target, message.source, True, "chair")
+            self._record("chair.mute", participant, room, source=message.source, **on_target)
         else:
+            self._record("chair.remove", participant, room, **on_target)
             with contextlib.suppress(Exception):
                 await target.send({"type": "removed", "reason": f"removed by {participant.name}"})
             await room.remove(target, "removed")
@@ -386,6 +418,8 @@ class ClientConnection:
     async def _closed_by_room(self) -> None:
         # The room removed us (chair, room ended, connection failed): close the socket once
         # the reason has gone out.
+        if self.participant is not None and self.room is not None:
+            self._record("room.left", self.participant, self.room, reason="removed")
         self.participant = None
         await self.flush()
         await self.ws.close()
@@ -396,6 +430,7 @@ class ClientConnection:
         if participant is not None and room is not None:
             participant.on_removed = None
             await room.remove(participant, "left" if reason == "left" else "disconnected")
+            self._record("room.left", participant, room, reason=reason)
             self.services.rooms.discard_if_empty(room)
 
 

@@ -18,6 +18,7 @@ from typing import NoReturn, Protocol
 
 from mcu.crypto.passwords import verify_password
 from mcu.crypto.tokens import InviteSigner, Role
+from mcu.infra.auditlog import AuditTrail
 from mcu.signaling.rooms.admission import (
     Admitted,
     Attempt,
@@ -26,6 +27,8 @@ from mcu.signaling.rooms.admission import (
     Credential,
     Entry,
     Facts,
+    InviteToken,
+    Password,
     PasswordCheck,
     Refused,
     decide,
@@ -82,6 +85,7 @@ class Entrance:
         rooms: LiveRooms,
         default_capacity: int,
         clock: Callable[[], float] = time.time,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -89,13 +93,21 @@ class Entrance:
         self._rooms = rooms
         self._default_capacity = default_capacity
         self._clock = clock
+        self._audit = audit
         self._checks_running: dict[_CheckKey, asyncio.Future[Role | None]] = {}
         "Password checks being hashed now, by room, its stored hashes and the password's digest."
 
     async def admit(
-        self, entry: Entry, room_id: str, credential: Credential, address: str
+        self,
+        entry: Entry,
+        room_id: str,
+        credential: Credential,
+        address: str,
+        who: str | None = None,
     ) -> Admitted:
-        """Let the attempt in, or raise :class:`Refused` (after the throttle's delay)."""
+        """Let the attempt in, or raise :class:`Refused` (after the throttle's delay).
+
+        ``who`` is the name the attempt gave, for the audit trail's record of a refusal."""
         attempt = Attempt(entry, room_id, credential, address, self._clock())
         record = await self._store.get(room_id)
         decision = decide(attempt, self._facts(attempt, record), self._signer)
@@ -104,7 +116,7 @@ class Entrance:
             facts = await self._check_password(attempt, record, decision.password)
             decision = decide(attempt, facts, self._signer)
         if isinstance(decision, Refused):
-            await self._refuse(attempt, decision)
+            await self._refuse(attempt, decision, who)
         if not isinstance(decision, Admitted):
             raise AssertionError("a password's verdict always decides")
         return decision
@@ -194,7 +206,7 @@ class Entrance:
         # Counted again after the hash: others may have taken the last seat meanwhile.
         return self._facts(attempt, record, password=PasswordCheck(role))
 
-    async def _refuse(self, attempt: Attempt, refusal: Refused) -> NoReturn:
+    async def _refuse(self, attempt: Attempt, refusal: Refused, who: str | None = None) -> NoReturn:
         logger.info(
             "room %s: %s refused from %s (%s)",
             attempt.room_id,
@@ -202,9 +214,33 @@ class Entrance:
             attempt.address,
             refusal.code,
         )
+        if self._audit is not None:
+            # What was presented, never the secret itself.
+            self._audit.record(
+                "admission.locked_out" if refusal.code == "rate_limited" else "admission.refused",
+                actor=who or "anonymous",
+                room=attempt.room_id,
+                address=attempt.address,
+                details={
+                    "entry": attempt.entry.value,
+                    "code": refusal.code,
+                    "credential": _kind_of(attempt.credential),
+                },
+            )
         if refusal.code == "unknown_room":
             await _count_unknown_room(self._throttle, attempt.address, self._clock())
         raise refusal
+
+
+def _kind_of(credential: Credential) -> str:
+    """What kind of credential an attempt presented, for the audit trail."""
+    if isinstance(credential, Password):
+        return "password"
+    if isinstance(credential, InviteToken):
+        return "invite"
+    if isinstance(credential, Bearer):
+        return "bearer"
+    return "none"
 
 
 async def _password_grants(record: RoomRecord, password: str) -> Role | None:
