@@ -39,9 +39,11 @@ from mcu.signaling.endpoints.joinpage import setup_join_page
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
 from mcu.signaling.endpoints.relays import setup_internal_routes
 from mcu.signaling.endpoints.uploads import upload_document
+from mcu.signaling.endpoints.webhooks import WebhookSender, setup_webhook_routes
 from mcu.signaling.endpoints.whip import BROADCASTING, Broadcasting, setup_broadcasting
 from mcu.signaling.endpoints.ws import SIGNALING, SignalingServices, websocket_handler
 from mcu.signaling.rooms.entrance import Entrance
+from mcu.signaling.rooms.events import NO_EVENTS
 from mcu.signaling.rooms.recording import (
     RecordingServices,
     composite_executor,
@@ -289,6 +291,15 @@ def ice_servers(config: Config) -> list[IceServerConfig]:
     ]
 
 
+def webhook_sender(config: Config) -> WebhookSender | None:
+    """The sender of room events to the platform's webhook URLs (None when there are none),
+    signing with the first API key's secret."""
+    if not config.webhook_urls:
+        return None
+    secret = config.api_keys[0].secret.get_secret_value().encode("utf-8")
+    return WebhookSender(config.webhook_urls, secret)
+
+
 async def create_app(config: Config) -> web.Application:
     """Build the application for ``config`` (opens the room store; closed on cleanup)."""
     apply_media_policy(config)
@@ -313,7 +324,8 @@ async def create_app(config: Config) -> web.Application:
     if config.worker_index in (None, 0):  # one process recovers, while no worker records yet
         for item in await recover_recordings(recording):
             logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
-    rooms = Rooms(ice_servers(config), recording)
+    webhooks = webhook_sender(config)
+    rooms = Rooms(ice_servers(config), recording, webhooks or NO_EVENTS)
     app = web.Application(client_max_size=256 * 1024)
     app[ROOMS] = rooms
     sandbox = app[SANDBOX] = Sandbox()
@@ -359,6 +371,7 @@ async def create_app(config: Config) -> web.Application:
         encrypt_uploads=config.encrypt_recordings,
     )
     setup_admin_api(app, store=store, signer=signer, admin_token=admin_token, live=rooms)
+    setup_webhook_routes(app, webhooks, admin_token=admin_token)
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)
@@ -378,6 +391,8 @@ async def create_app(config: Config) -> web.Application:
         begin_shutdown(app)
         await broadcasting.close_all()
         await rooms.close_all()
+        if webhooks is not None:  # after the rooms, whose last events it still sends
+            await webhooks.close()
         await sandbox.close()
 
     async def cleanup(app: web.Application) -> None:
