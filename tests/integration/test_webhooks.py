@@ -19,7 +19,7 @@ from mcu.crypto.webhooksig import verify_signature
 from mcu.signaling.endpoints.webhookqueue import RetryPolicy
 from mcu.signaling.endpoints.webhooks import WebhookSender, setup_webhook_routes
 from mcu.signaling.rooms.events import ParticipantJoined, RoomStarted
-from tests.support.room_client import ColourTrack, ToneTrack, joined_client
+from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess, free_port
 
 SECRET = "platform-signing-secret-for-tests"
@@ -245,3 +245,51 @@ async def _consultation(server: ServerProcess, receiver: Receiver) -> None:
         server.base_url + "/api/webhooks/undelivered", headers={"Authorization": "Bearer nope"}
     ) as refused:
         assert refused.status == 401
+
+
+async def test_each_worker_sends_its_rooms_and_the_front_lists_every_workers(
+    tmp_path: Path,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/gone"  # a second receiver nobody serves
+    async with receiving(Receiver()) as receiver:
+        server = ServerProcess(
+            tmp_path / "srv",
+            workers=2,
+            extra_args=["--webhook-url", receiver.url, "--webhook-url", dead],
+            env={"MCU_API_KEYS": f"platform={SECRET}"},
+        )
+        clients = []
+        try:
+            await server.start()
+            await server.create_room("ward-a", "correct horse")
+            await server.create_room("ward-b", "battery staple")
+            for room, password in (("ward-a", "correct horse"), ("ward-b", "battery staple")):
+                client = RoomClient(server.ws_url, f"Dr {room}")
+                await client.connect()
+                clients.append(client)
+                reply = await client.join(room, password=password, media="none")
+                assert reply["type"] == "joined", reply
+            events = await receiver.wait_for(4, timeout=30)
+            # Meanwhile the dead receiver's first events wait on both workers, being retried.
+            listing: dict[str, Any] = {}
+            for _ in range(100):  # bounded: each worker's first attempt fails within moments
+                listing = await server.get_json("/api/webhooks/undelivered")
+                if {e["worker"] for e in listing["events"] if e["attempts"]} == {"0", "1"}:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            for client in clients:
+                await client.close()
+            code = await server.stop()
+        assert code == 0, server.log()[-4000:]
+    by_room = {
+        room: [e["type"] for e in events if e["room"] == room] for room in ("ward-a", "ward-b")
+    }
+    # The last ones went out as the clients left and the server stopped.
+    sequence = ["room.started", "participant.joined", "participant.left", "room.finished"]
+    assert by_room == {r: sequence for r in by_room}
+    receiver.assert_all_signed()
+    assert {e["worker"] for e in listing["events"]} == {"0", "1"}, listing
+    assert {(e["receiver"], e["state"]) for e in listing["events"]} == {(dead, "waiting")}
+    assert {e["room"] for e in listing["events"]} == {"ward-a", "ward-b"}
+    assert listing["waiting"] == len(listing["events"]) == 4
