@@ -140,7 +140,10 @@ class WebhookSender:
             "room": event.room,
             "data": event.data(),
         }
-        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:  # a lone surrogate in a name (JSON allows "\ud800")
+            body = json.dumps(document, separators=(",", ":")).encode()  # escaped, as JSON
         return OutgoingEvent(event_id, event.type, event.room, now, body)
 
     @property

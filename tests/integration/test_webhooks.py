@@ -293,3 +293,15 @@ async def test_each_worker_sends_its_rooms_and_the_front_lists_every_workers(
     assert {(e["receiver"], e["state"]) for e in listing["events"]} == {(dead, "waiting")}
     assert {e["room"] for e in listing["events"]} == {"ward-a", "ward-b"}
     assert listing["waiting"] == len(listing["events"]) == 4
+
+
+async def test_a_name_no_utf8_can_carry_still_makes_a_valid_event() -> None:
+    async with receiving(Receiver()) as receiver:
+        sender = WebhookSender([receiver.url], SECRET.encode())
+        try:
+            sender.emit(ParticipantJoined("ward-1", "p1", "Dr \ud800 Wang 王", "chair"))
+            (event,) = await receiver.wait_for(1, timeout=10)
+        finally:
+            await sender.close()
+    assert event["data"]["name"] == "Dr \ud800 Wang 王"
+    receiver.assert_all_signed()
