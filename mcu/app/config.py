@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -36,19 +37,30 @@ from mcu.app.turn_options import (
     add_turn_arguments,
 )
 
-__all__ = ["Config", "ConfigError", "IceServer", "build_arg_parser", "load_config"]
+__all__ = [
+    "ApiKey",
+    "Config",
+    "ConfigError",
+    "IceServer",
+    "build_arg_parser",
+    "load_config",
+    "parse_api_keys",
+]
 
 ENV_PREFIX = "MCU_"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _TURN_SCHEMES = ("turn:", "turns:")
 # Values never echoed back in error messages.
-_SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "credential", "turn_secret"})
+_SECRET_FIELDS = frozenset(
+    {"admin_token", "metrics_token", "credential", "turn_secret", "api_keys", "secret"}
+)
 _MIN_ADMIN_TOKEN_CHARS = 16
 MAX_WORKERS = 64
 MIN_JOIN_TIMEOUT = 0.5
 MAX_JOIN_TIMEOUT = 600.0
 MAX_WEBSOCKETS = 1_000_000
 MAX_AUDIT_RETENTION_DAYS = 36_500
+MAX_WEBHOOK_URLS = 16
 # Set by the front for the worker processes it starts; never read from a file or the environment.
 _INTERNAL_FIELDS = frozenset({"worker_index"})
 
@@ -102,6 +114,38 @@ class IceServer(BaseModel):
                 f"MCU_ICE_SERVERS), got none for {', '.join(self.urls)}"
             )
         return self
+
+
+class ApiKey(BaseModel):
+    """A platform's API key: an id it names itself by and the secret it shares with us."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    """The key's public name."""
+    secret: SecretStr
+    """The shared secret, at least 16 characters; the first key's also signs webhooks."""
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < _MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"an API key's secret must be at least {_MIN_ADMIN_TOKEN_CHARS} characters"
+            )
+        return value
+
+
+def parse_api_keys(raw: str) -> list[dict[str, str]]:
+    """``ID=SECRET`` pairs, comma-separated (``MCU_API_KEYS``; each ``--api-key`` is one), as
+    ``[{"id", "secret"}]``; ``ValueError`` (never echoing a secret) on a pair without ``=``."""
+    keys = []
+    for number, pair in enumerate((p.strip() for p in raw.split(",") if p.strip()), 1):
+        key_id, equals, secret = pair.partition("=")
+        if not equals or not key_id.strip():
+            raise ValueError(f"API key {number} must be ID=SECRET")
+        keys.append({"id": key_id.strip(), "secret": secret})
+    return keys
 
 
 def _normalise_ip(field: str, value: str) -> str:
@@ -175,6 +219,10 @@ class Config(BaseModel):
     """Worker processes behind one front process; 0 = one per CPU core, 1 = a single process."""
     worker_index: int | None = None
     """Internal: this process is worker ``worker_index`` of ``workers`` (None: not a worker)."""
+    api_keys: list[ApiKey] = []
+    """Platform API keys (``ID=SECRET``); the first one's secret signs webhook requests."""
+    webhook_urls: list[str] = []
+    """http(s) URLs the room events are POSTed to, signed (docs/webhooks.md)."""
 
     def resolved_workers(self) -> int:
         """How many worker processes ``workers`` means here: 0 = the CPU cores this process may
@@ -287,6 +335,25 @@ class Config(BaseModel):
             )
         return value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, keys: list[ApiKey]) -> list[ApiKey]:
+        ids = [key.id for key in keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("api_keys: each id may be given once")
+        return keys
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_webhook_urls(cls, urls: list[str]) -> list[str]:
+        if len(urls) > MAX_WEBHOOK_URLS:
+            raise ValueError(f"webhook_urls: at most {MAX_WEBHOOK_URLS} URLs")
+        for url in urls:
+            parsed = urllib.parse.urlsplit(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"webhook_urls: {url!r} is no http:// or https:// URL with a host")
+        return list(dict.fromkeys(urls))
+
     @field_validator("workers")
     @classmethod
     def _check_workers(cls, value: int) -> int:
@@ -315,6 +382,11 @@ class Config(BaseModel):
                 f"rtc_port_min ({self.rtc_port_min}) must not exceed "
                 f"rtc_port_max ({self.rtc_port_max})",
                 ports,
+            )
+        if self.webhook_urls and not self.api_keys:
+            raise _CrossFieldError(
+                "webhook_urls need an API key (api_keys) whose secret signs the requests",
+                ("webhook_urls", "api_keys"),
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise _CrossFieldError(
@@ -505,6 +577,23 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="days the audit trail keeps entries, 1-36500 (env MCU_AUDIT_RETENTION_DAYS; "
         "default 365)",
     )
+    add(
+        "--api-key",
+        metavar="ID=SECRET",
+        dest="api_keys",
+        action="append",
+        help="a platform API key; repeat for several. The first one's secret signs webhook "
+        "requests. Prefer MCU_API_KEYS (comma-separated ID=SECRET pairs): flags are visible in "
+        "the process list",
+    )
+    add(
+        "--webhook-url",
+        metavar="URL",
+        dest="webhook_urls",
+        action="append",
+        help="http(s) URL that room events are POSTed to, signed; repeat for several "
+        "(env MCU_WEBHOOK_URLS, comma-separated; needs an API key)",
+    )
     # Internal: the front starts worker i with this flag; not for operators.
     add("--worker-index", metavar="I", dest="worker_index", help=argparse.SUPPRESS)
     add(
@@ -550,8 +639,13 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         if not raw.strip():
             continue
         value: Any = raw
-        if field in ("media_addresses", "turn_urls"):
+        if field in ("media_addresses", "turn_urls", "webhook_urls"):
             value = [part.strip() for part in raw.split(",") if part.strip()]
+        elif field == "api_keys":
+            try:
+                value = parse_api_keys(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
         elif field == "ice_servers":
             try:
                 value = json.loads(raw)
@@ -566,6 +660,8 @@ def _flag_name(field: str) -> str:
         "media_addresses": "--media-address",
         "ice_servers": "--ice-server",
         "turn_urls": "--turn-url",
+        "api_keys": "--api-key",
+        "webhook_urls": "--webhook-url",
     }.get(field, "--" + field.replace("_", "-"))
 
 
@@ -641,6 +737,11 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     for field, value in flags.items():
         if field == "ice_servers":
             value = [{"urls": [url]} for url in value]
+        elif field == "api_keys":
+            try:
+                value = [key for pair in value for key in parse_api_keys(pair)]
+            except ValueError as exc:
+                raise ConfigError(f"--api-key: {exc}") from None
         raw[field], sources[field] = value, _flag_name(field)
 
     try:

@@ -42,9 +42,11 @@ from mcu.signaling.endpoints.joinpage import setup_join_page
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
 from mcu.signaling.endpoints.relays import setup_internal_routes
 from mcu.signaling.endpoints.uploads import upload_document
+from mcu.signaling.endpoints.webhooks import WebhookSender, setup_webhook_routes
 from mcu.signaling.endpoints.whip import BROADCASTING, Broadcasting, setup_broadcasting
 from mcu.signaling.endpoints.ws import SIGNALING, SignalingServices, websocket_handler
 from mcu.signaling.rooms.entrance import Entrance
+from mcu.signaling.rooms.events import NO_EVENTS
 from mcu.signaling.rooms.recording import (
     RecordingServices,
     composite_executor,
@@ -305,6 +307,15 @@ def client_ice_servers(config: Config) -> ClientIceServers:
     return ClientIceServers(configured=tuple(ice_servers(config)), relay=relay)
 
 
+def webhook_sender(config: Config) -> WebhookSender | None:
+    """The sender of room events to the platform's webhook URLs (None when there are none),
+    signing with the first API key's secret."""
+    if not config.webhook_urls:
+        return None
+    secret = config.api_keys[0].secret.get_secret_value().encode("utf-8")
+    return WebhookSender(config.webhook_urls, secret)
+
+
 async def create_app(config: Config) -> web.Application:
     """Build the application for ``config`` (opens the room store; closed on cleanup)."""
     apply_media_policy(config)
@@ -330,7 +341,10 @@ async def create_app(config: Config) -> web.Application:
         for item in await recover_recordings(recording):
             logger.warning("recording %s was interrupted; catalogued as %s", item.id, item.status)
     clients_ice = client_ice_servers(config)
-    rooms = Rooms(ice_servers(config), recording, client_ice=clients_ice)
+    webhooks = webhook_sender(config)
+    rooms = Rooms(
+        ice_servers(config), recording, client_ice=clients_ice, events=webhooks or NO_EVENTS
+    )
     # Each worker appends to a chain of its own; GET /api/audit merges them.
     audit_dir = config.data_dir / AUDIT_DIRNAME
     audit = AuditLog(audit_dir, config.worker_index or 0, config.audit_retention_days)
@@ -395,6 +409,7 @@ async def create_app(config: Config) -> web.Application:
         audit=audit,
         audit_dir=audit_dir,
     )
+    setup_webhook_routes(app, webhooks, admin_token=admin_token)
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)
@@ -414,6 +429,8 @@ async def create_app(config: Config) -> web.Application:
         begin_shutdown(app)
         await broadcasting.close_all()
         await rooms.close_all()
+        if webhooks is not None:  # after the rooms, whose last events it still sends
+            await webhooks.close()
         await sandbox.close()
 
     async def cleanup(app: web.Application) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from mcu.signaling.rooms.events import ViewerPeak
 from mcu.signaling.rooms.participant import send_quietly
 
 if TYPE_CHECKING:
@@ -12,6 +13,42 @@ if TYPE_CHECKING:
 
 # Viewer counts change with every join in a lesson of hundreds: lecturers hear about it this often.
 VIEWER_COUNT_INTERVAL = 1.0
+# A lesson's audience grows by hundreds in its first minutes; the platform hears of a new peak
+# at most this often, so a burst of joins is a handful of events.
+VIEWER_PEAK_INTERVAL = 10.0
+
+
+class ViewerPeaks:
+    """The largest audience a lesson has had, reported at most once per ``interval`` seconds
+    (the first at once, a larger one later when its interval is up). Pure: time is passed in."""
+
+    def __init__(self, interval: float = VIEWER_PEAK_INTERVAL) -> None:
+        self.interval = interval
+        self.largest = 0
+        "The largest count seen."
+        self.reported = 0
+        "The largest count reported."
+        self._reported_at: float | None = None
+
+    def observe(self, count: int, now: float) -> int | None:
+        """Note the audience at ``now``; returns the peak to report now, or None."""
+        self.largest = max(self.largest, count)
+        return self.due(now)
+
+    def due(self, now: float) -> int | None:
+        """The peak to report at ``now`` (a larger one waiting for its interval), or None."""
+        if self.largest <= self.reported:
+            return None
+        if self._reported_at is not None and now - self._reported_at < self.interval:
+            return None
+        self.reported, self._reported_at = self.largest, now
+        return self.largest
+
+    def next_report(self) -> float | None:
+        """When the peak waiting now may be reported; None when none waits."""
+        if self.largest <= self.reported or self._reported_at is None:
+            return None
+        return self._reported_at + self.interval
 
 
 class Audience:
@@ -28,6 +65,9 @@ class Audience:
         "Their names by watcher id, by worker."
         self._viewers_sent: tuple[int, list[dict[str, str]]] | None = None
         self._viewer_count_task: asyncio.Task[None] | None = None
+        self.peaks = ViewerPeaks()
+        "A lesson's largest audience, for the platform."
+        self._peak_timer: asyncio.TimerHandle | None = None
 
     def viewer_count(self) -> int:
         """Viewers in this room on every worker: viewer participants and WHEP sessions."""
@@ -77,12 +117,32 @@ class Audience:
         most once per ``VIEWER_COUNT_INTERVAL``."""
         if self._viewer_count_task is None or self._viewer_count_task.done():
             self._viewer_count_task = asyncio.create_task(self._send_viewer_count())
+        self._note_peak()
+
+    def _note_peak(self) -> None:
+        """Emit a lesson's new largest audience, or look again when its interval is up."""
+        if self.room.kind != "lecture":
+            return
+        loop = asyncio.get_running_loop()
+        peak = self.peaks.observe(self.viewer_count(), loop.time())
+        if peak is not None:
+            self.room.emit(ViewerPeak(self.room.id, peak))
+        due = self.peaks.next_report()
+        if due is not None and self._peak_timer is None:
+            self._peak_timer = loop.call_at(due, self._peak_interval_up)
+
+    def _peak_interval_up(self) -> None:
+        self._peak_timer = None
+        self._note_peak()
 
     def stop(self) -> None:
         """Tell nobody any more (the room is empty)."""
         if self._viewer_count_task is not None:
             self._viewer_count_task.cancel()
             self._viewer_count_task = None
+        if self._peak_timer is not None:
+            self._peak_timer.cancel()
+            self._peak_timer = None
 
     async def _send_viewer_count(self) -> None:
         now = (self.viewer_count(), self.watchers())

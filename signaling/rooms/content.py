@@ -22,6 +22,7 @@ from mcu.signaling.rooms.errors import (
     PageUnavailable,
     RoomDocumentsFull,
 )
+from mcu.signaling.rooms.events import FloorChanged
 from mcu.signaling.rooms.floor import FloorChange, FloorControl
 from mcu.slides.documents import Document, DocumentError
 from mcu.slides.slidetrack import SlideTrack
@@ -149,6 +150,8 @@ class ContentChannel:
             self.documents.pop(document_id)[1].close()
 
     async def _apply(self, change: FloorChange, *, content_ended: bool = False) -> None:
+        # Every change of presenter comes through here (a new mode alone is no change of hands).
+        self.room.emit(FloorChanged(self.room.id, change.holder, change.previous, change.reason))
         if change.previous is not None and not content_ended:
             previous = self.room.participants.get(change.previous)
             if previous is not None:

@@ -15,6 +15,7 @@ from mcu.media import CodecInfo, TrackSource
 from mcu.sfu.producer import Producer
 
 if TYPE_CHECKING:
+    from mcu.signaling.rooms.events import RoomEvent
     from mcu.signaling.rooms.participant import Participant
 
 __all__ = ["RoomPort", "RoomView"]
@@ -59,6 +60,10 @@ class RoomView(Protocol):
 
     async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
         """Send ``message`` to every participant but ``exclude``."""
+        ...
+
+    def emit(self, event: RoomEvent) -> None:
+        """Tell the world outside the room (the platform's webhooks) what happened in it."""
         ...
 
 

@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from mcu.recorder.composite import RecordedTrack, make_composite
 from mcu.recorder.timeline import RecordingClock
 from mcu.recorder.writer import TrackWriter
 from mcu.sfu.producer import Producer
+from mcu.signaling.rooms.events import RecordingFinished, RecordingReady, RecordingStarted
 
 if TYPE_CHECKING:
     from mcu.signaling.rooms.ports import RoomView
@@ -151,6 +153,7 @@ class RoomRecording:
                 self._attach(producer)
             await self._save_files()
         logger.info("room %s: recording %s started", self.room.id, item.id)
+        self.room.emit(RecordingStarted(self.room.id, item.id))
         await self.room.broadcast(self.describe())
 
     def track_published(self, producer: Producer) -> None:
@@ -255,6 +258,8 @@ class RoomRecording:
                 await services.catalogue.update_recording(
                     item.id, status=status, duration_s=duration, size_bytes=size, files=files
                 )
+        kept = bool(files) or error is not None
+        self.room.emit(RecordingFinished(self.room.id, item.id, round(duration, 3), kept, error))
         message: dict[str, Any] = {"type": "recording", "active": False, "recording_id": item.id}
         if error is not None:
             message["error"] = error
@@ -273,7 +278,12 @@ class RoomRecording:
         ]
         keys = {str(services.data_dir / t.file.path): t.data_key for t in tracks.values()}
         if recorded:
-            _start_composite(services, item.id, recorded, keys)
+            room, item_id = self.room, item.id
+
+            def ready(composite: bool) -> None:
+                room.emit(RecordingReady(room.id, item_id, composite))
+
+            _start_composite(services, item.id, recorded, keys, ready)
 
     async def close(self) -> None:
         """The room ends: finish the recording (the composite still gets made)."""
@@ -333,8 +343,9 @@ def _start_composite(
     item_id: str,
     tracks: list[RecordedTrack],
     keys: dict[str, bytes | None],
+    on_done: Callable[[bool], None] | None = None,
 ) -> None:
-    task = asyncio.create_task(_composite(services, item_id, tracks, keys))
+    task = asyncio.create_task(_composite(services, item_id, tracks, keys, on_done))
     _pending_composites.add(task)
     task.add_done_callback(_pending_composites.discard)
 
@@ -344,8 +355,10 @@ async def _composite(
     item_id: str,
     tracks: list[RecordedTrack],
     keys: dict[str, bytes | None],
+    on_done: Callable[[bool], None] | None = None,
 ) -> None:
-    """Render the composite of ``item_id`` in the composer's process and add it to the item."""
+    """Render the composite of ``item_id`` in the composer's process and add it to the item;
+    then ``on_done(made)``, unless the item was deleted meanwhile."""
     relative = Path(RECORDINGS_DIR) / item_id / COMPOSITE_NAME
     data_key = atrest.new_data_key() if services.encrypt else None
     loop = asyncio.get_running_loop()
@@ -360,6 +373,8 @@ async def _composite(
         )
     except Exception:
         logger.exception("composite of %s failed", item_id)
+        if on_done is not None:
+            on_done(False)  # the track files are still there to play
         return
     item = await services.catalogue.get(item_id)
     if item is None:
@@ -382,6 +397,8 @@ async def _composite(
         item_id, files=[*item.files, composite], size_bytes=size
     )
     logger.info("composite of %s ready", item_id)
+    if on_done is not None:
+        on_done(True)
 
 
 def build_composite(

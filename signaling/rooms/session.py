@@ -27,6 +27,15 @@ from mcu.sfu.turn import ClientIceServers
 from mcu.signaling.rooms.audience import Audience
 from mcu.signaling.rooms.content import SLIDES_MID, ContentChannel
 from mcu.signaling.rooms.errors import InvalidRequest
+from mcu.signaling.rooms.events import (
+    NO_EVENTS,
+    EventSink,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomEvent,
+    RoomFinished,
+    RoomStarted,
+)
 from mcu.signaling.rooms.hands import Hands
 from mcu.signaling.rooms.mixing import RoomMix
 from mcu.signaling.rooms.participant import (
@@ -60,6 +69,7 @@ class Room:
         recording: RecordingServices | None = None,
         kind: RoomKind = "meeting",
         client_ice: ClientIceServers | None = None,
+        events: EventSink = NO_EVENTS,
     ) -> None:
         self.id = room_id
         self.title = title
@@ -75,6 +85,11 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self._track_ids = itertools.count(1)
         self.ending = False
+        self.events = events
+        "Where this room's events go (the platform's webhooks)."
+        self._session_live = False
+        "Between ``room.started`` and ``room.finished``: someone is (or was just) in it."
+        self._end_reason = "empty"
         self.speaker = ActiveSpeaker(self)
         self.audience = Audience(self)
         self.hands = Hands(self)
@@ -97,7 +112,12 @@ class Room:
             participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
             self._watch(participant, participant.subscriber.pc)
         others = [p.describe() for p in self.participants.values() if p.visible]
+        if not self._session_live:
+            self._session_live = True
+            self.emit(RoomStarted(self.id, self.kind, self.title))
         self.participants[participant.id] = participant
+        if self._told_of(participant):
+            self.emit(ParticipantJoined(self.id, participant.id, name, role))
         metrics.PARTICIPANTS.labels(role).inc()
         self.speaker.start()
         await send(
@@ -144,6 +164,8 @@ class Room:
         logger.info("room %s: %s left (%s)", self.id, participant.id, reason)
         self.participants.pop(participant.id, None)
         metrics.PARTICIPANTS.labels(participant.role).dec()
+        if self._told_of(participant):
+            self.emit(ParticipantLeft(self.id, participant.id, participant.role, reason))
         await self.content.participant_left(participant)
         for mid in list(participant.tracks):
             await self._unpublish(participant, mid, resubscribe=False)
@@ -165,10 +187,14 @@ class Room:
         if not self.participants:
             self.speaker.stop()
             self.audience.stop()
+            if self._session_live:  # once, though removals of the last ones may overlap
+                self._session_live = False
+                self.emit(RoomFinished(self.id, self._end_reason))
 
     async def end(self, reason: str) -> None:
         """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
         self.ending = True
+        self._end_reason = reason
         for close in list(self.viewer_sessions.values()):
             try:
                 await close()
@@ -191,6 +217,15 @@ class Room:
         for participant in list(self.participants.values()):
             if participant.id != exclude:
                 await send_quietly(participant, message)
+
+    def emit(self, event: RoomEvent) -> None:
+        """Tell the world outside the room (the platform's webhooks) what happened in it."""
+        self.events.emit(event)
+
+    def _told_of(self, participant: Participant) -> bool:
+        """Whether the platform hears of this participant coming and going: everyone but a
+        lecture's audience, which it hears of as a count (``lesson.viewers_peak``)."""
+        return participant.visible or self.kind != "lecture"
 
     def _watch(self, participant: Participant, pc: Any) -> None:
         async def on_state() -> None:
@@ -428,6 +463,8 @@ class Room:
         # Last in order: the stage gives a newly promoted speaker the next section.
         self.participants[participant.id] = self.participants.pop(participant.id)
         metrics.PARTICIPANTS.labels(participant.role).inc()
+        if self.kind == "lecture":  # out of the counted audience, onto the stage
+            self.emit(ParticipantJoined(self.id, participant.id, participant.name, "participant"))
         await send_quietly(
             participant, {"type": "role", "participant_id": participant.id, "role": "participant"}
         )
@@ -446,6 +483,8 @@ class Room:
         for mid in list(participant.tracks):
             await self._unpublish(participant, mid, resubscribe=False)
         metrics.PARTICIPANTS.labels(participant.role).dec()
+        if self.kind == "lecture":
+            self.emit(ParticipantLeft(self.id, participant.id, participant.role, "demoted"))
         participant.role = "viewer"
         metrics.PARTICIPANTS.labels(participant.role).inc()
         await self.speaker.forget(participant.id)
@@ -472,10 +511,13 @@ class Rooms:
         ice_servers: list[IceServerConfig],
         recording: RecordingServices | None = None,
         client_ice: ClientIceServers | None = None,
+        events: EventSink = NO_EVENTS,
     ) -> None:
         self.ice_servers = ice_servers
         self.client_ice = client_ice
         self.recording = recording
+        self.events = events
+        "Where every room's events go."
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, room_id: str, title: str, kind: RoomKind = "meeting") -> Room:
@@ -483,7 +525,13 @@ class Rooms:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(
-                room_id, title, self.ice_servers, self.recording, kind, self.client_ice
+                room_id,
+                title,
+                self.ice_servers,
+                self.recording,
+                kind,
+                self.client_ice,
+                self.events,
             )
             metrics.ROOMS.set(len(self.rooms))
         room.kind = kind  # an administrator may have changed it since the session began

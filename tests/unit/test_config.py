@@ -290,3 +290,79 @@ def test_websocket_limit_errors(argv: list[str], environ: dict[str, str], messag
     with pytest.raises(ConfigError) as info:
         load_config(argv, environ)
     assert str(info.value).startswith(message)
+
+
+SECRET_A = "a-secret-of-the-platform-0123"
+SECRET_B = "b-secret-of-the-platform-4567"
+
+
+def test_api_keys_and_webhook_urls_from_every_layer(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        f"""
+        webhook_urls = ["https://platform.example/hooks/mcu"]
+
+        [[api_keys]]
+        id = "platform"
+        secret = "{SECRET_A}"
+        """,
+    )
+    from_toml = load_config(["--config", str(path)], {})
+    assert [(k.id, k.secret.get_secret_value()) for k in from_toml.api_keys] == [
+        ("platform", SECRET_A)
+    ]
+    assert from_toml.webhook_urls == ["https://platform.example/hooks/mcu"]
+    assert SECRET_A not in repr(from_toml)
+
+    environ = {
+        "MCU_API_KEYS": f"platform={SECRET_A}, backup={SECRET_B}",
+        "MCU_WEBHOOK_URLS": "http://10.0.0.2/a, https://platform.example/b,",
+    }
+    from_env = load_config([], environ)
+    assert [k.id for k in from_env.api_keys] == ["platform", "backup"]
+    assert from_env.api_keys[1].secret.get_secret_value() == SECRET_B
+    assert from_env.webhook_urls == ["http://10.0.0.2/a", "https://platform.example/b"]
+
+    argv = ["--api-key", f"ops={SECRET_B}", "--webhook-url", "http://127.0.0.1:9000/h"]
+    argv += ["--webhook-url", "http://127.0.0.1:9001/h"]
+    from_flags = load_config(argv, environ)  # repeatable flags replace the lower layers
+    assert [k.id for k in from_flags.api_keys] == ["ops"]
+    assert from_flags.webhook_urls == ["http://127.0.0.1:9000/h", "http://127.0.0.1:9001/h"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        ([], {"MCU_API_KEYS": "no-equals-sign"}, "MCU_API_KEYS: API key 1 must be ID=SECRET"),
+        (["--api-key", "=x" * 9], {}, "--api-key: API key 1 must be ID=SECRET"),
+        (
+            ["--api-key", "p=hunter2"],
+            {},
+            "--api-key: api_keys[0].secret: an API key's secret must be at least 16 characters",
+        ),
+        (
+            [],
+            {"MCU_API_KEYS": f"p={SECRET_A},p={SECRET_B}"},
+            "MCU_API_KEYS: api_keys: each id may be given once",
+        ),
+        (
+            ["--webhook-url", "ftp://platform.example/h", "--api-key", f"p={SECRET_A}"],
+            {},
+            "--webhook-url: webhook_urls: 'ftp://platform.example/h' is no http:// or https:// "
+            "URL with a host",
+        ),
+        (
+            [],
+            {"MCU_WEBHOOK_URLS": "https://platform.example/h"},
+            "MCU_WEBHOOK_URLS: webhook_urls need an API key (api_keys) whose secret signs the "
+            "requests",
+        ),
+    ],
+)
+def test_api_key_and_webhook_errors_never_echo_a_secret(
+    argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    error = error_for(argv, environ)
+    assert error == message
+    for secret in ("hunter2", SECRET_A, SECRET_B):
+        assert secret not in error

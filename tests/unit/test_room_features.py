@@ -23,6 +23,7 @@ from mcu.signaling.rooms.errors import (
     RoomError,
     UnknownRoom,
 )
+from mcu.signaling.rooms.events import RoomEvent
 from mcu.signaling.rooms.hands import Hands
 from mcu.signaling.rooms.participant import Participant, PublishedTrack, Role
 from mcu.signaling.rooms.ports import RoomView
@@ -43,12 +44,16 @@ class PlainRoom:
     participants: dict[str, Participant] = field(default_factory=dict)
     active_speaker: str | None = None
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
+    events: list[RoomEvent] = field(default_factory=list)
 
     def producers(self) -> list[Producer]:
         return [t.producer for p in self.participants.values() for t in p.tracks.values()]
 
     async def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
         self.broadcasts.append(message)
+
+    def emit(self, event: RoomEvent) -> None:
+        self.events.append(event)
 
 
 def _room(kind: str = "meeting") -> PlainRoom:

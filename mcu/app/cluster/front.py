@@ -3,7 +3,7 @@
 WebSockets are routed by the ``room`` of their first frame (the join) to the room's home worker
 and then piped both ways; HTTP requests are streamed through by
 :func:`mcu.app.cluster.routing.route`. ``/metrics``, ``/healthz``, ``/readyz`` and ``GET
-/api/rooms`` answer for all workers together.
+/api/rooms`` and ``GET /api/webhooks/undelivered`` answer for all workers together.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from mcu.app.cluster.peers import WorkerPeers, WorkerUnavailable
 from mcu.app.cluster.roomlist import merge_room_lists
 from mcu.app.cluster.routing import RouteKind, room_of_join, route
 from mcu.app.cluster.supervisor import Supervisor
+from mcu.app.cluster.webhooklist import merge_undelivered
 from mcu.app.cluster.wspipe import pipe
 from mcu.app.config import Config
 from mcu.contracts.cluster import (
@@ -119,6 +120,10 @@ class ViewerBalance:
         if viewers is not None:
             self.polled[worker] = viewers
             self.routed[worker] = 0
+
+
+Merge = Callable[[bytes, list[bytes]], bytes | None]
+"Joins the first worker's reply body with the others' into one (None: the first is unusable)."
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,14 @@ class Front:
         """``GET path`` (``/api/rooms`` and its query) asked of every running worker at once:
         the first worker's reply, its room list carrying the live counts of all workers that
         answered; None when no worker answered."""
+        return await self.gathered(path, headers, merge_room_lists)
+
+    async def gathered(
+        self, path: str, headers: Mapping[str, str], merge: Merge
+    ) -> WorkerReply | None:
+        """``GET path`` asked of every running worker at once: the first worker's reply, its
+        body joined by ``merge`` with the other workers' (``/api/rooms``, the webhook listing);
+        None when no worker answered."""
         replies = await asyncio.gather(
             *(self._fetch(i, path, headers, ROOM_LIST_TIMEOUT) for i in range(self.count))
         )
@@ -306,14 +319,14 @@ class Front:
                 others.append(reply.body)
             else:
                 logger.warning(
-                    "worker %d answered %d to %s; its live rooms are not counted",
+                    "worker %d answered %d to %s; its part is left out",
                     index,
                     reply.status,
                     path,
                 )
-        merged = merge_room_lists(base.body, others)
+        merged = merge(base.body, others)
         if merged is None:
-            logger.warning("worker %d sent no room list for %s; passed on as sent", first, path)
+            logger.warning("worker %d sent no list for %s; passed on as sent", first, path)
             return base
         return WorkerReply(base.status, base.reason, base.headers, merged)
 
@@ -540,12 +553,22 @@ async def http_proxy(request: web.Request) -> web.StreamResponse:
 async def room_list_handler(request: web.Request) -> web.Response:
     """``GET /api/rooms``: worker 0's list (or the next worker's while it is down), each
     room's live ``participants`` taken from whichever worker is its home."""
+    return await _gathered_reply(request, merge_room_lists)
+
+
+async def undelivered_handler(request: web.Request) -> web.Response:
+    """``GET /api/webhooks/undelivered``: every worker's webhook events not delivered (each
+    worker sends the events of the rooms it is home to)."""
+    return await _gathered_reply(request, merge_undelivered)
+
+
+async def _gathered_reply(request: web.Request, merge: Merge) -> web.Response:
     front = request.app[FRONT]
     headers = _forward_headers(request.headers, _client_address(request))
     # No body goes on, and the merge needs the JSON uncompressed.
     for name in ("Content-Length", "Content-Type", "Accept-Encoding"):
         headers.popall(name, None)
-    reply = await front.room_list(request.raw_path, headers)
+    reply = await front.gathered(request.raw_path, headers, merge)
     if reply is None:
         return web.Response(status=502, text="server unavailable, try again\n")
     out = reply.headers.copy()
@@ -592,6 +615,7 @@ def create_front_app(front: Front) -> web.Application:
     app.router.add_get("/readyz", readiness_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/rooms", room_list_handler, allow_head=False)
+    app.router.add_get("/api/webhooks/undelivered", undelivered_handler, allow_head=False)
     app.router.add_route(hdrs.METH_ANY, "/{tail:.*}", http_proxy)
 
     async def startup(app: web.Application) -> None:
