@@ -15,7 +15,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,13 +28,16 @@ from pydantic import (
     model_validator,
 )
 
+from mcu.app.apikeys import ApiKeyConfig, parse_key_pairs, unique_ids
+from mcu.app.argparsing import CommandLineError, QuietArgumentParser
+
 __all__ = ["Config", "ConfigError", "IceServer", "build_arg_parser", "load_config"]
 
 ENV_PREFIX = "MCU_"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _TURN_SCHEMES = ("turn:", "turns:")
 # Values never echoed back in error messages.
-_SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "credential"})
+_SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "credential", "secret", "api_keys"})
 _MIN_ADMIN_TOKEN_CHARS = 16
 MAX_WORKERS = 64
 MIN_JOIN_TIMEOUT = 0.5
@@ -130,6 +133,8 @@ class Config(BaseModel):
     """Highest UDP port for media."""
     ice_servers: list[IceServer] = []
     """STUN/TURN servers offered to browsers."""
+    api_keys: list[ApiKeyConfig] = []
+    """Keys that sign the platform's access tokens (JWTs); none: access tokens are refused."""
     srtp_require_gcm: bool = False
     """Accept only AES-GCM SRTP protection profiles."""
     tls_cert: Path | None = None
@@ -206,6 +211,12 @@ class Config(BaseModel):
             raise ValueError(
                 f"{info.field_name} must be at least {_MIN_ADMIN_TOKEN_CHARS} characters"
             )
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: list[ApiKeyConfig]) -> list[ApiKeyConfig]:
+        unique_ids(value)
         return value
 
     @field_validator("public_ip")
@@ -315,16 +326,9 @@ class Config(BaseModel):
         return self
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """Reports bad flags as ``ConfigError`` so callers handle every config mistake one way."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"command line: {message}")
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     """The ``mcu`` command line; only flags actually given appear in the parsed namespace."""
-    parser = _ArgumentParser(
+    parser = QuietArgumentParser(
         prog="mcu",
         description="Selective forwarding media server for telemedicine rooms and lessons.",
         epilog=(
@@ -400,6 +404,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
         action="append",
         help="STUN URL offered to browsers (stun:host:port); repeat for several. TURN servers "
         "need credentials, so give those in the TOML file or MCU_ICE_SERVERS (JSON)",
+    )
+    add(
+        "--api-key",
+        metavar="ID=SECRET",
+        dest="api_keys",
+        action="append",
+        help="an API key that signs the platform's access tokens (HS256; the secret at least "
+        "32 bytes); repeat for several. Prefer MCU_API_KEYS (comma-separated ID=SECRET pairs) "
+        "or the TOML file, which also takes ES256 public keys (default: none)",
     )
     add(
         "--srtp-require-gcm",
@@ -512,14 +525,25 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{name}: invalid JSON: {exc}") from None
+        elif field == "api_keys":
+            value = _key_pairs(raw.split(","), name)
         values[field] = (name, value)
     return values
 
 
+def _key_pairs(pairs: Sequence[str], source: str) -> list[dict[str, str]]:
+    try:
+        return parse_key_pairs(pairs, source)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _flag_name(field: str) -> str:
-    return {"media_addresses": "--media-address", "ice_servers": "--ice-server"}.get(
-        field, "--" + field.replace("_", "-")
-    )
+    return {
+        "media_addresses": "--media-address",
+        "ice_servers": "--ice-server",
+        "api_keys": "--api-key",
+    }.get(field, "--" + field.replace("_", "-"))
 
 
 def _loc_path(loc: Sequence[int | str]) -> str:
@@ -578,7 +602,10 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     """Build the configuration from flags (``argv``, default ``sys.argv[1:]``), ``environ`` and
     the TOML file they name; raises ``ConfigError`` naming the field and source of a bad value.
     """
-    flags = vars(build_arg_parser().parse_args(argv))
+    try:
+        flags = vars(build_arg_parser().parse_args(argv))
+    except CommandLineError as exc:
+        raise ConfigError(str(exc)) from None
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
@@ -594,6 +621,8 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     for field, value in flags.items():
         if field == "ice_servers":
             value = [{"urls": [url]} for url in value]
+        elif field == "api_keys":
+            value = _key_pairs(value, "--api-key")
         raw[field], sources[field] = value, _flag_name(field)
 
     try:
