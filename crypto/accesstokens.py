@@ -109,13 +109,31 @@ class AccessGrant:
     "The token's id (``jti``), which the deny list can revoke."
 
 
+_EXPLANATIONS = {
+    "malformed": "the access token is malformed",
+    "unknown_key": "the access token names no API key of this server",
+    "bad_algorithm": "the access token is not signed with its key's algorithm",
+    "bad_signature": "the access token's signature does not match its key",
+    "bad_claims": "the access token's claims are missing or malformed",
+    "expired": "the access token has expired",
+    "not_yet_valid": "the access token is not valid yet",
+    "revoked": "the access token has been revoked",
+}
+
+
 class InvalidAccessToken(Exception):
     """An access token was refused; ``reason`` is ``malformed``, ``unknown_key``,
-    ``bad_algorithm``, ``bad_signature``, ``bad_claims``, ``expired`` or ``not_yet_valid``."""
+    ``bad_algorithm``, ``bad_signature``, ``bad_claims``, ``expired``, ``not_yet_valid`` or (from
+    the deny list) ``revoked``."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    @property
+    def explanation(self) -> str:
+        """The reason as a sentence for the client."""
+        return _EXPLANATIONS.get(self.reason, self.reason)
 
 
 def looks_like_jwt(token: str) -> bool:
