@@ -12,6 +12,7 @@ Revocation is the caller's: remove the key, or deny the token's ``jti``.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,8 +32,11 @@ __all__ = [
     "AccessGrant",
     "AccessRole",
     "AccessTokens",
+    "ApiAccess",
     "ApiKey",
+    "ApiRefused",
     "InvalidAccessToken",
+    "api_access",
     "issue_access_token",
     "load_public_key",
     "looks_like_jwt",
@@ -284,3 +288,54 @@ def load_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("ES256 needs an EC public key on the P-256 curve")
     return key
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """Who a request to a staff API (rooms admin, library) is: the admin token's holder, or the
+    holder of a staff or admin access token."""
+
+    role: AccessRole
+    "``admin`` (the admin token or an admin's access token) or ``staff``."
+    department: str | None = None
+    "A staff token's ``department``: the library items it sees (None: only items without one)."
+    subject: str | None = None
+    "The platform's user id; None for the admin token."
+    jti: str | None = None
+    "The access token's id, for the deny list; None for the admin token or a token without one."
+
+
+class ApiRefused(Exception):
+    """A staff API request was refused; ``code`` is ``unauthorized`` (no usable credential),
+    ``bad_token`` (an access token that is not valid) or ``role_not_allowed``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def api_access(
+    bearer: str | None,
+    admin_token: bytes,
+    tokens: AccessTokens,
+    now: float,
+    roles: frozenset[AccessRole],
+) -> ApiAccess:
+    """Who ``bearer`` (a request's bearer credential) is to an API that takes ``roles``: the
+    admin token is ``admin``; an access token its own role. Raises :class:`ApiRefused`. The
+    deny list is the caller's to consult (``jti``)."""
+    if bearer is None:
+        raise ApiRefused("unauthorized", "send Authorization: Bearer <admin or access token>")
+    if hmac.compare_digest(bearer.encode("utf-8", "surrogatepass"), admin_token):
+        return ApiAccess("admin")
+    if not looks_like_jwt(bearer):
+        raise ApiRefused("unauthorized", "send Authorization: Bearer <admin or access token>")
+    try:
+        grant = tokens.verify(bearer, now)
+    except InvalidAccessToken as exc:
+        raise ApiRefused("bad_token", exc.explanation) from None
+    if grant.role not in roles:
+        wanted = " or ".join(sorted(roles))
+        raise ApiRefused("role_not_allowed", f"this API needs a {wanted} token, not {grant.role}")
+    department = grant.department if grant.role == "staff" else None
+    return ApiAccess(grant.role, department, grant.subject, grant.jti)

@@ -90,8 +90,7 @@ class Playback:
     async def play(self, request: web.Request) -> web.StreamResponse:
         """``GET /library/{id}/play``: the composite file, else the first."""
         item_id = request.match_info["id"]
-        self._access.check(request, item_id)
-        item = await self._items.existing(item_id)
+        item = await self._item(request, item_id)
         file = item.playable()
         if file is None:
             raise ApiError(404, "not_found", "the item has no files")
@@ -100,12 +99,18 @@ class Playback:
     async def file(self, request: web.Request) -> web.StreamResponse:
         """``GET /library/{id}/files/{name}``."""
         item_id, name = request.match_info["id"], request.match_info["name"]
-        self._access.check(request, item_id)
-        item = await self._items.existing(item_id)
+        item = await self._item(request, item_id)
         file = item.file(name) if _NAME.fullmatch(name) else None
         if file is None:
             raise ApiError(404, "not_found", f"no file {name!r} in this item")
         return await self._serve(request, item, file)
+
+    async def _item(self, request: web.Request, item_id: str) -> LibraryItem:
+        """The item, if the request may play it (a staff member within their scope)."""
+        access = await self._access.check(request, item_id)
+        if access is None:
+            return await self._items.existing(item_id)
+        return await self._items.seen_by(item_id, access)
 
     async def _serve(
         self, request: web.Request, item: LibraryItem, file: LibraryFile

@@ -15,8 +15,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mcu import __version__
+from mcu.app.apikeys import api_keys
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
+from mcu.crypto.accesstokens import AccessTokens
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
 from mcu.crypto.tokens import InviteSigner, ShareSigner
 from mcu.infra import metrics
@@ -300,6 +302,7 @@ async def create_app(config: Config) -> web.Application:
         else load_or_create_admin_token(config.data_dir)
     )
     signer = InviteSigner(load_or_create_secret(config.data_dir, "invite-key"))
+    tokens = AccessTokens(api_keys(config.api_keys))
     catalogue = await Catalogue.open(config.data_dir)
     master_key = load_or_create_secret(config.data_dir, MASTER_KEY_NAME)
     composer = composite_executor()
@@ -324,7 +327,15 @@ async def create_app(config: Config) -> web.Application:
     app[METRICS_ACCESS] = MetricsAccess(token.get_secret_value().encode() if token else None)
     # One per-address record of failures for joins, WHIP and the join page's look-ups alike.
     throttle = LoginThrottle()
-    entrance = Entrance(store, signer, throttle, rooms, config.max_participants_default)
+    entrance = Entrance(
+        store,
+        signer,
+        throttle,
+        rooms,
+        config.max_participants_default,
+        tokens=tokens,
+        deny_list=store,
+    )
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
         entrance=entrance,
@@ -357,8 +368,12 @@ async def create_app(config: Config) -> web.Application:
         admin_token=admin_token,
         signer=ShareSigner(load_or_create_secret(config.data_dir, SHARE_KEY_NAME)),
         encrypt_uploads=config.encrypt_recordings,
+        tokens=tokens,
+        revoked=store.token_revoked,
     )
-    setup_admin_api(app, store=store, signer=signer, admin_token=admin_token, live=rooms)
+    setup_admin_api(
+        app, store=store, signer=signer, admin_token=admin_token, live=rooms, tokens=tokens
+    )
     app.router.add_get("/", index_page)
     app.router.add_get("/ws", websocket_handler)
     setup_join_page(app, page=WEB_ROOT / "room.html", store=store, signer=signer, throttle=throttle)

@@ -208,8 +208,16 @@ def _refusal(exc: Refused) -> ApiError:
         return ApiError(429, "rate_limited", exc.message, {"Retry-After": retry})
     if exc.code == "unknown_room":
         return ApiError(404, "unknown_room", exc.message)
-    if exc.code in ("viewer_invite_required", "room_not_open", "room_full"):
+    if exc.code in (
+        "viewer_invite_required",
+        "room_not_open",
+        "room_full",
+        "wrong_room",
+        "role_not_allowed",
+    ):
         return ApiError(403, exc.code, exc.message)
+    if exc.code == "bad_token":  # the platform's token: its code, and the reason
+        return ApiError(401, exc.code, exc.message, {"WWW-Authenticate": 'Bearer realm="mcu"'})
     # wrong_password, bad_invite, not_a_publisher: the message says what would admit.
     return _unauthorised(exc.message)
 
@@ -270,7 +278,7 @@ async def whip_post(request: web.Request) -> web.Response:
     except Refused as exc:
         raise _refusal(exc) from None
     record, role = admitted.record, admitted.role
-    name = _display_name(request, DEFAULT_PUBLISHER_NAME)
+    name = admitted.name or _display_name(request, DEFAULT_PUBLISHER_NAME)
     sources = _sources(offer)
     room = services.rooms.get_or_create(record.id, record.title, record.kind)
     participant = await room.add(name, role, _nobody_listens, subscribe=False)
@@ -337,7 +345,10 @@ async def whep_post(request: web.Request) -> web.Response:
     watcher = (
         None
         if admitted.own_session
-        else (f"w{secrets.token_hex(4)}", _display_name(request, DEFAULT_VIEWER_NAME))
+        else (
+            f"w{secrets.token_hex(4)}",
+            admitted.name or _display_name(request, DEFAULT_VIEWER_NAME),
+        )
     )
     if hub.busy():
         # The viewers already here would all lose packets with one more; the player asks again
