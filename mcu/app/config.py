@@ -334,7 +334,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         epilog=(
             "Settings come from, lowest precedence first: built-in defaults, the TOML file "
             "(--config), MCU_* environment variables, then these flags. "
-            "See docs/configuration.md."
+            "See docs/configuration.md. 'mcu token create --help': mint an access token."
         ),
         argument_default=argparse.SUPPRESS,
     )

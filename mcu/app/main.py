@@ -273,7 +273,12 @@ async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
+    """Console entry point: ``mcu`` runs the server, ``mcu token create ...`` mints a token."""
+    given = argv if argv is not None else sys.argv[1:]
+    if given[:1] == ["token"]:
+        from mcu.app.tokencli import token_command
+
+        return token_command(given[1:], os.environ)
     try:
         config = load_config(argv if argv is not None else sys.argv[1:], os.environ)
     except ConfigError as exc:
