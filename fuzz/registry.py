@@ -177,6 +177,14 @@ TARGETS: tuple[Target, ...] = (
         dictionaries=("json.dict",),
     ),
     Target(
+        "access_token",
+        "fuzz.targets.accesstokens:access_token",
+        "the platform's access tokens: AccessTokens.verify on raw text and on signed claims",
+        (*_OURS, "jwt"),
+        max_len=2048,
+        dictionaries=("json.dict",),
+    ),
+    Target(
         "documents",
         "fuzz.targets.documents:documents",
         "uploads: load_document (PNG, JPEG, PDF, DICOM) under strict limits, one page rendered",

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+import jwt
 import numpy as np
 import pydicom
 import pypdfium2 as pdfium
@@ -51,7 +52,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorag
 
 from mcu.crypto.tokens import InviteSigner, ShareSigner
 
-from .targets import library, tokens
+from .targets import accesstokens, library, tokens
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -288,6 +289,19 @@ def invite_token() -> list[bytes]:
     return [b"\x00" + token.encode(), b"\x01" + json.dumps(payload).encode()]
 
 
+def access_token() -> list[bytes]:
+    now = accesstokens._NOW
+    claims = {"iss": "his", "sub": "u-1", "role": "chair", "room": "cardio-1", "exp": now + 60}
+    token = jwt.encode(claims, accesstokens._SECRET, algorithm="HS256")
+    staff = claims | {"role": "staff", "department": "Cardiology", "nbf": now - 5, "jti": "t"}
+    return [
+        b"\x00" + token.encode(),
+        b"\x01" + json.dumps(claims).encode(),
+        b"\x01" + json.dumps(staff).encode(),
+        b"\x00" + token.rsplit(".", 1)[0].encode() + b".",
+    ]
+
+
 def documents() -> list[bytes]:
     out = []
     for fmt, mode in (("PNG", "RGBA"), ("PNG", "I;16"), ("JPEG", "RGB"), ("PNG", "P")):
@@ -342,6 +356,7 @@ def main() -> None:
         "library_query": library_query(),
         "share_token": share_token(),
         "invite_token": invite_token(),
+        "access_token": access_token(),
         "documents": documents(),
     }
     chosen = sys.argv[1:] or list(seeds)

@@ -1,7 +1,9 @@
 """The on-demand library over HTTP: a staff API under ``/api/library`` and playback under
 ``/library``, mounted by :func:`setup_library`.
 
-Staff (the admin bearer token) search, describe, upload, delete and share items; a share link
+Staff (the admin bearer token, or a staff or admin access token from the hospital's platform,
+scoped to its department: :mod:`mcu.library.staff`) search, describe, upload, delete and share
+items; a share link
 (a signed, expiring token for one item) lets anyone holding it play that item. This module holds
 the routes' shared conventions (the admin token, every failure as a JSON error) and the item
 routes; uploads, playback and share links have modules of their own. docs/library.md is the
@@ -18,17 +20,19 @@ from typing import Final
 
 from aiohttp import web
 
+from mcu.crypto.accesstokens import AccessTokens
 from mcu.crypto.tokens import ShareSigner
 from mcu.infra.auditlog import AuditTrail
-from mcu.infra.httpapi import ApiError, bearer_matches, error_response
-from mcu.library.items import LibraryItems, item_json
+from mcu.infra.httpapi import ApiError, error_response
+from mcu.library.items import LibraryItems, actor_of, item_json
 from mcu.library.page import setup_library_page
 from mcu.library.params import Body, Label, Tags, Title, parse_body
 from mcu.library.playback import Playback
 from mcu.library.search import parse_search
 from mcu.library.shares import PlaybackAccess, ShareLinks
+from mcu.library.staff import Revoked, StaffAccess, may_label, request_access
 from mcu.library.uploads import MAX_UPLOAD_BYTES, Uploads
-from mcu.recorder.catalogue import Catalogue
+from mcu.recorder.catalogue import UNSET, Catalogue
 
 __all__ = ["MASTER_KEY_NAME", "UpdateItem", "setup_library"]
 
@@ -51,38 +55,37 @@ class UpdateItem(Body):
 
 
 class _Conventions:
-    """What every library route shares: the admin token, and every failure as a JSON error."""
+    """What every library route shares: staff credentials, and every failure as a JSON
+    error."""
 
-    def __init__(self, admin_token: str, audit: AuditTrail | None) -> None:
-        self._token = admin_token.encode("utf-8")
+    def __init__(self, staff: StaffAccess, audit: AuditTrail | None) -> None:
+        self.staff = staff
         self._audit = audit
-
-    def is_staff(self, request: web.Request) -> bool:
-        """Whether ``request`` bears the admin token."""
-        return bearer_matches(request, self._token)
 
     async def _guard(
         self, request: web.Request, handler: _Handler, *, staff: bool
     ) -> web.StreamResponse:
         response: web.StreamResponse
         try:
-            if staff and not self.is_staff(request):
-                log.info(
-                    "library: refused %s %s from %s", request.method, request.path, request.remote
-                )
-                if self._audit is not None:
-                    self._audit.record(
-                        "admin.refused",
-                        actor="anonymous",
-                        address=request.remote,
-                        details={"method": request.method, "path": request.path},
+            if staff:
+                try:
+                    await self.staff.admit(request)
+                except ApiError as exc:
+                    log.info(
+                        "library: refused %s %s from %s (%s)",
+                        request.method,
+                        request.path,
+                        request.remote,
+                        exc.error,
                     )
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "send Authorization: Bearer <admin token>",
-                    {"WWW-Authenticate": 'Bearer realm="mcu-admin"'},
-                )
+                    if self._audit is not None:
+                        self._audit.record(
+                            "admin.refused",
+                            actor="anonymous",
+                            address=request.remote,
+                            details={"method": request.method, "path": request.path},
+                        )
+                    raise
             response = await handler(request)
         except ApiError as exc:
             response = error_response(exc.status, exc.error, exc.message, exc.headers)
@@ -124,7 +127,9 @@ class _ItemRoutes:
     async def list_items(self, request: web.Request) -> web.Response:
         """``GET /api/library``."""
         search = parse_search(request.query.items())
+        access = request_access(request)
         page = await self._items.catalogue.query(
+            scope=UNSET if access.role == "admin" else access.department,
             text=search.text,
             department=search.department,
             recorded_from=search.recorded_from,
@@ -138,14 +143,18 @@ class _ItemRoutes:
 
     async def get_item(self, request: web.Request) -> web.Response:
         """``GET /api/library/{id}``."""
-        return web.json_response(item_json(await self._items.existing(request.match_info["id"])))
+        item = await self._items.seen_by(request.match_info["id"], request_access(request))
+        return web.json_response(item_json(item))
 
     async def update_item(self, request: web.Request) -> web.Response:
         """``PATCH /api/library/{id}``."""
         item_id = request.match_info["id"]
-        await self._items.existing(item_id)
+        access = request_access(request)
+        await self._items.seen_by(item_id, access)
         body = await parse_body(request, UpdateItem)
         given = body.model_fields_set
+        if "department" in given and not may_label(access, body.department):
+            raise ApiError(403, "forbidden", "staff file items under their own department only")
         for name in ("title", "tags"):
             if name in given and getattr(body, name) is None:
                 raise ApiError(400, "bad_request", f"{name} cannot be null")
@@ -157,20 +166,24 @@ class _ItemRoutes:
             raise ApiError(404, "not_found", f"no library item {item_id!r}")
         log.info("library: %s updated (%s)", item_id, ", ".join(sorted(given)) or "nothing")
         self._items.record(
-            request, "library.updated", item_id, "admin", fields=",".join(sorted(given))
+            request,
+            "library.updated",
+            item_id,
+            actor_of(request_access(request)),
+            fields=",".join(sorted(given)),
         )
         return web.json_response(item_json(item))
 
     async def delete_item(self, request: web.Request) -> web.Response:
         """``DELETE /api/library/{id}``: the files, then the entry."""
-        item = await self._items.existing(request.match_info["id"])
+        item = await self._items.seen_by(request.match_info["id"], request_access(request))
         if item.status == "recording":
             raise ApiError(409, "recording", "the item is still being recorded")
         paths = [self._items.on_disk(file) for file in item.files]
         await asyncio.get_running_loop().run_in_executor(None, self._remove_files, paths)
         await self._items.catalogue.delete(item.id)
         log.info("library: %s deleted", item.id)
-        self._items.record(request, "library.deleted", item.id, "admin")
+        self._items.record(request, "library.deleted", item.id, actor_of(request_access(request)))
         return web.Response(status=204)
 
     def _remove_files(self, paths: list[Path]) -> None:
@@ -195,6 +208,8 @@ def setup_library(
     signer: ShareSigner,
     encrypt_uploads: bool = True,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    tokens: AccessTokens | None = None,
+    revoked: Revoked | None = None,
     audit: AuditTrail | None = None,
 ) -> None:
     """Mount the staff API at ``/api/library``, the staff page at ``/library`` and playback at
@@ -202,20 +217,23 @@ def setup_library(
 
     ``master_key`` (32 bytes, e.g. ``load_or_create_secret(data_dir, MASTER_KEY_NAME)``) wraps
     every file's data key; ``signer`` signs share links; ``encrypt_uploads`` seals uploaded
-    courseware at rest (then a request cannot opt out); ``audit`` records uploads, plays,
-    downloads, share links made and used, edits, deletions and refused tokens. The
+    courseware at rest (then a request cannot opt out); ``tokens`` verifies staff's access
+    tokens and ``revoked`` consults the deny list; ``audit`` records uploads, plays,
+    downloads, share links made and used, edits, deletions and refused credentials. The
     catalogue's lifetime belongs to the caller.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
     if len(master_key) != 32:
         raise ValueError("master key must be 32 bytes")
-    conventions = _Conventions(admin_token, audit)
+    conventions = _Conventions(
+        StaffAccess(admin_token, tokens or AccessTokens(), revoked or _nothing_revoked), audit
+    )
     items = LibraryItems(catalogue, data_dir, audit)
     routes = _ItemRoutes(items)
     uploads = Uploads(items, master_key, encrypt_uploads, max_upload_bytes)
     shares = ShareLinks(items, signer)
-    playback = Playback(items, PlaybackAccess(signer, conventions.is_staff), master_key)
+    playback = Playback(items, PlaybackAccess(signer, conventions.staff), master_key)
 
     staff = web.Application(middlewares=[conventions.staff_middleware])
     staff.router.add_get("", routes.list_items, allow_head=False)
@@ -230,3 +248,7 @@ def setup_library(
     player.router.add_get("/{id}/files/{name}", playback.file)
     setup_library_page(app)  # first: the sub-application would answer its paths
     app.add_subapp("/library", player)
+
+
+async def _nothing_revoked(jti: str, now: float) -> bool:
+    return False

@@ -10,13 +10,21 @@ from typing import Any
 
 from aiohttp import web
 
+from mcu.crypto.accesstokens import ApiAccess
 from mcu.infra.auditlog import AuditTrail, Detail
 from mcu.infra.httpapi import ApiError
+from mcu.library.staff import visible
 from mcu.recorder.catalogue import ITEM_ID, Catalogue, LibraryFile, LibraryItem
 
-__all__ = ["LibraryItems", "iso", "item_json"]
+__all__ = ["LibraryItems", "actor_of", "iso", "item_json"]
 
 log = logging.getLogger(__name__)
+
+
+def actor_of(access: ApiAccess) -> str:
+    """Who a staff request is on the audit trail: the platform's user id, or ``admin`` for the
+    admin token."""
+    return access.subject or "admin"
 
 
 class LibraryItems:
@@ -44,6 +52,14 @@ class LibraryItems:
         """The item ``item_id``; ApiError 404 when there is none (or the id is malformed)."""
         item = await self.catalogue.get(item_id) if ITEM_ID.fullmatch(item_id) else None
         if item is None:
+            raise ApiError(404, "not_found", f"no library item {item_id!r}")
+        return item
+
+    async def seen_by(self, item_id: str, access: ApiAccess) -> LibraryItem:
+        """The item ``item_id`` if ``access`` may see it; ApiError 404 otherwise (an item of
+        another department is not shown to exist)."""
+        item = await self.existing(item_id)
+        if not visible(access, item):
             raise ApiError(404, "not_found", f"no library item {item_id!r}")
         return item
 

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from mcu.crypto.atrest import CHUNK_SIZE, AtRestError, EncryptedFile, TamperedError, unwrap_key
 from mcu.infra.httpapi import ApiError
-from mcu.library.items import LibraryItems
-from mcu.library.shares import PlaybackAccess, Player, link_fingerprint
+from mcu.library.items import LibraryItems, actor_of
+from mcu.library.shares import PlaybackAccess, link_fingerprint
 from mcu.recorder.catalogue import LibraryFile, LibraryItem
 
 __all__ = ["Playback", "RangeNotSatisfiable", "byte_range"]
@@ -91,8 +91,7 @@ class Playback:
     async def play(self, request: web.Request) -> web.StreamResponse:
         """``GET /library/{id}/play``: the composite file, else the first."""
         item_id = request.match_info["id"]
-        player = self._check(request, item_id)
-        item = await self._items.existing(item_id)
+        item, player = await self._item(request, item_id)
         file = item.playable()
         if file is None:
             raise ApiError(404, "not_found", "the item has no files")
@@ -101,17 +100,17 @@ class Playback:
     async def file(self, request: web.Request) -> web.StreamResponse:
         """``GET /library/{id}/files/{name}``."""
         item_id, name = request.match_info["id"], request.match_info["name"]
-        player = self._check(request, item_id)
-        item = await self._items.existing(item_id)
+        item, player = await self._item(request, item_id)
         file = item.file(name) if _NAME.fullmatch(name) else None
         if file is None:
             raise ApiError(404, "not_found", f"no file {name!r} in this item")
         return await self._serve(request, item, file, _Seen(player, "library.downloaded"))
 
-    def _check(self, request: web.Request, item_id: str) -> Player:
-        """Who plays; a refused share link is recorded before the refusal goes out."""
+    async def _item(self, request: web.Request, item_id: str) -> tuple[LibraryItem, _Player]:
+        """The item and who plays it, if the request may (a staff member within their scope, or
+        a share link's holder); a refused share link is recorded before the refusal goes out."""
         try:
-            return self._access.check(request, item_id)
+            access = await self._access.check(request, item_id)
         except ApiError as exc:
             tokens = request.query.getall("token", [])
             if exc.status in (401, 403) and len(tokens) == 1:
@@ -124,6 +123,10 @@ class Playback:
                     code=exc.error,
                 )
             raise
+        if access is None:
+            link = link_fingerprint(request.query["token"])
+            return await self._items.existing(item_id), _Player("share link", link)
+        return await self._items.seen_by(item_id, access), _Player(actor_of(access))
 
     async def _serve(
         self, request: web.Request, item: LibraryItem, file: LibraryFile, seen: _Seen
@@ -230,10 +233,20 @@ class Playback:
 
 
 @dataclass(frozen=True)
+class _Player:
+    """Who plays an item, as the audit trail names them."""
+
+    actor: str
+    "The platform user's id, ``admin`` (the admin token) or ``share link``."
+    link: str | None = None
+    "A share link's :func:`~mcu.library.shares.link_fingerprint`; None for staff."
+
+
+@dataclass(frozen=True)
 class _Seen:
     """What a served file is recorded as: who, and whether playing or downloading."""
 
-    player: Player
+    player: _Player
     action: str
 
 

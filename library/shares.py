@@ -7,26 +7,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Final
 
 from aiohttp import web
 from pydantic import Field
 
+from mcu.crypto.accesstokens import ApiAccess
 from mcu.crypto.tokens import InvalidShare, ShareSigner
-from mcu.infra.httpapi import ApiError
-from mcu.library.items import LibraryItems, iso
+from mcu.infra.httpapi import ApiError, bearer_token
+from mcu.library.items import LibraryItems, actor_of, iso
 from mcu.library.params import Body, parse_body
+from mcu.library.staff import StaffAccess, request_access
 
-__all__ = [
-    "SHARE_KEY_NAME",
-    "CreateShare",
-    "PlaybackAccess",
-    "Player",
-    "ShareLinks",
-    "link_fingerprint",
-]
+__all__ = ["SHARE_KEY_NAME", "CreateShare", "PlaybackAccess", "ShareLinks", "link_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +33,6 @@ def link_fingerprint(token: str) -> str:
     """A share link's name on the audit trail: enough of its SHA-256 to tell links apart and
     match a link's use to its making, and nothing that plays the item."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Player:
-    """Who plays an item."""
-
-    actor: str
-    "``admin`` (the admin token) or ``share link``."
-    link: str | None = None
-    "The share link's :func:`link_fingerprint`; None for staff."
 
 
 class CreateShare(Body):
@@ -66,7 +49,7 @@ class ShareLinks:
 
     async def share_item(self, request: web.Request) -> web.Response:
         """``POST /api/library/{id}/share``."""
-        item = await self._items.existing(request.match_info["id"])
+        item = await self._items.seen_by(request.match_info["id"], request_access(request))
         body = await parse_body(request, CreateShare, empty_ok=True)
         now = time.time()
         token = self._signer.issue(item.id, body.ttl_seconds, now=now)
@@ -75,7 +58,7 @@ class ShareLinks:
             request,
             "library.shared",
             item.id,
-            "admin",
+            actor_of(request_access(request)),
             link=link_fingerprint(token),
             ttl_seconds=body.ttl_seconds,
         )
@@ -90,15 +73,21 @@ class ShareLinks:
 
 
 class PlaybackAccess:
-    """Who may play an item: staff (the admin token), or the holder of a share link for it."""
+    """Who may play an item: staff (the admin token, a staff or admin access token), or the
+    holder of a share link for it."""
 
-    def __init__(self, signer: ShareSigner, is_staff: Callable[[web.Request], bool]) -> None:
-        self._signer, self._is_staff = signer, is_staff
+    def __init__(self, signer: ShareSigner, staff: StaffAccess) -> None:
+        self._signer, self._staff = signer, staff
 
-    def check(self, request: web.Request, item_id: str) -> Player:
-        """Who plays, if ``request`` may play ``item_id``; ApiError 400, 401 or 403 otherwise."""
-        if self._is_staff(request):
-            return Player("admin")
+    async def check(self, request: web.Request, item_id: str) -> ApiAccess | None:
+        """Who plays ``item_id``: the staff member (whose scope the caller checks), or None for
+        a share link's holder; ApiError 400, 401 or 403 when nobody may."""
+        if bearer_token(request) is not None:
+            try:
+                return await self._staff.identify(request)
+            except ApiError:
+                if "token" not in request.query:
+                    raise
         tokens = request.query.getall("token", [])
         if len(tokens) > 1:
             raise ApiError(400, "bad_request", "a query parameter is repeated")
@@ -111,10 +100,10 @@ class PlaybackAccess:
             )
         try:
             self._signer.verify(token, item_id)
+            return None
         except InvalidShare as exc:
             if exc.reason == "wrong_item":
                 raise ApiError(403, "forbidden", "the share link is for another item") from None
             raise ApiError(
                 401, "unauthorized", "the share link is invalid or has expired"
             ) from None
-        return Player("share link", link_fingerprint(token))

@@ -26,8 +26,9 @@ from mcu.crypto.atrest import (
     wrap_key,
 )
 from mcu.infra.httpapi import ApiError
-from mcu.library.items import LibraryItems, item_json
+from mcu.library.items import LibraryItems, actor_of, item_json
 from mcu.library.params import Label, Title, query_dict, validate
+from mcu.library.staff import may_label, request_access
 from mcu.recorder.catalogue import FileRole, LibraryFile, LibraryItem, new_item_id
 
 __all__ = ["MAX_UPLOAD_BYTES", "UPLOADS_DIRNAME", "UploadParams", "Uploads", "parse_upload_params"]
@@ -146,6 +147,11 @@ class Uploads:
     async def upload(self, request: web.Request) -> web.Response:
         """``POST /api/library``: raw MP4 or PDF body, metadata in the query string."""
         params, tags = parse_upload_params(request.query.items())
+        access = request_access(request)
+        if params.department is None and access.role == "staff":
+            params = params.model_copy(update={"department": access.department})
+        if not may_label(access, params.department):
+            raise ApiError(403, "forbidden", "staff file items under their own department only")
         encrypt = self._encrypt_uploads if params.encrypt is None else params.encrypt
         if self._encrypt_uploads and not encrypt:
             raise ApiError(400, "bad_request", "encrypt: this server encrypts every upload")
@@ -198,7 +204,11 @@ class Uploads:
             "encrypted" if encrypt else "plain",
         )
         self._items.record(
-            request, "library.uploaded", item.id, "admin", media_type=item.files[0].media_type
+            request,
+            "library.uploaded",
+            item.id,
+            actor_of(access),
+            media_type=item.files[0].media_type,
         )
         return web.json_response(item_json(item), status=201)
 

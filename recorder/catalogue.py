@@ -335,8 +335,12 @@ class Catalogue(SerialDatabase):
         recorded_to: float | None = None,
         limit: int = 50,
         offset: int = 0,
+        scope: str | Unset | None = UNSET,
     ) -> LibraryPage:
         """Items matching every given filter, newest first.
+
+        ``scope``: a staff member's department; only items without a department, or (given one)
+        of that department, case-insensitively. UNSET: every item.
 
         ``text``: every word must occur (as a word prefix with FTS5, as a substring otherwise)
         in the title, lecturer, tags or department. ``department``: exact, case-insensitive.
@@ -362,6 +366,11 @@ class Catalogue(SerialDatabase):
         if department is not None:
             where.append("department = ? COLLATE NOCASE")
             params.append(department)
+        if scope is None:
+            where.append("department IS NULL")
+        elif scope is not UNSET:
+            where.append("(department IS NULL OR department = ? COLLATE NOCASE)")
+            params.append(scope)
         if recorded_from is not None:
             where.append("recorded_at >= ?")
             params.append(recorded_from)

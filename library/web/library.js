@@ -36,7 +36,7 @@ function api(method, path, options) {
 /** Errors the person can act on; a refused token sends them back to sign-in. */
 function explain(error) {
   if (error instanceof ApiError && error.status === 401) {
-    signOut("The administrator token was refused. Please enter it again.");
+    signOut("The token was refused or has expired. Please sign in again.");
     return "Not signed in.";
   }
   return error.message ?? String(error);
@@ -338,7 +338,7 @@ function upload(event) {
       return;
     }
     if (request.status === 401) {
-      signOut("The administrator token was refused. Please enter it again.");
+      signOut("The token was refused or has expired. Please sign in again.");
       return;
     }
     error.textContent = request.response?.message ?? `Upload failed (${request.status}).`;

@@ -16,7 +16,7 @@ import tomllib
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from mcu.app.apikeys import ApiKeyConfig, parse_key_pairs, unique_ids
+from mcu.app.argparsing import CommandLineError, QuietArgumentParser
 from mcu.app.turn_options import (
     DEFAULT_TURN_TTL,
     TurnSecret,
@@ -37,15 +39,7 @@ from mcu.app.turn_options import (
     add_turn_arguments,
 )
 
-__all__ = [
-    "ApiKey",
-    "Config",
-    "ConfigError",
-    "IceServer",
-    "build_arg_parser",
-    "load_config",
-    "parse_api_keys",
-]
+__all__ = ["Config", "ConfigError", "IceServer", "build_arg_parser", "load_config"]
 
 ENV_PREFIX = "MCU_"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
@@ -116,38 +110,6 @@ class IceServer(BaseModel):
         return self
 
 
-class ApiKey(BaseModel):
-    """A platform's API key: an id it names itself by and the secret it shares with us."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    """The key's public name."""
-    secret: SecretStr
-    """The shared secret, at least 16 characters; the first key's also signs webhooks."""
-
-    @field_validator("secret")
-    @classmethod
-    def _check_secret(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < _MIN_ADMIN_TOKEN_CHARS:
-            raise ValueError(
-                f"an API key's secret must be at least {_MIN_ADMIN_TOKEN_CHARS} characters"
-            )
-        return value
-
-
-def parse_api_keys(raw: str) -> list[dict[str, str]]:
-    """``ID=SECRET`` pairs, comma-separated (``MCU_API_KEYS``; each ``--api-key`` is one), as
-    ``[{"id", "secret"}]``; ``ValueError`` (never echoing a secret) on a pair without ``=``."""
-    keys = []
-    for number, pair in enumerate((p.strip() for p in raw.split(",") if p.strip()), 1):
-        key_id, equals, secret = pair.partition("=")
-        if not equals or not key_id.strip():
-            raise ValueError(f"API key {number} must be ID=SECRET")
-        keys.append({"id": key_id.strip(), "secret": secret})
-    return keys
-
-
 def _normalise_ip(field: str, value: str) -> str:
     try:
         address = ipaddress.ip_address(value.strip())
@@ -189,6 +151,9 @@ class Config(BaseModel):
     """The relay's shared secret (coturn's ``static-auth-secret``)."""
     turn_ttl: TurnTtl = DEFAULT_TURN_TTL
     """Seconds a handed-out TURN credential stays valid."""
+    api_keys: list[ApiKeyConfig] = []
+    """Keys that sign the platform's access tokens (JWTs); none: access tokens are refused.
+    The first key's secret also signs webhook requests."""
     srtp_require_gcm: bool = False
     """Accept only AES-GCM SRTP protection profiles."""
     tls_cert: Path | None = None
@@ -219,8 +184,6 @@ class Config(BaseModel):
     """Worker processes behind one front process; 0 = one per CPU core, 1 = a single process."""
     worker_index: int | None = None
     """Internal: this process is worker ``worker_index`` of ``workers`` (None: not a worker)."""
-    api_keys: list[ApiKey] = []
-    """Platform API keys (``ID=SECRET``); the first one's secret signs webhook requests."""
     webhook_urls: list[str] = []
     """http(s) URLs the room events are POSTed to, signed (docs/webhooks.md)."""
 
@@ -271,6 +234,12 @@ class Config(BaseModel):
             raise ValueError(
                 f"{info.field_name} must be at least {_MIN_ADMIN_TOKEN_CHARS} characters"
             )
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: list[ApiKeyConfig]) -> list[ApiKeyConfig]:
+        unique_ids(value)
         return value
 
     @field_validator("public_ip")
@@ -335,14 +304,6 @@ class Config(BaseModel):
             )
         return value
 
-    @field_validator("api_keys")
-    @classmethod
-    def _check_api_keys(cls, keys: list[ApiKey]) -> list[ApiKey]:
-        ids = [key.id for key in keys]
-        if len(set(ids)) != len(ids):
-            raise ValueError("api_keys: each id may be given once")
-        return keys
-
     @field_validator("webhook_urls")
     @classmethod
     def _check_webhook_urls(cls, urls: list[str]) -> list[str]:
@@ -383,9 +344,10 @@ class Config(BaseModel):
                 f"rtc_port_max ({self.rtc_port_max})",
                 ports,
             )
-        if self.webhook_urls and not self.api_keys:
+        if self.webhook_urls and (not self.api_keys or self.api_keys[0].secret is None):
             raise _CrossFieldError(
-                "webhook_urls need an API key (api_keys) whose secret signs the requests",
+                "webhook_urls need an API key (api_keys) whose secret signs the requests: the "
+                "first key must have a secret",
                 ("webhook_urls", "api_keys"),
             )
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -424,22 +386,15 @@ class Config(BaseModel):
         return self
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """Reports bad flags as ``ConfigError`` so callers handle every config mistake one way."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"command line: {message}")
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     """The ``mcu`` command line; only flags actually given appear in the parsed namespace."""
-    parser = _ArgumentParser(
+    parser = QuietArgumentParser(
         prog="mcu",
         description="Selective forwarding media server for telemedicine rooms and lessons.",
         epilog=(
             "Settings come from, lowest precedence first: built-in defaults, the TOML file "
             "(--config), MCU_* environment variables, then these flags. "
-            "See docs/configuration.md."
+            "See docs/configuration.md. 'mcu token create --help': mint an access token."
         ),
         argument_default=argparse.SUPPRESS,
     )
@@ -511,6 +466,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "need credentials, so give those in the TOML file or MCU_ICE_SERVERS (JSON)",
     )
     add(
+        "--api-key",
+        metavar="ID=SECRET",
+        dest="api_keys",
+        action="append",
+        help="an API key that signs the platform's access tokens (HS256; the secret at least "
+        "32 bytes; the first key's secret also signs webhook requests); repeat for several. "
+        "Prefer MCU_API_KEYS (comma-separated ID=SECRET pairs) or the TOML file, which also "
+        "takes ES256 public keys (default: none)",
+    )
+    add(
         "--srtp-require-gcm",
         dest="srtp_require_gcm",
         action=argparse.BooleanOptionalAction,
@@ -578,15 +543,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "default 365)",
     )
     add(
-        "--api-key",
-        metavar="ID=SECRET",
-        dest="api_keys",
-        action="append",
-        help="a platform API key; repeat for several. The first one's secret signs webhook "
-        "requests. Prefer MCU_API_KEYS (comma-separated ID=SECRET pairs): flags are visible in "
-        "the process list",
-    )
-    add(
         "--webhook-url",
         metavar="URL",
         dest="webhook_urls",
@@ -641,18 +597,22 @@ def _read_environ(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         value: Any = raw
         if field in ("media_addresses", "turn_urls", "webhook_urls"):
             value = [part.strip() for part in raw.split(",") if part.strip()]
-        elif field == "api_keys":
-            try:
-                value = parse_api_keys(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
         elif field == "ice_servers":
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{name}: invalid JSON: {exc}") from None
+        elif field == "api_keys":
+            value = _key_pairs(raw.split(","), name)
         values[field] = (name, value)
     return values
+
+
+def _key_pairs(pairs: Sequence[str], source: str) -> list[dict[str, str]]:
+    try:
+        return parse_key_pairs(pairs, source)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _flag_name(field: str) -> str:
@@ -721,7 +681,10 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     """Build the configuration from flags (``argv``, default ``sys.argv[1:]``), ``environ`` and
     the TOML file they name; raises ``ConfigError`` naming the field and source of a bad value.
     """
-    flags = vars(build_arg_parser().parse_args(argv))
+    try:
+        flags = vars(build_arg_parser().parse_args(argv))
+    except CommandLineError as exc:
+        raise ConfigError(str(exc)) from None
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
@@ -738,10 +701,7 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
         if field == "ice_servers":
             value = [{"urls": [url]} for url in value]
         elif field == "api_keys":
-            try:
-                value = [key for pair in value for key in parse_api_keys(pair)]
-            except ValueError as exc:
-                raise ConfigError(f"--api-key: {exc}") from None
+            value = _key_pairs(value, "--api-key")
         raw[field], sources[field] = value, _flag_name(field)
 
     try:

@@ -274,12 +274,16 @@ async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: ``mcu [options]`` runs the server; ``mcu audit ...`` works with
-    the audit trail."""
+    the audit trail; ``mcu token create ...`` mints an access token."""
     words = list(argv if argv is not None else sys.argv[1:])
     if words[:1] == ["audit"]:
         from mcu.app.auditcli import audit_main
 
         return audit_main(words[1:])
+    if words[:1] == ["token"]:
+        from mcu.app.tokencli import token_command
+
+        return token_command(words[1:], os.environ)
     try:
         config = load_config(argv if argv is not None else sys.argv[1:], os.environ)
     except ConfigError as exc:

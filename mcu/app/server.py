@@ -15,8 +15,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mcu import __version__
+from mcu.app.apikeys import api_keys
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
+from mcu.crypto.accesstokens import AccessTokens
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
 from mcu.crypto.tokens import InviteSigner, ShareSigner
 from mcu.infra import metrics
@@ -312,8 +314,9 @@ def webhook_sender(config: Config) -> WebhookSender | None:
     signing with the first API key's secret."""
     if not config.webhook_urls:
         return None
-    secret = config.api_keys[0].secret.get_secret_value().encode("utf-8")
-    return WebhookSender(config.webhook_urls, secret)
+    secret = config.api_keys[0].secret
+    assert secret is not None  # the configuration refuses webhooks whose first key has none
+    return WebhookSender(config.webhook_urls, secret.get_secret_value().encode("utf-8"))
 
 
 async def create_app(config: Config) -> web.Application:
@@ -327,6 +330,7 @@ async def create_app(config: Config) -> web.Application:
         else load_or_create_admin_token(config.data_dir)
     )
     signer = InviteSigner(load_or_create_secret(config.data_dir, "invite-key"))
+    tokens = AccessTokens(api_keys(config.api_keys))
     catalogue = await Catalogue.open(config.data_dir)
     master_key = load_or_create_secret(config.data_dir, MASTER_KEY_NAME)
     composer = composite_executor()
@@ -360,7 +364,14 @@ async def create_app(config: Config) -> web.Application:
     # One per-address record of failures for joins, WHIP and the join page's look-ups alike.
     throttle = LoginThrottle()
     entrance = Entrance(
-        store, signer, throttle, rooms, config.max_participants_default, audit=audit
+        store,
+        signer,
+        throttle,
+        rooms,
+        config.max_participants_default,
+        tokens=tokens,
+        deny_list=store,
+        audit=audit,
     )
     signaling = app[SIGNALING] = SignalingServices(
         rooms=rooms,
@@ -399,6 +410,8 @@ async def create_app(config: Config) -> web.Application:
         signer=ShareSigner(load_or_create_secret(config.data_dir, SHARE_KEY_NAME)),
         encrypt_uploads=config.encrypt_recordings,
         audit=audit,
+        tokens=tokens,
+        revoked=store.token_revoked,
     )
     setup_admin_api(
         app,
@@ -408,6 +421,7 @@ async def create_app(config: Config) -> web.Application:
         live=rooms,
         audit=audit,
         audit_dir=audit_dir,
+        tokens=tokens,
     )
     setup_webhook_routes(app, webhooks, admin_token=admin_token)
     app.router.add_get("/", index_page)

@@ -345,3 +345,5 @@ class AdmitReply(_Message):
     "The role it admits,"
     refused: Refusal | None = None
     "or why it admits nobody."
+    name: Annotated[str, StringConstraints(max_length=64)] | None = None
+    "The display name the credential gives (an access token's ``name``)."

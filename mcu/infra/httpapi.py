@@ -95,6 +95,13 @@ def _oversized_number(document: object) -> str | None:
         return None
 
 
+def bearer_token(request: web.BaseRequest) -> str | None:
+    """The request's bearer credential, None when it sends none."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def bearer_matches(request: web.BaseRequest, token: bytes) -> bool:
     """Whether the request's bearer credential is ``token`` (compared in constant time)."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")

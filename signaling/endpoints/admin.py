@@ -1,6 +1,8 @@
-"""The REST admin API under ``/api``: define rooms, issue invite links, end live rooms.
+"""The REST admin API under ``/api``: define rooms, issue invite links, end live rooms, revoke
+the platform's access tokens.
 
-Every request needs ``Authorization: Bearer <admin token>``. Bodies and replies are JSON;
+Every request needs ``Authorization: Bearer <admin token>``, or an access token with the role
+``admin``. Bodies and replies are JSON;
 errors are ``{"error": code, "message": text}``. docs/api.md is the reference.
 """
 
@@ -24,13 +26,14 @@ from pydantic import (
 )
 
 from mcu.contracts.cluster import MAX_ROOM_ID_CHARS, ROOM_ID_PATTERN
+from mcu.crypto.accesstokens import AccessTokens, ApiRefused, api_access
 from mcu.crypto.passwords import hash_password, verify_password
 from mcu.crypto.tokens import InviteSigner, Role
 from mcu.infra.auditlog import AuditTrail, Detail
 from mcu.infra.httpapi import (
     ApiError,
     Moment,
-    bearer_matches,
+    bearer_token,
     describe_validation_error,
     error_response,
     read_body,
@@ -41,6 +44,9 @@ from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, R
 __all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
 
 log = logging.getLogger(__name__)
+
+_ACTOR = web.RequestKey("admin_actor", str)
+"Who an admin API request is, for the audit trail: the platform user's id, or ``admin``."
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -117,6 +123,14 @@ class UpdateRoom(_Body):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
+
+
+class RevokeToken(_Body):
+    """``POST /api/revoked-tokens``."""
+
+    jti: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    expires_at: Moment
+    "When the token itself expires: the entry is kept until then."
 
 
 class CreateInvite(_Body):
@@ -202,26 +216,35 @@ class _AdminApi:
         admin_token: str,
         live: LiveRooms,
         audit: AuditTrail | None,
+        tokens: AccessTokens,
     ) -> None:
         self.store, self.signer, self.live = store, signer, live
         self._token = admin_token.encode("utf-8")
         self._audit = audit
+        self._tokens = tokens
 
     def _record(
         self, request: web.Request, action: str, room: str | None, **details: Detail
     ) -> None:
-        """Record an action done with the admin token (never the token, nor a password)."""
+        """Record an action done with the admin token or an admin's access token (never the
+        token, nor a password)."""
         if self._audit is not None:
+            actor = request.get(_ACTOR, "admin")
             self._audit.record(
-                action, actor="admin", room=room, address=request.remote, details=details
+                action, actor=actor, room=room, address=request.remote, details=details
             )
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Authenticate, then turn every failure into a JSON error."""
-        if not self._authorised(request):
+        refusal = await self._refusal(request)
+        if refusal is not None:
             log.info(
-                "admin API: refused %s %s from %s", request.method, request.path, request.remote
+                "admin API: refused %s %s from %s (%s)",
+                request.method,
+                request.path,
+                request.remote,
+                refusal.error,
             )
             if self._audit is not None:
                 self._audit.record(
@@ -230,11 +253,11 @@ class _AdminApi:
                     address=request.remote,
                     details={"method": request.method, "path": request.path},
                 )
-            refusal = error_response(
-                401, "unauthorized", "send Authorization: Bearer <admin token>"
-            )
-            refusal.headers["WWW-Authenticate"] = 'Bearer realm="mcu-admin"'
-            return refusal
+            status = 403 if refusal.error == "role_not_allowed" else 401
+            refused = error_response(status, refusal.error, refusal.message)
+            if status == 401:
+                refused.headers["WWW-Authenticate"] = 'Bearer realm="mcu-admin"'
+            return refused
         response: web.StreamResponse
         try:
             response = await handler(request)
@@ -254,8 +277,20 @@ class _AdminApi:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def _authorised(self, request: web.Request) -> bool:
-        return bearer_matches(request, self._token)
+    async def _refusal(self, request: web.Request) -> ApiError | None:
+        """Why the request may not use the API (None: it may): the admin token, or an admin's
+        access token that is not on the deny list."""
+        now = time.time()
+        try:
+            access = api_access(
+                bearer_token(request), self._token, self._tokens, now, frozenset({"admin"})
+            )
+        except ApiRefused as exc:
+            return ApiError(401, exc.code, exc.message)
+        if access.jti is not None and await self.store.token_revoked(access.jti, now):
+            return ApiError(401, "bad_token", "the access token has been revoked")
+        request[_ACTOR] = access.subject or "admin"
+        return None
 
     async def _existing(self, room_id: str) -> RoomRecord:
         record = await self.store.get(room_id)
@@ -393,6 +428,15 @@ class _AdminApi:
         self._record(request, action, record.id)
         return web.json_response(state)
 
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        """``POST /api/revoked-tokens``: put an access token's ``jti`` on the deny list until
+        the token expires."""
+        body = await _parse(request, RevokeToken)
+        expires_at = body.expires_at.timestamp()
+        await self.store.revoke_token(body.jti, expires_at, now=time.time())
+        log.info("admin API: access token %s revoked", body.jti)
+        return web.json_response({"jti": body.jti, "expires_at": _iso(expires_at)}, status=201)
+
     async def create_invite(self, request: web.Request) -> web.Response:
         """``POST /api/rooms/{id}/invites``."""
         record = await self._existing(request.match_info["id"])
@@ -432,6 +476,7 @@ def setup_admin_api(
     live: LiveRooms,
     audit: AuditTrail | None = None,
     audit_dir: Path | None = None,
+    tokens: AccessTokens | None = None,
 ) -> web.Application:
     """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
 
@@ -441,7 +486,7 @@ def setup_admin_api(
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
-    api = _AdminApi(store, signer, admin_token, live, audit)
+    api = _AdminApi(store, signer, admin_token, live, audit, tokens or AccessTokens())
     sub = web.Application(middlewares=[api.middleware])
     sub.router.add_post("/rooms", api.create_room)
     sub.router.add_get("/rooms", api.list_rooms, allow_head=False)
@@ -452,5 +497,6 @@ def setup_admin_api(
     sub.router.add_post("/rooms/{id}/recording", api.set_recording)
     if audit is not None and audit_dir is not None:
         setup_audit_api(sub, audit_dir=audit_dir, audit=audit)
+    sub.router.add_post("/revoked-tokens", api.revoke_token)
     app.add_subapp("/api", sub)
     return sub

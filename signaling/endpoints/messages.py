@@ -13,6 +13,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from mcu.contracts.cluster import MAX_ROOM_ID_CHARS
@@ -54,13 +55,26 @@ class _Message(BaseModel):
 
 
 class Join(_Message):
-    """Enter a room with a password or an invite token."""
+    """Enter a room with a password, an invite token or the platform's access token."""
 
     type: Literal["join"]
     room: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ROOM_ID_CHARS)]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None
+    ) = None
+    "Needed unless the access token names its holder (its ``name`` wins)."
     password: Annotated[str, StringConstraints(max_length=256)] | None = None
     invite: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    token: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    "The platform's access token (a JWT)."
+
+    @model_validator(mode="after")
+    def _named(self) -> Join:
+        # Only a token can name its holder; the server checks that it does once it is verified.
+        if self.name is None and self.token is None:
+            raise ValueError("name: required (unless a token names you)")
+        return self
+
     media: Literal["connection", "none"] = "connection"
     "none: no subscribe connection (a lecture viewer that receives the stage over WHEP)."
 

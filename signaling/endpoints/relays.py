@@ -150,7 +150,7 @@ def admit_reply(verdict: Admitted | Refused) -> AdmitReply:
             code=verdict.code, message=verdict.message, retry_after=verdict.retry_after
         )
         return AdmitReply(refused=refusal)
-    return AdmitReply(own=verdict.own_session, role=verdict.role)
+    return AdmitReply(own=verdict.own_session, role=verdict.role, name=verdict.name)
 
 
 def admission_of(reply: Any, record: RoomRecord) -> Admitted:
@@ -165,7 +165,7 @@ def admission_of(reply: Any, record: RoomRecord) -> Admitted:
         raise Refused(refused.code, refused.message, refused.retry_after)
     if answer.role is None:
         raise Refused("bad_invite", credential_needed(Entry.WATCH, record.kind))
-    return Admitted(record, answer.role, own_session=answer.own)
+    return Admitted(record, answer.role, own_session=answer.own, name=answer.name)
 
 
 # -- the home side ---------------------------------------------------------------------------

@@ -215,8 +215,16 @@ def _refusal(exc: Refused) -> ApiError:
         return ApiError(429, "rate_limited", exc.message, {"Retry-After": retry})
     if exc.code == "unknown_room":
         return ApiError(404, "unknown_room", exc.message)
-    if exc.code in ("viewer_invite_required", "room_not_open", "room_full"):
+    if exc.code in (
+        "viewer_invite_required",
+        "room_not_open",
+        "room_full",
+        "wrong_room",
+        "role_not_allowed",
+    ):
         return ApiError(403, exc.code, exc.message)
+    if exc.code == "bad_token":  # the platform's token: its code, and the reason
+        return ApiError(401, exc.code, exc.message, {"WWW-Authenticate": 'Bearer realm="mcu"'})
     # wrong_password, bad_invite, not_a_publisher: the message says what would admit.
     return _unauthorised(exc.message)
 
@@ -312,6 +320,7 @@ async def whip_post(request: web.Request) -> web.Response:
     except Refused as exc:
         raise _refusal(exc) from None
     record, role = admitted.record, admitted.role
+    name = admitted.name or name
     sources = _sources(offer)
     room = services.rooms.get_or_create(record.id, record.title, record.kind)
     participant = await room.add(name, role, _nobody_listens, subscribe=False)
@@ -382,7 +391,7 @@ async def whep_post(request: web.Request) -> web.Response:
     record = admitted.record
     # A live participant's session token (the viewer page) is already counted (and, in a
     # meeting, named) as the participant it belongs to.
-    watcher = None if admitted.own_session else (f"w{secrets.token_hex(4)}", name)
+    watcher = None if admitted.own_session else (f"w{secrets.token_hex(4)}", admitted.name or name)
     if hub.busy():
         # The viewers already here would all lose packets with one more; the player asks again
         # (and the front may pick a less loaded worker).

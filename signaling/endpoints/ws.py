@@ -33,7 +33,14 @@ from mcu.signaling.endpoints.messages import (
     Subscription,
     parse_client_message,
 )
-from mcu.signaling.rooms.admission import Credential, Entry, InviteToken, Password, Refused
+from mcu.signaling.rooms.admission import (
+    Credential,
+    Entry,
+    InviteToken,
+    Password,
+    PlatformToken,
+    Refused,
+)
 from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.mixing import parse_spec
@@ -316,15 +323,20 @@ class ClientConnection:
             raise ProtocolError(
                 "already_joined", "this connection is already in a room", request_id=message.id
             )
-        if message.password is not None and message.invite is not None:
+        given = [c for c in (message.password, message.invite, message.token) if c is not None]
+        if len(given) > 1:
             raise ProtocolError(
-                "bad_message", "join needs a password or an invite", request_id=message.id
+                "bad_message",
+                "join needs one of a password, an invite or a token",
+                request_id=message.id,
             )
         credential: Credential = (
             Password(message.password)
             if message.password is not None
             else InviteToken(message.invite)
             if message.invite is not None
+            else PlatformToken(message.token)
+            if message.token is not None
             else None
         )
         try:
@@ -338,6 +350,10 @@ class ClientConnection:
                 code, exc.message, request_id=message.id, retry_after=exc.retry_after
             ) from None
         record, role = admitted.record, admitted.role
+        # The platform's token names its holder; anyone else says who they are.
+        name = admitted.name or message.name
+        if name is None:
+            raise ProtocolError("bad_message", "join needs a name", request_id=message.id)
         room = services.rooms.get_or_create(record.id, record.title, record.kind)
         self.room = room
 
@@ -348,7 +364,7 @@ class ClientConnection:
 
         first = not room.participants
         participant = await room.add(
-            message.name, role, send_joined_then_events, subscribe=message.media == "connection"
+            name, role, send_joined_then_events, subscribe=message.media == "connection"
         )
         self._record(
             "room.joined",

@@ -2,9 +2,10 @@
 
 :func:`mcu.signaling.rooms.admission.decide` is pure; this is its thin async shell. It looks
 the room up, counts the live room's seats, asks the login throttle, hashes passwords off the
-event loop, keeps the throttle's books, waits the throttle's delay before a refusal goes out,
-and logs refusals. Every entry point (the WebSocket join, WHIP, WHEP, the home worker judging a
-viewer for another worker) goes through :meth:`Entrance.admit`.
+event loop, keeps the throttle's books, looks access tokens up in the deny list, waits the
+throttle's delay before a refusal goes out, and logs refusals. Every entry point (the
+WebSocket join, WHIP, WHEP, the home worker judging a viewer for another worker)
+goes through :meth:`Entrance.admit`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import NoReturn, Protocol
 
+from mcu.crypto.accesstokens import AccessTokens
 from mcu.crypto.passwords import verify_password
 from mcu.crypto.tokens import InviteSigner, Role
 from mcu.infra.auditlog import AuditTrail
@@ -24,7 +26,9 @@ from mcu.signaling.rooms.admission import (
     Attempt,
     Bearer,
     CheckPassword,
+    CheckRevocation,
     Credential,
+    Decision,
     Entry,
     Facts,
     InviteToken,
@@ -37,7 +41,14 @@ from mcu.signaling.rooms.admission import (
 from mcu.signaling.rooms.store import RoomRecord
 from mcu.signaling.rooms.throttle import LoginThrottle
 
-__all__ = ["MAX_PASSWORD_CHARS", "Entrance", "LiveRooms", "RoomLookup", "unknown_room"]
+__all__ = [
+    "MAX_PASSWORD_CHARS",
+    "DenyList",
+    "Entrance",
+    "LiveRooms",
+    "RoomLookup",
+    "unknown_room",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +62,19 @@ class RoomLookup(Protocol):
     async def get(self, room_id: str) -> RoomRecord | None:
         """The room's record, None if there is no such room."""
         ...
+
+
+class DenyList(Protocol):
+    """Where revoked access tokens are listed (the room store)."""
+
+    async def token_revoked(self, jti: str, now: float) -> bool:
+        """Whether the access token ``jti`` was revoked (and its entry has not expired)."""
+        ...
+
+
+class _NothingRevoked:
+    async def token_revoked(self, jti: str, now: float) -> bool:
+        return False
 
 
 class _Seated(Protocol):
@@ -86,9 +110,14 @@ class Entrance:
         default_capacity: int,
         clock: Callable[[], float] = time.time,
         audit: AuditTrail | None = None,
+        *,
+        tokens: AccessTokens | None = None,
+        deny_list: DenyList | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
+        self._tokens = tokens or AccessTokens()
+        self._deny_list: DenyList = deny_list or _NothingRevoked()
         self._throttle = throttle
         self._rooms = rooms
         self._default_capacity = default_capacity
@@ -110,11 +139,14 @@ class Entrance:
         ``who`` is the name the attempt gave, for the audit trail's record of a refusal."""
         attempt = Attempt(entry, room_id, credential, address, self._clock())
         record = await self._store.get(room_id)
-        decision = decide(attempt, self._facts(attempt, record), self._signer)
+        decision = self._decide(attempt, self._facts(attempt, record))
+        if isinstance(decision, CheckRevocation):
+            revoked = await self._deny_list.token_revoked(decision.jti, attempt.now)
+            decision = self._decide(attempt, self._facts(attempt, record, revoked=revoked))
         if isinstance(decision, CheckPassword):
             assert record is not None  # no password is checked for a room that does not exist
             facts = await self._check_password(attempt, record, decision.password)
-            decision = decide(attempt, facts, self._signer)
+            decision = self._decide(attempt, facts)
         if isinstance(decision, Refused):
             await self._refuse(attempt, decision, who)
         if not isinstance(decision, Admitted):
@@ -131,9 +163,12 @@ class Entrance:
         record = await self._store.get(room_id)
         if record is not None:
             return record
-        decision = decide(attempt, self._facts(attempt, None), self._signer)
+        decision = self._decide(attempt, self._facts(attempt, None))
         assert isinstance(decision, Refused)  # nothing enters a room that does not exist
         await self._refuse(attempt, decision)
+
+    def _decide(self, attempt: Attempt, facts: Facts) -> Decision:
+        return decide(attempt, facts, self._signer, self._tokens)
 
     def _facts(
         self,
@@ -142,6 +177,7 @@ class Entrance:
         *,
         lockout: float | None = None,
         password: PasswordCheck | None = None,
+        revoked: bool | None = None,
     ) -> Facts:
         if record is None:
             lockout = self._throttle.address_retry_after(attempt.address, attempt.now)
@@ -157,6 +193,7 @@ class Entrance:
             session_role=session_role,
             lockout=lockout,
             password=password,
+            revoked=revoked,
         )
 
     async def _check_password(self, attempt: Attempt, record: RoomRecord, password: str) -> Facts:

@@ -45,10 +45,15 @@ _SCHEMA_V3 = (
     "ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'meeting'",
     "ALTER TABLE rooms ADD COLUMN viewer_password_hash TEXT",
 )
+# The deny list of access tokens: an entry is kept only as long as its token could be used.
+_SCHEMA_V4 = (
+    "CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY NOT NULL, expires_at REAL NOT NULL) STRICT",
+)
 _SCHEMA_STEPS = (
     tuple(statement for statement in _SCHEMA_V1.split(";") if statement.strip()),
     (_SCHEMA_V2,),
     _SCHEMA_V3,
+    _SCHEMA_V4,
 )
 SCHEMA_VERSION = len(_SCHEMA_STEPS)
 _COLUMNS = (
@@ -225,6 +230,34 @@ class RoomStore(SerialDatabase):
                 return db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
 
         return await self._run(remove)
+
+    async def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+        """Put the access token ``jti`` on the deny list until ``expires_at`` (when the token
+        itself ends); entries that have expired by ``now`` are dropped meanwhile."""
+
+        def insert(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (now,))
+                # Revoking twice keeps the later expiry: a shorter one must not lift a ban.
+                db.execute(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) "
+                    "ON CONFLICT (jti) DO UPDATE "
+                    "SET expires_at = MAX(expires_at, excluded.expires_at)",
+                    (jti, expires_at),
+                )
+
+        await self._run(insert)
+
+    async def token_revoked(self, jti: str, now: float) -> bool:
+        """Whether the access token ``jti`` is on the deny list at ``now``."""
+
+        def select(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT 1 FROM revoked_tokens WHERE jti = ? AND expires_at > ?", (jti, now)
+            ).fetchone()
+            return row is not None
+
+        return await self._run(select)
 
     @staticmethod
     def _select(db: sqlite3.Connection, room_id: str) -> RoomRecord | None:

@@ -46,6 +46,8 @@ const $ = (id) => document.getElementById(id);
 
 const params = new URLSearchParams(location.search);
 const invite = params.get("invite");
+// An access token from the hospital's platform (`?token=`): it names the person and the role.
+const token = params.get("token");
 const roomId = roomFromPath(location.pathname) ?? params.get("room");
 const videoCodec = (params.get("codec") || "").toLowerCase() === "h264" ? "h264" : "vp8";
 // `?ice=relay`: every connection goes through the TURN relay the server hands out (checking a
@@ -209,12 +211,12 @@ async function join() {
     showJoinError("This link names no room.");
     return;
   }
-  if (!name) {
+  if (!name && !token) {
     showJoinError("Please enter your name.");
     $("name").focus();
     return;
   }
-  if (!invite && !$("password").value) {
+  if (!invite && !token && !$("password").value) {
     showJoinError("Please enter the room password.");
     $("password").focus();
     return;
@@ -224,11 +226,16 @@ async function join() {
   showJoinButton("Joining…", false);
   try {
     await session.open();
-    const request = { type: "join", room: roomId, name: name.slice(0, 64) };
+    const request = { type: "join", room: roomId };
+    if (name) {
+      request.name = name.slice(0, 64); // a token's name, when it has one, wins at the server
+    }
     if (joinMedia === "none") {
       request.media = "none";
     }
-    if (invite) {
+    if (token) {
+      request.token = token;
+    } else if (invite) {
       request.invite = invite;
     } else {
       request.password = $("password").value;
@@ -421,13 +428,34 @@ async function stats() {
 
 // ---------------------------------------------------------------- start
 
+/**
+ * What an access token says about its holder (`name`, `role`), read without checking it: only
+ * to fill in the form and pick the page; the server verifies the token when it is used.
+ */
+function tokenClaims(jwt) {
+  try {
+    const payload = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(payload + "=".repeat((4 - (payload.length % 4)) % 4)), (c) =>
+      c.charCodeAt(0),
+    );
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return {
+      name: typeof claims.name === "string" ? claims.name : null,
+      role: typeof claims.role === "string" ? claims.role : null,
+    };
+  } catch {
+    return { name: null, role: null };
+  }
+}
+
 async function main() {
   setState("idle");
   showScreen("join-screen");
   showRoomName(roomId, null);
-  if (invite) {
+  if (invite || token) {
     hidePassword();
   }
+  const claims = tokenClaims(token);
   let savedName = "";
   try {
     savedName = localStorage.getItem("mcu.name") ?? "";
@@ -436,7 +464,7 @@ async function main() {
   }
   // On a slow link people type before the scripts arrive: keep what they typed.
   if (!$("name").value) {
-    $("name").value = params.get("name") ?? savedName;
+    $("name").value = claims.name ?? params.get("name") ?? savedName;
   }
 
   $("join-form").addEventListener("submit", (event) => {
@@ -474,7 +502,7 @@ async function main() {
   }
   showRoomName(roomId, about.room);
   // The server's word when it could give it; otherwise the token's own (unverified) hint.
-  const role = invite ? (about.role ?? (await inviteRole(invite))) : null;
+  const role = invite ? (about.role ?? (await inviteRole(invite))) : (claims.role ?? null);
   showInvite(about.role, about.expiresAt);
   joinMedia = params.has("view") || role === "viewer" ? "none" : "connection";
   if (joinMedia === "none") {
@@ -486,7 +514,7 @@ async function main() {
   }
   showJoinButton("Join", true);
   // "Click to join" links carry everything needed: join at once.
-  if (invite && params.get("name")) {
+  if ((invite || token) && params.get("name")) {
     join();
   }
 }

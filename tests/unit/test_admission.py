@@ -4,22 +4,27 @@ would find it."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
+from typing import cast
 
 import pytest
 
+from mcu.crypto.accesstokens import AccessRole, AccessTokens, ApiKey, issue_access_token
 from mcu.crypto.tokens import InviteSigner
 from mcu.signaling.rooms.admission import (
     Admitted,
     Attempt,
     Bearer,
     CheckPassword,
+    CheckRevocation,
     Credential,
     Entry,
     Facts,
     InviteToken,
     Password,
     PasswordCheck,
+    PlatformToken,
     Refused,
     decide,
 )
@@ -53,6 +58,46 @@ ROOMS = {"meeting": MEETING, "lecture": LECTURE}
 ROOM_PASSWORD, VIEWER_PASSWORD, WRONG_PASSWORD = "room-pass", "viewer-pass", "guess-123"
 SESSION_TOKEN = "session-of-a-participant"
 PASSWORD_KINDS = {"room password", "viewer password", "wrong password"}
+PLATFORM_KEY = ApiKey("his", secret=b"the-hospital-platform-signing-key-0123")
+TOKENS = AccessTokens([PLATFORM_KEY])
+REVOKED_JTI = "revoked-jti"
+"The one token id on the deny list."
+
+
+def _access_token(kind: str, record: RoomRecord) -> str:
+    """An access token of ``kind`` (``<role> token`` or what is wrong with it) for ``record``."""
+    role, room, key, ttl, now = "chair", record.id, PLATFORM_KEY, 600.0, T0
+    options: dict[str, str | float] = {"name": "Dr Wang"}
+    first = kind.split()[0]
+    if first in ("chair", "participant", "viewer", "staff", "admin"):
+        role = first
+    elif kind == "expired token":
+        now = T0 - 3600
+    elif kind == "early token":
+        options["not_before"] = T0 + 600
+    elif kind == "wrong key token":
+        key = ApiKey("his", secret=b"a-key-the-server-does-not-have-0123")
+    elif kind == "other room's token":
+        room = "neuro-2"
+    elif kind == "revoked token":
+        options["jti"] = REVOKED_JTI
+    token = issue_access_token(
+        key,
+        subject="u-7",
+        role=cast(AccessRole, role),
+        room=None if role in ("staff", "admin") else room,
+        ttl_seconds=ttl,
+        now=now,
+        **options,  # type: ignore[arg-type]
+    )
+    if kind == "tampered token":
+        header, payload, signature = token.split(".")
+        token = f"{header}.{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    if kind == "alg none token":
+        header, payload, _ = token.split(".")
+        none = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+        token = f"{none}.{payload}."
+    return token
 
 
 def _token(kind: str, record: RoomRecord) -> str:
@@ -82,6 +127,10 @@ def _token(kind: str, record: RoomRecord) -> str:
 def _credential(kind: str, entry: Entry, record: RoomRecord) -> Credential:
     if kind == "none":
         return None
+    if kind.endswith(" token") and kind != "session token":
+        token = _access_token(kind, record)
+        # The join page and join frame name it a token; HTTP sends it as the bearer token.
+        return PlatformToken(token) if entry is Entry.JOIN else Bearer(token)
     token = _token(kind, record)
     if entry is not Entry.JOIN:
         return Bearer(token)  # HTTP: one bearer token, whatever it is
@@ -129,7 +178,11 @@ def judge(entry: Entry, kind: str, room: str, state: str) -> tuple[str, bool]:
         # With no such room, the address's lockout is a fact from the start.
         lockout=LOCKOUT if locked and record is None else None,
     )
-    decision = decide(attempt, facts, SIGNER)
+    decision = decide(attempt, facts, SIGNER, TOKENS)
+    if isinstance(decision, CheckRevocation):  # the shell looks the token id up
+        facts = replace(facts, revoked=decision.jti == REVOKED_JTI)
+        decision = decide(attempt, facts, SIGNER, TOKENS)
+        assert not isinstance(decision, CheckRevocation), "asked twice for one token"
     hashed = False
     if isinstance(decision, CheckPassword):
         assert record is not None
@@ -141,7 +194,7 @@ def judge(entry: Entry, kind: str, room: str, state: str) -> tuple[str, bool]:
             facts = replace(facts, lockout=LOCKOUT)
         else:
             facts, hashed = replace(facts, password=_verdict(record, decision.password)), True
-        decision = decide(attempt, facts, SIGNER)
+        decision = decide(attempt, facts, SIGNER, TOKENS)
         assert not isinstance(decision, CheckPassword), "asked twice for one password"
     if isinstance(decision, Refused):
         if decision.code == "rate_limited":
@@ -246,6 +299,42 @@ TABLE: list[tuple[Entry, str, str, str, str, bool]] = [
     (WATCH, "room password", "lecture", "full", "participant", HASHED),
     (WATCH, "viewer password", "lecture", "throttled", "refused rate_limited", NOT_HASHED),
     (WATCH, "viewer invite", "lecture", "throttled", "viewer", NOT_HASHED),
+    # -- the platform's access tokens: signed by a configured key, for this room and role -----
+    (JOIN, "chair token", "meeting", "open", "chair", NOT_HASHED),
+    (JOIN, "participant token", "meeting", "open", "participant", NOT_HASHED),
+    (JOIN, "viewer token", "lecture", "open", "viewer", NOT_HASHED),
+    (JOIN, "staff token", "meeting", "open", "refused role_not_allowed", NOT_HASHED),
+    (JOIN, "admin token", "meeting", "open", "refused role_not_allowed", NOT_HASHED),
+    (JOIN, "expired token", "meeting", "open", "refused bad_token", NOT_HASHED),
+    (JOIN, "early token", "meeting", "open", "refused bad_token", NOT_HASHED),
+    (JOIN, "wrong key token", "meeting", "open", "refused bad_token", NOT_HASHED),
+    (JOIN, "tampered token", "meeting", "open", "refused bad_token", NOT_HASHED),
+    (JOIN, "alg none token", "meeting", "open", "refused bad_token", NOT_HASHED),
+    (JOIN, "revoked token", "meeting", "open", "refused bad_token", NOT_HASHED),
+    (JOIN, "other room's token", "meeting", "open", "refused wrong_room", NOT_HASHED),
+    (JOIN, "chair token", "meeting", "unknown", "refused unknown_room", NOT_HASHED),
+    (JOIN, "chair token", "meeting", "closed", "refused room_not_open", NOT_HASHED),
+    (JOIN, "participant token", "meeting", "full", "refused room_full", NOT_HASHED),
+    (JOIN, "viewer token", "meeting", "full", "viewer", NOT_HASHED),
+    # Signatures cannot be guessed: the throttle never refuses a valid token.
+    (JOIN, "chair token", "meeting", "throttled", "chair", NOT_HASHED),
+    (PUBLISH, "chair token", "lecture", "open", "chair", NOT_HASHED),
+    (PUBLISH, "participant token", "lecture", "open", "participant", NOT_HASHED),
+    (PUBLISH, "viewer token", "lecture", "open", "refused role_not_allowed", NOT_HASHED),
+    (PUBLISH, "staff token", "lecture", "open", "refused role_not_allowed", NOT_HASHED),
+    # A broken JWT is never tried as a password: its shape says what it is.
+    (PUBLISH, "expired token", "lecture", "open", "refused bad_token", NOT_HASHED),
+    (PUBLISH, "other room's token", "lecture", "open", "refused wrong_room", NOT_HASHED),
+    (WATCH, "viewer token", "meeting", "open", "viewer", NOT_HASHED),
+    (WATCH, "chair token", "meeting", "open", "refused role_not_allowed", NOT_HASHED),
+    (WATCH, "participant token", "lecture", "open", "participant", NOT_HASHED),
+    (WATCH, "viewer token", "lecture", "full", "viewer", NOT_HASHED),
+    (WATCH, "admin token", "lecture", "open", "refused role_not_allowed", NOT_HASHED),
+    (WATCH, "tampered token", "meeting", "open", "refused bad_token", NOT_HASHED),
+    (WATCH, "alg none token", "lecture", "open", "refused bad_token", NOT_HASHED),
+    (WATCH, "revoked token", "lecture", "open", "refused bad_token", NOT_HASHED),
+    (WATCH, "early token", "lecture", "open", "refused bad_token", NOT_HASHED),
+    (WATCH, "other room's token", "meeting", "open", "refused wrong_room", NOT_HASHED),
 ]
 
 
@@ -261,6 +350,9 @@ def test_admission(
 
 
 NEEDED_TO_PUBLISH = "the room password or a publishing invite is needed"
+BAD_SIGNATURE = "the access token's signature does not match its key"
+BAD_ALGORITHM = "the access token is not signed with its key's algorithm"
+NOT_FOR_ROOMS = "a staff token is for the APIs; it admits to no room"
 NEEDED_TO_WATCH_A_MEETING = "a viewer invite's token (or a participant's session token)"
 NEEDED_TO_WATCH_A_LECTURE = "a viewer password, room password, invite or session token"
 
@@ -272,7 +364,10 @@ def _refusal(entry: Entry, kind: str, room: str, state: str = "open") -> Refused
     if state == "closed":
         record = replace(record, opens_at=T0 + 60)
     facts = Facts(record, default_capacity=16, seated=CAPACITY if state == "full" else 0)
-    decision = decide(attempt, facts, SIGNER)
+    decision = decide(attempt, facts, SIGNER, TOKENS)
+    if isinstance(decision, CheckRevocation):
+        facts = replace(facts, revoked=decision.jti == REVOKED_JTI)
+        decision = decide(attempt, facts, SIGNER, TOKENS)
     if isinstance(decision, CheckPassword):
         decision = decide(
             attempt, replace(facts, password=_verdict(record, decision.password)), SIGNER
@@ -292,6 +387,14 @@ def _refusal(entry: Entry, kind: str, room: str, state: str = "open") -> Refused
         (JOIN, "forged invite", "meeting", "open", "bad_signature"),
         (JOIN, "room password", "meeting", "closed", "the room is not open at this time"),
         (JOIN, "room password", "meeting", "full", "the room holds 4 participants"),
+        (JOIN, "expired token", "meeting", "open", "the access token has expired"),
+        (JOIN, "early token", "meeting", "open", "the access token is not valid yet"),
+        (JOIN, "wrong key token", "meeting", "open", BAD_SIGNATURE),
+        (JOIN, "alg none token", "meeting", "open", BAD_ALGORITHM),
+        (JOIN, "revoked token", "meeting", "open", "the access token has been revoked"),
+        (JOIN, "other room's token", "meeting", "open", "the access token is for another room"),
+        (JOIN, "staff token", "meeting", "open", NOT_FOR_ROOMS),
+        (PUBLISH, "viewer token", "lecture", "open", "a viewer's access token does not publish"),
         (PUBLISH, "wrong password", "lecture", "open", NEEDED_TO_PUBLISH),
         (PUBLISH, "viewer invite", "lecture", "open", NEEDED_TO_PUBLISH),
         (WATCH, "wrong password", "meeting", "open", NEEDED_TO_WATCH_A_MEETING),
@@ -346,3 +449,17 @@ def test_credentials_never_show_in_a_repr() -> None:
     for credential in (Password("s3cret"), InviteToken("s3cret"), Bearer("s3cret")):
         assert "s3cret" not in repr(credential)
     assert "s3cret" not in repr(CheckPassword("s3cret"))
+
+
+def test_an_access_token_names_who_enters() -> None:
+    token = _access_token("participant token", MEETING)
+    attempt = Attempt(JOIN, MEETING.id, PlatformToken(token), "192.0.2.1", T0)
+    first = decide(attempt, Facts(MEETING, default_capacity=16), SIGNER, TOKENS)
+    assert isinstance(first, CheckRevocation) and first.jti  # every minted token has an id
+    facts = Facts(MEETING, default_capacity=16, revoked=False)
+    admitted = decide(attempt, facts, SIGNER, TOKENS)
+    assert isinstance(admitted, Admitted)
+    assert (admitted.role, admitted.name, admitted.own_session) == ("participant", "Dr Wang", False)
+    # Without the API key configured, the same token admits nobody.
+    refused = decide(attempt, facts, SIGNER)
+    assert isinstance(refused, Refused) and refused.code == "bad_token"
