@@ -1,6 +1,8 @@
 // The library's result list: one table row per item (title and details, room, duration, date,
 // status, and the actions), the count line and the department suggestions.
 
+import { has, language, t, tn } from "/static/i18n.js";
+
 const $ = (id) => document.getElementById(id);
 
 /** A button with its click handler and, when given, an accessible description. */
@@ -36,10 +38,10 @@ export function renderList(state, actions) {
   const shown = state.items.length;
   $("results-count").textContent =
     state.total === 0
-      ? "Nothing found."
+      ? t("library.nothing_found")
       : shown < state.total
-        ? `Showing ${shown} of ${state.total}.`
-        : `${state.total} item${state.total === 1 ? "" : "s"}.`;
+        ? t("library.showing", { shown, total: state.total })
+        : tn("library.items", state.total);
   $("more").hidden = shown >= state.total;
   $("departments").replaceChildren(
     ...[...state.departments].sort().map((name) => new Option(name)),
@@ -55,7 +57,7 @@ function row(item, actions) {
   name.textContent = item.title;
   title.append(name);
   const details = [
-    item.kind === "upload" ? kindOfUpload(item) : "Recording",
+    item.kind === "upload" ? kindOfUpload(item) : t("library.kind_recording"),
     item.department,
     item.lecturer,
     ...(item.tags ?? []),
@@ -67,44 +69,44 @@ function row(item, actions) {
     title.append(small);
   }
   tr.append(
-    cell("Title", title, "col-title"),
-    cell("Room", item.room_id ?? "—"),
-    cell("Duration", formatDuration(item.duration_s)),
-    cell("Date", formatDate(item.recorded_at)),
-    cell("Status", statusBadge(item.status)),
+    cell(t("library.col_title"), title, "col-title"),
+    cell(t("library.col_room"), item.room_id ?? "—"),
+    cell(t("library.col_duration"), formatDuration(item.duration_s)),
+    cell(t("library.col_date"), formatDate(item.recorded_at)),
+    cell(t("library.col_status"), statusBadge(item.status)),
   );
   const buttons = document.createElement("div");
   buttons.className = "actions";
-  const what = `“${item.title}”`;
-  const playButton = button("Play", "primary play", () => actions.play(item.id), `Play ${what}`);
+  const what = { title: item.title };
+  const playButton = button(t("library.play"), "primary play", () => actions.play(item.id), t("library.play_label", what));
   playButton.disabled = !item.play_url;
   const remove = button(
-    "Delete",
+    t("library.delete"),
     "danger delete",
     () => actions.remove(item.id),
-    `Delete ${what}`,
+    t("library.delete_label", what),
   );
   remove.disabled = item.status === "recording";
   buttons.append(
     playButton,
-    button("Edit", "edit", () => actions.edit(item.id), `Edit ${what}`),
-    button("Share link", "share", () => actions.share(item.id), `Share link for ${what}`),
+    button(t("library.edit"), "edit", () => actions.edit(item.id), t("library.edit_label", what)),
+    button(t("library.share"), "share", () => actions.share(item.id), t("library.share_label", what)),
     remove,
   );
-  tr.append(cell("Actions", buttons, "col-actions"));
+  tr.append(cell(t("library.col_actions"), buttons, "col-actions"));
   return tr;
 }
 
 function kindOfUpload(item) {
   const media = item.files?.[0]?.media_type ?? "";
-  return media === "application/pdf" ? "PDF" : "Video";
+  return media === "application/pdf" ? "PDF" : t("library.kind_video");
 }
 
 function statusBadge(value) {
   const span = document.createElement("span");
   span.className = `status status-${value}`;
-  span.textContent =
-    { recording: "Recording…", complete: "Complete", failed: "Failed" }[value] ?? value;
+  const key = `library.status.${value}`;
+  span.textContent = has(key) ? t(key) : value;
   return span;
 }
 
@@ -123,5 +125,5 @@ function formatDate(iso) {
   const date = new Date(iso);
   return Number.isNaN(date.getTime())
     ? iso
-    : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    : date.toLocaleString(language(), { dateStyle: "medium", timeStyle: "short" });
 }

@@ -2,6 +2,7 @@
 // file when an item has several. A <video> cannot send an Authorization header, so playback goes
 // through a short share link made for the purpose.
 
+import { t } from "/static/i18n.js";
 import { button } from "./library-list.js";
 
 const $ = (id) => document.getElementById(id);
@@ -32,7 +33,7 @@ export class Player {
     try {
       share = await this.deps.share(id, PLAYER_TTL);
     } catch (error) {
-      $("player-error").textContent = `Cannot play: ${this.deps.explain(error)}`;
+      $("player-error").textContent = t("library.cannot_play", { reason: this.deps.explain(error) });
       return;
     }
     if (this.state.playing !== id) {
@@ -63,7 +64,7 @@ export class Player {
     video.removeAttribute("src");
     video.load();
     if (file === null || file === undefined) {
-      $("player-error").textContent = "This item has no files yet.";
+      $("player-error").textContent = t("library.no_files");
       return;
     }
     const src = file.url ? fileUrl(file, share) : share.url;
@@ -84,7 +85,7 @@ export class Player {
     box.hidden = item.files.length < 2;
     for (const file of item.files) {
       const show = () => this._showFile(item, file, share);
-      box.append(button(fileLabel(file), "file", show, `Play ${file.name}`));
+      box.append(button(fileLabel(file), "file", show, t("library.play_label", { title: file.name })));
     }
   }
 
@@ -94,10 +95,7 @@ export class Player {
       return;
     }
     const code = video.error?.code;
-    $("player-error").textContent =
-      code === 4
-        ? "This file cannot be played here (not found, not finished yet, or a format the browser lacks)."
-        : "Playback failed. Try again.";
+    $("player-error").textContent = t(code === 4 ? "library.not_playable" : "library.playback_failed");
   }
 }
 
@@ -109,10 +107,10 @@ function fileUrl(file, share) {
 
 function fileLabel(file) {
   if (file.role === "composite") {
-    return "Everyone (mixed)";
+    return t("library.file_composite");
   }
   if (file.role === "slides") {
-    return "Slides (PDF)";
+    return t("library.file_slides");
   }
   return file.name.replace(/\.mp4$/, "").replace(/^\d+-/, "");
 }

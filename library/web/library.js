@@ -3,6 +3,13 @@
 // sessionStorage (library-api.js); the list and the player are library-list.js's and
 // library-player.js's. `window.mcuLibrary` exposes the state for tests.
 
+import {
+  errorText,
+  languageSwitch,
+  onLanguageChange,
+  t,
+  translate,
+} from "/static/i18n.js";
 import { api as callApi, ApiError, shareUrl, storedToken, storeToken } from "./library-api.js";
 import { renderList as drawList } from "./library-list.js";
 import { Player } from "./library-player.js";
@@ -36,10 +43,11 @@ function api(method, path, options) {
 /** Errors the person can act on; a refused token sends them back to sign-in. */
 function explain(error) {
   if (error instanceof ApiError && error.status === 401) {
-    signOut("The token was refused or has expired. Please sign in again.");
-    return "Not signed in.";
+    signOut(t("library.token_expired"));
+    return t("library.not_signed_in");
   }
-  return error.message ?? String(error);
+  // The server's code in the page's language; its own (English) words for a code this page lacks.
+  return error instanceof ApiError ? errorText(error.code, error.message) : String(error);
 }
 
 // ---------------------------------------------------------------- sign-in
@@ -54,7 +62,7 @@ async function signIn(token) {
     state.token = null;
     $("token-submit").disabled = false;
     $("token-error").textContent =
-      error.status === 401 ? "That token was refused. Please check it." : error.message;
+      error.status === 401 ? t("library.token_refused") : explain(error);
     $("token").select();
     return;
   }
@@ -99,12 +107,12 @@ async function search(append = false) {
     state.query = readQuery();
   }
   if (state.query.from && state.query.to && state.query.from > state.query.to) {
-    status("“From” is after “To”.");
+    status(t("library.dates_reversed"));
     return;
   }
   const offset = append ? state.items.length : 0;
   $("search-button").disabled = true;
-  status("Loading…");
+  status(t("library.loading"));
   try {
     const page = await api("GET", "/api/library", {
       query: { ...state.query, limit: PAGE_SIZE, offset },
@@ -193,7 +201,7 @@ async function saveEdit(event) {
   event.preventDefault();
   const title = $("edit-item-title").value.trim();
   if (!title) {
-    $("edit-error").textContent = "A title is required.";
+    $("edit-error").textContent = t("library.title_required");
     $("edit-item-title").focus();
     return;
   }
@@ -210,7 +218,7 @@ async function saveEdit(event) {
     });
     replaceItem(updated);
     $("edit-dialog").close();
-    status(`Saved “${updated.title}”.`, false);
+    status(t("library.saved", { title: updated.title }), false);
   } catch (error) {
     $("edit-error").textContent = explain(error);
   } finally {
@@ -224,7 +232,7 @@ function openShare(id) {
     return;
   }
   state.sharing = id;
-  $("share-title").textContent = `Share link: ${item.title}`;
+  $("share-title").textContent = t("library.share_title", { title: item.title });
   $("share-url").value = "";
   $("share-note").textContent = "";
   $("share-dialog").showModal();
@@ -239,9 +247,7 @@ async function createShare() {
     const { url } = await shareUrl(state.token, id, Number($("share-ttl").value));
     $("share-url").value = url;
     $("share-url").select();
-    $("share-note").textContent = (await copy(url))
-      ? "Link copied to the clipboard."
-      : "Copy the link above (the browser did not allow copying).";
+    $("share-note").textContent = t((await copy(url)) ? "library.copied" : "library.copy_yourself");
   } catch (error) {
     $("share-note").textContent = explain(error);
   } finally {
@@ -264,15 +270,13 @@ async function copy(text) {
 
 async function removeItem(id) {
   const item = itemById(id);
-  if (item === null || !confirm(`Delete “${item.title}” and its files? This cannot be undone.`)) {
+  if (item === null || !confirm(t("library.delete_confirm", { title: item.title }))) {
     return;
   }
   try {
     await api("DELETE", `/api/library/${encodeURIComponent(id)}`);
   } catch (error) {
-    status(
-      error.code === "recording" ? "It is still being recorded; stop it first." : explain(error),
-    );
+    status(explain(error)); // "recording": still being recorded, stop it first
     return;
   }
   if (state.playing === id) {
@@ -281,7 +285,7 @@ async function removeItem(id) {
   state.items = state.items.filter((other) => other.id !== id);
   state.total = Math.max(0, state.total - 1);
   renderList();
-  status(`Deleted “${item.title}”.`, false);
+  status(t("library.deleted", { title: item.title }), false);
 }
 
 // ---------------------------------------------------------------- upload
@@ -293,12 +297,12 @@ function upload(event) {
   const error = $("upload-error");
   error.textContent = "";
   if (!file) {
-    error.textContent = "Choose an MP4 video or a PDF.";
+    error.textContent = t("library.choose_file");
     $("upload-file").focus();
     return;
   }
   if (!title) {
-    error.textContent = "A title is required.";
+    error.textContent = t("library.title_required");
     $("upload-title").focus();
     return;
   }
@@ -333,19 +337,22 @@ function upload(event) {
     done();
     if (request.status === 201) {
       $("upload-form").reset();
-      status(`Uploaded “${request.response.title}”.`, false);
+      status(t("library.uploaded", { title: request.response.title }), false);
       search();
       return;
     }
     if (request.status === 401) {
-      signOut("The token was refused or has expired. Please sign in again.");
+      signOut(t("library.token_expired"));
       return;
     }
-    error.textContent = request.response?.message ?? `Upload failed (${request.status}).`;
+    const body = request.response;
+    error.textContent = body?.error
+      ? errorText(body.error, body.message)
+      : t("library.upload_failed", { status: request.status });
   });
   request.addEventListener("error", () => {
     done();
-    error.textContent = "The upload was interrupted. Check your connection and try again.";
+    error.textContent = t("library.upload_interrupted");
   });
   progress.value = 0;
   progress.hidden = false;
@@ -356,11 +363,14 @@ function upload(event) {
 // ---------------------------------------------------------------- start
 
 function main() {
+  translate();
+  languageSwitch($("lang-switch"));
+  onLanguageChange(() => renderList());
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("token").value.trim();
     if (!token) {
-      $("token-error").textContent = "Please enter the administrator token.";
+      $("token-error").textContent = t("library.need_token");
       $("token").focus();
       return;
     }

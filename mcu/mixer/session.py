@@ -32,6 +32,11 @@ from mcu.sfu.producer import Producer
 
 logger = logging.getLogger(__name__)
 
+CONTENT_MARK = "\u25b6"
+"""Drawn before the presenter's name on a content tile ("▶ 王医生"). One picture serves every
+receiver whatever their page's language, so the mix draws no words of ours: only names as typed
+and this mark, which the CJK label fonts (and DejaVu Sans) have."""
+
 MIX_PARTICIPANT = "mix"
 "participant_id of mixed tracks in the protocol."
 VIDEO_CODEC = CodecInfo("video/VP8", 90000)
@@ -233,7 +238,8 @@ class MixSession:
             content = decoding.producer.source is TrackSource.CONTENT
             key = f"{decoding.source_id}:content" if content else decoding.source_id
             label = names.get(decoding.source_id, "")
-            inputs.append(LayoutInput(key, f"{label} (content)" if content else label, content))
+            shown = f"{CONTENT_MARK} {label}" if content else label
+            inputs.append(LayoutInput(key, shown, content))
             pictures[key] = decoding.current_picture(now)
         inputs.sort(key=lambda i: (i.is_content, i.label))
         return inputs, pictures, self._active_speaker()

@@ -3,6 +3,7 @@
 // returning effects); the session with the server is room-session.js's, the drawing
 // room-view.js's. `window.mcu` (room-handle.js) exposes the state for tests and diagnostics.
 
+import { errorText, languageSwitch, onLanguageChange, t, translate } from "./i18n.js";
 import { inviteRole, Lecture } from "./lecture.js";
 import {
   blockJoinFor,
@@ -40,7 +41,7 @@ import {
   showRoomHeading,
   showScreen,
 } from "./room-view.js";
-import { ERROR_TEXT, signalingUrl } from "./signaling.js";
+import { signalingUrl } from "./signaling.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -78,7 +79,7 @@ const session = new RoomSession(signalingUrl(location), {
   onMessage: (message) => handleMessage(message),
   onClose: () => {
     if (isJoined()) {
-      endSession("error", ERROR_TEXT.disconnected, {
+      endSession("error", errorText("disconnected"), {
         code: "disconnected",
         message: "socket closed",
       });
@@ -93,7 +94,7 @@ const session = new RoomSession(signalingUrl(location), {
   onOwnTracks: (ownTracks) => {
     room = withOwnTracks(room, ownTracks);
   },
-  onPublishFailed: () => notice("Sending your camera and microphone failed (network)."),
+  onPublishFailed: () => notice(t("own.publish_failed")),
 });
 
 const own = new OwnMedia({
@@ -191,9 +192,9 @@ function setState(state) {
 
 function nameOf(participantId) {
   if (participantId === mcu.participantId) {
-    return "You";
+    return t("room.you");
   }
-  return room.participants.get(participantId)?.name ?? "Someone";
+  return room.participants.get(participantId)?.name ?? t("room.someone");
 }
 
 function render() {
@@ -208,22 +209,22 @@ async function join() {
   }
   const name = $("name").value.trim();
   if (!roomId) {
-    showJoinError("This link names no room.");
+    showJoinError(t("join.no_room"));
     return;
   }
   if (!name && !token) {
-    showJoinError("Please enter your name.");
+    showJoinError(t("join.need_name"));
     $("name").focus();
     return;
   }
   if (!invite && !token && !$("password").value) {
-    showJoinError("Please enter the room password.");
+    showJoinError(t("join.need_password"));
     $("password").focus();
     return;
   }
   setState("joining");
   showJoinError("");
-  showJoinButton("Joining…", false);
+  showJoinButton("join.joining", false);
   try {
     await session.open();
     const request = { type: "join", room: roomId };
@@ -251,12 +252,12 @@ function joinFailed(error) {
   const code = error.code ?? "internal";
   mcu.lastError = { code, message: error.message };
   setState("error");
-  showJoinButton("Join", true);
+  showJoinButton("join.join", true);
   if (code === "rate_limited") {
     mcu.lastError.retryAfter = error.retryAfter ?? null;
-    blockJoinFor(error.retryAfter, ERROR_TEXT.rate_limited);
+    blockJoinFor(error.retryAfter, errorText("rate_limited"));
   } else {
-    showJoinError(ERROR_TEXT[code] ?? error.message ?? "Could not join the room.");
+    showJoinError(errorText(code, error.message ?? t("join.failed")));
   }
   if (code === "wrong_password") {
     $("password").select();
@@ -268,7 +269,7 @@ function refuseJoin(error, text) {
   setState("error");
   mcu.lastError = error;
   showJoinError(text);
-  showJoinButton("Join", false);
+  showJoinButton("join.join", false);
 }
 
 // ---------------------------------------------------------------- in the room
@@ -356,7 +357,7 @@ function apply(effect) {
     case "answer":
       session.answerSubscribe(effect.offer).catch((error) => {
         console.error("subscribe offer failed", error);
-        notice(`Receiving media failed: ${error.message}`);
+        notice(t("room.receive_failed", { reason: error.message }));
       });
       break;
     case "drop_tile":
@@ -386,7 +387,7 @@ function apply(effect) {
 // ---------------------------------------------------------------- controls
 
 function endRoom() {
-  if (confirm("End the consultation for everyone?")) {
+  if (confirm(t("room.end_confirm"))) {
     session.send({ type: "chair", action: "end" });
   }
 }
@@ -396,7 +397,7 @@ function leave() {
     return;
   }
   session.send({ type: "leave" });
-  endSession("left", "You left the room.", null);
+  endSession("left", t("left.you_left"), null);
 }
 
 /** Tears the session down and shows the end screen. */
@@ -449,6 +450,15 @@ function tokenClaims(jwt) {
 }
 
 async function main() {
+  translate();
+  languageSwitch($("lang-switch"));
+  // What the code drew from the room state is drawn again in the new language.
+  onLanguageChange(() => {
+    if (isJoined()) {
+      own.showControls();
+      render();
+    }
+  });
   setState("idle");
   showScreen("join-screen");
   showRoomName(roomId, null);
@@ -490,14 +500,14 @@ async function main() {
   });
 
   if (!roomId) {
-    refuseJoin({ code: "no_room", message: "no room in the URL" }, "This link names no room.");
+    refuseJoin({ code: "no_room", message: "no room in the URL" }, t("join.no_room"));
     return;
   }
   const about = await lookUpRoom(roomId, invite);
   if (about.refused !== null) {
     // Said before anyone types: this link cannot get them in.
     const { code, text } = about.refused;
-    refuseJoin({ code, message: code }, text ?? ERROR_TEXT[code]);
+    refuseJoin({ code, message: code }, text ?? errorText(code));
     return;
   }
   showRoomName(roomId, about.room);
@@ -512,7 +522,7 @@ async function main() {
     await own.preview();
     await own.fillPickers();
   }
-  showJoinButton("Join", true);
+  showJoinButton("join.join", true);
   // "Click to join" links carry everything needed: join at once.
   if ((invite || token) && params.get("name")) {
     join();

@@ -1,6 +1,8 @@
 // The content area: the shared screen, capture device or slide shown large and never cropped,
 // who presents it, the page counter, and a "Maximise" that falls back to a full-window mode.
 
+import { setText, t } from "./i18n.js";
+
 /**
  * What the content area shows, from `ContentView.render(model)`; `model` is null (nothing) or
  * `{track, image, placard, caption, counter, canPage, canPrevious, canNext}`:
@@ -100,7 +102,7 @@ export class ContentView {
 
   _refreshMaxButton() {
     const on = this.isMaximised;
-    this.maxButton.textContent = on ? "Restore" : "Maximise";
+    setText(this.maxButton, on ? "content.restore" : "content.maximise");
     this.maxButton.setAttribute("aria-pressed", String(on));
   }
 
@@ -117,7 +119,9 @@ export class ContentView {
 }
 
 function pageCounter(slides) {
-  return slides.page && slides.pages ? `Page ${slides.page} of ${slides.pages}` : null;
+  return slides.page && slides.pages
+    ? t("content.page_of", { page: slides.page, pages: slides.pages })
+    : null;
 }
 
 /**
@@ -129,7 +133,7 @@ export function contentModel(presenter, received, nameOf) {
   const active = presenter.active;
   const slides = presenter.slides;
   if (active?.kind === "stream") {
-    return { track: active.track, caption: `You are presenting ${active.label}.` };
+    return { track: active.track, caption: t("content.you_present", { what: active.label }) };
   }
   if (active?.kind === "slides") {
     const page = slides.page ?? 1;
@@ -141,7 +145,7 @@ export function contentModel(presenter, received, nameOf) {
     if (rendered !== undefined) {
       return {
         track: rendered.track,
-        caption: `You are presenting ${active.name}.`,
+        caption: t("content.you_present", { what: active.name }),
         counter: pageCounter({ page, pages }),
         canPage: true,
         canPrevious: page > 1,
@@ -150,8 +154,8 @@ export function contentModel(presenter, received, nameOf) {
     }
     return {
       image: active.preview,
-      placard: `Others see page ${page} of ${pages} of ${active.name}.`,
-      caption: `You are presenting ${active.name}.`,
+      placard: t("content.others_see", { page, pages, name: active.name }),
+      caption: t("content.you_present", { what: active.name }),
       counter: pageCounter({ page, pages }),
       canPage: true,
       canPrevious: page > 1,
@@ -170,7 +174,7 @@ export function contentModel(presenter, received, nameOf) {
   const isSlides = slides.presenter === shown.participantId;
   return {
     track: shown.track,
-    caption: `${nameOf(shown.participantId)} is presenting`,
+    caption: t("content.is_presenting", { name: nameOf(shown.participantId) }),
     counter: isSlides ? pageCounter(slides) : null,
     canPage: false,
   };

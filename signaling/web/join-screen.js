@@ -2,17 +2,10 @@
 // microphone and camera pickers, and the messages under the form (a refused join, the countdown
 // after too many attempts).
 
+import { has, language, onLanguageChange, setText, t } from "./i18n.js";
 import { listDevices, openLocalMedia } from "./media.js";
 
 const $ = (id) => document.getElementById(id);
-
-/** Why an invitation cannot be used (`reason` of the server's `bad_invite`), in words. */
-export const INVITE_REFUSED_TEXT = {
-  expired: "This invitation has expired. Please ask for a new one.",
-  invalid: "This invitation link is not valid. Please check the link or ask for a new one.",
-  wrong_room: "This invitation is for another room. Please check the link.",
-  revoked: "This invitation is no longer valid: the room was set up again. Please ask for a new one.",
-};
 
 const LOOKUP_TIMEOUT_MS = 15000;
 
@@ -48,25 +41,35 @@ export async function lookUpRoom(roomId, invite) {
   } else if (status === 404) {
     about.refused = { code: "unknown_room" };
   } else if (status === 403 && body.error === "bad_invite") {
-    about.refused = {
-      code: "bad_invite",
-      text: INVITE_REFUSED_TEXT[body.reason] ?? INVITE_REFUSED_TEXT.invalid,
-    };
+    // Why the invitation cannot be used (`reason`), in words.
+    const key = `invite.refused.${body.reason}`;
+    about.refused = { code: "bad_invite", text: t(has(key) ? key : "invite.refused.invalid") };
   }
   return about;
 }
 
 /** Heads the page with the room's title (its id small underneath) once known. */
 export function showRoomName(roomId, room) {
-  const title = room?.title || roomId || "(no room)";
+  const title = room?.title || roomId || t("join.no_room_title");
   $("room-label").textContent = title;
   $("room-id").textContent = roomId ?? "";
   $("room-id").parentElement.hidden = !roomId || title === roomId;
-  document.title = `${title} – ${room?.kind === "lecture" ? "lecture" : "consultation room"}`;
+  const kind = room?.kind === "lecture" ? "join.title_lecture" : "join.title_meeting";
+  setText(document.querySelector("title"), kind, { title });
 }
+
+let shownInvite = null;
+
+// The invitation's sentence is built from parts (and a date in the language's format).
+onLanguageChange(() => {
+  if (shownInvite !== null) {
+    showInvite(shownInvite.role, shownInvite.expiresAt);
+  }
+});
 
 /** "You are invited as chair. …": what the invitation grants, and until when. */
 export function showInvite(role, expiresAt) {
+  shownInvite = { role, expiresAt };
   const note = $("invite-note");
   note.hidden = role === null;
   if (role === null) {
@@ -74,12 +77,14 @@ export function showInvite(role, expiresAt) {
   }
   const until =
     expiresAt instanceof Date && !Number.isNaN(expiresAt.getTime())
-      ? ` The invitation is valid until ${expiresAt.toLocaleString(undefined, {
-          dateStyle: "medium",
-          timeStyle: "short",
-        })}.`
+      ? t("invite.until", {
+          time: expiresAt.toLocaleString(language(), { dateStyle: "medium", timeStyle: "short" }),
+        })
       : "";
-  note.textContent = `You are invited as ${role}.${until}`;
+  const key = `invite.as.${role}`;
+  // A role newer than this page: the server's word for it.
+  const sentence = has(key) ? t(key) : t("invite.as_other", { role });
+  note.textContent = until ? `${sentence} ${until}` : sentence;
 }
 
 /**
@@ -95,14 +100,12 @@ export async function openPreview(previous, choice = {}) {
   const cam = stream.getVideoTracks()[0] ?? null;
   $("preview").srcObject = cam ? stream : null;
   $("preview-box").classList.toggle("no-video", cam === null);
-  const missing = [mic ? null : "microphone", cam ? null : "camera"].filter(Boolean);
-  if (missing.length === 0) {
+  if (mic && cam) {
     $("preview-note").textContent = "";
   } else {
-    const reason = errors.length > 0 ? ` (${errors[errors.length - 1].name})` : "";
-    $("preview-note").textContent =
-      `No ${missing.join(" or ")} available${reason}. You can still join` +
-      (missing.length === 2 ? " to watch and listen." : ".");
+    const missing = !mic && !cam ? "both" : mic ? "camera" : "microphone";
+    const reason = errors.length > 0 ? errors[errors.length - 1].name : "";
+    setText($("preview-note"), `join.no_${missing}${reason ? "_because" : ""}`, { reason });
   }
   return { stream, mic, cam };
 }
@@ -124,8 +127,8 @@ function fillPicker(select, devices, currentId, noneLabel) {
 export async function fillDevicePickers(mic, cam) {
   try {
     const devices = await listDevices();
-    fillPicker($("mic-select"), devices.audio, mic?.getSettings().deviceId, "No microphone");
-    fillPicker($("cam-select"), devices.video, cam?.getSettings().deviceId, "No camera");
+    fillPicker($("mic-select"), devices.audio, mic?.getSettings().deviceId, t("join.none_mic"));
+    fillPicker($("cam-select"), devices.video, cam?.getSettings().deviceId, t("join.none_cam"));
   } catch (error) {
     console.warn("enumerateDevices failed", error);
   }
@@ -145,20 +148,20 @@ export function blockJoinFor(seconds, text) {
     if (left <= 0) {
       clearInterval(countdown);
       $("join-button").disabled = false;
-      showJoinError("You can try again now.");
+      showJoinError(t("join.try_again_now"));
       return;
     }
     $("join-button").disabled = true;
-    showJoinError(`${text} Please wait ${left} s before trying again.`);
+    showJoinError(`${text} ${t("join.wait", { seconds: left })}`);
     left -= 1;
   };
   tick();
   countdown = setInterval(tick, 1000);
 }
 
-/** The join button's label, and whether it can be pressed. */
-export function showJoinButton(text, enabled) {
-  $("join-button").textContent = text;
+/** The join button's label (a catalogue key), and whether it can be pressed. */
+export function showJoinButton(key, enabled) {
+  setText($("join-button"), key);
   $("join-button").disabled = !enabled;
 }
 
@@ -173,8 +176,8 @@ export function showWatchOnly() {
   $("preview-box").hidden = true;
   $("device-fields").hidden = true;
   $("join-screen").classList.add("watch-only");
-  $("password-row").querySelector("label").textContent = "Password";
-  $("join-verb").textContent = "Watch";
+  setText($("password-row").querySelector("label"), "join.password_viewer");
+  setText($("join-verb"), "join.watch");
 }
 
 /** The camera preview and the device pickers, shown again. */

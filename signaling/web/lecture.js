@@ -3,6 +3,7 @@
 // stage over WHEP, raising a hand, and speaking when the chair asks. A meeting's viewers (a viewer
 // invite) watch the same way, and its participants see who watches ("Watched by N: names").
 
+import { clearText, errorText, pluralKey, setAttributeText, setText, t, tn } from "./i18n.js";
 import { WhepSession } from "./whep.js";
 
 /** Receive-only sections a viewer's WHEP session offers of each kind (stage slots it can show). */
@@ -36,8 +37,6 @@ export async function inviteRole(token) {
   }
 }
 
-const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
-
 export class Lecture {
   /**
    * `deps`: `{send(message), notify(text), me(), role(), setRole(role),
@@ -65,10 +64,8 @@ export class Lecture {
     // A lecture's audience page, or a meeting watched with a viewer invite.
     this.watch = watch && (this.isLecture || this.deps.role() === "viewer");
     this.whepState = this.watch ? "starting" : null;
-    this.$("lecture-status").textContent = "";
-    this.$("waiting").textContent = this.isLecture
-      ? "Waiting for the lecture to begin…"
-      : "Waiting for others to join…";
+    clearText(this.$("lecture-status"));
+    setText(this.$("waiting"), this.isLecture ? "lecture.waiting" : "room.waiting");
     this._renderHands();
     if (this.watch) {
       this._watch(roomId, token, iceServers);
@@ -131,7 +128,7 @@ export class Lecture {
     }
     this.handRaised = !this.handRaised;
     this.deps.send({ type: "hand", raised: this.handRaised });
-    this.deps.notify(this.handRaised ? "Your hand is raised." : "You lowered your hand.");
+    this.deps.notify(t(this.handRaised ? "lecture.hand_is_raised" : "lecture.hand_lowered"));
     this._render();
   }
 
@@ -163,7 +160,7 @@ export class Lecture {
         return;
       }
       const busy = this.whep;
-      this.deps.notify("The server is busy; trying again in a few seconds.");
+      this.deps.notify(t("lecture.busy"));
       await new Promise((resolve) => setTimeout(resolve, outcome * 1000));
       if (this.whep !== busy) {
         return; // left meanwhile, or another session started
@@ -187,7 +184,7 @@ export class Lecture {
       }
       this.whepState = whep.pc.connectionState;
       if (whep.pc.connectionState === "failed") {
-        this.deps.notify("Receiving the room failed (network). Leave and join again.");
+        this.deps.notify(t("lecture.whep_failed"));
       }
     });
     try {
@@ -202,7 +199,9 @@ export class Lecture {
       }
       console.error("WHEP failed", error);
       this.whepState = "failed";
-      this.deps.notify(`The room could not be received: ${error.message}`);
+      this.deps.notify(
+        t("lecture.not_received", { reason: errorText(error.code, error.message) }),
+      );
       return null;
     }
     if (this.whep === whep) {
@@ -255,12 +254,12 @@ export class Lecture {
     this.deps.setRole(role);
     this.handRaised = false;
     if (role === "viewer") {
-      this.$("lecture-status").textContent = "";
+      clearText(this.$("lecture-status"));
       this.deps.stopSpeaking();
-      this.deps.notify("You are back in the audience.");
+      this.deps.notify(t("lecture.back_in_audience"));
     } else {
-      this.$("lecture-status").textContent = "You may speak now.";
-      this.deps.notify("The lecturer invited you to speak: your camera and microphone are on.");
+      setText(this.$("lecture-status"), "lecture.may_speak");
+      this.deps.notify(t("lecture.invited_to_speak"));
       this.deps.startSpeaking();
     }
     this._mapStage();
@@ -274,9 +273,9 @@ export class Lecture {
     this.hands = hands;
     this._renderHands();
     if (raised.length === 1) {
-      this.deps.notify(`${raised[0].name} raised a hand.`);
+      this.deps.notify(t("lecture.hand_raised", { name: raised[0].name }));
     } else if (raised.length > 1) {
-      this.deps.notify(`${raised.length} more hands are raised.`);
+      this.deps.notify(tn("lecture.more_hands", raised.length));
     }
   }
 
@@ -302,7 +301,7 @@ export class Lecture {
   /** The chair's list of raised hands (rebuilt only when it changes, so focus stays put). */
   _renderHands() {
     const $ = this.$;
-    $("hands-title").textContent = `Raised hands (${this.hands.length})`;
+    setText($("hands-title"), "lecture.hands_count", { count: this.hands.length });
     const items = this.hands.map((h) => {
       const item = document.createElement("li");
       const name = document.createElement("span");
@@ -312,8 +311,8 @@ export class Lecture {
       button.type = "button";
       button.className = "primary";
       button.dataset.participant = h.participant_id;
-      button.textContent = "Promote";
-      button.setAttribute("aria-label", `Promote ${h.name} to speaker`);
+      setText(button, "lecture.promote");
+      setAttributeText(button, "aria-label", "lecture.promote_label", { name: h.name });
       item.append(name, button);
       return item;
     });
@@ -334,17 +333,20 @@ export class Lecture {
     const count = $("viewer-count");
     if (lecture) {
       count.hidden = viewer || role === null;
-      count.textContent = plural(this.viewers, "viewer");
+      setText(count, pluralKey("lecture.viewers", this.viewers), { count: this.viewers });
     } else {
       // A consultation is private: its participants always see who watches it.
       count.hidden = viewer || role === null || this.viewers === 0;
-      const names = this.watchers.map((w) => w.name).join(", ");
-      count.textContent = `Watched by ${this.viewers}${names ? `: ${names}` : ""}`;
+      const names = this.watchers.map((w) => w.name).join(t("list.separator"));
+      setText(count, names ? "lecture.watched_by_names" : "lecture.watched_by", {
+        count: this.viewers,
+        names,
+      });
     }
 
     const hand = $("hand-button");
     hand.hidden = !(lecture && viewer);
-    hand.textContent = this.handRaised ? "Lower hand" : "Raise hand";
+    setText(hand, this.handRaised ? "lecture.lower_hand" : "lecture.raise_hand");
     hand.setAttribute("aria-pressed", String(this.handRaised));
 
     $("hands").hidden = !(lecture && role === "chair") || this.hands.length === 0;

@@ -1,5 +1,7 @@
 // Local devices and the two RTCPeerConnections of docs/protocol.md ("Media model").
 
+import { t } from "./i18n.js";
+
 /** Waits until ICE gathering is complete (no trickle ICE), or `timeoutMs` has passed. */
 export function iceGatheringComplete(pc, timeoutMs = 5000) {
   if (pc.iceGatheringState === "complete") {
@@ -29,7 +31,7 @@ export async function listDevices() {
     devices
       .filter((d) => d.kind === kind && d.deviceId)
       .map((d, i) => ({ deviceId: d.deviceId, label: d.label || `${fallback} ${i + 1}` }));
-  return { audio: pick("audioinput", "Microphone"), video: pick("videoinput", "Camera") };
+  return { audio: pick("audioinput", t("join.microphone")), video: pick("videoinput", t("join.camera")) };
 }
 
 /**

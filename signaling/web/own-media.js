@@ -3,6 +3,7 @@
 // chair put on us. Whether each is muted is room state (room-state.js), read and written
 // through `deps`, so the reducer can follow the chair's mutes.
 
+import { t } from "./i18n.js";
 import { fillDevicePickers, openPreview } from "./join-screen.js";
 import { notice, showOwnControls, showSelfVideo } from "./room-view.js";
 
@@ -62,7 +63,7 @@ export class OwnMedia {
       .catch((error) => {
         console.error("publish failed", error);
         this.deps.failed({ code: error.code ?? "publish_failed", message: error.message });
-        notice(`Your camera and microphone could not be sent: ${error.message}`);
+        notice(t("own.not_sent", { reason: error.message }));
       });
   }
 
@@ -85,7 +86,7 @@ export class OwnMedia {
   async _publish() {
     const tracks = SOURCES.map((source) => [source, this.trackOf(source)]).filter(([, t]) => t);
     if (tracks.length === 0) {
-      notice("You joined without camera or microphone.");
+      notice(t("own.no_devices"));
       return;
     }
     const { session } = this.deps;

@@ -1,6 +1,7 @@
 // The presenting controls: the "Present" menu (screen, capture device, file), the device picker,
 // "Stop presenting", the floor status line and the page keys. What they do is present.js's.
 
+import { setText, t } from "./i18n.js";
 import { canShareScreen, listDevices } from "./media.js";
 import { UploadError } from "./present.js";
 
@@ -66,25 +67,25 @@ export class PresentControls {
   /** The floor status line: uploading, waiting (with the position), or who presents. */
   statusText(content) {
     if (this.presenter.uploading !== null) {
-      return `Uploading ${this.presenter.uploading}…`;
+      return t("present.uploading", { name: this.presenter.uploading });
     }
     if (this.presenter.pending !== null) {
       return this.presenter.queuePosition !== null
-        ? `Waiting for the floor (position ${this.presenter.queuePosition}).`
-        : "Asking for the floor…";
+        ? t("present.queued", { position: this.presenter.queuePosition })
+        : t("present.asking");
     }
     if (this.presenter.showing) {
-      return "Starting your slides…";
+      return t("present.starting_slides");
     }
     if (this.presenter.active !== null) {
-      return "You are presenting.";
+      return t("present.you_present");
     }
     const holder = this.presenter.floor.holder;
     // Once their content is on screen its caption says who presents.
     if (holder !== null && holder !== this.deps.me() && content === null) {
       return this.presenter.floor.mode === null
-        ? `${this.deps.nameOf(holder)} has the floor.`
-        : `${this.deps.nameOf(holder)} is presenting.`;
+        ? t("present.has_floor", { name: this.deps.nameOf(holder) })
+        : t("present.is_presenting", { name: this.deps.nameOf(holder) });
     }
     return "";
   }
@@ -104,12 +105,14 @@ export class PresentControls {
     }
     const stop = this.$("stop-share");
     stop.hidden = !busy || this.presenter.uploading !== null;
-    stop.textContent = this.presenter.active !== null ? "Stop presenting" : "Stop waiting";
+    setText(stop, this.presenter.active !== null ? "present.stop" : "present.stop_waiting");
     // A chair's request takes the floor over; everyone else queues behind the presenter.
     const holder = this.presenter.floor.holder;
     const other = holder !== null && holder !== this.deps.me();
-    this.$("present-button").textContent =
-      other && this.deps.role() === "chair" ? "Take over" : "Present";
+    setText(
+      this.$("present-button"),
+      other && this.deps.role() === "chair" ? "present.take_over" : "present.present",
+    );
   }
 
   setMenuOpen(open) {
@@ -133,7 +136,7 @@ export class PresentControls {
       return; // already shown by the presenter
     }
     this.deps.failed(error);
-    this.deps.showAlert(`Sharing could not start: ${error?.message ?? error}`);
+    this.deps.showAlert(t("present.could_not_start", { reason: error?.message ?? error }));
   }
 
   async openDeviceDialog() {
@@ -147,7 +150,8 @@ export class PresentControls {
     const inUse = this.deps.cameraDeviceId();
     select.replaceChildren();
     for (const device of devices) {
-      const label = device.deviceId === inUse ? `${device.label} (your camera)` : device.label;
+      const label =
+        device.deviceId === inUse ? t("present.your_camera", { label: device.label }) : device.label;
       select.append(new Option(label, device.deviceId));
     }
     // Preselect a device other than the camera that shows your face.
@@ -156,7 +160,7 @@ export class PresentControls {
       select.value = other.deviceId;
     }
     if (devices.length === 0) {
-      select.append(new Option("No video input found", ""));
+      select.append(new Option(t("present.no_video_input"), ""));
     }
     select.disabled = devices.length === 0;
     this.$("device-share").disabled = devices.length === 0;

@@ -2,29 +2,25 @@
 // capture device, and server-rendered slides of an uploaded document. No DOM here: room-view.js
 // draws what this module's state says, and the page calls its methods from buttons and keys.
 
+import { errorText, has, t } from "./i18n.js";
 import { openCaptureDevice, openScreen } from "./media.js";
 
 /** The server's upload limit (docs/protocol.md); larger files are refused before sending. */
 export const MAX_UPLOAD_BYTES = 50 * 1024 * 1024;
 
-/** What to tell the person when an upload is refused, by HTTP status. */
-const UPLOAD_ERROR_TEXT = {
-  400: "The file seems to be damaged and cannot be read.",
-  401: "Your session may no longer upload files. Please leave and join again.",
-  413: "The file is too large to share (the limit is 50 MB).",
-  415: "This type of file cannot be shown. Share a PNG or JPEG image, a PDF or a DICOM file.",
-  422: "The document has too many pages or is too large to show.",
-};
-
 /** How long stopping waits for the server to confirm that the floor is given back. */
 const RELEASE_WAIT_MS = 5000;
 
-/** What to tell the presenter for the content error codes of the socket. */
-const PRESENT_ERROR_TEXT = {
-  floor_busy: "Someone else is presenting. Ask for the floor and wait for your turn.",
-  unknown_document: "The server no longer has this document. Please share the file again.",
-  bad_page: "That page does not exist in the document.",
-};
+/** What to tell the presenter for an error code of the socket (`present.error.<code>`). */
+function presentErrorText(code, fallback) {
+  return has(`present.error.${code}`) ? t(`present.error.${code}`) : errorText(code, fallback);
+}
+
+/** What to tell the person when an upload is refused with an HTTP `status`. */
+function uploadErrorText(status) {
+  const key = `upload.error.${status}`;
+  return has(key) ? t(key) : t("upload.failed_status", { status });
+}
 
 /** An upload the server (or the size check) refused; `status` is the HTTP status. */
 export class UploadError extends Error {
@@ -107,13 +103,13 @@ export class Presenter {
   /** Share a screen, window or tab (getDisplayMedia must run in the click that asked for it). */
   async shareScreen() {
     const track = await openScreen();
-    return this.shareTrack(track, "your screen");
+    return this.shareTrack(track, t("present.your_screen"));
   }
 
   /** Share a second video input (a capture card) as content. */
   async shareDevice(deviceId, label) {
     const track = await openCaptureDevice(deviceId);
-    return this.shareTrack(track, label || "a video device");
+    return this.shareTrack(track, label || t("present.a_device"));
   }
 
   /**
@@ -131,7 +127,7 @@ export class Presenter {
     track.addEventListener("ended", () => {
       // The browser's own "Stop sharing" button, or the capture device was unplugged.
       if (this.pending === share || this.active === share) {
-        this.deps.notify("Sharing stopped.");
+        this.deps.notify(t("present.sharing_stopped"));
         this.stop({ quiet: true });
       }
     });
@@ -143,14 +139,14 @@ export class Presenter {
   /** Uploads `file` and shows its first page once the floor is ours; resolves with the upload. */
   async shareFile(file) {
     if (this.uploading !== null) {
-      throw new UploadError(0, "Another file is being uploaded. Please wait.");
+      throw new UploadError(0, t("upload.busy"));
     }
     if (file.size > MAX_UPLOAD_BYTES) {
-      const error = new UploadError(413, UPLOAD_ERROR_TEXT[413]);
+      const error = new UploadError(413, uploadErrorText(413));
       this.deps.fail(error.message, error);
       throw error;
     }
-    this.uploading = file.name || "the file";
+    this.uploading = file.name || t("present.the_file");
     this.deps.onChange();
     let document;
     try {
@@ -167,7 +163,7 @@ export class Presenter {
       kind: "slides",
       documentId: document.document_id,
       pages: document.pages,
-      name: file.name || "the document",
+      name: file.name || t("present.the_document"),
       documentKind: document.kind,
       preview: /png|jpe?g|image/i.test(document.kind ?? "") ? URL.createObjectURL(file) : null,
       ...deferred(),
@@ -186,7 +182,7 @@ export class Presenter {
       if (error instanceof UploadError) {
         throw error;
       }
-      throw new UploadError(0, "The upload failed: the server could not be reached.", error.message);
+      throw new UploadError(0, t("upload.unreachable"), error.message);
     }
     if (response.status === 201) {
       return response.json();
@@ -198,7 +194,7 @@ export class Presenter {
     } catch {
       detail = null;
     }
-    const text = UPLOAD_ERROR_TEXT[response.status] ?? `The upload failed (${response.status}).`;
+    const text = uploadErrorText(response.status);
     // The server's reason is worth adding where it names a limit ("600 pages, at most 500").
     const specific = detail && response.status === 422;
     throw new UploadError(response.status, specific ? `${text} (${detail})` : text, detail);
@@ -245,7 +241,9 @@ export class Presenter {
         await publish.clearContent();
         this.deps.renegotiate().catch(() => {});
         this.deps.fail(
-          PRESENT_ERROR_TEXT[error.code] ?? `Your content could not be sent: ${error.message}`,
+          has(`present.error.${error.code}`)
+            ? t(`present.error.${error.code}`)
+            : t("present.not_sent", { reason: error.message }),
           error,
         );
       }
@@ -305,7 +303,7 @@ export class Presenter {
       }
     }
     if (!quiet && active !== null) {
-      this.deps.notify("You stopped presenting.");
+      this.deps.notify(t("present.you_stopped"));
     }
     this.deps.onChange();
   }
@@ -414,9 +412,9 @@ export class Presenter {
       }
       if (lostSomething && message.reason === "preempted" && this.floor.holder !== null) {
         const name = this.deps.nameOf(this.floor.holder);
-        this.deps.notify(`${name} took over the presentation. Your sharing has stopped.`, true);
+        this.deps.notify(t("present.taken_over", { name }), true);
       } else if (this.pending !== null && message.reason === "preempted") {
-        this.deps.notify("The chair took the floor. You are waiting again.", true);
+        this.deps.notify(t("present.chair_took_floor"), true);
       }
       this._interrupted = false;
     }
@@ -459,7 +457,7 @@ export class Presenter {
 
   /** An `error` answering one of our requests. */
   onError(message) {
-    const text = PRESENT_ERROR_TEXT[message.code] ?? message.message ?? message.code;
+    const text = presentErrorText(message.code, message.message);
     const error = Object.assign(new Error(text), { code: message.code });
     const showing = this._showing;
     if (showing) {

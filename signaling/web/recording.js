@@ -1,6 +1,8 @@
 // Recording: the "● Recording" indicator everyone sees while the room records, and the chair's
 // "Record" / "Stop recording" button. docs/protocol.md, "Recording".
 
+import { language, setText, t } from "./i18n.js";
+
 /** How long the button waits for the server's `recording` event before it can be pressed again. */
 const PENDING_MS = 8000;
 
@@ -47,11 +49,11 @@ export class RecordingControl {
     this.error = message.error ?? null;
     this._settle();
     if (this.error) {
-      this.deps.alert(`Recording stopped because of an error: ${this.error}`);
+      this.deps.alert(t("recording.failed", { reason: this.error }));
     } else if (this.active && !wasActive) {
-      this.deps.notify("This consultation is now being recorded.");
+      this.deps.notify(t("recording.started"));
     } else if (!this.active && wasActive) {
-      this.deps.notify("Recording stopped.");
+      this.deps.notify(t("recording.stopped"));
     }
   }
 
@@ -62,7 +64,7 @@ export class RecordingControl {
     }
     this.deps.send({ type: "chair", action: "record", active: !this.active });
     this.button.disabled = true;
-    this.button.textContent = this.active ? "Stopping…" : "Starting…";
+    setText(this.button, this.active ? "recording.stopping" : "recording.starting");
     // A refusal arrives as an `error` (shown by the page); let the chair try again after a while.
     this.pendingTimer = setTimeout(() => this._settle(), PENDING_MS);
   }
@@ -71,12 +73,12 @@ export class RecordingControl {
   render() {
     this.indicator.hidden = !this.active;
     this.indicator.title = this.startedAt
-      ? `Recording since ${new Date(this.startedAt).toLocaleTimeString()}`
+      ? t("recording.since", { time: new Date(this.startedAt).toLocaleTimeString(language()) })
       : "";
     this.button.hidden = !this.deps.isChair();
     if (this.pendingTimer === null) {
       this.button.disabled = false;
-      this.button.textContent = this.active ? "Stop recording" : "Record";
+      setText(this.button, this.active ? "recording.stop" : "recording.record");
     }
     this.button.classList.toggle("recording", this.active);
     document.body.classList.toggle("is-recording", this.active);

@@ -3,6 +3,7 @@
 // session token that uploads use. It keeps no room state: what the server says goes to
 // `deps.onMessage`, and the page's reducer (room-state.js) decides what it means.
 
+import { t } from "./i18n.js";
 import { PublishConnection, SubscribeConnection } from "./media.js";
 import { UploadError } from "./present.js";
 import { Signaling } from "./signaling.js";
@@ -150,7 +151,7 @@ export class RoomSession {
   /** Uploads a document to share (docs/protocol.md, "Content"); resolves with the Response. */
   upload(file) {
     if (!this.sessionToken) {
-      throw new UploadError(0, "This server does not accept shared files.");
+      throw new UploadError(0, t("upload.not_accepted"));
     }
     return fetch(`/rooms/${encodeURIComponent(this.roomId)}/documents`, {
       method: "POST",

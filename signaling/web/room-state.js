@@ -7,7 +7,7 @@
 // A state is never changed in place: every change makes new objects along its path, so a state
 // someone holds stays what it was. MediaStreamTracks in `received` are opaque values here.
 
-import { ERROR_TEXT } from "./signaling.js";
+import { errorText, t } from "./i18n.js";
 
 /**
  * The state before a join: `{me, participants, received, ownTracks, activeSpeaker, muted}`.
@@ -100,7 +100,7 @@ export function reduce(state, message) {
     case "participant_joined":
       return {
         state: withParticipant(state, message.participant),
-        effects: [notice(`${message.participant.name} joined.`), render],
+        effects: [notice(t("room.joined", { name: message.participant.name })), render],
       };
     case "participant_left":
       return participantLeft(state, message);
@@ -118,18 +118,18 @@ export function reduce(state, message) {
     }
     case "removed": {
       const error = { code: "removed", message: message.reason ?? "removed" };
-      return { state, effects: [end("left", "The chair removed you from the room.", error)] };
+      return { state, effects: [end("left", t("left.removed"), error)] };
     }
     case "room_ended": {
       const error = { code: "room_ended", message: message.reason ?? "ended" };
-      return { state, effects: [end("left", "The room has ended. Thank you.", error)] };
+      return { state, effects: [end("left", t("left.room_ended"), error)] };
     }
     case "error": {
       const error = { code: message.code, message: message.message };
       if (message.code === "not_joined") {
-        return { state, effects: [end("error", "The server ended your session.", error)] };
+        return { state, effects: [end("error", t("left.session_ended"), error)] };
       }
-      const text = ERROR_TEXT[message.code] ?? message.message ?? message.code;
+      const text = errorText(message.code, message.message);
       return { state, effects: [{ type: "fail", error }, notice(text)] };
     }
     default: {
@@ -150,7 +150,7 @@ function participantLeft(state, message) {
   const effects = [{ type: "drop_tile", participantId: message.participant_id }];
   if (gone) {
     const demoted = message.reason === "demoted";
-    effects.push(notice(demoted ? `${gone.name} is back in the audience.` : `${gone.name} left.`));
+    effects.push(notice(t(demoted ? "room.demoted" : "room.left", { name: gone.name })));
   }
   effects.push(render);
   return { state: { ...state, participants, received }, effects };
@@ -213,7 +213,7 @@ function ownTrackMuted(state, message) {
   }
   const effects = [{ type: "local_mute", source, muted }];
   if (source === "microphone" && message.by === "chair" && muted) {
-    effects.push(notice("The chair muted your microphone."));
+    effects.push(notice(t("room.chair_muted_you")));
   }
   effects.push({ type: "controls" });
   return { state: withOwnMute(state, source, muted), effects };

@@ -4,6 +4,7 @@
 // It reads the room state and never changes it; buttons call back through `deps`.
 
 import { ContentView, contentModel } from "./content.js";
+import { setText, t } from "./i18n.js";
 import { PresentControls } from "./present-controls.js";
 import { RecordingControl } from "./recording.js";
 import { participantView } from "./room-state.js";
@@ -55,8 +56,8 @@ export function showSoundBanner(shown) {
 export function showRoomHeading(title, chair) {
   $("end-button").hidden = !chair;
   $("room-title").textContent = title;
-  document.title = `${title} – consultation room`;
-  $("self-name").textContent = chair ? `You (chair)` : "You";
+  setText(document.querySelector("title"), "room.title", { title });
+  setText($("self-name"), chair ? "room.you_chair" : "room.you");
 }
 
 /** Our own picture: `local` is `{stream, cam}` (cam: the camera track or null). */
@@ -68,17 +69,17 @@ export function showSelfVideo(local) {
 export function showOwnControls(local, muted) {
   const mic = $("mic-button");
   mic.disabled = local.mic === null;
-  mic.textContent =
-    local.mic === null
-      ? "No microphone"
-      : muted.microphone
-        ? "Unmute microphone"
-        : "Mute microphone";
+  setText(
+    mic,
+    local.mic === null ? "own.no_mic" : muted.microphone ? "own.unmute_mic" : "own.mute_mic",
+  );
   mic.setAttribute("aria-pressed", String(muted.microphone));
   const cam = $("cam-button");
   cam.disabled = local.cam === null;
-  cam.textContent =
-    local.cam === null ? "No camera" : muted.camera ? "Turn camera on" : "Turn camera off";
+  setText(
+    cam,
+    local.cam === null ? "own.no_cam" : muted.camera ? "own.camera_on" : "own.camera_off",
+  );
   cam.setAttribute("aria-pressed", String(muted.camera));
   $("self-mic-badge").hidden = !(muted.microphone || local.mic === null);
   $("self-view").classList.toggle("no-video", local.cam === null || muted.camera);
@@ -104,8 +105,8 @@ export class RoomView {
           source: "microphone",
         }),
       onChairRemove: (participantId) => {
-        const name = deps.participantName(participantId) ?? "this participant";
-        if (confirm(`Remove ${name} from the room?`)) {
+        const name = deps.participantName(participantId) ?? t("tile.this_participant");
+        if (confirm(t("tile.remove_confirm", { name }))) {
           deps.send({ type: "chair", action: "remove", participant_id: participantId });
         }
       },
@@ -182,7 +183,7 @@ export class RoomView {
 
 /** The end screen: why the session is over (`state`: "left" or "error"). */
 export function showEnded(state, text) {
-  $("left-title").textContent = state === "error" ? "Disconnected" : "You are out of the room";
+  setText($("left-title"), state === "error" ? "left.disconnected" : "left.title");
   $("left-message").textContent = text;
   showScreen("left-screen");
   $("rejoin-button").focus();

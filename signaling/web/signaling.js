@@ -10,26 +10,6 @@ export class ServerError extends Error {
   }
 }
 
-/** What to tell the person for each error code of `join` (and a few others). */
-export const ERROR_TEXT = {
-  unknown_room: "This room does not exist. Please check the link.",
-  wrong_password: "Wrong password. Please try again.",
-  bad_invite: "This invitation link is not valid or has expired. Ask for a new one.",
-  bad_token: "This link is not valid or has expired. Open it again from your hospital's system.",
-  wrong_room: "This link is for another room.",
-  role_not_allowed: "This link does not let you join this way.",
-  rate_limited: "Too many attempts.",
-  room_full: "The room is full. Please try again later.",
-  room_not_open: "The room is not open yet. Please try again later.",
-  already_joined: "You are already in this room (perhaps in another tab).",
-  forbidden: "Only the chair can do that.",
-  floor_busy: "Someone else is presenting.",
-  unknown_document: "The server no longer has that document.",
-  bad_page: "That page does not exist in the document.",
-  unreachable: "Cannot reach the server. Check your connection and try again.",
-  disconnected: "The connection to the server was lost.",
-};
-
 /** The reply types that answer a request carrying an "id". */
 const REPLY_TYPES = new Set(["joined", "publish_answer", "pong", "error"]);
 

@@ -1,6 +1,8 @@
 // The participant grid: one tile per remote participant. Shared content is not a tile: it has its
 // own large area (content.js), and the grid becomes a strip of faces beside it.
 
+import { setAttributeText, setText, t, translate } from "./i18n.js";
+
 /** Two initials for the placeholder shown when there is no picture. */
 function initials(name) {
   const words = name.trim().split(/\s+/).filter(Boolean);
@@ -62,7 +64,7 @@ export class Grid {
   update(view) {
     const tile = this._tile(view.id);
     tile.querySelector(".tile-name").textContent =
-      view.role === "chair" ? `${view.name} (chair)` : view.name;
+      view.role === "chair" ? t("tile.chair_name", { name: view.name }) : view.name;
     tile.querySelector(".avatar").textContent = initials(view.name);
     tile.classList.toggle("speaking", Boolean(view.speaking));
     const showVideo = view.camTrack !== null && !view.camMuted;
@@ -71,15 +73,17 @@ export class Grid {
     attach(tile.querySelector("audio"), view.micTrack, () => this.onAudioBlocked());
     const micOff = !view.hasMic || view.micMuted;
     tile.querySelector(".badge-mic").hidden = !micOff;
-    tile.querySelector(".badge-mic").textContent = view.hasMic ? "Microphone off" : "No microphone";
+    setText(tile.querySelector(".badge-mic"), view.hasMic ? "tile.mic_off" : "own.no_mic");
     tile.querySelector(".badge-cam").hidden = !(view.hasCam && view.camMuted);
     const muteButton = tile.querySelector(".chair-mute");
     muteButton.disabled = micOff;
-    muteButton.setAttribute("aria-label", `Mute ${view.name}'s microphone`);
-    tile.querySelector(".chair-remove").setAttribute("aria-label", `Remove ${view.name}`);
+    setAttributeText(muteButton, "aria-label", "tile.mute_label", { name: view.name });
+    setAttributeText(tile.querySelector(".chair-remove"), "aria-label", "tile.remove_label", {
+      name: view.name,
+    });
     const demote = tile.querySelector(".chair-demote");
     demote.hidden = !(this.isLecture && view.role === "participant");
-    demote.setAttribute("aria-label", `Demote ${view.name} to the audience`);
+    setAttributeText(demote, "aria-label", "tile.demote_label", { name: view.name });
     this._refreshCount();
   }
 
@@ -108,6 +112,7 @@ export class Grid {
     let tile = this.tiles.get(participantId);
     if (tile === undefined) {
       tile = this.template.content.firstElementChild.cloneNode(true);
+      translate(tile); // the template holds the page's first (English) words
       tile.dataset.participant = participantId;
       tile.querySelector(".chair-controls").hidden = !this.isChair;
       tile

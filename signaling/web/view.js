@@ -2,6 +2,7 @@
 // picture (the server's mix: one composite video and one sound, for a site on a slow line), and the
 // chair's default for the room. docs/protocol.md, "Mixed mode".
 
+import { setText, t } from "./i18n.js";
 import { attach } from "./tiles.js";
 
 /** The single picture's qualities: what `subscription` asks for. */
@@ -58,10 +59,9 @@ export class ViewControl {
   /** The chair changed the room's default. */
   onRoomMode(message) {
     this.roomMode = message.mode === "mixed" ? "mixed" : "forwarded";
-    const what =
-      this.roomMode === "mixed" ? "a single picture for everyone" : "individual streams";
-    const own = this.chosen !== null && this.chosen !== this.roomMode ? " You keep your choice." : "";
-    this.deps.notify(`The chair set the room to ${what}.${own}`);
+    const set = t(this.roomMode === "mixed" ? "view.chair_set_mixed" : "view.chair_set_forwarded");
+    const own = this.chosen !== null && this.chosen !== this.roomMode;
+    this.deps.notify(own ? `${set} ${t("view.keep_choice")}` : set);
     this._refreshControls();
   }
 
@@ -145,13 +145,12 @@ export class ViewControl {
     $("view-quality").value = this.quality;
     $("view-layout").disabled = !mixed;
     $("view-quality").disabled = !mixed;
-    $("view-note").textContent =
-      this.chosen === null ? "Following the room's setting." : "Your own choice for this call.";
+    setText($("view-note"), this.chosen === null ? "view.following_room" : "view.own_choice");
     const chair = this.deps.isChair();
     $("room-mode-button").hidden = !chair;
-    $("room-mode-button").textContent =
-      this.roomMode === "mixed"
-        ? "Room: everyone individual streams"
-        : "Room: everyone single picture";
+    setText(
+      $("room-mode-button"),
+      this.roomMode === "mixed" ? "view.room_forwarded" : "view.room_mixed",
+    );
   }
 }

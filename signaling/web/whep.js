@@ -2,6 +2,7 @@
 // POSTed to the server's endpoint; the answer comes back in the response and the session's URL in
 // its Location header, which DELETE ends. No trickle ICE: the offer is sent after gathering.
 
+import { t } from "./i18n.js";
 import { iceGatheringComplete, peerConfiguration } from "./media.js";
 
 /**
@@ -70,14 +71,14 @@ export class WhepSession {
         body: this.pc.localDescription.sdp,
       });
     } catch (error) {
-      throw new WhepError(0, `The server could not be reached (${error.message}).`);
+      throw new WhepError(0, t("whep.unreachable", { reason: error.message }));
     }
     const text = await response.text();
     if (response.status !== 201) {
       const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
       throw new WhepError(
         response.status,
-        text.trim() || `refused (HTTP ${response.status})`,
+        text.trim() || t("whep.refused", { status: response.status }),
         Number.isFinite(retryAfter) ? retryAfter : null,
       );
     }

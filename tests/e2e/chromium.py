@@ -170,9 +170,13 @@ class Chromium:
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 20.0,
         launcher: Sequence[str] = (),
+        language: str | None = None,
     ) -> None:
         self.path = path
-        self.extra_args = extra_args
+        # Debian's Chromium ships only en-US: `--lang` alone changes nothing, `--accept-lang`
+        # sets both navigator.languages and the Accept-Language header (shared notes).
+        languages = () if language is None else (f"--lang={language}", f"--accept-lang={language}")
+        self.extra_args = (*extra_args, *languages)
         self.startup_timeout = startup_timeout
         self.launcher = tuple(launcher)
         "A command prefix the browser runs under (then driven over a pipe, not a port)."
