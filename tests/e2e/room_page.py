@@ -17,7 +17,9 @@ from urllib.parse import quote
 
 from tests.e2e.chromium import ChromiumError, Page
 
-JOIN_TIMEOUT = 20.0
+JOIN_TIMEOUT = 40.0
+"""Seconds for a page to load and join: generous, since a browser started on a machine busy with
+other work can take most of 20 s before its first frame (a bound, not a measurement)."""
 MEDIA_TIMEOUT = 30.0
 POLL_INTERVAL = 0.5
 
