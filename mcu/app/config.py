@@ -38,6 +38,7 @@ from mcu.app.turn_options import (
     TurnUrl,
     add_turn_arguments,
 )
+from mcu.signaling.rooms.grace import MAX_GRACE_SECONDS
 
 __all__ = ["Config", "ConfigError", "IceServer", "build_arg_parser", "load_config"]
 
@@ -170,6 +171,8 @@ class Config(BaseModel):
     """Room capacity when a room sets no ``max_participants``."""
     join_timeout: float = 15.0
     """Seconds a signalling WebSocket may stay open without joining a room (pings do not count)."""
+    reconnect_grace: float = 30.0
+    """Seconds a participant whose connection was lost is kept for its client to resume."""
     max_websockets_per_address: int = 200
     """Signalling WebSockets one client address (an IPv6 /64) may keep open at once."""
     max_websockets: int = 10_000
@@ -282,6 +285,16 @@ class Config(BaseModel):
             raise ValueError(
                 f"join_timeout must be between {MIN_JOIN_TIMEOUT:g} and {MAX_JOIN_TIMEOUT:g} "
                 f"seconds, got {value:g}"
+            )
+        return value
+
+    @field_validator("reconnect_grace")
+    @classmethod
+    def _check_reconnect_grace(cls, value: float) -> float:
+        if not 0 <= value <= MAX_GRACE_SECONDS:  # also refuses nan
+            raise ValueError(
+                f"reconnect_grace must be between 0 and {MAX_GRACE_SECONDS:g} seconds, "
+                f"got {value:g}"
             )
         return value
 
@@ -512,6 +525,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="close a signalling WebSocket that has not joined a room after this long, "
         f"{MIN_JOIN_TIMEOUT:g}-{MAX_JOIN_TIMEOUT:g}; pings do not extend it "
         "(env MCU_JOIN_TIMEOUT; default 15)",
+    )
+    add(
+        "--reconnect-grace",
+        metavar="SECONDS",
+        dest="reconnect_grace",
+        help="keep a participant whose connection was lost this long for its client to resume "
+        f"as the same participant, 0-{MAX_GRACE_SECONDS:g}; 0 = a lost connection is a leave "
+        "(env MCU_RECONNECT_GRACE; default 30)",
     )
     add(
         "--max-websockets-per-address",
