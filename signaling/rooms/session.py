@@ -161,6 +161,7 @@ class Room:
                 "session_token": participant.session_token,
                 "resume_token": participant.resume_token,
                 "resumed": resumed,
+                "reconnect_grace": self.reconnects.absences.grace,
                 "ice_servers": [
                     {"urls": list(s.urls)}
                     | ({"username": s.username} if s.username else {})
