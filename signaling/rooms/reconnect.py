@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from mcu.sfu.peer import close_quietly
+from mcu.sfu.peer import Closable, close_quietly
 from mcu.signaling.rooms.content import SLIDES_MID
 from mcu.signaling.rooms.errors import ResumeRefused
 from mcu.signaling.rooms.grace import Absences
@@ -86,7 +86,8 @@ class Reconnects:
         """
         if not self.absences.enabled or participant.closed:
             return False
-        await self._detach(participant)
+        # Marked away before anything awaits: a resume arriving meanwhile finds it so.
+        connections = self._detach(participant)
         first = not participant.away
         participant.away = True
         self.absences.begin(participant.id, _now())
@@ -97,6 +98,7 @@ class Reconnects:
                 {"type": "participant_reconnecting", "participant_id": participant.id},
                 exclude=participant.id,
             )
+        await close_quietly(*connections)
         return True
 
     async def resume(
@@ -105,6 +107,8 @@ class Reconnects:
         """The client of ``participant_id`` is back on a new connection, proving it with the
         participant's resume token; raises :class:`ResumeRefused` otherwise."""
         participant = self.room.participants.get(participant_id)
+        if not self.absences.enabled:
+            raise ResumeRefused()  # a lost connection was a leave: there is nothing to resume
         # Compared as bytes: compare_digest refuses non-ASCII strings, and a client sends any.
         if (
             participant is None
@@ -143,9 +147,10 @@ class Reconnects:
             self._timer.cancel()
             self._timer = None
 
-    async def _detach(self, participant: Participant) -> None:
-        """Take ``participant`` from its connection: its peer connections are closed (the
-        others' consumers of its tracks stay, waiting), and nothing is sent to it."""
+    def _detach(self, participant: Participant) -> tuple[Closable | None, Closable | None]:
+        """Take ``participant`` from its connection: nothing is sent to it any more, and its
+        peer connections are returned for the caller to close (the others' consumers of its
+        tracks stay, waiting)."""
         publisher, subscriber = participant.publisher, participant.subscriber
         participant.publisher = participant.subscriber = None
         participant.send = _nowhere
@@ -154,7 +159,7 @@ class Reconnects:
         detached, participant.on_detached = participant.on_detached, None
         if detached is not None:
             detached()
-        await close_quietly(publisher, subscriber)
+        return publisher, subscriber
 
     def _arm(self) -> None:
         if self._timer is not None:

@@ -183,3 +183,31 @@ async def test_after_the_grace_period_a_dropped_participant_leaves(
     finally:
         await doctor.close()
         await patient.close()
+
+
+async def test_a_resume_takes_over_a_socket_the_server_still_thinks_open(
+    server: ServerProcess,
+) -> None:
+    """After a Wi-Fi hand-over the old TCP connection may look alive to the server for a while:
+    the client's resume closes it, and the others see the participant reconnect and come back."""
+    await server.create_room("cardio-1", PASSWORD)
+    doctor = await joined_client(server, "County doctor", password=PASSWORD)
+    patient = await joined_client(server, "Patient", password=PASSWORD)
+    again = RoomClient(server.ws_url, "Patient")
+    try:
+        patient_id = patient.participant_id or ""
+        again.participant_id, again.resume_token = patient_id, patient.resume_token
+        joined = await again.resume("cardio-1", media="none")
+        assert joined["resumed"] is True and joined["participant"]["id"] == patient_id
+        await patient.wait_for(lambda m: m["type"] == "_socket_closed")  # the old one, closed
+        await doctor.wait_for(lambda m: m["type"] == "participant_back")
+        assert [m["type"] for m in about(doctor, patient_id, *BACK_AND_FORTH)] == list(
+            BACK_AND_FORTH
+        )
+        # The session is the new socket's: it leaves for good.
+        await again.send({"type": "leave"})
+        left = await doctor.wait_for(lambda m: m["type"] == "participant_left")
+        assert (left["participant_id"], left["reason"]) == (patient_id, "left")
+    finally:
+        for client in (doctor, patient, again):
+            await client.close()
