@@ -48,7 +48,8 @@ from mcu.signaling.rooms.participant import (
 from mcu.signaling.rooms.reconnect import Reconnects, resume_tracks
 from mcu.signaling.rooms.recording import RecordingServices, RoomRecording
 from mcu.signaling.rooms.speaker import ActiveSpeaker
-from mcu.signaling.rooms.stage import describe_stage, refresh_stage
+from mcu.signaling.rooms.stage import refresh_stage
+from mcu.signaling.rooms.welcome import joined_message
 
 logger = logging.getLogger(__name__)
 
@@ -142,37 +143,7 @@ class Room:
 
     async def welcome(self, participant: Participant, *, resumed: bool) -> None:
         """Send ``participant`` its ``joined``: the room as it is now (after a resume too)."""
-        visible = participant.visible
-        await participant.send(
-            {
-                "type": "joined",
-                "participant": participant.describe(),
-                "room": {"id": self.id, "title": self.title, "kind": self.kind},
-                "participants": [
-                    p.describe()
-                    for p in self.participants.values()
-                    if p.visible and p is not participant
-                ],
-                "viewers": self.audience.viewer_count() if visible else 0,
-                "watchers": self.audience.watchers() if visible else [],
-                "stage": describe_stage(self.stage, self.participants),
-                "hands": self.hands.describe() if participant.role == "chair" else [],
-                "hand_raised": participant.hand_raised,
-                "session_token": participant.session_token,
-                "resume_token": participant.resume_token,
-                "resumed": resumed,
-                "reconnect_grace": self.reconnects.absences.grace,
-                "ice_servers": [
-                    {"urls": list(s.urls)}
-                    | ({"username": s.username} if s.username else {})
-                    | ({"credential": s.credential} if s.credential else {})
-                    for s in self.client_ice.issue(participant.id, time.time())
-                ],
-                "mode": self.mix.mode_of(participant),
-                "recording": {k: v for k, v in self.recording.describe().items() if k != "type"},
-            }
-            | self.content.describe()
-        )
+        await participant.send(joined_message(self, participant, resumed=resumed))
 
     async def remove(
         self, participant: Participant, reason: Literal["left", "disconnected", "removed"]
