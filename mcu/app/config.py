@@ -32,6 +32,7 @@ from mcu.app.apikeys import ApiKeyConfig, parse_key_pairs, unique_ids
 from mcu.app.argparsing import CommandLineError
 from mcu.app.options import MAX_JOIN_TIMEOUT, MIN_JOIN_TIMEOUT, build_arg_parser
 from mcu.app.turn_options import DEFAULT_TURN_TTL, TurnSecret, TurnTtl, TurnUrl
+from mcu.signaling.rooms.grace import MAX_GRACE_SECONDS
 
 __all__ = ["Config", "ConfigError", "IceServer", "build_arg_parser", "load_config"]
 
@@ -162,6 +163,8 @@ class Config(BaseModel):
     """Room capacity when a room sets no ``max_participants``."""
     join_timeout: float = 15.0
     """Seconds a signalling WebSocket may stay open without joining a room (pings do not count)."""
+    reconnect_grace: float = 30.0
+    """Seconds a participant whose connection was lost is kept for its client to resume."""
     max_websockets_per_address: int = 200
     """Signalling WebSockets one client address (an IPv6 /64) may keep open at once."""
     max_websockets: int = 10_000
@@ -274,6 +277,16 @@ class Config(BaseModel):
             raise ValueError(
                 f"join_timeout must be between {MIN_JOIN_TIMEOUT:g} and {MAX_JOIN_TIMEOUT:g} "
                 f"seconds, got {value:g}"
+            )
+        return value
+
+    @field_validator("reconnect_grace")
+    @classmethod
+    def _check_reconnect_grace(cls, value: float) -> float:
+        if not 0 <= value <= MAX_GRACE_SECONDS:  # also refuses nan
+            raise ValueError(
+                f"reconnect_grace must be between 0 and {MAX_GRACE_SECONDS:g} seconds, "
+                f"got {value:g}"
             )
         return value
 

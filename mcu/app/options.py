@@ -10,6 +10,7 @@ import argparse
 
 from mcu.app.argparsing import QuietArgumentParser
 from mcu.app.turn_options import add_turn_arguments
+from mcu.signaling.rooms.grace import MAX_GRACE_SECONDS
 
 __all__ = ["MAX_JOIN_TIMEOUT", "MIN_JOIN_TIMEOUT", "build_arg_parser"]
 
@@ -145,6 +146,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="close a signalling WebSocket that has not joined a room after this long, "
         f"{MIN_JOIN_TIMEOUT:g}-{MAX_JOIN_TIMEOUT:g}; pings do not extend it "
         "(env MCU_JOIN_TIMEOUT; default 15)",
+    )
+    add(
+        "--reconnect-grace",
+        metavar="SECONDS",
+        dest="reconnect_grace",
+        help="keep a participant whose connection was lost this long for its client to resume "
+        f"as the same participant, 0-{MAX_GRACE_SECONDS:g}; 0 = a lost connection is a leave "
+        "(env MCU_RECONNECT_GRACE; default 30)",
     )
     add(
         "--max-websockets-per-address",

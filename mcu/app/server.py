@@ -347,7 +347,11 @@ async def create_app(config: Config) -> web.Application:
     clients_ice = client_ice_servers(config)
     webhooks = webhook_sender(config)
     rooms = Rooms(
-        ice_servers(config), recording, client_ice=clients_ice, events=webhooks or NO_EVENTS
+        ice_servers(config),
+        recording,
+        client_ice=clients_ice,
+        events=webhooks or NO_EVENTS,
+        reconnect_grace=config.reconnect_grace,
     )
     # Each worker appends to a chain of its own; GET /api/audit merges them.
     audit_dir = config.data_dir / AUDIT_DIRNAME

@@ -65,6 +65,9 @@ class Producer:
         self._shedder = LoadShedder(self._video)
         self.packets_shed = 0
         "Packets not forwarded to consumers because the server ran behind (see mcu.sfu.shedding)."
+        self._timestamp_offset = 0  # added to incoming timestamps once the source restarted
+        self._restarted_after: IncomingPacket | None = None  # set until a restart's first packet
+        self._restarting = False
 
     def on_rtp(
         self,
@@ -84,6 +87,10 @@ class Producer:
         """
         if self._closed:
             return
+        if self._restarting:
+            self._continue_numbering(sequence, timestamp, arrival)
+        if self._timestamp_offset:
+            timestamp = (timestamp + self._timestamp_offset) & 0xFFFFFFFF
         keyframe = self._video and bool(payload) and self._is_keyframe(payload)
         packet = IncomingPacket(
             self._unwrapper.unwrap(sequence), timestamp, marker, payload, keyframe, audio_level,
@@ -126,6 +133,36 @@ class Producer:
             if sink not in self._whole:
                 sink.resync()
 
+    def restart_source(self) -> None:
+        """The publisher's stream starts over under this track (it reconnected: a new peer
+        connection, SSRC, sequence numbers and RTP clock), and goes on as the same track.
+
+        Its first packet is numbered after the last one seen, and its timestamps continue from
+        the last one by the wall-clock time between them, so to every sink the restart looks like
+        a pause: each sink resyncs (video restarts at a keyframe) and nothing from the old stream
+        (history, NACK mapping) is taken for the new one's.
+        """
+        last = self._unwrapper.highest
+        self._restarted_after = self.history.get(last) if last is not None else None
+        self._restarting = last is not None
+        for sink in self.sinks:
+            sink.resync()
+
+    def _continue_numbering(self, sequence: int, timestamp: int, arrival: float) -> None:
+        self._restarting = False
+        last = self._unwrapper.highest
+        assert last is not None
+        # The smallest number above every one the old stream had that shares the packet's low
+        # 16 bits: the new stream's packets unwrap from there.
+        first = last + 1 + ((sequence - (last + 1)) & 0xFFFF)
+        self._unwrapper.highest = first - 1
+        previous, self._restarted_after = self._restarted_after, None
+        if previous is not None:
+            elapsed = max(1, round((arrival - previous.arrival) * self.codec.clock_rate))
+            self._timestamp_offset = (previous.timestamp + elapsed - timestamp) & 0xFFFFFFFF
+        else:
+            self._timestamp_offset = 0
+
     @property
     def shedding(self) -> bool:
         """Whether video is being shed because the server runs behind (see mcu.sfu.shedding)."""
@@ -138,6 +175,7 @@ class Producer:
 
     def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
         """The publisher's RTCP sender report: pass its clock mapping to every sink."""
+        rtp_time = (rtp_time + self._timestamp_offset) & 0xFFFFFFFF
         self.last_sender_report = (ntp_time, rtp_time)
         for sink in self.sinks:
             try:

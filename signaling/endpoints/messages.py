@@ -54,8 +54,18 @@ class _Message(BaseModel):
     "Optional request id, copied into the reply."
 
 
+class ResumeCredential(BaseModel):
+    """Who resumes a session after a lost connection: the ``joined`` it had said both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    participant_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    "The ``resume_token`` of that ``joined``."
+
+
 class Join(_Message):
-    """Enter a room with a password, an invite token or the platform's access token."""
+    """Enter a room with a password, an invite token or the platform's access token, or come
+    back to it (``resume``) as the participant one was before the connection was lost."""
 
     type: Literal["join"]
     room: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ROOM_ID_CHARS)]
@@ -67,9 +77,15 @@ class Join(_Message):
     invite: Annotated[str, StringConstraints(max_length=2048)] | None = None
     token: Annotated[str, StringConstraints(max_length=4096)] | None = None
     "The platform's access token (a JWT)."
+    resume: ResumeCredential | None = None
+    "Resume a session whose connection was lost (no other credential; the name is not needed)."
 
     @model_validator(mode="after")
     def _named(self) -> Join:
+        if self.resume is not None:
+            if any(c is not None for c in (self.password, self.invite, self.token)):
+                raise ValueError("resume: takes no password, invite or token")
+            return self
         # Only a token can name its holder; the server checks that it does once it is verified.
         if self.name is None and self.token is None:
             raise ValueError("name: required (unless a token names you)")

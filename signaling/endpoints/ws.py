@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,7 +43,7 @@ from mcu.signaling.rooms.admission import (
     Refused,
 )
 from mcu.signaling.rooms.entrance import Entrance
-from mcu.signaling.rooms.errors import RoomError
+from mcu.signaling.rooms.errors import ResumeRefused, RoomError
 from mcu.signaling.rooms.mixing import parse_spec
 from mcu.signaling.rooms.participant import Participant
 from mcu.signaling.rooms.session import Room, Rooms
@@ -323,6 +324,9 @@ class ClientConnection:
             raise ProtocolError(
                 "already_joined", "this connection is already in a room", request_id=message.id
             )
+        if message.resume is not None:
+            await self._resume(message)
+            return
         given = [c for c in (message.password, message.invite, message.token) if c is not None]
         if len(given) > 1:
             raise ProtocolError(
@@ -378,10 +382,43 @@ class ClientConnection:
             if services.audit is not None:
                 services.audit.record("recording.started", actor="system", room=room.id)
         participant.on_removed = self._on_removed_by_room
+        participant.on_detached = self._on_detached_by_room
         self.participant = participant
         self._joined = True
         # Ids only: names are personal data.
         logger.info("room %s: %s joined as %s", room.id, participant.id, role)
+
+    async def _resume(self, message: Join) -> None:
+        """Come back as the participant whose connection was lost (docs/protocol.md, Resuming).
+
+        No admission: the resume token is the participant's own, handed out in its ``joined``,
+        and the session it resumes was admitted. It is never logged.
+        """
+        assert message.resume is not None
+        room = self.services.rooms.rooms.get(message.room)
+
+        async def send_joined_then_events(msg: dict[str, Any]) -> None:
+            if msg.get("type") == "joined":
+                msg = _reply(msg, message.id)
+            await self.send(msg)
+
+        try:
+            if room is None:
+                raise ResumeRefused()
+            participant = await room.reconnects.resume(
+                message.resume.participant_id,
+                message.resume.token,
+                send_joined_then_events,
+                subscribe=message.media == "connection",
+            )
+        except RoomError as exc:
+            raise ProtocolError.from_room(exc, message.id) from None
+        self.room = room
+        participant.on_removed = self._on_removed_by_room
+        participant.on_detached = self._on_detached_by_room
+        self.participant = participant
+        self._joined = True
+        self._record("room.resumed", participant, room, via="websocket")
 
     async def _chair(self, message: Chair, participant: Participant, room: Room) -> None:
         if participant.role != "chair":
@@ -428,6 +465,28 @@ class ClientConnection:
                 await target.send({"type": "removed", "reason": f"removed by {participant.name}"})
             await room.remove(target, "removed")
 
+    def _on_detached_by_room(self) -> None:
+        # The room kept the participant but took it from this socket (its media connection
+        # failed, or its client resumed over another socket): close it so the client resumes.
+        participant, room = self.participant, self.room
+        self.participant = None
+        if participant is not None and room is not None:
+            participant.on_removed = self._leave_recorder(participant, room)
+        self._closing = asyncio.ensure_future(self._close_detached())
+
+    async def _close_detached(self) -> None:
+        await self.ws.close(message=b"reconnect")
+
+    def _leave_recorder(self, participant: Participant, room: Room) -> Callable[[], None]:
+        """What an away participant's removal does (its grace period passed): the audit trail
+        hears that it left, and the room is forgotten if it was the last one."""
+
+        def left() -> None:
+            self._record("room.left", participant, room, reason="disconnected")
+            self.services.rooms.discard_if_empty(room)
+
+        return left
+
     def _on_removed_by_room(self) -> None:
         self._closing = asyncio.ensure_future(self._closed_by_room())
 
@@ -444,7 +503,13 @@ class ClientConnection:
         participant, room = self.participant, self.room
         self.participant = None
         if participant is not None and room is not None:
-            participant.on_removed = None
+            participant.on_removed = participant.on_detached = None
+            if reason != "left":
+                # Gone without a leave: kept for its client to resume, when the room allows.
+                participant.on_removed = self._leave_recorder(participant, room)
+                if await room.reconnects.suspend(participant):
+                    return
+                participant.on_removed = None
             await room.remove(participant, "left" if reason == "left" else "disconnected")
             self._record("room.left", participant, room, reason=reason)
             self.services.rooms.discard_if_empty(room)

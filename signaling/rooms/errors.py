@@ -13,6 +13,7 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "PageUnavailable",
+    "ResumeRefused",
     "RoomDocumentsFull",
     "RoomError",
     "UnknownRoom",
@@ -67,3 +68,14 @@ class UnknownRoom(RoomError):
     """No room has that id (another worker asked for a room that is not in the store)."""
 
     code = "unknown_room"
+
+
+class ResumeRefused(RoomError):
+    """A session cannot be resumed: it ended (its grace period passed, it was removed, the room
+    ended) or the resume credential is not its. One answer for every case, so it tells nobody
+    which participant ids exist."""
+
+    code = "resume_failed"
+
+    def __init__(self) -> None:
+        super().__init__("this session can no longer be resumed; join the room again")

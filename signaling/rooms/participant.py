@@ -64,10 +64,18 @@ class Participant:
     mix_mode: Mode | None = None
     "forwarded or mixed by the participant's own choice; None follows the room's default."
     mix_spec: MixSpec = field(default_factory=MixSpec)
-    session_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    session_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     "Authorises this participant's HTTP requests (document uploads, WHEP playback)."
     hand_raised: bool = False
     "A lecture viewer asking to speak."
+    resume_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    "Lets this participant's client resume the session after its connection was lost."
+    away: bool = False
+    "Its connection was lost: kept, reconnecting, for the grace period (signaling/rooms/grace.py)."
+    tracks_to_resume: bool = False
+    "Resumed, its tracks wait for its next publish to bring them back (by source)."
+    on_detached: Callable[[], None] | None = None
+    "Called when the room takes the participant from its connection (lost media, or resumed)."
 
     @property
     def visible(self) -> bool:
@@ -82,6 +90,7 @@ class Participant:
             "name": self.name,
             "role": self.role,
             "tracks": [t.describe() for t in self.tracks.values()],
+            "reconnecting": self.away,
         }
 
     def wants(self, producer: Producer) -> bool:

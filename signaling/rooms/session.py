@@ -45,9 +45,11 @@ from mcu.signaling.rooms.participant import (
     SendFn,
     send_quietly,
 )
+from mcu.signaling.rooms.reconnect import Reconnects, resume_tracks
 from mcu.signaling.rooms.recording import RecordingServices, RoomRecording
 from mcu.signaling.rooms.speaker import ActiveSpeaker
-from mcu.signaling.rooms.stage import describe_stage, refresh_stage
+from mcu.signaling.rooms.stage import refresh_stage
+from mcu.signaling.rooms.welcome import joined_message
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Room:
         kind: RoomKind = "meeting",
         client_ice: ClientIceServers | None = None,
         events: EventSink = NO_EVENTS,
+        reconnect_grace: float = 0.0,
     ) -> None:
         self.id = room_id
         self.title = title
@@ -96,6 +99,8 @@ class Room:
         self.content = ContentChannel(self)
         self.mix = RoomMix(self)
         self.recording = RoomRecording(self, recording)
+        self.reconnects = Reconnects(self, reconnect_grace)
+        "Participants whose connection was lost, kept for ``reconnect_grace`` seconds."
 
     # -- membership --------------------------------------------------------------------------
 
@@ -109,9 +114,7 @@ class Room:
         """
         participant = Participant(id="p" + secrets.token_hex(4), name=name, role=role, send=send)
         if subscribe:
-            participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
-            self._watch(participant, participant.subscriber.pc)
-        others = [p.describe() for p in self.participants.values() if p.visible]
+            self.attach_subscriber(participant)
         if not self._session_live:
             self._session_live = True
             self.emit(RoomStarted(self.id, self.kind, self.title))
@@ -120,28 +123,7 @@ class Room:
             self.emit(ParticipantJoined(self.id, participant.id, name, role))
         metrics.PARTICIPANTS.labels(role).inc()
         self.speaker.start()
-        await send(
-            {
-                "type": "joined",
-                "participant": participant.describe(),
-                "room": {"id": self.id, "title": self.title, "kind": self.kind},
-                "participants": others,
-                "viewers": self.audience.viewer_count() if participant.visible else 0,
-                "watchers": self.audience.watchers() if participant.visible else [],
-                "stage": describe_stage(self.stage, self.participants),
-                "hands": self.hands.describe() if role == "chair" else [],
-                "session_token": participant.session_token,
-                "ice_servers": [
-                    {"urls": list(s.urls)}
-                    | ({"username": s.username} if s.username else {})
-                    | ({"credential": s.credential} if s.credential else {})
-                    for s in self.client_ice.issue(participant.id, time.time())
-                ],
-                "mode": self.mix.mode_of(participant),
-                "recording": {k: v for k, v in self.recording.describe().items() if k != "type"},
-            }
-            | self.content.describe()
-        )
+        await self.welcome(participant, resumed=False)
         if participant.visible:
             await self.broadcast(
                 {"type": "participant_joined", "participant": participant.describe()},
@@ -154,6 +136,15 @@ class Room:
         await self.resubscribe(participant)
         return participant
 
+    def attach_subscriber(self, participant: Participant) -> None:
+        """Give ``participant`` a (new) subscribe connection; offers follow from ``resubscribe``."""
+        participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
+        self._watch(participant, participant.subscriber.pc)
+
+    async def welcome(self, participant: Participant, *, resumed: bool) -> None:
+        """Send ``participant`` its ``joined``: the room as it is now (after a resume too)."""
+        await participant.send(joined_message(self, participant, resumed=resumed))
+
     async def remove(
         self, participant: Participant, reason: Literal["left", "disconnected", "removed"]
     ) -> None:
@@ -161,6 +152,7 @@ class Room:
         if participant.closed:
             return
         participant.closed = True
+        self.reconnects.forget(participant)
         logger.info("room %s: %s left (%s)", self.id, participant.id, reason)
         self.participants.pop(participant.id, None)
         metrics.PARTICIPANTS.labels(participant.role).dec()
@@ -195,6 +187,7 @@ class Room:
         """End the room: tell everyone first, then disconnect them (no renegotiation meanwhile)."""
         self.ending = True
         self._end_reason = reason
+        self.reconnects.close()
         for close in list(self.viewer_sessions.values()):
             try:
                 await close()
@@ -231,11 +224,16 @@ class Room:
         async def on_state() -> None:
             # A lost connection usually ends "closed", not "failed": when ICE consent expires
             # (RFC 7675: 30 s unanswered, e.g. after the server stalled), aiortc closes the DTLS
-            # transport and with it the whole connection. Only removal closes it otherwise.
-            if pc.connectionState in ("failed", "closed") and not participant.closed:
-                logger.info(
-                    "room %s: %s connection %s", self.id, participant.id, pc.connectionState
-                )
+            # transport and with it the whole connection. Only removal closes it otherwise, or a
+            # lost WebSocket (reconnect.py), after which it is no longer the participant's.
+            if pc.connectionState not in ("failed", "closed") or participant.closed:
+                return
+            if pc not in [c.pc for c in (participant.publisher, participant.subscriber) if c]:
+                return
+            logger.info("room %s: %s connection %s", self.id, participant.id, pc.connectionState)
+            # A client that can resume (it has a WebSocket) gets the grace period to do so.
+            resumable = participant.on_detached is not None
+            if not (resumable and await self.reconnects.suspend(participant)):
                 await self.remove(participant, "disconnected")
 
         pc.on("connectionstatechange", on_state)
@@ -274,6 +272,12 @@ class Room:
             except NegotiationError as exc:
                 raise InvalidRequest(str(exc), code="bad_sdp") from None
             live = {t.mid: t for t in offered}
+            if participant.tracks_to_resume:  # the first publish after a resume
+
+                async def end(mid: str) -> None:
+                    await self._unpublish(participant, mid, resubscribe=False)
+
+                await resume_tracks(participant, live, end)
             for mid in list(participant.tracks):
                 track = participant.tracks[mid]
                 if mid == SLIDES_MID:
@@ -512,8 +516,11 @@ class Rooms:
         recording: RecordingServices | None = None,
         client_ice: ClientIceServers | None = None,
         events: EventSink = NO_EVENTS,
+        reconnect_grace: float = 0.0,
     ) -> None:
         self.ice_servers = ice_servers
+        self.reconnect_grace = reconnect_grace
+        "Seconds a participant whose connection was lost is kept for its client to resume."
         self.client_ice = client_ice
         self.recording = recording
         self.events = events
@@ -532,6 +539,7 @@ class Rooms:
                 kind,
                 self.client_ice,
                 self.events,
+                self.reconnect_grace,
             )
             metrics.ROOMS.set(len(self.rooms))
         room.kind = kind  # an administrator may have changed it since the session began

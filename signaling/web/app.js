@@ -25,11 +25,13 @@ import {
   joinedRoom,
   leftRoom,
   reduce,
+  resumedRoom,
   withOwnMute,
   withOwnTracks,
   withParticipant,
   withReceived,
 } from "./room-state.js";
+import { Reconnector } from "./reconnect.js";
 import { RoomSession } from "./room-session.js";
 import {
   hideAlert,
@@ -77,14 +79,8 @@ const isJoined = () => mcu.state === "joined";
 
 const session = new RoomSession(signalingUrl(location), {
   onMessage: (message) => handleMessage(message),
-  onClose: () => {
-    if (isJoined()) {
-      endSession("error", errorText("disconnected"), {
-        code: "disconnected",
-        message: "socket closed",
-      });
-    }
-  },
+  // Gone without our `leave` (a network blip, the server restarting): come back on our own.
+  onClose: () => connectionLost(),
   isJoined,
   videoCodec: () => lecture.videoCodec(videoCodec),
   onTracks: (carried) => {
@@ -94,7 +90,21 @@ const session = new RoomSession(signalingUrl(location), {
   onOwnTracks: (ownTracks) => {
     room = withOwnTracks(room, ownTracks);
   },
-  onPublishFailed: () => notice(t("own.publish_failed")),
+  onMediaLost: () => connectionLost(),
+});
+
+const reconnector = new Reconnector({
+  session,
+  media: () => joinMedia,
+  onChange: (reconnecting) => {
+    mcu.connection = reconnecting ? "reconnecting" : "connected";
+    document.body.dataset.connection = mcu.connection;
+    if (reconnecting) {
+      notice(t("connection.lost"));
+    }
+  },
+  onResumed: (joined) => resumeRoom(joined),
+  onGaveUp: (error) => endSession("error", errorText("disconnected"), error),
 });
 
 const own = new OwnMedia({
@@ -311,6 +321,55 @@ function enterRoom(joined) {
   }
 }
 
+function connectionLost() {
+  if (isJoined()) {
+    reconnector.start();
+  }
+}
+
+/** Back after a lost connection: the same participant, the room as the server has it now. */
+function resumeRoom(joined) {
+  if (!isJoined()) {
+    return;
+  }
+  recordMessage(mcu, joined);
+  // Synchronous up to publish, as in enterRoom: the new subscribe offer follows at once.
+  session.enter(joined, roomId);
+  room = resumedRoom(room, joined);
+  mcu.role = joined.participant.role;
+  for (const participantId of [...views.grid.tiles.keys()]) {
+    if (!room.participants.has(participantId)) {
+      views.grid.remove(participantId); // left while we were away
+    }
+  }
+  presenter.resume(joined);
+  views.reset(joined);
+  lecture.resume(joined);
+  views.grid.setChair(mcu.role === "chair");
+  render();
+  notice(t("connection.back"));
+  sendAgain(joined);
+}
+
+/** Sends again, on a new publish connection, what the server kept of ours (by source). */
+function sendAgain(joined) {
+  const kept = new Set((joined.participant.tracks ?? []).map((t) => t.source));
+  const stream = presenter.active?.kind === "stream" ? presenter.active.track : null;
+  const sources = own.sources().filter((source) => kept.has(source));
+  if (sources.length === 0 && !(stream && kept.has("content"))) {
+    return;
+  }
+  const publish = session.publishConnection();
+  own.sendOn(publish, sources);
+  const content = stream && kept.has("content") ? publish.setContent(stream) : null;
+  Promise.resolve(content)
+    .then(() => session.renegotiatePublish())
+    .catch((error) => {
+      console.error("sending again failed", error);
+      notice(t("own.republish_failed", { reason: errorText(error.code, error.message) }));
+    });
+}
+
 function rejoinWithConnection() {
   session.send({ type: "leave" });
   session.disconnect();
@@ -406,6 +465,7 @@ function endSession(state, text, error) {
     return;
   }
   setState(state);
+  reconnector.stop();
   mcu.lastError = error;
   for (const share of [presenter.active, presenter.pending]) {
     share?.track?.stop();

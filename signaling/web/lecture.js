@@ -4,13 +4,21 @@
 // invite) watch the same way, and its participants see who watches ("Watched by N: names").
 
 import { clearText, errorText, pluralKey, setAttributeText, setText, t, tn } from "./i18n.js";
+import { nextRetry } from "./backoff.js";
 import { WhepSession } from "./whep.js";
 
 /** Receive-only sections a viewer's WHEP session offers of each kind (stage slots it can show). */
 export const STAGE_SECTIONS = 3;
 /** How many times the audience page asks a busy server (503) again before giving up. */
 const BUSY_RETRIES = 12;
+/**
+ * How long a lost WHEP session is asked for again (a new POST, with backoff) before the page
+ * gives up: an outage, a restarting server or worker. Longer than a room's grace period, since
+ * a player's session can always be made anew.
+ */
+const WHEP_RECOVERY_MS = 120000;
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /**
  * The role an invite token names, read without checking its signature (the token's payload is
  * signed, not secret), or null. Only a hint for the page's first screen: the server decides.
@@ -70,6 +78,22 @@ export class Lecture {
     if (this.watch) {
       this._watch(roomId, token, iceServers);
     }
+    this._render();
+  }
+
+  /**
+   * A resumed session's `joined` (the same participant): the audience, hands and stage as they
+   * are now, and our raised hand as the server kept it. The WHEP session, if any, goes on: it
+   * has a connection of its own, recovered by itself if it was lost too.
+   */
+  resume(joined) {
+    this.viewers = joined.viewers ?? 0;
+    this.watchers = joined.watchers ?? [];
+    this.hands = joined.hands ?? [];
+    this.stage = { video: joined.stage?.video ?? [], audio: joined.stage?.audio ?? [] };
+    this.handRaised = Boolean(joined.hand_raised);
+    this._renderHands();
+    this._mapStage();
     this._render();
   }
 
@@ -156,19 +180,22 @@ export class Lecture {
     // A server at capacity answers 503 with Retry-After; ask again a bounded number of times.
     for (let attempt = 1; ; attempt += 1) {
       const outcome = await this._watchOnce(roomId, token, iceServers);
-      if (outcome === null || attempt >= BUSY_RETRIES) {
-        return;
+      if (typeof outcome !== "number" || attempt >= BUSY_RETRIES) {
+        return outcome;
       }
       const busy = this.whep;
       this.deps.notify(t("lecture.busy"));
       await new Promise((resolve) => setTimeout(resolve, outcome * 1000));
       if (this.whep !== busy) {
-        return; // left meanwhile, or another session started
+        return null; // left meanwhile, or another session started
       }
     }
   }
 
-  /** One WHEP attempt; the seconds to wait before another when the server was busy, else null. */
+  /**
+   * One WHEP attempt: "ok", "failed", the seconds to wait before another when the server was
+   * busy, or null when the page left (or another session began) meanwhile.
+   */
   async _watchOnce(roomId, token, iceServers) {
     const whep = new WhepSession(`/whep/${encodeURIComponent(roomId)}`, {
       token,
@@ -184,7 +211,7 @@ export class Lecture {
       }
       this.whepState = whep.pc.connectionState;
       if (whep.pc.connectionState === "failed") {
-        this.deps.notify(t("lecture.whep_failed"));
+        this._recover(whep, roomId, token, iceServers);
       }
     });
     try {
@@ -202,12 +229,43 @@ export class Lecture {
       this.deps.notify(
         t("lecture.not_received", { reason: errorText(error.code, error.message) }),
       );
-      return null;
+      return "failed";
     }
     if (this.whep === whep) {
       this._mapStage();
     }
-    return null;
+    return "ok";
+  }
+
+  /**
+   * The WHEP session `lost` failed (an outage, its worker restarted): POST a new one, with
+   * backoff and jitter (backoff.js), until one is up or WHEP_RECOVERY_MS have passed.
+   */
+  async _recover(lost, roomId, token, iceServers) {
+    this.deps.notify(t("lecture.whep_interrupted"));
+    lost.stop(); // the server may still hold it (a blip it did not notice): end it there too
+    const deadline = performance.now() + WHEP_RECOVERY_MS;
+    for (let attempt = 1; ; attempt += 1) {
+      const wait = nextRetry({ attempt, now: performance.now(), deadline, random: Math.random() });
+      if (wait === null) {
+        this.whepState = "failed";
+        this.deps.notify(t("lecture.whep_failed"));
+        return;
+      }
+      await sleep(wait);
+      if (this.whep !== lost) {
+        return; // left meanwhile, or another session began
+      }
+      const outcome = await this._watch(roomId, token, iceServers);
+      if (outcome === "ok") {
+        this.deps.notify(t("lecture.whep_back"));
+        return;
+      }
+      if (outcome === null) {
+        return;
+      }
+      this.whep = lost; // still lost: this loop owns the next try
+    }
   }
 
   /** Maps the WHEP sections to the stage: the i-th video section carries `stage.video[i]`. */

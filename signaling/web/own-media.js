@@ -100,6 +100,22 @@ export class OwnMedia {
     }
   }
 
+  /** The sources we have a track of ("microphone", "camera"). */
+  sources() {
+    return SOURCES.filter((source) => this.trackOf(source) !== null);
+  }
+
+  /**
+   * After a resume: puts our tracks of `sources` on the new publish connection `publish` (the
+   * caller negotiates). Mutes carry over: a muted track stays disabled.
+   */
+  sendOn(publish, sources) {
+    const tracks = sources.map((source) => [source, this.trackOf(source)]).filter(([, t]) => t);
+    if (tracks.length > 0) {
+      publish.addTracks(this.stream, tracks);
+    }
+  }
+
   /** The person pressed the microphone or camera button. */
   toggle(source) {
     const track = this.trackOf(source);

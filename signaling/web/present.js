@@ -84,6 +84,21 @@ export class Presenter {
     }
   }
 
+  /**
+   * Takes the floor and slides state of a resumed session's `joined`. A shared stream goes on
+   * (the page sends it again) while the floor is still ours; a share waiting for the floor
+   * keeps waiting (the server kept its place in line).
+   */
+  resume(joined) {
+    this.floor = { holder: joined.floor?.holder ?? null, mode: joined.floor?.mode ?? null };
+    this._setSlides(joined.slides ?? {});
+    if (this.active?.kind === "stream" && !this.holdsFloor) {
+      this.active.track.stop();
+      this.active = null;
+    }
+    this.deps.onChange();
+  }
+
   /** Whether slides were asked for and the server has not shown them yet. */
   get showing() {
     return Boolean(this._showing);

@@ -17,6 +17,8 @@ export function roomHandle(page) {
   return {
     /** "idle" | "joining" | "joined" | "left" | "error" */
     state: "idle",
+    /** "connected", or "reconnecting" while a lost connection is being resumed. */
+    connection: "connected",
     /** `{code, message, retryAfter?}` of the latest failure, or null. */
     lastError: null,
     get participantId() {

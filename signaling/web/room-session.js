@@ -6,15 +6,19 @@
 import { t } from "./i18n.js";
 import { PublishConnection, SubscribeConnection } from "./media.js";
 import { UploadError } from "./present.js";
-import { Signaling } from "./signaling.js";
+import { ServerError, Signaling } from "./signaling.js";
 import { collectStats } from "./stats.js";
+
+/** How long a resume may take to open its socket, and then to be answered, before it is retried. */
+const RESUME_STEP_MS = 8000;
 
 export class RoomSession {
   /**
    * `url`: the signalling WebSocket's. `deps`: `{onMessage(message), onClose(), isJoined(),
-   * videoCodec(), onTracks(carried), onOwnTracks(Map source -> track id), onPublishFailed()}`.
+   * videoCodec(), onTracks(carried), onOwnTracks(Map source -> track id), onMediaLost()}`.
    * `onClose` is called when the current socket closes by itself (not after `disconnect`);
-   * `onTracks` gets the subscribe connection's tracks after each offer.
+   * `onTracks` gets the subscribe connection's tracks after each offer; `onMediaLost` when the
+   * publish or subscribe connection failed (the page resumes the session).
    */
   constructor(url, deps) {
     this.url = url;
@@ -22,6 +26,10 @@ export class RoomSession {
     this.signaling = null;
     this.roomId = null;
     this.sessionToken = null;
+    this.participantId = null;
+    this.resumeToken = null;
+    /** Seconds the server keeps us after a lost connection (0: it does not; join again). */
+    this.reconnectGrace = 0;
     this.iceServers = [];
     this.publish = null;
     this.subscribe = null;
@@ -59,6 +67,39 @@ export class RoomSession {
     this.iceServers = joined.ice_servers ?? [];
     this.roomId = joined.room?.id ?? roomId;
     this.sessionToken = joined.session_token ?? null;
+    this.participantId = joined.participant?.id ?? null;
+    this.resumeToken = joined.resume_token ?? null;
+    this.reconnectGrace = joined.reconnect_grace ?? 0;
+  }
+
+  /** Whether the server would let this session resume after a lost connection. */
+  get canResume() {
+    return this.resumeToken !== null && this.participantId !== null && this.reconnectGrace > 0;
+  }
+
+  /**
+   * Comes back as the same participant on a new socket (docs/protocol.md, Resuming a session);
+   * resolves with the `joined` reply, or rejects (a ServerError: `resume_failed` when the
+   * session is over, `unreachable` or `disconnected` when this try did not get through). The
+   * caller has closed the old connections (`close`).
+   */
+  async resume(media) {
+    const request = {
+      type: "join",
+      room: this.roomId,
+      resume: { participant_id: this.participantId, token: this.resumeToken },
+    };
+    if (media === "none") {
+      request.media = "none";
+    }
+    try {
+      // A socket to an unreachable server may take minutes to fail by itself.
+      await withinTime(this.open(), RESUME_STEP_MS);
+      return await withinTime(this.signaling.request(request), RESUME_STEP_MS);
+    } catch (error) {
+      this.disconnect();
+      throw error;
+    }
   }
 
   /** Closes the WebSocket without telling `onClose`. */
@@ -88,8 +129,8 @@ export class RoomSession {
     if (this.publish === null && create && this.deps.isJoined()) {
       const publish = new PublishConnection(this.iceServers, this.deps.videoCodec());
       publish.pc.addEventListener("connectionstatechange", () => {
-        if (publish.pc.connectionState === "failed" && this.deps.isJoined()) {
-          this.deps.onPublishFailed();
+        if (publish.pc.connectionState === "failed" && this.publish === publish) {
+          this.deps.onMediaLost();
         }
       });
       this.publish = publish;
@@ -165,9 +206,15 @@ export class RoomSession {
   /** Answers a `subscribe_offer` (made on the first); rejects when it cannot be applied. */
   async answerSubscribe(offer) {
     if (this.subscribe === null) {
-      this.subscribe = new SubscribeConnection(this.iceServers, (carried) =>
+      const subscribe = new SubscribeConnection(this.iceServers, (carried) =>
         this.deps.onTracks(carried),
       );
+      subscribe.pc.addEventListener("connectionstatechange", () => {
+        if (subscribe.pc.connectionState === "failed" && this.subscribe === subscribe) {
+          this.deps.onMediaLost();
+        }
+      });
+      this.subscribe = subscribe;
     }
     const sdp = await this.subscribe.answer(offer);
     this.send({ type: "subscribe_answer", sdp });
@@ -189,4 +236,16 @@ export class RoomSession {
       subscribeConnection: subscribe?.pc.connectionState ?? null,
     };
   }
+}
+
+/** `promise`, or a ServerError `unreachable` once `ms` have passed without it settling. */
+function withinTime(promise, ms) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ServerError("unreachable", "The server did not answer in time.")),
+      ms,
+    );
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

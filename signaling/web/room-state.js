@@ -10,10 +10,12 @@
 import { errorText, t } from "./i18n.js";
 
 /**
- * The state before a join: `{me, participants, received, ownTracks, activeSpeaker, muted}`.
+ * The state before a join: `{me, participants, received, ownTracks, activeSpeaker, muted,
+ * reconnecting}`.
  * `participants`: id -> `{id, name, role, tracks: Map(trackId -> track)}` (tracks as the server
  * lists them, with `muted`); `received`: track id -> `{trackId, participantId, kind, source, mid,
- * track}`; `ownTracks`: source -> the track id the server gave it; `muted`: `{microphone, camera}`.
+ * track}`; `ownTracks`: source -> the track id the server gave it; `muted`: `{microphone, camera}`;
+ * `reconnecting`: ids of participants whose connection was lost, in the order it happened.
  */
 export function emptyRoom() {
   return {
@@ -23,6 +25,7 @@ export function emptyRoom() {
     ownTracks: new Map(),
     activeSpeaker: null,
     muted: { microphone: false, camera: false },
+    reconnecting: [],
   };
 }
 
@@ -32,7 +35,18 @@ export function joinedRoom(joined) {
   for (const participant of joined.participants ?? []) {
     state = withParticipant(state, participant);
   }
-  return state;
+  const away = (joined.participants ?? []).filter((p) => p.reconnecting).map((p) => p.id);
+  return { ...state, reconnecting: away };
+}
+
+/**
+ * The state after our session resumed (a `joined` with `resumed`): the room as the server has
+ * it now, our mutes as they were, our tracks as the server kept them (the next publish brings
+ * them back), nothing received until the new subscribe connection carries it.
+ */
+export function resumedRoom(state, joined) {
+  const ownTracks = new Map((joined.participant.tracks ?? []).map((t) => [t.source, t.id]));
+  return { ...joinedRoom(joined), muted: state.muted, ownTracks };
 }
 
 /** After the session ended: nothing received or sent; who was there stays for diagnostics. */
@@ -104,6 +118,10 @@ export function reduce(state, message) {
       };
     case "participant_left":
       return participantLeft(state, message);
+    case "participant_reconnecting":
+      return reconnecting(state, message.participant_id, true);
+    case "participant_back":
+      return reconnecting(state, message.participant_id, false);
     case "track_published":
       return trackPublished(state, message);
     case "track_unpublished":
@@ -153,7 +171,22 @@ function participantLeft(state, message) {
     effects.push(notice(t(demoted ? "room.demoted" : "room.left", { name: gone.name })));
   }
   effects.push(render);
-  return { state: { ...state, participants, received }, effects };
+  const away = state.reconnecting.filter((id) => id !== message.participant_id);
+  return { state: { ...state, participants, received, reconnecting: away }, effects };
+}
+
+/** Someone's connection was lost (`away`), or they are back: their tile says so meanwhile. */
+function reconnecting(state, participantId, away) {
+  const participant = state.participants.get(participantId);
+  if (participant === undefined || state.reconnecting.includes(participantId) === away) {
+    return { state, effects: [] };
+  }
+  const others = state.reconnecting.filter((id) => id !== participantId);
+  const text = away ? `${participant.name} is reconnecting…` : `${participant.name} is back.`;
+  return {
+    state: { ...state, reconnecting: away ? [...others, participantId] : others },
+    effects: [notice(text), render],
+  };
 }
 
 /** `state` with `change(tracks)` applied to a copy of one participant's tracks (if present). */
@@ -242,6 +275,7 @@ export function participantView(state, participant) {
     name: participant.name,
     role: participant.role,
     speaking: state.activeSpeaker === participant.id,
+    reconnecting: state.reconnecting.includes(participant.id),
     hasMic: mic !== undefined || micTrack !== null,
     hasCam: cam !== undefined || camTrack !== null,
     micMuted: mic?.muted ?? false,

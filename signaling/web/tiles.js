@@ -28,7 +28,8 @@ export function attach(element, track, onBlocked) {
 
 /**
  * A participant's view model for `Grid.update`:
- * `{id, name, role, speaking, micMuted, camMuted, hasMic, hasCam, micTrack, camTrack}`
+ * `{id, name, role, speaking, reconnecting, micMuted, camMuted, hasMic, hasCam, micTrack,
+ * camTrack}`
  * (the two *Track fields are MediaStreamTracks or null).
  */
 export class Grid {
@@ -63,8 +64,12 @@ export class Grid {
   /** Creates or refreshes a participant's tile. */
   update(view) {
     const tile = this._tile(view.id);
-    tile.querySelector(".tile-name").textContent =
-      view.role === "chair" ? t("tile.chair_name", { name: view.name }) : view.name;
+    const name = view.role === "chair" ? t("tile.chair_name", { name: view.name }) : view.name;
+    // Their connection was lost; the server keeps them for a while and they come back by themselves.
+    tile.querySelector(".tile-name").textContent = view.reconnecting
+      ? t("tile.reconnecting", { name })
+      : name;
+    tile.classList.toggle("reconnecting", Boolean(view.reconnecting));
     tile.querySelector(".avatar").textContent = initials(view.name);
     tile.classList.toggle("speaking", Boolean(view.speaking));
     const showVideo = view.camTrack !== null && !view.camMuted;

@@ -115,6 +115,17 @@ def forward(to: str, message: dict[str, Any]) -> tuple[dict[str, Any], list[dict
 
 
 OFFER = {"type": "subscribe_offer", "sdp": "v=0...", "tracks": []}
+# Ben's connection was lost before we joined: `joined` lists him as reconnecting.
+BEN_AWAY = {
+    **SETUP,
+    "joined": {
+        **JOINED,
+        "participants": [
+            {**JOINED["participants"][0], "reconnecting": True},
+            *JOINED["participants"][1:],
+        ],
+    },
+}
 DAN = {
     "id": "dan",
     "name": "Dan",
@@ -158,6 +169,45 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], list[dict
             notice("Cai is back in the audience."),
             RENDER,
         ],
+    ),
+    (
+        "a participant's connection is lost: their tile says they are reconnecting",
+        SETUP,
+        {"type": "participant_reconnecting", "participant_id": "ben"},
+        {"reconnecting": ["ben"]},
+        [notice("Ben is reconnecting…"), RENDER],
+    ),
+    (
+        "they are back: the same participant, nothing else changes",
+        BEN_AWAY,
+        {"type": "participant_back", "participant_id": "ben"},
+        {"reconnecting": []},
+        [notice("Ben is back."), RENDER],
+    ),
+    (
+        "back without having been away (a repeated message): nothing",
+        SETUP,
+        {"type": "participant_back", "participant_id": "ben"},
+        {},
+        [],
+    ),
+    (
+        "someone unknown is reconnecting: nothing",
+        SETUP,
+        {"type": "participant_reconnecting", "participant_id": "zed"},
+        {},
+        [],
+    ),
+    (
+        "the grace period passed: they leave and are no longer waited for",
+        BEN_AWAY,
+        {"type": "participant_left", "participant_id": "ben", "reason": "disconnected"},
+        {
+            "participants": {"cai": CAI},
+            "received": received_without("t-ben-mic", "t-ben-cam"),
+            "reconnecting": [],
+        },
+        [{"type": "drop_tile", "participantId": "ben"}, notice("Ben left."), RENDER],
     ),
     (
         "someone unknown leaves: no notice",
@@ -472,6 +522,7 @@ async def test_participant_view_combines_published_and_received(static_url: str)
         "name": "Ben",
         "role": "participant",
         "speaking": True,
+        "reconnecting": False,
         "hasMic": True,
         "hasCam": True,  # published, though not received (it is muted)
         "micMuted": False,

@@ -9,6 +9,7 @@ impairments are nftables rules on the pair's two ends (loopback is never touched
         await link.set_loss(5)                     # 5 % of packets dropped in each direction
         await link.cut()                           # outage: every packet dropped ...
         await link.restore()                       # ... until now (the loss setting stays)
+        await link.reset_connections()             # TCP connections over it aborted, both ends
 
 The namespace lives as long as a holder process (`unshare -n sleep`); closing the link kills the
 holder, deletes the pair and its rules; whatever was started in the namespace is the caller's
@@ -31,7 +32,7 @@ ADDRESS_PREFIX = "198.18"
 # A namespace outlives no test: the holder sleeps at most this long even if nobody kills it.
 HOLDER_LIFETIME_S = 3600
 
-TOOLS = ("ip", "unshare", "nsenter", "nft")
+TOOLS = ("ip", "unshare", "nsenter", "nft", "ss")
 
 
 class ImpairError(RuntimeError):
@@ -188,6 +189,14 @@ class ImpairedLink:
         """End an outage (the loss setting, if any, applies again)."""
         self.is_cut = False
         await self._apply()
+
+    async def reset_connections(self) -> None:
+        """Abort every TCP connection across the link, at both ends, as a Wi-Fi hand-over or a
+        NAT that forgot its mappings does. An outage alone is no disconnection: TCP rides out
+        several seconds of silence (shared notes, impairments). The far end's sockets go first,
+        so the server sees its side close as the client's does."""
+        await self.run("ss", "-K", "dst", self.host_address)
+        await _run("ss", "-K", "dst", self.peer_address)
 
     async def _apply(self) -> None:
         # Each direction is impaired where it arrives: towards the far side at the far end's

@@ -136,6 +136,8 @@ class RoomClient:
     "Reach the server only through the TURN relay ``joined`` hands out (as ``?ice=relay``)."
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     "``joined.ice_servers``: what the connections use, as a browser would."
+    resume_token: str | None = None
+    "``joined.resume_token``: what resumes the session after a lost connection."
     _session: aiohttp.ClientSession | None = None
     _ws: aiohttp.ClientWebSocketResponse | None = None
     _reader: asyncio.Task[None] | None = None
@@ -262,6 +264,7 @@ class RoomClient:
             message = json.loads(frame.data)
             if message.get("type") == "joined":
                 self.ice_servers = message.get("ice_servers", [])
+                self.resume_token = message.get("resume_token")
             if message.get("type") == "subscribe_offer":
                 try:
                     await self._answer(message)
@@ -319,7 +322,42 @@ class RoomClient:
             async with self._changed:
                 self._changed.notify_all()
 
+    async def drop(self) -> None:
+        """Lose the connection as an outage would: no ``leave``; the socket and both peer
+        connections end. The messages received so far are kept."""
+        await self._teardown()
+        self._session = self._ws = None
+        self._reader = None
+        self.publish_pc = self.subscribe_pc = None
+        self._published = []
+        self._tasks = []
+
+    async def resume(self, room: str, media: str | None = None) -> dict[str, Any]:
+        """Come back as the same participant on a new socket (``join`` with ``resume``); the
+        next ``publish`` brings the tracks back."""
+        await self.connect()
+        assert self.participant_id is not None and self.resume_token is not None
+        message: dict[str, Any] = {
+            "type": "join",
+            "room": room,
+            "resume": {"participant_id": self.participant_id, "token": self.resume_token},
+        }
+        if media is not None:
+            message["media"] = media
+        reply = await self.request(message)
+        if reply["type"] == "joined" and media != "none":
+            self._subscriber()
+        return reply
+
     async def close(self) -> None:
+        """Leave (as a person does: a ``leave``, so the server does not wait for a resume) and
+        end the socket and both connections."""
+        if self._ws is not None and not self._ws.closed and self.participant_id is not None:
+            with contextlib.suppress(Exception):
+                await self.send({"type": "leave"})
+        await self._teardown()
+
+    async def _teardown(self) -> None:
         for task in self._tasks:
             task.cancel()
         for pc in (self.publish_pc, self.subscribe_pc):

@@ -56,6 +56,8 @@ def test_a_session_naming_no_worker_is_not_found() -> None:
     ("frame", "room"),
     [
         ('{"type": "join", "room": "cardio-1", "name": "n"}', "cardio-1"),
+        # A resume is a join too: it reaches the room's home, where the participant waits.
+        ('{"type": "join", "room": "cardio-1", "resume": {"participant_id": "p1"}}', "cardio-1"),
         ('{"type": "ping"}', None),
         ('{"type": "join", "room": ""}', None),
         ("not json", None),

@@ -248,10 +248,19 @@ def test_help_names_environment_variables() -> None:
         "log_level",
         "log_format",
         "join_timeout",
+        "reconnect_grace",
         "max_websockets_per_address",
         "max_websockets",
     ):
         assert f"MCU_{field.upper()}" in text, field
+
+
+def test_reconnect_grace_from_every_layer(tmp_path: Path) -> None:
+    assert Config().reconnect_grace == 30.0
+    path = write_toml(tmp_path, "reconnect_grace = 45\n")
+    assert load_config(["--config", str(path)], {}).reconnect_grace == 45.0
+    assert load_config([], {"MCU_RECONNECT_GRACE": "0"}).reconnect_grace == 0.0
+    assert load_config(["--reconnect-grace", "5"], {}).reconnect_grace == 5.0
 
 
 def test_websocket_limits_from_every_layer(tmp_path: Path) -> None:
@@ -276,6 +285,8 @@ def test_websocket_limits_from_every_layer(tmp_path: Path) -> None:
     ("argv", "environ", "message"),
     [
         (["--join-timeout", "0"], {}, "--join-timeout: join_timeout must be between 0.5 and 600"),
+        (["--reconnect-grace", "-1"], {}, "--reconnect-grace: reconnect_grace must be between 0"),
+        ([], {"MCU_RECONNECT_GRACE": "nan"}, "MCU_RECONNECT_GRACE: reconnect_grace must be"),
         ([], {"MCU_JOIN_TIMEOUT": "nan"}, "MCU_JOIN_TIMEOUT: join_timeout must be between"),
         ([], {"MCU_JOIN_TIMEOUT": "soon"}, "MCU_JOIN_TIMEOUT: join_timeout must be a number"),
         (["--max-websockets", "0"], {}, "--max-websockets: max_websockets must be between 1"),

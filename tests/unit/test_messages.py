@@ -25,6 +25,30 @@ from mcu.signaling.endpoints.messages import Join, ProtocolError, Publish, parse
             "source",
         ),
         ('{"type": "ping", "extra": 1}', "bad_message", "extra"),
+        (
+            '{"type": "join", "room": "r", "resume": {"participant_id": "p1", "token": "t"},'
+            ' "password": "p"}',
+            "bad_message",
+            "resume: takes no password",
+        ),
+        (
+            '{"type": "join", "room": "r", "resume": {"participant_id": "p1"}}',
+            "bad_message",
+            "token",
+        ),
+        (
+            '{"type": "join", "room": "r", "resume": {"participant_id": "p1", "token": "'
+            + "t" * 257
+            + '"}}',
+            "bad_message",
+            "resume.token",
+        ),
+        (
+            '{"type": "join", "room": "r",'
+            ' "resume": {"participant_id": "p1", "token": "t", "x": 1}}',
+            "bad_message",
+            "resume.x",
+        ),
         ("[" * 100000, "bad_json", ""),
     ],
 )
@@ -47,6 +71,11 @@ def test_valid_frames() -> None:
         '{"type": "join", "room": "cardio-1", "name": " Dr Li ", "password": "x"}'
     )
     assert isinstance(join, Join) and join.name == "Dr Li"
+    resume = parse_client_message(
+        '{"type": "join", "room": "cardio-1", "resume": {"participant_id": "p1", "token": "s"}}'
+    )
+    assert isinstance(resume, Join) and resume.resume is not None and resume.name is None
+    assert (resume.resume.participant_id, resume.resume.token) == ("p1", "s")
     publish = parse_client_message(
         '{"type": "publish", "sdp": "v=0", "tracks": [{"mid": "0", "source": "content"}], "id": 3}'
     )

@@ -107,3 +107,37 @@ def test_paused_packets_are_neither_forwarded_nor_kept_and_sinks_resync() -> Non
     assert producer.history.get(1) is None and sink.packets == []
     producer.paused = False
     assert sink.resyncs == 1
+
+
+def test_a_restarted_source_continues_the_track_as_after_a_pause() -> None:
+    # The publisher reconnected: a new stream (numbering, clock) feeds the same track.
+    producer = _producer([])
+    sink = Sink()
+    producer.add_sink(sink)
+    producer.on_rtp(40000, 1_000_000, True, KEYFRAME, None, 10.0)
+    producer.on_rtp(40001, 1_003_000, True, DELTA, None, 10.1)
+    producer.on_sender_report(7, 1_003_000)
+    producer.restart_source()
+    assert sink.resyncs == 1  # every sink halts and restarts at the next keyframe
+    producer.on_rtp(100, 55, True, KEYFRAME, None, 12.1)  # 2 s later, numbers from scratch
+    producer.on_rtp(99, 0, True, DELTA, None, 12.1)  # reordered just before it
+    producer.on_rtp(101, 3055, True, DELTA, None, 12.2)
+    exts = [p.ext_sequence for p in sink.packets]
+    # Numbered above everything before (history and NACKs never mix the two streams) ...
+    assert exts[:2] == [40000, 40001] and exts[2] > 40001 and exts[3:] == [exts[2] - 1, exts[2] + 1]
+    assert exts[2] & 0xFFFF == 100
+    # ... timed 2 s (at 90 kHz) after the last packet, the pause it really was.
+    assert sink.packets[2].timestamp == 1_003_000 + 180_000
+    assert sink.packets[4].timestamp - sink.packets[2].timestamp == 3000
+    assert producer.history.get(exts[2]) is sink.packets[2]
+    producer.on_sender_report(8, 55)  # the new stream's clock, translated like its packets
+    assert sink.reports[-1] == (8, 1_183_000)
+
+
+def test_a_restart_before_any_packet_changes_nothing() -> None:
+    producer = _producer([])
+    sink = Sink()
+    producer.add_sink(sink)
+    producer.restart_source()
+    producer.on_rtp(5, 900, True, KEYFRAME, None, 1.0)
+    assert [(p.ext_sequence, p.timestamp) for p in sink.packets] == [(5, 900)]

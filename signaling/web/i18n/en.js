@@ -315,5 +315,12 @@ export default {
   "library.not_playable": "This file cannot be played here (not found, not finished yet, or a format the browser lacks).",
   "library.playback_failed": "Playback failed. Try again.",
   "library.file_composite": "Everyone (mixed)",
-  "library.file_slides": "Slides (PDF)"
+  "library.file_slides": "Slides (PDF)",
+  "tile.reconnecting": "{name} — reconnecting…",
+  "connection.lost": "Connection lost. Reconnecting…",
+  "connection.back": "Reconnected.",
+  "lecture.whep_interrupted": "Receiving the room was interrupted. Reconnecting…",
+  "lecture.whep_back": "Receiving the room again.",
+  "error.resume_failed": "Your place in the room could not be kept. Please join again.",
+  "own.republish_failed": "Your camera and microphone could not be sent again: {reason}"
 };

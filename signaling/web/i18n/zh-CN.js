@@ -315,5 +315,12 @@ export default {
   "library.not_playable": "此文件无法在这里播放（不存在、尚未完成，或浏览器不支持该格式）。",
   "library.playback_failed": "播放失败，请重试。",
   "library.file_composite": "所有人（合成）",
-  "library.file_slides": "幻灯片（PDF）"
+  "library.file_slides": "幻灯片（PDF）",
+  "tile.reconnecting": "{name} — 正在重新连接…",
+  "connection.lost": "连接已断开，正在重新连接…",
+  "connection.back": "已重新连接。",
+  "lecture.whep_interrupted": "接收房间画面中断，正在重新连接…",
+  "lecture.whep_back": "已恢复接收房间画面。",
+  "error.resume_failed": "未能保留您在房间中的位置，请重新加入。",
+  "own.republish_failed": "无法重新发送您的摄像头和麦克风：{reason}"
 };
