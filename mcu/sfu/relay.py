@@ -47,7 +47,7 @@ from mcu.contracts.cluster import CodecDescription, StreamDescription
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.sfu.lateness import INGRESS, LatenessProbe
 from mcu.sfu.producer import Producer
-from mcu.sfu.rewrite import SequenceRewriter
+from mcu.sfu.rewrite import WAITING, SequenceRewriter
 from mcu.sfu.rtp import (
     extension_block_header,
     pack_fixed_header,
@@ -237,15 +237,16 @@ class RelaySink:
         self._payload_type = VIDEO_PAYLOAD_TYPE if self._video else AUDIO_PAYLOAD_TYPE
         # Relay sequence = extended sequence + offset; the offset stays 0 (the numbering the
         # wire format names) until a resync bridges a pause. Timestamps pass unchanged; packets
-        # numbered before a start are still sent, with the current offset.
+        # numbered before the first start are still sent, those from before a restart are not.
         self._rewriter = SequenceRewriter(restart_at_keyframe=self._video, keep_late=True)
 
     def on_packet(self, packet: IncomingPacket) -> None:
         """Send one packet; a full socket buffer drops it (counted), nothing raises."""
         sequence = self._rewriter.forward(packet)
-        if sequence < 0:  # only WAITING: no jump limit, late packets kept
-            # After a break the edge gets a clean start, as a consumer's subscriber does.
-            self.producer.request_keyframe(packet.arrival)
+        if sequence < 0:  # WAITING, or LATE (from before a restart); there is no jump limit
+            if sequence == WAITING:
+                # After a break the edge gets a clean start, as a consumer's subscriber does.
+                self.producer.request_keyframe(packet.arrival)
             return
         payload = packet.payload
         level = packet.audio_level

@@ -42,11 +42,12 @@ class SequenceRewriter:
     clock) they continue from the last one sent, advanced by the wall-clock time since.
 
     ``first_sequence`` / ``first_timestamp``: the first packet's outgoing sequence number and
-    timestamp (None: the first packet keeps its own, offset 0). ``start_at_keyframe``: the
-    first start waits for a keyframe; ``restart_at_keyframe``: every restart does. ``max_jump``:
-    a forward jump in incoming numbering larger than this halts (:data:`RESTART`) rather than
-    passing a gap on (None: never). ``keep_late``: packets numbered before the start are still
-    mapped with the current offsets rather than refused as :data:`LATE`.
+    timestamp (None: the first packet keeps its own, offset 0). ``start_at_keyframe``: the first
+    start waits for a keyframe; ``restart_at_keyframe``: every restart does. ``max_jump``: a forward
+    jump in incoming numbering larger than this halts (:data:`RESTART`) rather than passing a gap on
+    (None: never). ``keep_late``: packets numbered before the first start are still mapped (with the
+    offset they were always going to have) rather than refused as :data:`LATE`; after a restart they
+    are refused all the same, since the new offset would number them among packets already sent.
     """
 
     __slots__ = (
@@ -124,7 +125,9 @@ class SequenceRewriter:
         self.started = True
         previous = self._last
         self.start_ext = self.last_ext = ext
-        if not self._keep_late:
+        if not self._keep_late or previous is not None:
+            # After a restart the offset has changed: a packet from before it would be numbered
+            # among those already sent, and a receiver would take its payload for theirs.
             self._floor = ext
         self._last = packet
         first = self._next_sequence

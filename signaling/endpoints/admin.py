@@ -480,9 +480,10 @@ def setup_admin_api(
 ) -> web.Application:
     """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
 
-    Returns the sub-application, so other parts of the server can add their ``/api`` routes
-    behind the same authentication. ``audit`` records what is done with the token, and
-    refused tokens; with ``audit_dir`` (where the trail is kept) ``GET /api/audit`` searches it.
+    Returns the sub-application, already mounted: aiohttp freezes its router, so routes that
+    need the same authentication are added here (as ``GET /api/audit`` is), not by the caller.
+    ``audit`` records what is done with the token, and refused tokens; with ``audit_dir`` (where
+    the trail is kept) ``GET /api/audit`` searches it.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")

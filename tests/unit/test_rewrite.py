@@ -217,6 +217,21 @@ HALT = [
         id="the relay resumes at a keyframe after the last number sent",
     ),
     pytest.param(
+        RELAY_VIDEO,
+        [
+            (K(100, 0), (100, 0)),
+            (P(101, 3000), (101, 3000)),
+            (Resync(), None),
+            (K(40_001, 903_000), (102, 903_000)),
+            # A retransmission from before the pause would be numbered 101 again (or lower):
+            # the edge would take its payload for the one it already has.
+            (P(40_000, 900_000), LATE),
+            (P(101, 3000), LATE),
+            (P(40_002, 906_000), (103, 906_000)),
+        ],
+        id="after a restart the relay refuses packets from before it",
+    ),
+    pytest.param(
         RELAY_AUDIO,
         [(P(7, 0), (7, 0)), (Resync(), None), (P(9000, 5), (8, 5))],
         id="relayed audio resumes at once",
