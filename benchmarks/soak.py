@@ -73,6 +73,10 @@ STEPS = ("recording", "slides", "whep", "library")
 "What ``--without`` can leave out of a cycle."
 
 
+RECONNECT_GRACE = 3.0
+"Seconds the soak's server keeps a participant whose connection dropped (default 30)."
+
+
 def percent(text: str) -> float:
     """``10%`` or ``0.1`` -> 0.1."""
     value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
@@ -207,7 +211,11 @@ async def soak(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     work_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="soak-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     cores = ",".join(map(str, sorted(os.sched_getaffinity(0))))
-    server = ServerProcess(args.workers, cores, work_dir, secrets.token_urlsafe(24))
+    # Half the cycles drop the subscriber without a leave (a crashed browser); the server keeps
+    # such a participant for its reconnection grace, so a short one lets every cycle end with
+    # nobody connected, and the grace's expiry is soaked too.
+    grace = {"MCU_RECONNECT_GRACE": str(RECONNECT_GRACE)}
+    server = ServerProcess(args.workers, cores, work_dir, secrets.token_urlsafe(24), grace)
     rooms = Rooms(
         "soak-meeting", secrets.token_urlsafe(12),
         "soak-lesson", secrets.token_urlsafe(12), secrets.token_urlsafe(12),

@@ -161,8 +161,17 @@ class ProcessSample:
 class ServerProcess:
     """One ``python -m mcu`` process tree, from start to stop."""
 
-    def __init__(self, workers: int, cores: str, work_dir: Path, admin_token: str) -> None:
+    def __init__(
+        self,
+        workers: int,
+        cores: str,
+        work_dir: Path,
+        admin_token: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workers = workers
+        self.env = env or {}
+        "More ``MCU_*`` settings for the server."
         self.cores = cores
         self.data_dir = work_dir / f"data-w{workers}-{time.monotonic_ns()}"
         self.log_path = self.data_dir / "mcu.log"
@@ -187,7 +196,7 @@ class ServerProcess:
     def launch(self) -> None:
         """Start the process tree (in its own process group, ended with the benchmark)."""
         self.data_dir.mkdir(parents=True)
-        env = os.environ | {"MCU_ADMIN_TOKEN": self.admin_token}
+        env = os.environ | self.env | {"MCU_ADMIN_TOKEN": self.admin_token}
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 self.command(),
