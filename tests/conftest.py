@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,22 @@ from tests.support.server import ServerProcess
 
 # Test clients gather ICE candidates on loopback only (aioice skips it by default).
 ice.install(ice.IcePolicy(addresses=("127.0.0.1",)))
+
+REQUIRE_ALL = "MCU_TESTS_REQUIRE_ALL"
+"""Set (by .ci/run, which installs everything the suite needs) to make any skipped test fail:
+there a skip means a missing dependency, and a skipped test proves nothing."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, None, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get(REQUIRE_ALL) == "1":
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but {REQUIRE_ALL}=1 requires every test to run: {reason}"
 
 
 @pytest.fixture
