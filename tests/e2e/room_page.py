@@ -79,12 +79,14 @@ async def wait_for_media(page: Page, timeout: float = MEDIA_TIMEOUT) -> Stats:
 
 async def describe(pages: list[Page]) -> str:
     """Everything the pages can tell about themselves, for a failure message."""
+    heads: list[str] = []
     lines = []
     for index, page in enumerate(pages):
         try:
             summary = await page.evaluate(
                 "(async () => ({state: window.mcu?.state, lastError: window.mcu?.lastError,"
-                " participantId: window.mcu?.participantId, floor: window.mcu?.floor,"
+                " participantId: window.mcu?.participantId, href: location.href,"
+                " floor: window.mcu?.floor,"
                 " slides: window.mcu?.slides, presenting: window.mcu?.presenting,"
                 " received: window.mcu?.received,"
                 " messages: (window.mcu?.messages ?? []).slice(-12),"
@@ -95,7 +97,13 @@ async def describe(pages: list[Page]) -> str:
             summary = {"unavailable": str(exc)}
         lines.append(f"page {index}: {json.dumps(summary)}")
         lines.extend(f"  {entry}" for entry in page.console[-20:])
-    return "\n".join(lines)
+        # One short line per page first: a CI log that keeps only part of the output keeps these.
+        heads.append(
+            f"page {index}: state={summary.get('state')!r}"
+            f" lastError={json.dumps(summary.get('lastError'))}"
+            f" unavailable={summary.get('unavailable')!r}"
+        )
+    return "\n".join([*heads, *lines])
 
 
 async def click(page: Page, selector: str) -> None:
