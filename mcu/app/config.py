@@ -30,6 +30,13 @@ from pydantic import (
 
 from mcu.app.apikeys import ApiKeyConfig, parse_key_pairs, unique_ids
 from mcu.app.argparsing import CommandLineError
+from mcu.app.cluster_options import (
+    CLUSTER_TABLE,
+    AdvertiseUrl,
+    ClusterSecret,
+    RedisUrl,
+    flatten_cluster_table,
+)
 from mcu.app.options import MAX_JOIN_TIMEOUT, MIN_JOIN_TIMEOUT, build_arg_parser
 from mcu.app.turn_options import DEFAULT_TURN_TTL, TurnSecret, TurnTtl, TurnUrl
 from mcu.signaling.rooms.grace import MAX_GRACE_SECONDS
@@ -41,7 +48,16 @@ _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _TURN_SCHEMES = ("turn:", "turns:")
 # Values never echoed back in error messages.
 _SECRET_FIELDS = frozenset(
-    {"admin_token", "metrics_token", "credential", "turn_secret", "api_keys", "secret"}
+    {
+        "admin_token",
+        "metrics_token",
+        "credential",
+        "turn_secret",
+        "api_keys",
+        "secret",
+        "cluster_secret",
+        "redis_url",  # may carry a password
+    }
 )
 _MIN_ADMIN_TOKEN_CHARS = 16
 MAX_WORKERS = 64
@@ -181,6 +197,12 @@ class Config(BaseModel):
     """Internal: this process is worker ``worker_index`` of ``workers`` (None: not a worker)."""
     webhook_urls: list[str] = []
     """http(s) URLs the room events are POSTed to, signed (docs/webhooks.md)."""
+    redis_url: RedisUrl | None = None
+    """The cluster's Redis (docs/cluster.md); None: a single node."""
+    advertise_url: AdvertiseUrl | None = None
+    """Where other nodes and clients reach this node (cluster mode)."""
+    cluster_secret: ClusterSecret | None = Field(default=None, repr=False)
+    """The secret the cluster's nodes share (cluster mode)."""
 
     def resolved_workers(self) -> int:
         """How many worker processes ``workers`` means here: 0 = the CPU cores this process may
@@ -390,6 +412,30 @@ class Config(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Config:
+        # A node nobody can reach, or one that cannot prove it belongs, is no node at all.
+        if self.redis_url is not None and (
+            self.advertise_url is None or self.cluster_secret is None
+        ):
+            raise _CrossFieldError(
+                "redis_url needs advertise_url and cluster_secret",
+                ("redis_url", "advertise_url", "cluster_secret"),
+            )
+        if self.redis_url is None and (
+            self.advertise_url is not None or self.cluster_secret is not None
+        ):
+            raise _CrossFieldError(
+                "advertise_url and cluster_secret apply to a cluster: set redis_url too",
+                ("redis_url", "advertise_url", "cluster_secret"),
+            )
+        return self
+
+    @property
+    def clustered(self) -> bool:
+        """Whether this server is a node of a cluster (``redis_url`` is set)."""
+        return self.redis_url is not None
+
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
@@ -399,12 +445,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    public = [field for field in Config.model_fields if field not in _INTERNAL_FIELDS]
+    # The cluster's settings live in their [cluster] table only.
+    public = [
+        field
+        for field in Config.model_fields
+        if field not in _INTERNAL_FIELDS and field not in CLUSTER_TABLE.values()
+    ]
+    cluster = data.pop("cluster", None)
     for key in data:
         if key not in public:
-            close = difflib.get_close_matches(key, public, n=1)
+            close = difflib.get_close_matches(key, [*public, "cluster"], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{path}: unknown key {key!r}{hint}")
+    if cluster is not None:
+        try:
+            data.update(flatten_cluster_table(cluster, str(path)))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return data
 
 

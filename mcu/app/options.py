@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mcu.app.argparsing import QuietArgumentParser
+from mcu.app.cluster_options import add_cluster_arguments
 from mcu.app.turn_options import add_turn_arguments
 from mcu.signaling.rooms.grace import MAX_GRACE_SECONDS
 
@@ -177,6 +178,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "(env MCU_MAX_WEBSOCKETS; default 10000)",
     )
     add_turn_arguments(add)
+    add_cluster_arguments(add)
     add(
         "--audit-retention-days",
         metavar="DAYS",

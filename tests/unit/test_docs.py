@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mcu.app.cluster_options import CLUSTER_TABLE
 from mcu.app.config import _INTERNAL_FIELDS, Config
 from mcu.crypto.secrets import ADMIN_TOKEN_NAME
 from mcu.library.api import MASTER_KEY_NAME
@@ -30,8 +31,9 @@ def test_every_secret_file_is_named_where_backups_are_explained() -> None:
 
 def test_every_setting_is_documented_and_no_invented_one_is() -> None:
     configuration = (DOCS / "configuration.md").read_text()
+    toml_keys = {field: f"cluster.{key}" for key, field in CLUSTER_TABLE.items()}
     for name in Config.model_fields.keys() - _INTERNAL_FIELDS:
-        assert f"`{name}`" in configuration, name
+        assert f"`{toml_keys.get(name, name)}`" in configuration, name
     library = (DOCS / "library.md").read_text()
     assert "encrypt_uploads`, the default" not in library
     assert "`encrypt_recordings`" in library
