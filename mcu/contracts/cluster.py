@@ -43,6 +43,7 @@ __all__ = [
     "MAX_ROOM_ID_CHARS",
     "MAX_SOCKET_PATH_BYTES",
     "MAX_WATCHER_NAME_CHARS",
+    "NODE_CREDENTIAL_HEADER",
     "RELAYS_PATH",
     "RELAY_PATH",
     "ROOM_EXISTS_PATH",
@@ -97,6 +98,12 @@ socket must have joined a room; the front's deadline started when the client con
 FORWARDED_FOR_HEADER = "X-Forwarded-For"
 """Request header the front sets to the client's address. A worker trusts its last entry: only
 the front and other workers reach a worker's socket."""
+
+NODE_CREDENTIAL_HEADER = "X-Mcu-Node-Credential"
+"""Request header on every call from one node of a cluster to another: the credential
+:class:`mcu.crypto.clustercalls.NodeCredentials` signs for that one call (method, path and
+body). A node refuses an internal call over the network without a valid one (403), and trusts
+the other headers above on such a call only once it is valid."""
 
 # -- sockets ---------------------------------------------------------------------------------
 
