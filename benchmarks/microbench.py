@@ -69,6 +69,7 @@ from mcu.recorder.frames import H264FrameAssembler, Vp8FrameAssembler  # noqa: E
 from mcu.sfu.consumer import Consumer, ConsumerLeg  # noqa: E402
 from mcu.sfu.history import PacketHistory  # noqa: E402
 from mcu.sfu.producer import Producer  # noqa: E402
+from mcu.sfu.repair import RESEND_GUARD_S  # noqa: E402
 from mcu.sfu.rtp import parse_fixed_header  # noqa: E402
 
 VP8_CODEC = CodecInfo(mime_type="video/VP8", clock_rate=90000)
@@ -79,6 +80,9 @@ PAYLOAD_BYTES = 1180  # as bench_forward's VP8 clip
 SRTP_PACKET_BYTES = 1174
 FANOUT_CONSUMERS = 100
 NACK_COUNT = 10
+FRESH_ARRIVAL = 1.0
+NACK_CREDIT_BYTES = 12_000
+"Media forwarded to the subscriber between two of its NACKs (funds the repair budget)."
 HISTORY_SIZE = 1024
 PARTIES = 16
 
@@ -386,6 +390,7 @@ def nack_rows(b: Budget) -> list[Row]:
         sent: dict[int, bytes] = {}  # the naive baseline: every packet sent, by its sequence
         for ext in range(HISTORY_SIZE):
             packet = incoming(ext, VP8_KEY if ext == 0 else VP8_INTER, keyframe=ext == 0)
+            packet.arrival = FRESH_ARRIVAL + 1e9  # never too old to resend
             history.put(packet)
             consumer.on_packet(packet)
             sent[int.from_bytes(capture.last[2:4], "big")] = capture.last
@@ -394,9 +399,14 @@ def nack_rows(b: Budget) -> list[Row]:
         lost = recent[::10][:NACK_COUNT]
 
         def ours(k: int, consumer=consumer, lost=lost, capture=capture) -> object:
+            # Steady state: media flows between NACKs (credit for the repair budget), and each
+            # NACK comes after the resend guard, of packets that are still fresh.
             on_nack = consumer.on_nack
+            now = FRESH_ARRIVAL
             for _ in range(k):
-                on_nack(lost)
+                consumer.bytes_sent += NACK_CREDIT_BYTES
+                now += RESEND_GUARD_S
+                on_nack(lost, now)
             return capture.last
 
         def naive(k: int, sent=sent, lost=lost, capture=capture) -> object:

@@ -182,7 +182,7 @@ def rtp_ingress(data: bytes) -> None:
                 _check_sent(wire_packet, new[-1], rtx=False)
         lost = [source.uint(2) for _ in range(source.byte() % 8)]
         sent_before = len(wire.sent)
-        consumer.on_nack(lost)
+        consumer.on_nack(lost, now)
         by_sequence = {p.ext_sequence & 0xFFFF: p for p in delivered.packets}
         for wire_packet in wire.sent[sent_before:]:
             offset = _rtx_payload_offset(wire_packet)

@@ -92,6 +92,7 @@ class MediaCollector(Collector):
             ("packets_sent", "bytes_sent", "packets_dropped", "stalls", "packets_skipped")
         )
         self._writers = metrics.CounterSweep(("bytes_written",))
+        self._repairs = metrics.CounterSweep(REPAIR_SKIPS)
 
     def collect(self) -> Iterator[Metric]:
         """One scrape: walk the rooms once."""
@@ -114,6 +115,17 @@ class MediaCollector(Collector):
         )
         packets_out, bytes_out, dropped, stalls, skipped = self._consumers.collect(consumers)
         (written,) = self._writers.collect(writers)
+        skipped_repairs = CounterMetricFamily(
+            "mcu_retransmissions_skipped_total",
+            "Packets subscribers NACKed that were not resent: too old to help, resent moments "
+            "ago, or over the subscriber's repair budget (includes departed consumers).",
+            labels=["reason"],
+        )
+        for reason, count in zip(
+            REPAIR_SKIPS, self._repairs.collect([c.repair for c in consumers]), strict=True
+        ):
+            skipped_repairs.add_metric([reason], count)
+        yield skipped_repairs
         yield _counter(
             "mcu_rtp_packets_received_total",
             "RTP packets received from publishers (RTX unwrapped; includes departed tracks).",
@@ -199,6 +211,10 @@ class MediaCollector(Collector):
             "Composite pictures being composed and encoded (each distinct mix spec in use).",
             MixedVideo.running,
         )
+
+
+REPAIR_SKIPS = ("too_old", "just_resent", "over_budget")
+"Why NACKed packets were not resent (:class:`mcu.sfu.repair.RepairBudget`'s counters)."
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:

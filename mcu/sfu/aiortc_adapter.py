@@ -515,7 +515,7 @@ def apply_feedback(packet: Any, consumer: Consumer, now: float) -> bool:
     """
     if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
         metrics.NACKS_RECEIVED.inc()
-        metrics.RETRANSMISSIONS.inc(consumer.on_nack(packet.lost))
+        metrics.RETRANSMISSIONS.inc(consumer.on_nack(packet.lost, now))
     elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
         metrics.PLIS_RECEIVED.inc()
         consumer.on_keyframe_request(now)

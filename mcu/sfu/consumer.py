@@ -25,6 +25,7 @@ from mcu.infra.metrics import FORWARDING_SAMPLER
 from mcu.media import IncomingPacket, KeyframeSource
 from mcu.sfu.history import PacketHistory
 from mcu.sfu.producer import Producer
+from mcu.sfu.repair import RepairBudget
 from mcu.sfu.rewrite import RESTART, WAITING, SequenceRewriter
 from mcu.sfu.rtp import (
     abs_send_time,
@@ -121,6 +122,8 @@ class Consumer:
         self.nacks_received = 0
         self.keyframe_requests_received = 0
         self.remb_bitrate: int | None = None
+        self.repair = RepairBudget()
+        "Which NACKed packets are resent (and counts of those that were not)."
         self._transmitter = transmitter
         self._history = history
         self._keyframes = keyframes
@@ -277,13 +280,16 @@ class Consumer:
 
     # -- feedback from the subscriber ------------------------------------------------------
 
-    def on_nack(self, sequences: list[int]) -> int:
-        """Resend the packets a subscriber reported lost; returns how many were resent."""
+    def on_nack(self, sequences: list[int], now: float) -> int:
+        """Resend the packets a subscriber reported lost that can still help, within its repair
+        budget (:mod:`mcu.sfu.repair`); returns how many were resent."""
         self.nacks_received += 1
         history = self._history
         rewriter = self._rewriter
         if not rewriter.started or self._closed or history is None:
             return 0
+        budget = self.repair
+        budget.earn(self.bytes_sent)
         resent = 0
         highest = history.highest
         leg = self.leg
@@ -295,6 +301,8 @@ class Consumer:
                 continue
             packet = history.get(ext)
             if packet is None:
+                continue
+            if budget.check(ext, len(packet.payload), packet.arrival, now) is not None:
                 continue
             sequence = (ext + seq_offset) & 0xFFFF
             timestamp = (packet.timestamp + ts_offset) & 0xFFFFFFFF

@@ -111,7 +111,9 @@ def test_nack_is_answered_with_rtx_from_the_shared_history() -> None:
     consumer.on_packet(feed.packet(12, 0, payload=b"c"))
     lost_seq = parse_fixed_header(tx.sent[1])[2]
     tx.sent.clear()
-    assert consumer.on_nack([lost_seq, (lost_seq + 1000) & 0xFFFF]) == 1  # unknown one ignored
+    assert (
+        consumer.on_nack([lost_seq, (lost_seq + 1000) & 0xFFFF], 10.0) == 1
+    )  # unknown one ignored
     pt, _, _, _, ssrc, offset = parse_fixed_header(tx.sent[0])
     assert (pt, ssrc) == (LEG.rtx_payload_type, LEG.rtx_ssrc)
     payload = tx.sent[0][offset:]
@@ -123,7 +125,7 @@ def test_nack_without_rtx_resends_the_original() -> None:
     consumer, tx, _, feed = _consumer(leg=leg)
     consumer.on_packet(feed.packet(10, 0, key=True, payload=b"k"))
     first = tx.sent[0]
-    assert consumer.on_nack([parse_fixed_header(first)[2]]) == 1
+    assert consumer.on_nack([parse_fixed_header(first)[2]], 10.0) == 1
     assert tx.sent[1] == first
 
 
@@ -173,7 +175,7 @@ def test_resync_after_a_pause_continues_numbering_at_a_keyframe() -> None:
     assert seq == (last_seq + 1) & 0xFFFF
     assert (ts - last_ts) & 0xFFFFFFFF == 90_000 * 300  # the real pause, in timestamp units
     # A NACK for a packet from before the break is not answered.
-    assert consumer.on_nack([last_seq]) == 0
+    assert consumer.on_nack([last_seq], 10.0) == 0
 
 
 def test_a_long_outage_is_bridged_without_a_sequence_jump() -> None:

@@ -74,7 +74,7 @@ def _run(consumer: Consumer, buffer: DrainingBuffer, producer: Producer, seconds
         if got:
             missing = [s for s in range(got[0], got[-1]) if s not in set(got)]
             if missing:
-                consumer.on_nack(missing[-64:])
+                consumer.on_nack(missing[-64:], now)
 
 
 def test_a_keyframe_larger_than_the_send_buffer_does_not_lock_video_out() -> None:

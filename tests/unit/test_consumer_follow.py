@@ -110,8 +110,8 @@ def test_after_follow_nacks_map_to_the_new_producers_history_only() -> None:
     new = _header(tx.sent[-1])[1]
     tx.sent.clear()
 
-    assert consumer.on_nack(old) == 0  # nothing from the old producer is repaired any more
-    assert consumer.on_nack([new]) == 1
+    assert consumer.on_nack(old, 0.4) == 0  # nothing from the old producer is repaired any more
+    assert consumer.on_nack([new], 0.4) == 1
     pt, _, _, ssrc = _header(tx.sent[0])
     assert (pt, ssrc) == (LEG.rtx_payload_type, LEG.rtx_ssrc)
     assert _payload(tx.sent[0]) == new.to_bytes(2, "big") + KEY
@@ -136,7 +136,7 @@ def test_following_nothing_keeps_the_consumer_open_and_quiet() -> None:
 
     _switch(consumer, a, None, 1.0)
     consumer.on_keyframe_request(1.5)  # nobody to ask: ignored
-    assert consumer.on_nack([last_seq]) == 0 and a.asked == 1
+    assert consumer.on_nack([last_seq], 1.5) == 0 and a.asked == 1
 
     _switch(consumer, None, b, 4.0)
     b.send(900, 0, KEY, 4.0)
@@ -210,7 +210,7 @@ def test_a_drop_inside_a_keyframe_keeps_the_keyframe_and_repairs_the_gap() -> No
     # The keyframe's refused packet keeps its number; what follows is still sent.
     assert len(seqs) == 2 and seqs[1] == (seqs[0] + 2) & 0xFFFF
     assert consumer.packets_dropped == 1 and consumer.stalls == 0
-    assert consumer.on_nack([(seqs[0] + 1) & 0xFFFF]) == 1  # the subscriber's NACK repairs it
+    assert consumer.on_nack([(seqs[0] + 1) & 0xFFFF], 0.2) == 1  # the subscriber's NACK repairs it
     assert a.asked == 1  # no new keyframe asked for: this one arrives whole
 
 
@@ -253,7 +253,7 @@ def test_follow_switches_the_payload_type_to_the_new_producers_codec() -> None:
     pt, seq, _, ssrc = _header(tx.sent[-2])
     assert (pt, ssrc) == (102, LEG.ssrc) and _header(tx.sent[-1])[0] == 102
     tx.sent.clear()
-    assert consumer.on_nack([seq]) == 1
+    assert consumer.on_nack([seq], 0.8) == 1
     assert _header(tx.sent[0])[0] == 103
 
     h264.producer.remove_sink(consumer)
@@ -263,5 +263,5 @@ def test_follow_switches_the_payload_type_to_the_new_producers_codec() -> None:
     pt, seq, _, _ = _header(tx.sent[-1])
     assert pt == 96
     tx.sent.clear()
-    assert consumer.on_nack([seq]) == 1
+    assert consumer.on_nack([seq], 1.2) == 1
     assert _header(tx.sent[0])[0] == 96  # resent as the original, no RTX on this codec
