@@ -86,6 +86,7 @@ async def test_create_room(api: Api) -> None:
         "auto_record",
         "kind",
         "viewer_password",
+        "e2ee",
         "participants",
     }
     assert body["auto_record"] is False
