@@ -10,6 +10,8 @@ with the key, and without it is no VP8 picture.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import secrets
 from collections import defaultdict
 from typing import Any
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOM, PASSWORD = "e2ee-consult", "e2ee-secret-pass"
+PASSPHRASE = "四个 random words 护士"  # not ASCII: the page encodes it as UTF-8 (NFC)
 TRAILER = 13  # 12-byte IV, then the format byte
 
 
@@ -113,6 +116,20 @@ async def test_two_browsers_decrypt_each_other_and_the_server_forwards_ciphertex
             assert joined["room"]["e2ee"] is True
             # A consumer starts at a keyframe: the server still finds them in encrypted VP8.
             await tap.wait_until(lambda: any(len(p) > 60 for p in packets.values()), timeout=20)
+
+            # Without a key in the link, the join page asks for the passphrase.
+            asking = await browser.open(with_name(server.base_url, f"/r/{ROOM}", "Nurse"))
+            pages.append(asking)
+            await asking.wait_for("!document.getElementById('e2ee-row').hidden", timeout=20)
+            # The passphrase's key is PBKDF2-HMAC-SHA256 as docs/e2ee.md says: it seals a
+            # test message exactly as the same key made here does.
+            sealed_in_page = await asking.evaluate(
+                "import('/static/e2ee.js').then(async (m) => {"
+                f" const key = await m.passphraseKey({json.dumps(PASSPHRASE)}, {json.dumps(ROOM)});"
+                " const iv = new Uint8Array(12), data = new TextEncoder().encode('ecg');"
+                " const out = await crypto.subtle.encrypt({name: 'AES-GCM', iv}, key, data);"
+                " return Array.from(new Uint8Array(out)); })"
+            )
         except (AssertionError, TimeoutError, ChromiumError) as exc:
             pytest.fail(f"{exc}\n{await describe(pages)}")
         finally:
@@ -123,6 +140,8 @@ async def test_two_browsers_decrypt_each_other_and_the_server_forwards_ciphertex
         assert page_status["encrypted"] > 0 and page_status["decrypted"] > 0
         assert page_status["failed"] == 0
     assert badges == [True, True]
+    derived = hashlib.pbkdf2_hmac("sha256", PASSPHRASE.encode(), ROOM.encode(), 600_000)
+    assert bytes(sealed_in_page) == AESGCM(derived).encrypt(bytes(12), b"ecg", None)
 
     stream = max(packets.values(), key=len)
     frames: list[bytes] = []
