@@ -39,6 +39,7 @@ from mcu.infra.httpapi import (
     read_body,
 )
 from mcu.signaling.endpoints.audit import setup_audit_api
+from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, RoomStore, Unset
 
 __all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
@@ -73,7 +74,8 @@ class LiveRooms(Protocol):
         ...
 
     async def set_recording(self, room_id: str, active: bool) -> dict[str, Any] | None:
-        """Start or stop recording a live room; None when the room is not live."""
+        """Start or stop recording a live room; None when the room is not live. Raises a
+        ``RoomError`` the room refuses with (an end-to-end encrypted room, ``e2ee_room``)."""
         ...
 
 
@@ -94,10 +96,13 @@ class CreateRoom(_Body):
     auto_record: bool = False
     kind: RoomKind = "meeting"
     viewer_password: Password | None = None
+    e2ee: bool = False
 
     @model_validator(mode="after")
     def _window(self) -> CreateRoom:
         _check_window(_timestamp(self.opens_at), _timestamp(self.closes_at))
+        if self.e2ee and self.auto_record:
+            raise ValueError(_E2EE_NOT_RECORDED)
         if self.viewer_password is not None and self.kind != "lecture":
             raise ValueError("viewer_password: only lecture rooms have viewers")
         if self.viewer_password is not None and self.viewer_password == self.password:
@@ -116,13 +121,35 @@ class UpdateRoom(_Body):
     auto_record: bool | None = None
     kind: RoomKind | None = None
     viewer_password: Password | None = None
+    e2ee: bool | None = None
 
     @model_validator(mode="after")
     def _required_stay_set(self) -> UpdateRoom:
-        for name in ("title", "password", "auto_record", "kind"):
+        for name in ("title", "password", "auto_record", "kind", "e2ee"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
+
+
+_E2EE_NOT_RECORDED = (
+    "auto_record: an end-to-end encrypted room cannot be recorded (the server cannot read it)"
+)
+
+
+def _check_e2ee(current: RoomRecord, body: UpdateRoom, participants: int) -> None:
+    """``e2ee`` changes only while nobody is in the room (the participants' pages hold, or do
+    not hold, a key: switching under them would leave them sending what the others cannot
+    read), and never ends up beside ``auto_record``."""
+    e2ee = body.e2ee if body.e2ee is not None else current.e2ee
+    if e2ee != current.e2ee and participants:
+        raise ApiError(
+            409,
+            "room_in_use",
+            "e2ee can be changed only while nobody is in the room; end the session first",
+        )
+    auto_record = body.auto_record if body.auto_record is not None else current.auto_record
+    if e2ee and auto_record:
+        raise ApiError(400, "bad_request", _E2EE_NOT_RECORDED)
 
 
 class RevokeToken(_Body):
@@ -309,6 +336,7 @@ class _AdminApi:
             "auto_record": record.auto_record,
             "kind": record.kind,
             "viewer_password": record.viewer_password_hash is not None,
+            "e2ee": record.e2ee,
             "participants": self.live.participant_count(record.id),
         }
 
@@ -332,6 +360,7 @@ class _AdminApi:
                 if body.viewer_password is not None
                 else None
             ),
+            e2ee=body.e2ee,
         )
         try:
             await self.store.create(record)
@@ -372,6 +401,7 @@ class _AdminApi:
         except ValueError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
         await _check_viewer_password(current, body)
+        _check_e2ee(current, body, self.live.participant_count(room_id))
         record = await self.store.update(
             room_id,
             title=body.title if body.title is not None else UNSET,
@@ -390,6 +420,7 @@ class _AdminApi:
                 if body.viewer_password is None
                 else await hash_password(body.viewer_password)
             ),
+            e2ee=body.e2ee if body.e2ee is not None else UNSET,
         )
         if record is None:
             raise ApiError(404, "not_found", f"no room {room_id!r}")
@@ -415,7 +446,10 @@ class _AdminApi:
         """``POST /api/rooms/{id}/recording``: start or stop recording a live room."""
         record = await self._existing(request.match_info["id"])
         body = await _parse(request, RecordingBody)
-        state = await self.live.set_recording(record.id, body.active)
+        try:
+            state = await self.live.set_recording(record.id, body.active)
+        except RoomError as exc:  # an end-to-end encrypted room is never recorded
+            raise ApiError(409, exc.code, exc.message) from None
         if state is None:
             return web.json_response(
                 {

@@ -172,9 +172,10 @@ def _rate_limited(retry: float) -> ApiError:
     )
 
 
-def _public(record: RoomRecord) -> dict[str, str]:
+def _public(record: RoomRecord) -> dict[str, str | bool]:
     """What anyone with the link may know of a room: no passwords, times or head counts."""
-    return {"id": record.id, "title": record.title, "kind": record.kind}
+    # ``e2ee``: the page must hold the room key (from its link's fragment, or a passphrase).
+    return {"id": record.id, "title": record.title, "kind": record.kind, "e2ee": record.e2ee}
 
 
 def _bad_invite(reason: str, message: str) -> web.Response:

@@ -93,6 +93,9 @@ class Join(_Message):
 
     media: Literal["connection", "none"] = "connection"
     "none: no subscribe connection (a lecture viewer that receives the stage over WHEP)."
+    e2ee: bool = False
+    "The client encrypts and decrypts frames with the room key: needed in an end-to-end "
+    "encrypted room, refused in another (docs/e2ee.md)."
 
 
 class PublishedTrackSpec(BaseModel):

@@ -222,7 +222,7 @@ class HomeRelays:
             record = await self.store.get(room_id)
             if record is None:
                 raise UnknownRoom(f"no room {room_id!r}")
-            room = self.rooms.get_or_create(record.id, record.title, record.kind)
+            room = self.rooms.get_or_create(record.id, record.title, record.kind, record.e2ee)
         key = (room_id, worker)
         old = self._feeds.pop(key, None)
         if old is not None:

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
+from mcu.signaling.rooms.e2ee import E2eeRefused, refuse_in_e2ee
 from mcu.signaling.rooms.errors import RoomDocumentsFull, RoomError
 from mcu.slides.documents import DocumentError, DocumentLimits, load_document, sniff
 
@@ -84,6 +85,10 @@ async def upload_document(request: web.Request) -> web.Response:
     room, participant = found
     if not participant.visible:  # a lecture's viewer: it watches, and never presents
         return _error(403, "forbidden", "viewers cannot present; raise a hand to speak")
+    try:
+        refuse_in_e2ee(room, "slides")  # a document is rendered, in plaintext, by the server
+    except E2eeRefused as exc:
+        return _error(409, exc.code, exc.message)
     if request.content_length is not None and request.content_length > LIMITS.max_bytes:
         return _error(413, "too_large", f"documents are limited to {LIMITS.max_bytes} bytes")
     held = 0

@@ -53,10 +53,11 @@ from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
 from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
+from mcu.signaling.rooms.e2ee import PlaintextFeature, refusal
 from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.participant import Participant
 from mcu.signaling.rooms.session import Room
-from mcu.signaling.rooms.store import RoomStore
+from mcu.signaling.rooms.store import RoomRecord, RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,16 @@ def _record(
         audit.record(action, actor=actor, room=room_id, address=address, details=details)
 
 
+def _require_key(request: web.Request, record: RoomRecord, feature: PlaintextFeature) -> None:
+    """Refuse (403 ``e2ee_room``) a client of an end-to-end encrypted room that does not say,
+    with ``?e2ee=1``, that it encrypts or decrypts frames with the room key. The server cannot
+    check the claim (it never has the key); the refusal is for the ordinary WHIP/WHEP tools,
+    which would otherwise send plaintext or play nothing, silently."""
+    if record.e2ee and request.query.get("e2ee") != "1":
+        refused = refusal(feature)
+        raise ApiError(403, refused.code, refused.message)
+
+
 def _display_name(request: web.Request, default: str) -> str:
     return request.query.get("name", default).strip()[:64] or default
 
@@ -320,9 +331,10 @@ async def whip_post(request: web.Request) -> web.Response:
     except Refused as exc:
         raise _refusal(exc) from None
     record, role = admitted.record, admitted.role
+    _require_key(request, record, "whip")
     name = admitted.name or name
     sources = _sources(offer)
-    room = services.rooms.get_or_create(record.id, record.title, record.kind)
+    room = services.rooms.get_or_create(record.id, record.title, record.kind, record.e2ee)
     participant = await room.add(name, role, _nobody_listens, subscribe=False)
     try:
         answer, _ = await room.publish(participant, offer, sources)
@@ -389,6 +401,7 @@ async def whep_post(request: web.Request) -> web.Response:
     except Refused as exc:
         raise _refusal(exc) from None
     record = admitted.record
+    _require_key(request, record, "whep")
     # A live participant's session token (the viewer page) is already counted (and, in a
     # meeting, named) as the participant it belongs to.
     watcher = None if admitted.own_session else (f"w{secrets.token_hex(4)}", admitted.name or name)
@@ -418,7 +431,7 @@ async def whep_post(request: web.Request) -> web.Response:
     session_id = hub.new_session_id()
     room: Room | None = None
     if home == hub.worker:
-        room = services.rooms.get_or_create(record.id, record.title, record.kind)
+        room = services.rooms.get_or_create(record.id, record.title, record.kind, record.e2ee)
         stage: Stage = room.stage
     else:
         assert hub.edges is not None

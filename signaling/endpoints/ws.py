@@ -42,6 +42,7 @@ from mcu.signaling.rooms.admission import (
     PlatformToken,
     Refused,
 )
+from mcu.signaling.rooms.e2ee import E2eeRefused, check_client
 from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.errors import ResumeRefused, RoomError
 from mcu.signaling.rooms.mixing import parse_spec
@@ -281,6 +282,7 @@ class ClientConnection:
                     frozenset(message.participants) if message.participants is not None else None
                 )
                 if message.mode is not None:
+                    room.mix.allow(message.mode)
                     participant.mix_mode = None if message.mode == "room" else message.mode
                 participant.mix_spec = parse_spec(
                     message.layout, message.resolution, message.bitrate, message.page,
@@ -354,11 +356,15 @@ class ClientConnection:
                 code, exc.message, request_id=message.id, retry_after=exc.retry_after
             ) from None
         record, role = admitted.record, admitted.role
+        try:
+            check_client(record.e2ee, message.e2ee)
+        except E2eeRefused as exc:
+            raise ProtocolError.from_room(exc, message.id) from None
         # The platform's token names its holder; anyone else says who they are.
         name = admitted.name or message.name
         if name is None:
             raise ProtocolError("bad_message", "join needs a name", request_id=message.id)
-        room = services.rooms.get_or_create(record.id, record.title, record.kind)
+        room = services.rooms.get_or_create(record.id, record.title, record.kind, record.e2ee)
         self.room = room
 
         async def send_joined_then_events(msg: dict[str, Any]) -> None:
@@ -377,7 +383,8 @@ class ClientConnection:
             via="websocket",
             credential="invite" if message.invite is not None else "password",
         )
-        if first and record.auto_record and not room.recording.active:
+        # An end-to-end encrypted room is never recorded (the admin API refuses the pair too).
+        if first and record.auto_record and not record.e2ee and not room.recording.active:
             await room.recording.start()  # the room is set to record automatically
             if services.audit is not None:
                 services.audit.record("recording.started", actor="system", room=room.id)
@@ -437,6 +444,7 @@ class ClientConnection:
         if message.action == "room_mode":
             if message.mode is None:
                 raise ProtocolError("bad_message", "room_mode needs a mode")
+            room.mix.allow(message.mode)
             room.mix.default_mode = message.mode
             self._record("chair.room_mode", participant, room, mode=message.mode)
             await room.broadcast({"type": "room_mode", "mode": message.mode})

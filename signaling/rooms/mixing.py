@@ -8,6 +8,7 @@ from mcu.media import CodecInfo, TrackSource
 from mcu.mixer.session import MIX_PARTICIPANT, MixSession, RoomSource
 from mcu.mixer.specs import MixSpec
 from mcu.sfu.producer import Producer
+from mcu.signaling.rooms.e2ee import refuse_in_e2ee
 
 if TYPE_CHECKING:
     from mcu.signaling.rooms.participant import Participant
@@ -28,6 +29,12 @@ class RoomMix:
     def mode_of(self, participant: Participant) -> Mode:
         """The participant's own choice, else the room's default."""
         return participant.mix_mode or self.default_mode
+
+    def allow(self, mode: str) -> None:
+        """Raise ``E2eeRefused`` if ``mode`` is ``mixed`` and the room is end-to-end encrypted:
+        the mixer decodes, and the server has no key."""
+        if mode == "mixed":
+            refuse_in_e2ee(self.room, "mixing")
 
     def wanted(self, participant: Participant) -> list[Producer]:
         """What a mixed participant receives: the composite for its spec and its N-1 audio."""

@@ -40,6 +40,11 @@ class RoomView(Protocol):
         ...
 
     @property
+    def e2ee(self) -> bool:
+        """Whether the browsers encrypt the room's media end to end (docs/e2ee.md)."""
+        ...
+
+    @property
     def ending(self) -> bool:
         """The room is being ended: nobody is told of changes any more."""
         ...

@@ -40,6 +40,7 @@ from mcu.recorder.composite import RecordedTrack, make_composite
 from mcu.recorder.timeline import RecordingClock
 from mcu.recorder.writer import TrackWriter
 from mcu.sfu.producer import Producer
+from mcu.signaling.rooms.e2ee import refuse_in_e2ee
 from mcu.signaling.rooms.events import RecordingFinished, RecordingReady, RecordingStarted
 
 if TYPE_CHECKING:
@@ -130,7 +131,9 @@ class RoomRecording:
         return {k: v for k, v in self.describe().items() if k != "type"}
 
     async def start(self) -> None:
-        """Start recording every current and future track of the room."""
+        """Start recording every current and future track of the room; raises ``E2eeRefused``
+        in an end-to-end encrypted room (there is nothing the server could read to record)."""
+        refuse_in_e2ee(self.room, "recording")
         services = self.services
         if services is None:
             raise RuntimeError("recording is not configured")

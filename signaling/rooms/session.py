@@ -77,6 +77,8 @@ class Room:
         self.id = room_id
         self.title = title
         self.kind: RoomKind = kind
+        self.e2ee = False
+        "Browsers encrypt the media end to end: nothing that needs plaintext (docs/e2ee.md)."
         self.stage = Stage(room_id)
         "What viewers receive (WHEP sessions here and relays to other workers)."
         self.viewer_sessions: dict[str, Callable[[], Awaitable[None]]] = {}
@@ -267,7 +269,9 @@ class Room:
             try:
                 # A recorded room prefers H.264: MP4 then holds a copy instead of a transcode.
                 # A lecture prefers it too: every stage slot of a WHEP viewer then has one codec.
+                # An end-to-end encrypted room takes VP8, which its frame format keeps parseable.
                 prefer = "video/H264" if self.recording.active or self.kind == "lecture" else None
+                prefer = "video/VP8" if self.e2ee else prefer
                 answer, offered = await participant.publisher.negotiate(offer_sdp, sources, prefer)
             except NegotiationError as exc:
                 raise InvalidRequest(str(exc), code="bad_sdp") from None
@@ -527,7 +531,9 @@ class Rooms:
         "Where every room's events go."
         self.rooms: dict[str, Room] = {}
 
-    def get_or_create(self, room_id: str, title: str, kind: RoomKind = "meeting") -> Room:
+    def get_or_create(
+        self, room_id: str, title: str, kind: RoomKind = "meeting", e2ee: bool = False
+    ) -> Room:
         """The live room, created on first join."""
         room = self.rooms.get(room_id)
         if room is None:
@@ -543,6 +549,7 @@ class Rooms:
             )
             metrics.ROOMS.set(len(self.rooms))
         room.kind = kind  # an administrator may have changed it since the session began
+        room.e2ee = e2ee
         return room
 
     def participant_by_token(self, room_id: str, token: str) -> tuple[Room, Participant] | None:

@@ -49,16 +49,19 @@ _SCHEMA_V3 = (
 _SCHEMA_V4 = (
     "CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY NOT NULL, expires_at REAL NOT NULL) STRICT",
 )
+# End-to-end encrypted rooms (docs/e2ee.md): rooms made before it are not.
+_SCHEMA_V5 = ("ALTER TABLE rooms ADD COLUMN e2ee INTEGER NOT NULL DEFAULT 0",)
 _SCHEMA_STEPS = (
     tuple(statement for statement in _SCHEMA_V1.split(";") if statement.strip()),
     (_SCHEMA_V2,),
     _SCHEMA_V3,
     _SCHEMA_V4,
+    _SCHEMA_V5,
 )
 SCHEMA_VERSION = len(_SCHEMA_STEPS)
 _COLUMNS = (
     "id, title, password_hash, created_at, opens_at, closes_at, max_participants, auto_record,"
-    " kind, viewer_password_hash"
+    " kind, viewer_password_hash, e2ee"
 )
 
 
@@ -94,6 +97,9 @@ class RoomRecord:
     """``meeting`` (everyone sees everyone) or ``lecture`` (viewers receive the stage only)."""
     viewer_password_hash: str | None = None
     """Argon2id hash of a lecture's viewer password; None when viewers need an invite."""
+    e2ee: bool = False
+    """Media is end-to-end encrypted by the browsers: the server refuses what needs plaintext
+    (recording, mixing, slides, WHEP players without the key)."""
 
     def is_open(self, now: float) -> bool:
         """Whether joins are allowed at Unix time ``now``."""
@@ -104,7 +110,7 @@ class RoomRecord:
 
 def _record(row: tuple[Any, ...]) -> RoomRecord:
     room_id, title, password_hash, created_at, opens_at, closes_at, capacity, auto = row[:8]
-    kind, viewer_hash = row[8:]
+    kind, viewer_hash, e2ee = row[8:]
     return RoomRecord(
         room_id,
         title,
@@ -116,6 +122,7 @@ def _record(row: tuple[Any, ...]) -> RoomRecord:
         bool(auto),
         "lecture" if kind == "lecture" else "meeting",
         viewer_hash,
+        bool(e2ee),
     )
 
 
@@ -143,7 +150,7 @@ class RoomStore(SerialDatabase):
             try:
                 with db:
                     db.execute(
-                        f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        f"INSERT INTO rooms ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             record.id,
                             record.title,
@@ -155,6 +162,7 @@ class RoomStore(SerialDatabase):
                             int(record.auto_record),
                             record.kind,
                             record.viewer_password_hash,
+                            int(record.e2ee),
                         ),
                     )
             except sqlite3.IntegrityError:
@@ -188,6 +196,7 @@ class RoomStore(SerialDatabase):
         auto_record: bool | Unset = UNSET,
         kind: RoomKind | Unset = UNSET,
         viewer_password_hash: str | Unset | None = UNSET,
+        e2ee: bool | Unset = UNSET,
     ) -> RoomRecord | None:
         """Change only the fields given (None clears an optional one); the updated room, or
         None if there is no such room."""
@@ -205,6 +214,7 @@ class RoomStore(SerialDatabase):
                 ),
                 ("kind", kind),
                 ("viewer_password_hash", viewer_password_hash),
+                ("e2ee", e2ee if isinstance(e2ee, Unset) else int(e2ee)),
             )
             if value is not UNSET
         }

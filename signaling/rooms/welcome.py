@@ -21,7 +21,7 @@ def joined_message(room: Room, participant: Participant, *, resumed: bool) -> di
     return {
         "type": "joined",
         "participant": participant.describe(),
-        "room": {"id": room.id, "title": room.title, "kind": room.kind},
+        "room": {"id": room.id, "title": room.title, "kind": room.kind, "e2ee": room.e2ee},
         "participants": [
             p.describe() for p in room.participants.values() if p.visible and p is not participant
         ],

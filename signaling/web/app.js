@@ -3,6 +3,7 @@
 // returning effects); the session with the server is room-session.js's, the drawing
 // room-view.js's. `window.mcu` (room-handle.js) exposes the state for tests and diagnostics.
 
+import { e2eeJoinFields, e2eeStatus, prepareE2ee, showE2eeBadge } from "./e2ee-join.js";
 import { errorText, languageSwitch, onLanguageChange, t, translate } from "./i18n.js";
 import { inviteRole, Lecture } from "./lecture.js";
 import {
@@ -73,6 +74,7 @@ const mcu = roomHandle({
   stats: () => stats(),
   leave: () => leave(),
 });
+mcu.e2ee = e2eeStatus; // end-to-end encryption: the key's source and frame counts, or null
 window.mcu = mcu;
 
 const isJoined = () => mcu.state === "joined";
@@ -232,12 +234,14 @@ async function join() {
     $("password").focus();
     return;
   }
+  const e2ee = await e2eeJoinFields(roomId); // the key, before any connection exists
+  if (e2ee.error) return showJoinError(e2ee.error);
   setState("joining");
   showJoinError("");
   showJoinButton("join.joining", false);
   try {
     await session.open();
-    const request = { type: "join", room: roomId };
+    const request = { type: "join", room: roomId, ...e2ee };
     if (name) {
       request.name = name.slice(0, 64); // a token's name, when it has one, wins at the server
     }
@@ -313,6 +317,7 @@ function enterRoom(joined) {
   const isChair = joined.participant.role === "chair";
   views.grid.setChair(isChair);
   showRoomHeading(joined.room?.title || joined.room?.id || roomId, isChair);
+  showE2eeBadge(joined);
   own.show();
   showScreen("room-screen");
   render();
@@ -571,6 +576,8 @@ async function main() {
     return;
   }
   showRoomName(roomId, about.room);
+  const unusable = await prepareE2ee(about.room); // no key, or a browser that cannot encrypt
+  if (unusable !== null) return refuseJoin({ code: unusable.code, message: unusable.code }, unusable.text);
   // The server's word when it could give it; otherwise the token's own (unverified) hint.
   const role = invite ? (about.role ?? (await inviteRole(invite))) : (claims.role ?? null);
   showInvite(about.role, about.expiresAt);

@@ -135,6 +135,22 @@ export function useRelayOnly(relay) {
   iceTransportPolicy = relay ? "relay" : "all";
 }
 
+/**
+ * The end-to-end encryption of an e2ee room (e2ee.js `FrameProtection`), or null: every sender
+ * and receiver of the page's connections is then given its frame transform.
+ */
+let frameProtection = null;
+
+/** Encrypts and decrypts every frame of the page's connections from now on (null: stop adding). */
+export function protectFrames(protection) {
+  frameProtection = protection;
+}
+
+/** The page's frame protection, or null outside an end-to-end encrypted room. */
+export function framesProtection() {
+  return frameProtection;
+}
+
 /** The configuration of every peer connection of the page; `iceServers` as `joined` gave them. */
 export function peerConfiguration(iceServers) {
   return { iceServers, iceTransportPolicy, bundlePolicy: "max-bundle" };
@@ -155,6 +171,7 @@ export class PublishConnection {
         direction: "sendonly",
         streams: [stream],
       });
+      frameProtection?.sender(transceiver.sender);
       if (track.kind === "video") {
         preferVideoCodecs(transceiver, this.videoCodec);
       }
@@ -177,6 +194,7 @@ export class PublishConnection {
       direction: "sendonly",
       streams: [new MediaStream([track])],
     });
+    frameProtection?.sender(transceiver.sender);
     preferVideoCodecs(transceiver, this.videoCodec);
     this.transceivers.set("content", transceiver);
     return transceiver;
@@ -263,6 +281,9 @@ export class SubscribeConnection {
     const run = async () => {
       this.byMid = new Map(offer.tracks.map((t) => [t.mid, t]));
       await this.pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+      for (const transceiver of this.pc.getTransceivers()) {
+        frameProtection?.receiver(transceiver.receiver); // before any frame can arrive
+      }
       await this.pc.setLocalDescription(await this.pc.createAnswer());
       await iceGatheringComplete(this.pc);
       this._report();

@@ -3,7 +3,7 @@
 // its Location header, which DELETE ends. No trickle ICE: the offer is sent after gathering.
 
 import { t } from "./i18n.js";
-import { iceGatheringComplete, peerConfiguration } from "./media.js";
+import { framesProtection, iceGatheringComplete, peerConfiguration } from "./media.js";
 
 /**
  * A refused or failed WHEP request: `status` is the HTTP status (0 when nothing answered);
@@ -43,7 +43,9 @@ export class WhepSession {
    * lower case (e.g. `["video/h264", "video/vp8"]`); `iceServers` for the connection.
    */
   constructor(endpoint, { token = null, audio = 1, video = 1, videoCodecs = [], iceServers = [] }) {
-    this.endpoint = endpoint;
+    const protection = framesProtection();
+    // In an end-to-end encrypted room the server admits only players that hold the key.
+    this.endpoint = protection ? `${endpoint}${endpoint.includes("?") ? "&" : "?"}e2ee=1` : endpoint;
     this.token = token;
     this.location = null; // the session's URL once the server accepted the offer
     this.pc = new RTCPeerConnection(peerConfiguration(iceServers));
@@ -51,10 +53,12 @@ export class WhepSession {
     this.video = [];
     for (let i = 0; i < audio; i += 1) {
       this.audio.push(this.pc.addTransceiver("audio", { direction: "recvonly" }));
+      protection?.receiver(this.audio[i].receiver);
     }
     for (let i = 0; i < video; i += 1) {
       const transceiver = this.pc.addTransceiver("video", { direction: "recvonly" });
       preferCodecs(transceiver, videoCodecs);
+      protection?.receiver(transceiver.receiver);
       this.video.push(transceiver);
     }
   }

@@ -86,6 +86,7 @@ async def test_create_room(api: Api) -> None:
         "auto_record",
         "kind",
         "viewer_password",
+        "e2ee",
         "participants",
     }
     assert body["auto_record"] is False
@@ -461,3 +462,40 @@ async def test_out_of_range_invite_ttl_is_400_naming_the_field(api: Api, ttl: st
     )
     assert status == 400, reply
     assert reply["error"] == "bad_request" and "ttl_seconds" in reply["message"], reply
+
+
+async def test_an_e2ee_room_is_created_shown_listed_and_kept_from_recording(api: Api) -> None:
+    status, body = await api.call("POST", "/api/rooms", {**ROOM, "e2ee": True})
+    assert status == 201 and body["e2ee"] is True
+    await api.call("POST", "/api/rooms", {**ROOM, "id": "plain"})
+    assert (await api.call("GET", "/api/rooms/cardio-1"))[1]["e2ee"] is True
+    listed = (await api.call("GET", "/api/rooms"))[1]["rooms"]
+    assert [(room["id"], room["e2ee"]) for room in listed] == [("cardio-1", True), ("plain", False)]
+    record = await api.store.get("cardio-1")
+    assert record is not None and record.e2ee is True
+    # Never recorded automatically: refused on creation and by a change.
+    status, reply = await api.call(
+        "POST", "/api/rooms", {**ROOM, "id": "both", "e2ee": True, "auto_record": True}
+    )
+    assert status == 400 and "auto_record" in reply["message"]
+    status, reply = await api.call("PATCH", "/api/rooms/cardio-1", {"auto_record": True})
+    assert status == 400 and "auto_record" in reply["message"]
+    status, reply = await api.call("PATCH", "/api/rooms/plain", {"e2ee": None})
+    assert status == 400 and "e2ee" in reply["message"]
+    for bad in ("yes", 1, "true"):
+        status, reply = await api.call("POST", "/api/rooms", {**ROOM, "id": "x", "e2ee": bad})
+        assert status == 400 and "e2ee" in reply["message"], bad
+
+
+async def test_e2ee_changes_only_while_nobody_is_in_the_room(api: Api) -> None:
+    await api.call("POST", "/api/rooms", ROOM)
+    api.live.counts["cardio-1"] = 2
+    status, reply = await api.call("PATCH", "/api/rooms/cardio-1", {"e2ee": True})
+    assert status == 409 and reply["error"] == "room_in_use"
+    record = await api.store.get("cardio-1")
+    assert record is not None and record.e2ee is False
+    # Saying what it already is changes nothing, so it is no conflict.
+    assert (await api.call("PATCH", "/api/rooms/cardio-1", {"e2ee": False}))[0] == 200
+    api.live.counts.clear()
+    status, body = await api.call("PATCH", "/api/rooms/cardio-1", {"e2ee": True})
+    assert status == 200 and body["e2ee"] is True

@@ -121,14 +121,25 @@ async def test_a_natively_posted_join_form_comes_back_as_the_page(site: Site) ->
 # ---------------------------------------------------------------- public room information
 
 
-async def test_room_info_is_the_title_and_kind_only(site: Site) -> None:
+async def test_room_info_is_the_title_kind_and_e2ee_only(site: Site) -> None:
     status, body, headers = await site.get("/rooms/cardio-1")
     assert status == 200
-    assert body == {"id": "cardio-1", "title": "Cardiology consult", "kind": "meeting"}
+    # e2ee: whether the page must hold the room key (it asks for a passphrase without one).
+    assert body == {
+        "id": "cardio-1",
+        "title": "Cardiology consult",
+        "kind": "meeting",
+        "e2ee": False,
+    }
     assert headers["Cache-Control"] == "no-store"
     status, body, _ = await site.get("/rooms/stroke-4")
     # Not whether a viewer password is set, nor anything else of the record.
-    assert body == {"id": "stroke-4", "title": "Stroke care, lesson 4", "kind": "lecture"}
+    assert body == {
+        "id": "stroke-4",
+        "title": "Stroke care, lesson 4",
+        "kind": "lecture",
+        "e2ee": False,
+    }
 
 
 @pytest.mark.parametrize("room_id", ["no-such-room", "x" * 65, "cardio-1 "])
@@ -169,7 +180,7 @@ async def test_an_invite_says_its_role_and_expiry(site: Site, role: str) -> None
     status, body, headers = await site.get("/rooms/cardio-1/invite", token)
     assert status == 200
     assert body == {
-        "room": {"id": "cardio-1", "title": "Cardiology consult", "kind": "meeting"},
+        "room": {"id": "cardio-1", "title": "Cardiology consult", "kind": "meeting", "e2ee": False},
         "role": role,
         "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(round(issued + 7200))),
     }
@@ -258,7 +269,12 @@ async def test_the_server_serves_the_join_page_routes(server: ServerProcess) -> 
             assert r.status == 200
         async with anonymous.get(f"{base}/rooms/cardio-1") as r:
             info = await r.json()
-        assert info == {"id": "cardio-1", "title": "Cardiology consult", "kind": "meeting"}
+        assert info == {
+            "id": "cardio-1",
+            "title": "Cardiology consult",
+            "kind": "meeting",
+            "e2ee": False,
+        }
         headers = {"Authorization": f"Bearer {invite}"}
         async with anonymous.get(f"{base}/rooms/cardio-1/invite", headers=headers) as r:
             grant = await r.json()

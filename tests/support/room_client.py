@@ -193,8 +193,12 @@ class RoomClient:
         password: str | None = None,
         invite: str | None = None,
         media: str | None = None,
+        e2ee: bool = False,
     ) -> dict[str, Any]:
+        """Join ``room``; ``e2ee``: say the client encrypts (an end-to-end encrypted room)."""
         message: dict[str, Any] = {"type": "join", "room": room, "name": self.name}
+        if e2ee:
+            message["e2ee"] = True
         if password is not None:
             message["password"] = password
         if invite is not None:

@@ -40,6 +40,7 @@ class PlainRoom:
     id: str = "r1"
     title: str = "Cardiology"
     kind: str = "meeting"
+    e2ee: bool = False
     ending: bool = False
     participants: dict[str, Participant] = field(default_factory=dict)
     active_speaker: str | None = None

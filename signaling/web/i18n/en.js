@@ -322,5 +322,14 @@ export default {
   "lecture.whep_interrupted": "Receiving the room was interrupted. Reconnecting…",
   "lecture.whep_back": "Receiving the room again.",
   "error.resume_failed": "Your place in the room could not be kept. Please join again.",
-  "own.republish_failed": "Your camera and microphone could not be sent again: {reason}"
+  "own.republish_failed": "Your camera and microphone could not be sent again: {reason}",
+  "e2ee.badge": "End-to-end encrypted",
+  "e2ee.join_note": "End-to-end encrypted: only the participants can see and hear this consultation.",
+  "e2ee.passphrase": "Shared passphrase",
+  "e2ee.need_passphrase": "Type the passphrase the participants agreed on for this room.",
+  "e2ee.unsupported": "This room is end-to-end encrypted and this browser cannot encrypt media. Use a current Chrome, Edge, Firefox or Safari.",
+  "e2ee.bad_key": "The key in this link is damaged. Ask for the link again.",
+  "e2ee.undecryptable": "Some audio or video cannot be decrypted: check that everyone uses the same link or passphrase.",
+  "error.e2ee_room": "This room is end-to-end encrypted, and that needs the media in plaintext: recording, mixing and server-rendered slides are not available.",
+  "error.e2ee_mismatch": "This room's encryption has changed, or this page cannot hold its key. Reload the page, or open the room's link again."
 };

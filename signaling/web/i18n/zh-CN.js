@@ -322,5 +322,14 @@ export default {
   "lecture.whep_interrupted": "接收房间画面中断，正在重新连接…",
   "lecture.whep_back": "已恢复接收房间画面。",
   "error.resume_failed": "未能保留您在房间中的位置，请重新加入。",
-  "own.republish_failed": "无法重新发送您的摄像头和麦克风：{reason}"
+  "own.republish_failed": "无法重新发送您的摄像头和麦克风：{reason}",
+  "e2ee.badge": "端到端加密",
+  "e2ee.join_note": "端到端加密：只有参与者能看到和听到本次会诊。",
+  "e2ee.passphrase": "共享口令",
+  "e2ee.need_passphrase": "请输入参与者为本房间约定的口令。",
+  "e2ee.unsupported": "本房间采用端到端加密，而此浏览器无法加密音视频。请使用最新版 Chrome、Edge、Firefox 或 Safari。",
+  "e2ee.bad_key": "此链接中的密钥已损坏，请重新索取链接。",
+  "e2ee.undecryptable": "部分音视频无法解密：请确认所有人使用同一链接或口令。",
+  "error.e2ee_room": "本房间采用端到端加密，而该操作需要明文音视频：无法录制、合成画面或由服务器渲染幻灯片。",
+  "error.e2ee_mismatch": "本房间的加密设置已更改，或此页面未持有其密钥。请刷新页面，或重新打开房间链接。"
 };
