@@ -91,6 +91,24 @@ def inbound_audio(stats: Stats, participant_id: str) -> Stats:
     return {"packetsReceived": 0, "totalSamplesReceived": 0, "concealedSamples": 0}
 
 
+async def joined_or_reloaded(page: Page, url: str) -> None:
+    """Wait for the page to join; once, if it has not within JOIN_TIMEOUT, load it again.
+
+    Rarely, on a loaded CI machine, one page of these rooms never got past joining (its state
+    was lost with the cut log). The join is not what these tests are about: say what the page
+    showed (printed with the test's output) and do what a user would, then require the join.
+    """
+    joined = "window.mcu?.state === 'joined'"
+    try:
+        await page.wait_for(joined, timeout=JOIN_TIMEOUT)
+        return
+    except TimeoutError:
+        state = await describe([page])
+        print(f"a page had not joined after {JOIN_TIMEOUT} s; loading it again:\n{state}")
+    await page.navigate(url)
+    await page.wait_for(joined, timeout=JOIN_TIMEOUT)
+
+
 @contextlib.asynccontextmanager
 async def lossy_room(
     work_dir: Path, near: int = 1, link_index: int = 1
@@ -121,16 +139,17 @@ async def lossy_room(
         room_id = "lossy-consult"
         await server.create_room(room_id, "lossy-room-pass", title="Over a bad line")
         far_link = await server.invite(room_id, role="chair")
-        far = await far_browser.open(with_name(origin, far_link, "Far clinic"))
+        urls = [with_name(origin, far_link, "Far clinic")]
+        far = await far_browser.open(urls[0])
         near_pages = []
         for index in range(near):
             invite = await server.invite(room_id)
-            url = with_name(server.base_url, invite, f"Near {index + 1}")
-            near_pages.append(await near_browser.open(url))
+            urls.append(with_name(server.base_url, invite, f"Near {index + 1}"))
+            near_pages.append(await near_browser.open(urls[-1]))
         room = LossyRoom(server=server, link=link, far=far, near=near_pages)
         try:
-            for page in room.pages:
-                await page.wait_for("window.mcu?.state === 'joined'", timeout=JOIN_TIMEOUT)
+            for page, url in zip(room.pages, urls, strict=True):
+                await joined_or_reloaded(page, url)
             await asyncio.gather(*(wait_for_media(page) for page in room.pages))
             room.far_id = await far.evaluate("window.mcu.participantId")
             room.near_ids = [await page.evaluate("window.mcu.participantId") for page in near_pages]
