@@ -429,6 +429,12 @@ class Config(BaseModel):
                 "advertise_url and cluster_secret apply to a cluster: set redis_url too",
                 ("redis_url", "advertise_url", "cluster_secret"),
             )
+        # A generated token would differ from node to node, and so would the admin API.
+        if self.redis_url is not None and self.admin_token is None:
+            raise _CrossFieldError(
+                "a cluster needs admin_token (MCU_ADMIN_TOKEN), the same on every node",
+                ("redis_url", "admin_token"),
+            )
         return self
 
     @property

@@ -18,6 +18,7 @@ from mcu import __version__
 from mcu.app.apikeys import api_keys
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
+from mcu.app.sharedstate import SharedState, invite_key, share_key
 from mcu.crypto.accesstokens import AccessTokens
 from mcu.crypto.secrets import load_or_create_admin_token, load_or_create_secret
 from mcu.crypto.tokens import InviteSigner, ShareSigner
@@ -29,7 +30,6 @@ from mcu.infra.looplag import LoopLagMonitor
 from mcu.infra.runtimegauges import RuntimeCollector
 from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector
 from mcu.library.api import MASTER_KEY_NAME, setup_library
-from mcu.library.shares import SHARE_KEY_NAME
 from mcu.mixer.session import MixedVideo
 from mcu.recorder.catalogue import Catalogue
 from mcu.recorder.writer import TrackWriter
@@ -54,6 +54,7 @@ from mcu.signaling.rooms.recording import (
     composite_executor,
     recover_recordings,
 )
+from mcu.signaling.rooms.records import RoomRecords
 from mcu.signaling.rooms.session import Rooms
 from mcu.signaling.rooms.store import RoomStore
 from mcu.signaling.rooms.throttle import LoginThrottle
@@ -339,13 +340,20 @@ async def create_app(config: Config) -> web.Application:
     """Build the application for ``config`` (opens the room store; closed on cleanup)."""
     apply_media_policy(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await RoomStore.open(config.data_dir / "mcu.sqlite3")
+    # A cluster's nodes share their rooms in Redis; a single node keeps them in SQLite.
+    shared = SharedState(config) if config.clustered else None
+    sqlite_store: RoomStore | None = None
+    store: RoomRecords
+    if shared is not None:
+        store = shared.store
+    else:
+        store = sqlite_store = await RoomStore.open(config.data_dir / "mcu.sqlite3")
     admin_token = (
         config.admin_token.get_secret_value()
         if config.admin_token is not None
         else load_or_create_admin_token(config.data_dir)
     )
-    signer = InviteSigner(load_or_create_secret(config.data_dir, "invite-key"))
+    signer = InviteSigner(invite_key(config))
     tokens = AccessTokens(api_keys(config.api_keys))
     catalogue = await Catalogue.open(config.data_dir)
     master_key = load_or_create_secret(config.data_dir, MASTER_KEY_NAME)
@@ -369,6 +377,7 @@ async def create_app(config: Config) -> web.Application:
         events=webhooks or NO_EVENTS,
         reconnect_grace=config.reconnect_grace,
     )
+    live_counts = shared.serve(rooms) if shared else None
     # Each worker appends to a chain of its own; GET /api/audit merges them.
     audit_dir = config.data_dir / AUDIT_DIRNAME
     audit = AuditLog(audit_dir, config.worker_index or 0, config.audit_retention_days)
@@ -427,7 +436,7 @@ async def create_app(config: Config) -> web.Application:
         data_dir=config.data_dir,
         master_key=master_key,
         admin_token=admin_token,
-        signer=ShareSigner(load_or_create_secret(config.data_dir, SHARE_KEY_NAME)),
+        signer=ShareSigner(share_key(config)),
         encrypt_uploads=config.encrypt_recordings,
         audit=audit,
         tokens=tokens,
@@ -442,6 +451,7 @@ async def create_app(config: Config) -> web.Application:
         audit=audit,
         audit_dir=audit_dir,
         tokens=tokens,
+        counts=live_counts,
     )
     setup_webhook_routes(app, webhooks, admin_token=admin_token)
     app.router.add_get("/", index_page)
@@ -455,6 +465,8 @@ async def create_app(config: Config) -> web.Application:
 
     async def startup(app: web.Application) -> None:
         loop_lag.start()
+        if shared is not None:
+            shared.start()
         context = app.get(WORKER_CONTEXT)
         if context is not None and context.peers is not None:
             await broadcasting.start_relaying(context.index, context.peers, store)
@@ -475,7 +487,10 @@ async def create_app(config: Config) -> web.Application:
         REGISTRY.unregister(runtime_collector)
         composer.shutdown(wait=True)  # a composite being made is finished, not lost
         await catalogue.close()
-        await store.close()
+        if shared is not None:
+            await shared.close()
+        if sqlite_store is not None:
+            await sqlite_store.close()
         await audit.close()  # last: the leaves of the rooms just ended are on it
 
     app.on_startup.append(startup)

@@ -46,6 +46,7 @@ __all__ = [
     "NODE_CREDENTIAL_HEADER",
     "RELAYS_PATH",
     "RELAY_PATH",
+    "ROOM_CHANGES_CHANNEL",
     "ROOM_EXISTS_PATH",
     "ROOM_ID_PATTERN",
     "STAGE_PATH",
@@ -58,6 +59,7 @@ __all__ = [
     "RelayReply",
     "RelayRequest",
     "Role",
+    "RoomChange",
     "RoomExistsReply",
     "Source",
     "StageDescription",
@@ -354,3 +356,35 @@ class AdmitReply(_Message):
     "or why it admits nobody."
     name: Annotated[str, StringConstraints(max_length=64)] | None = None
     "The display name the credential gives (an access token's ``name``)."
+
+
+# -- between nodes: the shared room store -----------------------------------------------------
+
+ROOM_CHANGES_CHANNEL = "mcu:rooms:changes"
+"""Redis pub/sub channel on which the shared room store announces each change to a room's
+definition (a :class:`RoomChange` as JSON), in the same step as the change itself. Every worker
+of every node listens, to apply it to the rooms it has live."""
+
+RoomField = Literal[
+    "title",
+    "password_hash",
+    "opens_at",
+    "closes_at",
+    "max_participants",
+    "auto_record",
+    "kind",
+    "viewer_password_hash",
+    "e2ee",
+]
+"A field of a room's definition an update may change."
+
+
+class RoomChange(_Message):
+    """A room's definition was changed or deleted through some node's admin API."""
+
+    room: Annotated[StrictStr, StringConstraints(pattern=ROOM_ID_PATTERN)]
+    "The room's id."
+    change: Literal["updated", "deleted"]
+    "What happened to it."
+    fields: tuple[RoomField, ...] = ()
+    "The fields an update changed (names only, never values: password hashes are among them)."

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Protocol, TypeVar
@@ -40,9 +40,10 @@ from mcu.infra.httpapi import (
 )
 from mcu.signaling.endpoints.audit import setup_audit_api
 from mcu.signaling.rooms.errors import RoomError
-from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, RoomStore, Unset
+from mcu.signaling.rooms.records import RoomRecords
+from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, Unset
 
-__all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
+__all__ = ["MAX_BODY_BYTES", "LiveCounts", "LiveRooms", "setup_admin_api"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,15 @@ class LiveRooms(Protocol):
     async def set_recording(self, room_id: str, active: bool) -> dict[str, Any] | None:
         """Start or stop recording a live room; None when the room is not live. Raises a
         ``RoomError`` the room refuses with (an end-to-end encrypted room, ``e2ee_room``)."""
+        ...
+
+
+class LiveCounts(Protocol):
+    """People in the live rooms of every node of a cluster (the listing's ``participants``)."""
+
+    async def participants(self) -> Mapping[str, int]:
+        """People seen and heard in each live room, summed over the nodes; a room that is not
+        live anywhere may be left out."""
         ...
 
 
@@ -238,14 +248,16 @@ class _AdminApi:
 
     def __init__(
         self,
-        store: RoomStore,
+        store: RoomRecords,
         signer: InviteSigner,
         admin_token: str,
         live: LiveRooms,
         audit: AuditTrail | None,
         tokens: AccessTokens,
+        counts: LiveCounts | None,
     ) -> None:
         self.store, self.signer, self.live = store, signer, live
+        self._counts = counts
         self._token = admin_token.encode("utf-8")
         self._audit = audit
         self._tokens = tokens
@@ -325,7 +337,18 @@ class _AdminApi:
             raise ApiError(404, "not_found", f"no room {room_id!r}")
         return record
 
-    def _room_json(self, record: RoomRecord) -> dict[str, Any]:
+    async def _participants(self) -> Mapping[str, int] | None:
+        """Cluster-wide live counts, or None on a single node (this process's count is it)."""
+        return None if self._counts is None else await self._counts.participants()
+
+    def _room_json(
+        self, record: RoomRecord, participants: Mapping[str, int] | None = None
+    ) -> dict[str, Any]:
+        count = (
+            self.live.participant_count(record.id)
+            if participants is None
+            else participants.get(record.id, 0)
+        )
         return {
             "id": record.id,
             "title": record.title,
@@ -337,7 +360,7 @@ class _AdminApi:
             "kind": record.kind,
             "viewer_password": record.viewer_password_hash is not None,
             "e2ee": record.e2ee,
-            "participants": self.live.participant_count(record.id),
+            "participants": count,
         }
 
     async def create_room(self, request: web.Request) -> web.Response:
@@ -374,12 +397,13 @@ class _AdminApi:
     async def list_rooms(self, request: web.Request) -> web.Response:
         """``GET /api/rooms``."""
         records = await self.store.list()
-        return web.json_response({"rooms": [self._room_json(record) for record in records]})
+        counts = await self._participants()
+        return web.json_response({"rooms": [self._room_json(r, counts) for r in records]})
 
     async def get_room(self, request: web.Request) -> web.Response:
         """``GET /api/rooms/{id}``."""
         record = await self._existing(request.match_info["id"])
-        return web.json_response(self._room_json(record))
+        return web.json_response(self._room_json(record, await self._participants()))
 
     async def update_room(self, request: web.Request) -> web.Response:
         """``PATCH /api/rooms/{id}``."""
@@ -427,7 +451,7 @@ class _AdminApi:
         log.info("room %s updated (%s)", room_id, ", ".join(sorted(given)) or "nothing")
         # The names of the fields changed, never their values (passwords are among them).
         self._record(request, "room.updated", room_id, fields=",".join(sorted(given)))
-        return web.json_response(self._room_json(record))
+        return web.json_response(self._room_json(record, await self._participants()))
 
     async def delete_room(self, request: web.Request) -> web.Response:
         """``DELETE /api/rooms/{id}``: end the live session, then forget the room."""
@@ -504,24 +528,26 @@ class RecordingBody(_Body):
 def setup_admin_api(
     app: web.Application,
     *,
-    store: RoomStore,
+    store: RoomRecords,
     signer: InviteSigner,
     admin_token: str,
     live: LiveRooms,
     audit: AuditTrail | None = None,
     audit_dir: Path | None = None,
     tokens: AccessTokens | None = None,
+    counts: LiveCounts | None = None,
 ) -> web.Application:
     """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
 
     Returns the sub-application, already mounted: aiohttp freezes its router, so routes that
     need the same authentication are added here (as ``GET /api/audit`` is), not by the caller.
     ``audit`` records what is done with the token, and refused tokens; with ``audit_dir`` (where
-    the trail is kept) ``GET /api/audit`` searches it.
+    the trail is kept) ``GET /api/audit`` searches it. ``counts`` (a cluster's nodes together)
+    gives the live ``participants`` of rooms; without it they are this process's.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
-    api = _AdminApi(store, signer, admin_token, live, audit, tokens or AccessTokens())
+    api = _AdminApi(store, signer, admin_token, live, audit, tokens or AccessTokens(), counts)
     sub = web.Application(middlewares=[api.middleware])
     sub.router.add_post("/rooms", api.create_room)
     sub.router.add_get("/rooms", api.list_rooms, allow_head=False)

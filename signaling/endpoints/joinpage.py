@@ -27,7 +27,8 @@ from mcu.crypto.tokens import InvalidInvite, InviteSigner
 from mcu.infra.httpapi import ApiError, error_response
 from mcu.signaling.rooms.admission import Refused
 from mcu.signaling.rooms.entrance import unknown_room
-from mcu.signaling.rooms.store import RoomRecord, RoomStore
+from mcu.signaling.rooms.records import RoomRecords
+from mcu.signaling.rooms.store import RoomRecord
 from mcu.signaling.rooms.throttle import LoginThrottle
 
 __all__ = ["INVITE_REFUSALS", "SECRET_QUERY_FIELDS", "setup_join_page"]
@@ -79,7 +80,7 @@ class _JoinPage:
     """Route handlers sharing the page file, the room store, the invite signer and the throttle."""
 
     def __init__(
-        self, page: Path, store: RoomStore, signer: InviteSigner, throttle: LoginThrottle
+        self, page: Path, store: RoomRecords, signer: InviteSigner, throttle: LoginThrottle
     ) -> None:
         self.page, self.store, self.signer, self.throttle = page, store, signer, throttle
 
@@ -188,7 +189,7 @@ def setup_join_page(
     app: web.Application,
     *,
     page: Path,
-    store: RoomStore,
+    store: RoomRecords,
     signer: InviteSigner,
     throttle: LoginThrottle,
 ) -> None:

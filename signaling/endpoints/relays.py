@@ -73,8 +73,9 @@ from mcu.sfu.stage import Stage
 from mcu.signaling.rooms.admission import Admitted, Bearer, Entry, Refused, credential_needed
 from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.errors import UnknownRoom
+from mcu.signaling.rooms.records import RoomRecords
 from mcu.signaling.rooms.session import Room, Rooms
-from mcu.signaling.rooms.store import RoomRecord, RoomStore
+from mcu.signaling.rooms.store import RoomRecord
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class HomeRelays:
     """This worker's rooms, relayed to the edges that have viewers of them."""
 
     def __init__(
-        self, worker: int, peers: Peers, endpoint: RelayEndpoint, rooms: Rooms, store: RoomStore
+        self, worker: int, peers: Peers, endpoint: RelayEndpoint, rooms: Rooms, store: RoomRecords
     ) -> None:
         self.worker = worker
         self.peers = peers
@@ -491,7 +492,7 @@ class EdgeRooms:
 def setup_internal_routes(
     app: web.Application,
     relaying: Callable[[], tuple[HomeRelays, EdgeRooms] | None],
-    store: RoomStore,
+    store: RoomRecords,
     entrance: Entrance,
 ) -> None:
     """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).

@@ -56,8 +56,9 @@ from mcu.signaling.rooms.admission import Bearer, Entry, Refused
 from mcu.signaling.rooms.e2ee import PlaintextFeature, refusal
 from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.participant import Participant
+from mcu.signaling.rooms.records import RoomRecords
 from mcu.signaling.rooms.session import Room
-from mcu.signaling.rooms.store import RoomRecord, RoomStore
+from mcu.signaling.rooms.store import RoomRecord
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class Broadcasting:
             return None
         return self.relays, self.edges
 
-    async def start_relaying(self, worker: int, peers: Peers, store: RoomStore) -> None:
+    async def start_relaying(self, worker: int, peers: Peers, store: RoomRecords) -> None:
         """Become worker ``worker`` among others: open the relay socket, serve and use relays."""
         endpoint = await RelayEndpoint.open("127.0.0.1")
         self.worker = worker

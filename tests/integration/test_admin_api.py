@@ -1,4 +1,5 @@
-"""The REST admin API over real HTTP, with a real SQLite store and a fake live-room view."""
+"""The REST admin API over real HTTP, with each real room store (SQLite for one node, Redis for
+a cluster) and a fake live-room view."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from mcu.crypto.passwords import verify_password
 from mcu.crypto.tokens import InviteSigner
 from mcu.signaling.endpoints.admin import setup_admin_api
-from mcu.signaling.rooms.store import DB_FILENAME, RoomStore
+from mcu.signaling.rooms.records import RoomRecords
+from tests.support.stores import STORE_KINDS, room_store
 
 TOKEN = "admin-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,7 +43,7 @@ class FakeLiveRooms:
 @dataclass
 class Api:
     client: TestClient[web.Request, web.Application]
-    store: RoomStore
+    store: RoomRecords
     live: FakeLiveRooms
 
     async def call(
@@ -54,15 +56,14 @@ class Api:
         return response.status, (await response.json() if text else None)
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    store = await RoomStore.open(tmp_path / DB_FILENAME)
-    live = FakeLiveRooms()
-    app = web.Application()
-    setup_admin_api(app, store=store, signer=InviteSigner(SECRET), admin_token=TOKEN, live=live)
-    async with TestClient(TestServer(app)) as client:
-        yield Api(client, store, live)
-    await store.close()
+@pytest.fixture(params=STORE_KINDS)
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    async with room_store(request.param, tmp_path) as store:
+        live = FakeLiveRooms()
+        app = web.Application()
+        setup_admin_api(app, store=store, signer=InviteSigner(SECRET), admin_token=TOKEN, live=live)
+        async with TestClient(TestServer(app)) as client:
+            yield Api(client, store, live)
 
 
 ROOM = {"id": "cardio-1", "title": "Cardiology follow-up", "password": "s3cret-pass"}

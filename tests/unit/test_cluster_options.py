@@ -11,6 +11,7 @@ from mcu.app.config import ConfigError, load_config
 from mcu.infra.redisconn import RedisTarget, parse_redis_url
 
 SECRET = "s" * 40
+ADMIN = {"MCU_ADMIN_TOKEN": "a-cluster-wide-admin-token"}
 
 
 def error_for(argv: list[str], environ: dict[str, str]) -> str:
@@ -28,7 +29,7 @@ def test_a_single_node_by_default() -> None:
 def test_flags_env_and_the_cluster_table(tmp_path: Path) -> None:
     flags = load_config(
         ["--redis-url", "redis://10.0.0.9:6379/2", "--advertise-url", "https://node-a:8443/"],
-        {"MCU_CLUSTER_SECRET": SECRET},
+        {"MCU_CLUSTER_SECRET": SECRET} | ADMIN,
     )
     assert flags.clustered and flags.redis_url == "redis://10.0.0.9:6379/2"
     assert flags.advertise_url == "https://node-a:8443"
@@ -39,11 +40,13 @@ def test_flags_env_and_the_cluster_table(tmp_path: Path) -> None:
         'port = 9000\n[cluster]\nredis_url = "redis+sentinel://s1,s2:26380/mcu/1"\n'
         f'advertise_url = "http://10.0.0.7:9000"\nsecret = "{SECRET}"\n'
     )
-    config = load_config(["--config", str(toml)], {})
+    config = load_config(["--config", str(toml)], ADMIN)
     assert config.redis_url == "redis+sentinel://s1,s2:26380/mcu/1"
     assert config.advertise_url == "http://10.0.0.7:9000"
     # The environment still overrides the file.
-    env = load_config(["--config", str(toml)], {"MCU_ADVERTISE_URL": "http://10.0.0.8:9000"})
+    env = load_config(
+        ["--config", str(toml)], {"MCU_ADVERTISE_URL": "http://10.0.0.8:9000"} | ADMIN
+    )
     assert env.advertise_url == "http://10.0.0.8:9000"
 
 
@@ -61,6 +64,14 @@ def test_halves_of_a_cluster_are_refused() -> None:
     message = error_for(["--redis-url", "redis://r:6379/0"], {})
     assert "redis_url needs advertise_url and cluster_secret" in message
     assert "set redis_url too" in error_for(["--advertise-url", "http://a:1"], {})
+
+
+def test_a_cluster_needs_one_admin_token_for_every_node() -> None:
+    # Each node would generate a token of its own: the admin API would differ per node.
+    argv = ["--redis-url", "redis://r/0", "--advertise-url", "http://a:1"]
+    message = error_for(argv, {"MCU_CLUSTER_SECRET": SECRET})
+    assert "a cluster needs admin_token (MCU_ADMIN_TOKEN), the same on every node" in message
+    assert load_config(argv, {"MCU_CLUSTER_SECRET": SECRET} | ADMIN).clustered
 
 
 def test_bad_values_are_named_without_echoing_secrets() -> None:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from mcu.app.cluster_options import CLUSTER_TABLE
 from mcu.app.config import _INTERNAL_FIELDS, Config
+from mcu.contracts.cluster import ROOM_CHANGES_CHANNEL
 from mcu.crypto.secrets import ADMIN_TOKEN_NAME
 from mcu.library.api import MASTER_KEY_NAME
 from mcu.library.shares import SHARE_KEY_NAME
 from mcu.signaling.endpoints.admin import CreateRoom, UpdateRoom
+from mcu.signaling.rooms.livecounts import LIVE_PREFIX, LIVE_SOURCES
+from mcu.signaling.rooms.redisstore import REVOKED_PREFIX, ROOM_INDEX, ROOM_PREFIX
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -55,3 +58,13 @@ def test_metric_types_match_the_registry() -> None:
     # The front sets it from its supervisor's count: a gauge, so rate() would be wrong.
     assert "| gauge, gauge |" in row
     assert "empty until it is wired" not in operations
+
+
+def test_every_key_the_shared_state_writes_is_in_the_keys_table() -> None:
+    keys = _section((DOCS / "cluster.md").read_text(), "## Keys in Redis")
+    rows = [line.split("|")[1].strip().strip("`") for line in keys.splitlines()[4:] if "|" in line]
+    for prefix in (ROOM_PREFIX, REVOKED_PREFIX, LIVE_PREFIX):
+        assert any(row.startswith(prefix) for row in rows), prefix
+    for name in (ROOM_INDEX, LIVE_SOURCES, ROOM_CHANGES_CHANNEL):
+        assert name in rows, name
+    assert all(row.startswith("mcu:") for row in rows), rows
