@@ -69,6 +69,11 @@ class LiveRooms(Protocol):
         """How many participants are in the room now (0 if it is not live)."""
         ...
 
+    def retitle(self, room_id: str, title: str) -> None:
+        """A live room's new title (newcomers and new recordings get it); a no-op for a room
+        that is not live."""
+        ...
+
     async def end_room(self, room_id: str, reason: str) -> None:
         """Send everyone in the room ``room_ended`` with ``reason`` and disconnect them; a no-op
         for a room that is not live."""
@@ -448,6 +453,8 @@ class _AdminApi:
         )
         if record is None:
             raise ApiError(404, "not_found", f"no room {room_id!r}")
+        if body.title is not None:
+            self.live.retitle(room_id, record.title)
         log.info("room %s updated (%s)", room_id, ", ".join(sorted(given)) or "nothing")
         # The names of the fields changed, never their values (passwords are among them).
         self._record(request, "room.updated", room_id, fields=",".join(sorted(given)))

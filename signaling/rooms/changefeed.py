@@ -5,9 +5,10 @@ to the room's home worker). In a cluster the room may be live on another node, s
 store (:mod:`mcu.signaling.rooms.redisstore`) announces each change on
 :data:`~mcu.contracts.cluster.ROOM_CHANGES_CHANNEL`, and every worker of every node runs a
 :class:`RoomChangeFeed` that applies it: a deleted room that is live here is ended with
-``room_ended`` (reason ``deleted``), exactly as the deleting node would. An update needs nothing
-applied: every admission (password, capacity, open hours) and every session's start
-(``auto_record``, ``kind``) reads the shared record, as on one node.
+``room_ended`` (reason ``deleted``), exactly as the deleting node would; a new title is given to
+the live room (newcomers and new recordings get it). Other updates need nothing applied: every
+admission (password, capacity, open hours) and every session's start (``auto_record``,
+``kind``) reads the shared record, as on one node.
 
 Pub/sub delivers only to those listening. The feed resubscribes after a lost connection or a
 Sentinel failover (the client asks the Sentinels for the primary again) and then checks its live
@@ -55,6 +56,10 @@ class LiveRoomsHere(Protocol):
     async def end_room(self, room_id: str, reason: str) -> None:
         """Send everyone ``room_ended`` with ``reason`` and disconnect them (a no-op for a room
         that is not live)."""
+        ...
+
+    def retitle(self, room_id: str, title: str) -> None:
+        """A live room's new title (a no-op for a room that is not live)."""
         ...
 
 
@@ -105,6 +110,10 @@ class RoomChangeFeed:
         if change.change == "deleted" and change.room in self._rooms.rooms:
             logger.info("room %s was deleted on another node: ending its session", change.room)
             await self._rooms.end_room(change.room, "deleted")
+        elif "title" in change.fields and change.room in self._rooms.rooms:
+            record = await self._store.get(change.room)
+            if record is not None:
+                self._rooms.retitle(change.room, record.title)
         self.applied += 1
 
     async def _run(self) -> None:

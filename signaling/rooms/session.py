@@ -573,6 +573,12 @@ class Rooms:
         room = self.rooms.get(room_id)
         return sum(1 for p in room.participants.values() if p.visible) if room else 0
 
+    def retitle(self, room_id: str, title: str) -> None:
+        """A live room's title was changed: newcomers and new recordings get the new one."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.title = title
+
     async def end_room(self, room_id: str, reason: str) -> None:
         """End a live room (the room was deleted, or the chair ended it)."""
         room = self.rooms.get(room_id)

@@ -31,9 +31,13 @@ class FakeLiveRooms:
 
     counts: dict[str, int] = field(default_factory=dict)
     ended: list[tuple[str, str]] = field(default_factory=list)
+    retitled: list[tuple[str, str]] = field(default_factory=list)
 
     def participant_count(self, room_id: str) -> int:
         return self.counts.get(room_id, 0)
+
+    def retitle(self, room_id: str, title: str) -> None:
+        self.retitled.append((room_id, title))
 
     async def end_room(self, room_id: str, reason: str) -> None:
         self.ended.append((room_id, reason))
@@ -237,6 +241,7 @@ async def test_patch_changes_only_given_fields(api: Api) -> None:
     status, body = await api.call("PATCH", "/api/rooms/cardio-1", {"title": "Renamed"})
     assert status == 200
     assert body["title"] == "Renamed"
+    assert api.live.retitled == [("cardio-1", "Renamed")]  # the live room, if any, is told
     assert body["closes_at"] == "2030-06-01T12:00:00Z"
     assert body["max_participants"] == 6
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.room_client import ColourTrack, ToneTrack, joined_client
+from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
 
 
@@ -105,6 +105,27 @@ async def test_room_deleted_by_admin_ends_the_session(server: ServerProcess) -> 
         await client.wait_for(lambda m: m["type"] == "_socket_closed")
     finally:
         await client.close()
+
+
+async def test_a_title_changed_while_the_room_is_live_reaches_newcomers(
+    server: ServerProcess,
+) -> None:
+    await server.create_room("cardio-1", "correct horse", title="Cardiology")
+    first = await joined_client(server, "Doctor", password="correct horse")
+    newcomer = None
+    try:
+        async with server.http.patch(
+            server.base_url + "/api/rooms/cardio-1", json={"title": "心内科会诊"}
+        ) as r:
+            assert r.status == 200
+        newcomer = RoomClient(server.ws_url, "Specialist")
+        await newcomer.connect()
+        joined = await newcomer.join("cardio-1", password="correct horse")
+        assert joined["room"]["title"] == "心内科会诊", joined
+    finally:
+        for client in (first, newcomer):
+            if client is not None:
+                await client.close()
 
 
 async def test_adding_a_track_renegotiates_for_everyone(server: ServerProcess) -> None:

@@ -231,6 +231,9 @@ async def test_the_feed_ends_a_live_room_deleted_on_another_node(
 
         await until(applied_update, "the update was received")
         assert set(rooms.rooms) == {"cardio-1", "other"}  # an update ends nothing
+        # ...but a new title reaches the live room (newcomers and recordings get it).
+        assert rooms.rooms["cardio-1"].title == "renamed"
+        assert rooms.rooms["other"].title == "Consultation"
         await store.delete("cardio-1")
 
         async def ended() -> bool:
