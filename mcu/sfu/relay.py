@@ -2,8 +2,8 @@
 
 A lecture's viewers may be served by any worker; the room's publishers are connected to one, its
 home. The home sends every stage stream to each worker that serves viewers of the room (an *edge*)
-over UDP, unencrypted, because it never leaves the host (or, later, a private network). Per
-stream, on one socket per worker:
+over UDP: plain between workers of one node (it never leaves the host), SRTP to another node
+(below). Per stream, on one socket per worker:
 
 - home → edge, RTP: SSRC = the stream's relay SSRC (unique on the home), sequence = the producer's
   extended sequence number & 0xFFFF, timestamp, marker and payload as the publisher sent them,
