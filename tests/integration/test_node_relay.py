@@ -332,6 +332,32 @@ async def test_an_edge_on_another_node_gets_the_lecture_as_srtp(tmp_path: Path) 
         await stop_node(a)
 
 
+async def test_rooms_sharing_a_link_end_independently(tmp_path: Path) -> None:
+    a = await start_node(tmp_path, free_port())
+    b = await start_node(tmp_path, free_port())
+    try:
+        cameras: dict[str, Producer] = {}
+        for name in ("one", "two"):
+            record = RoomRecord(name, name, "x", time.time(), None, None, None, kind="lecture")
+            await a.store.create(record)
+            cameras[name] = producer()
+            a.rooms.get_or_create(name, name, "lecture").stage.set([cameras[name]], [])
+        stages = {name: await b.edges.join(name, 0, node=a.url) for name in cameras}
+        sink = Sink()
+        stages["two"].video[0].add_sink(sink)
+        for name in cameras:
+            b.edges.viewer_added(name, None)
+        # One key pair for the link both rooms share.
+        assert len(b.endpoint.sources) == 1
+        await b.edges.leave("one", None)
+        await until(lambda: ("one", f"{b.url}/0") not in a.home._feeds)
+        cameras["two"].on_rtp(1, 1, True, KEYFRAME, None, 1.0)
+        await until(lambda: len(sink.packets) == 1)
+    finally:
+        await stop_node(b)
+        await stop_node(a)
+
+
 # -- who may call the internal routes ---------------------------------------------------------
 
 
