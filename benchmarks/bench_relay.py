@@ -11,7 +11,15 @@ it prints the CPU microseconds per packet of:
 - **producer**: ``Producer.on_rtp`` with the relay as its only sink (what the home pays per
   relayed packet when nothing else subscribes: parse once, history, header build, ``sendto``).
 
-All three send to the same receiving socket on 127.0.0.1, drained between batches outside the
+Then, for a 1,200-byte video datagram, what SRTP (AES-256-GCM, the relay between nodes) adds:
+
+- **forward**: ``RelaySink.on_packet`` on a plain link and on an SRTP link (header build,
+  ``protect``, ``sendto``);
+- **receive**: ``RelayEndpoint.datagram_received`` of plain and of SRTP datagrams from the home
+  (``unprotect``, parse, the edge producer with no sink), fed straight to the protocol, so the
+  kernel is not in it; the SRTP datagrams are made before each batch, outside the timing.
+
+All send to the same receiving socket on 127.0.0.1, drained between batches outside the
 timing, so every datagram is queued rather than dropped. Cells rotate (sendto, sink, producer)
 so drift between them spreads evenly; the medians of the batches are shown. Figures are printed
 for reading, never asserted on.
@@ -28,9 +36,12 @@ from collections.abc import Callable
 
 import uvloop
 
+from mcu.crypto.relaykeys import relay_keys
+from mcu.crypto.relaysrtp import RelayCipher
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.sfu.producer import Producer
 from mcu.sfu.relay import SOCKET_BUFFER_BYTES, RelayEndpoint, RelaySink
+from mcu.sfu.rtp import build_header
 
 BATCH = 500
 VP8 = CodecInfo("video/VP8", 90000)
@@ -120,9 +131,101 @@ async def measure(kind: str, payload: bytes, level: int | None, seconds: float) 
             sock.close()
 
 
+def report(title: str, results: dict[str, list[float]], baseline: str) -> None:
+    floor = statistics.median(results[baseline]) * 1e6
+    print(title)
+    for name, samples in results.items():
+        median = statistics.median(samples) * 1e6
+        print(
+            f"  {name:14s} {median:6.2f} µs/packet  (+{median - floor:5.2f}, x{median / floor:4.2f}"
+            f" of {baseline}; range {min(samples) * 1e6:.2f}-{max(samples) * 1e6:.2f})"
+        )
+
+
+async def measure_srtp(seconds: float) -> None:
+    """Forward and receive a 1,200-byte video datagram, plain and as SRTP."""
+    payload = b"\x10\x01\x00\x00" + b"\xaa" * 1184  # + the 12-byte header: 1,200 bytes
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    plain_home, srtp_home, edge = [await RelayEndpoint.open() for _ in range(3)]
+    try:
+        keys = relay_keys(b"k" * 32, "home", "edge", "edge-nonce", "home-nonce")
+        sinks: dict[str, RelaySink] = {}
+        for name, home in (("plain", plain_home), ("srtp", srtp_home)):
+            link = home.link(receiver.getsockname())
+            if name == "srtp":
+                link.cipher = RelayCipher(keys.home_to_edge, keys.edge_to_home)
+            sinks[name] = link.forward(Producer("t", "p", TrackSource.CAMERA, VP8, lambda: None), 1)
+        # The edge receives both homes' stream 1; the SRTP home's through the link's keys.
+        edge.sources[srtp_home.address] = RelayCipher(keys.edge_to_home, keys.home_to_edge)
+        for home in (plain_home, srtp_home):
+            edge.receive(home.address, 1, Producer("t", "p", TrackSource.CAMERA, VP8, lambda: None))
+        sender = RelayCipher(keys.home_to_edge, keys.edge_to_home)
+        sequence = {"forward plain": 0, "forward srtp": 0, "receive plain": 0, "receive srtp": 0}
+        batch: list[bytes] = []
+
+        def forward(name: str) -> Callable[[int], None]:
+            sink = sinks[name.split()[1]]
+
+            def send(i: int) -> None:
+                n = sequence[name] = sequence[name] + 1
+                sink.on_packet(IncomingPacket(n, n * 3000, False, payload, False, None, 0.0))
+
+            return send
+
+        def receive(name: str) -> Callable[[int], None]:
+            home = plain_home if name == "receive plain" else srtp_home
+            deliver, address = edge.datagram_received, home.address
+
+            def send(i: int) -> None:
+                deliver(batch[i], address)
+
+            return send
+
+        def prepare(name: str) -> None:
+            batch.clear()
+            for _ in range(BATCH):
+                n = sequence[name] = (sequence[name] + 1) & 0xFFFF
+                wire = build_header(96, False, n, n * 3000, 1, b"") + payload
+                batch.append(sender.protect(wire) or b"" if name == "receive srtp" else wire)
+
+        cells = {name: forward(name) for name in ("forward plain", "forward srtp")}
+        cells |= {name: receive(name) for name in ("receive plain", "receive srtp")}
+        results: dict[str, list[float]] = {name: [] for name in cells}
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for name, send in cells.items():
+                if name.startswith("receive"):
+                    prepare(name)
+                results[name].append(timed(send, receiver))
+            await asyncio.sleep(0)
+        rounds = len(results["forward plain"])
+        print(f"SRTP on the relay (1,200-byte video datagrams, {rounds} batches of {BATCH})")
+        report(
+            "  home side",
+            {k: v for k, v in results.items() if k.startswith("forward")},
+            "forward plain",
+        )
+        report(
+            "  edge side",
+            {k: v for k, v in results.items() if k.startswith("receive")},
+            "receive plain",
+        )
+        dropped = sum(sink.packets_dropped for sink in sinks.values())
+        rejected = sum(edge.sources[srtp_home.address].rejected.values())
+        print(f"  dropped by the relay: {dropped}; rejected by the edge: {rejected}")
+    finally:
+        for endpoint in (plain_home, srtp_home, edge):
+            endpoint.close()
+        receiver.close()
+
+
 async def main(seconds: float) -> None:
-    await measure("video", b"\x10\x01\x00\x00" + b"\xaa" * 1096, None, seconds / 2)
-    await measure("audio", b"\xfc" * 80, 40, seconds / 2)
+    await measure("video", b"\x10\x01\x00\x00" + b"\xaa" * 1096, None, seconds / 3)
+    await measure("audio", b"\xfc" * 80, 40, seconds / 3)
+    await measure_srtp(seconds / 3)
 
 
 if __name__ == "__main__":

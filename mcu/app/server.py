@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from mcu import __version__
 from mcu.app.apikeys import api_keys
+from mcu.app.cluster.nodepeers import cluster_secret, node_credentials
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
 from mcu.app.sharedstate import SharedState, invite_key, share_key
@@ -38,11 +39,13 @@ from mcu.sfu.consumer import Consumer
 from mcu.sfu.lateness import INGRESS
 from mcu.sfu.peer import IceServerConfig
 from mcu.sfu.producer import Producer
+from mcu.sfu.relaykeying import RelayKeying
 from mcu.sfu.turn import ClientIceServers, TurnRelay
 from mcu.signaling.endpoints.admin import setup_admin_api
+from mcu.signaling.endpoints.internalroutes import setup_internal_routes
 from mcu.signaling.endpoints.joinpage import setup_join_page
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
-from mcu.signaling.endpoints.relays import setup_internal_routes
+from mcu.signaling.endpoints.nodecalls import node_calls_middleware
 from mcu.signaling.endpoints.uploads import upload_document
 from mcu.signaling.endpoints.webhooks import WebhookSender, setup_webhook_routes
 from mcu.signaling.endpoints.whip import BROADCASTING, Broadcasting, setup_broadcasting
@@ -422,6 +425,10 @@ async def create_app(config: Config) -> web.Application:
     )
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, store, entrance)
+    # Internal routes over TCP take only another node's signed calls (none without a cluster).
+    credentials = node_credentials(config)
+    app.middlewares.append(node_calls_middleware(credentials))
+    keying = None if credentials is None else RelayKeying(cluster_secret(config))
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
     runtime_collector = RuntimeCollector()
@@ -469,7 +476,7 @@ async def create_app(config: Config) -> web.Application:
             shared.start()
         context = app.get(WORKER_CONTEXT)
         if context is not None and context.peers is not None:
-            await broadcasting.start_relaying(context.index, context.peers, store)
+            await broadcasting.start_relaying(context.index, context.peers, store, keying)
 
     async def shutdown(app: web.Application) -> None:
         begin_shutdown(app)

@@ -223,6 +223,11 @@ MAX_WATCHER_NAME_CHARS = 64
 "A watcher's name is cut to this length where it is received, whatever the edge sent."
 
 WorkerIndex = Annotated[StrictInt, Field(ge=0)]
+NodeId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=256)]
+"A node of the cluster, as its calls' credentials name it."
+RelayNonce = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22,64}$")]
+"""A random nonce (at least 128 bits, URL-safe base64) that, with the cluster secret, keys the
+SRTP of a relay between nodes; never a key itself."""
 Port = Annotated[StrictInt, Field(ge=0, le=0xFFFF)]
 Ssrc = Annotated[StrictInt, Field(ge=0, le=0xFFFFFFFF)]
 
@@ -248,9 +253,15 @@ class RelayRequest(_Message):
     worker: WorkerIndex
     "The edge's worker index."
     host: StrictStr
-    "The edge's relay socket: numeric address."
+    "The edge's relay socket: numeric address (reachable from the home's node)."
     port: Port
     "The edge's relay socket: UDP port."
+    node: NodeId | None = None
+    """The edge's node, when it is another node than the home's (it must be the node the call's
+    credential names); None: a worker of the same node."""
+    nonce: RelayNonce | None = None
+    """The edge socket's nonce: the relay is SRTP, keyed from it and the reply's ``nonce``.
+    Required from another node; None: plain RTP (workers of one node)."""
 
 
 class CodecDescription(_Message):
@@ -297,6 +308,9 @@ class RelayReply(_Message):
     "The home's relay socket the stage comes from (host, port)."
     stage: StageDescription
     "The stage now; later changes come as :data:`STAGE_PATH` requests."
+    nonce: RelayNonce | None = None
+    """The home's nonce, given when the request carried one: the relay is SRTP under the keys
+    of both nonces (:mod:`mcu.crypto.relaykeys`)."""
 
 
 def _cut_name(name: str) -> str:
@@ -317,6 +331,8 @@ class ViewersReport(_Message):
 
     worker: WorkerIndex
     "The edge's worker index."
+    node: NodeId | None = None
+    "The edge's node when it is another one (as for :class:`RelayRequest`)."
     count: Annotated[StrictInt, Field(ge=0)]
     "How many viewers it counts."
     watchers: tuple[Watcher, ...] = ()

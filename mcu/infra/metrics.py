@@ -62,6 +62,11 @@ DOCUMENT_JOBS_STOPPED = Counter(
     "mcu_document_jobs_stopped_total",
     "Sandbox jobs (checking an upload, rendering a page) stopped for exceeding a limit.",
 )
+RELAY_PACKETS_REJECTED = Counter(
+    "mcu_relay_packets_rejected_total",
+    "Packets received on a relay between nodes that failed SRTP authentication, by reason.",
+    ["reason"],
+)
 # Every label value exists from the start, so dashboards show 0 rather than "no data".
 for _role in ("chair", "participant"):
     PARTICIPANTS.labels(_role)
@@ -71,6 +76,8 @@ for _reason in ("malformed", "unroutable", "unknown_payload_type"):
     PACKETS_DISCARDED.labels(_reason)
 for _reason in ("not_ready", "closing", "queue_full", "error"):
     SEND_REFUSED.labels(_reason)
+for _reason in ("unauthenticated", "replayed"):
+    RELAY_PACKETS_REJECTED.labels(_reason)
 
 FORWARDING_LATENCY = Histogram(
     "mcu_forwarding_latency_seconds",

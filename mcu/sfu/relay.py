@@ -2,8 +2,8 @@
 
 A lecture's viewers may be served by any worker; the room's publishers are connected to one, its
 home. The home sends every stage stream to each worker that serves viewers of the room (an *edge*)
-over UDP, unencrypted, because it never leaves the host (or, later, a private network). Per
-stream, on one socket per worker:
+over UDP: plain between workers of one node (it never leaves the host), SRTP to another node
+(below). Per stream, on one socket per worker:
 
 - home → edge, RTP: SSRC = the stream's relay SSRC (unique on the home), sequence = the producer's
   extended sequence number & 0xFFFF, timestamp, marker and payload as the publisher sent them,
@@ -18,6 +18,11 @@ On the home, :meth:`RelayLink.forward` adds a :class:`RelaySink` to a producer. 
 stream's description (:func:`stream_description`, :func:`codec_from_description`; the message is
 :class:`mcu.contracts.cluster.StreamDescription`), so everything downstream of it (consumers, WHEP
 sessions) works as it does for a local publisher.
+
+Between nodes every packet is SRTP/SRTCP (AES-256-GCM, :mod:`mcu.crypto.relaysrtp`) under keys
+both ends derive from the cluster secret (:mod:`mcu.sfu.relaykeying`): a link or a source with a
+``cipher`` protects what it sends and drops, counted, whatever fails authentication. Between
+workers of one node (loopback, never off the host) the relay stays plain RTP (docs/cluster.md).
 
 There is no NACK or retransmission on the relay: loopback does not lose packets unless a socket
 buffer overflows, and then a keyframe request repairs the picture as it would for a publisher.
@@ -44,6 +49,7 @@ from aiortc.rtp import (
 )
 
 from mcu.contracts.cluster import CodecDescription, StreamDescription
+from mcu.crypto.relaysrtp import RelayCipher
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.sfu.lateness import INGRESS, LatenessProbe
 from mcu.sfu.producer import Producer
@@ -223,7 +229,9 @@ class RelaySink:
         "ssrc",
     )
 
-    def __init__(self, link: RelayLink, producer: Producer, ssrc: int) -> None:
+    def __init__(
+        self, link: RelayLink, producer: Producer, ssrc: int, first_sequence: int | None = None
+    ) -> None:
         self.producer = producer
         self.ssrc = ssrc
         self.packets_sent = 0
@@ -238,7 +246,11 @@ class RelaySink:
         # Relay sequence = extended sequence + offset; the offset stays 0 (the numbering the
         # wire format names) until a resync bridges a pause. Timestamps pass unchanged; packets
         # numbered before the first start are still sent, those from before a restart are not.
-        self._rewriter = SequenceRewriter(restart_at_keyframe=self._video, keep_late=True)
+        # A stream the link sent before continues its numbers (``first_sequence``): SRTP keeps
+        # one packet index per SSRC and key, and refuses to go back.
+        self._rewriter = SequenceRewriter(
+            first_sequence, restart_at_keyframe=self._video, keep_late=True
+        )
 
     def on_packet(self, packet: IncomingPacket) -> None:
         """Send one packet; a full socket buffer drops it (counted), nothing raises."""
@@ -262,6 +274,13 @@ class RelaySink:
             data = header + payload
         else:
             data = header + _LEVEL_BLOCKS[level & 0x7F] + payload
+        cipher = self._link.cipher
+        if cipher is not None:
+            protected = cipher.protect(data)
+            if protected is None:  # too long for SRTP, or a packet index sent before
+                self.packets_dropped += 1
+                return
+            data = protected
         try:
             self._sendto(data, self._remote)
         except OSError:  # BlockingIOError: the socket buffer is full; a PLI will repair
@@ -272,7 +291,12 @@ class RelaySink:
 
     def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
         """Pass the publisher's clock mapping on as an RTCP sender report."""
-        data = sender_report(self.ssrc, ntp_time, rtp_time, self.packets_sent, self.bytes_sent)
+        report = sender_report(self.ssrc, ntp_time, rtp_time, self.packets_sent, self.bytes_sent)
+        cipher = self._link.cipher
+        data = report if cipher is None else cipher.protect(report)
+        if data is None:
+            self.packets_dropped += 1
+            return
         try:
             self._sendto(data, self._remote)
         except OSError:
@@ -290,6 +314,13 @@ class RelaySink:
         """The producer ended: the link forgets this stream."""
         self._link._forget(self)
 
+    def next_sequence(self) -> int | None:
+        """The relay sequence number after the last one sent (None before the first)."""
+        if self.packets_sent == 0:
+            return None
+        rewriter = self._rewriter
+        return (rewriter.last_ext + rewriter.sequence_offset + 1) & 0xFFFF
+
 
 class RelayLink:
     """The streams one home sends to one edge."""
@@ -298,7 +329,10 @@ class RelayLink:
         self.endpoint = endpoint
         self.remote = remote
         self.keyframe_requests_received = 0
+        self.cipher: RelayCipher | None = None
+        "SRTP for this link (a relay to another node), or None: plain RTP."
         self._sinks: dict[int, RelaySink] = {}
+        self._next_sequences: dict[int, int] = {}
         self._retired_sent = 0
         self._retired_dropped = 0
 
@@ -320,7 +354,7 @@ class RelayLink:
     def forward(self, producer: Producer, ssrc: int) -> RelaySink:
         """Send ``producer``'s packets to the edge as relay stream ``ssrc`` (replacing another)."""
         self.stop(ssrc)
-        sink = RelaySink(self, producer, ssrc)
+        sink = RelaySink(self, producer, ssrc, self._next_sequences.get(ssrc))
         self._sinks[ssrc] = sink
         producer.add_sink(sink)  # passes on a known sender report at once
         return sink
@@ -341,6 +375,9 @@ class RelayLink:
     def _forget(self, sink: RelaySink) -> None:
         if self._sinks.get(sink.ssrc) is sink:
             del self._sinks[sink.ssrc]
+            following = sink.next_sequence()
+            if following is not None:
+                self._next_sequences[sink.ssrc] = following
             self._retired_sent += sink.packets_sent
             self._retired_dropped += sink.packets_dropped
 
@@ -381,6 +418,9 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         self._lateness = LatenessProbe()  # an edge sheds load as a home does (mcu.sfu.shedding)
         self._links: dict[Address, RelayLink] = {}
         self._receivers: dict[Address, dict[int, Producer]] = {}
+        self.sources: dict[Address, RelayCipher] = {}
+        """SRTP for what homes on other nodes send here, by their address. Kept while the socket
+        lives: a key is never used again from a fresh packet index (mcu.sfu.relaykeying)."""
         self._closed = False
 
     @classmethod
@@ -432,10 +472,15 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         self._receivers.setdefault(address, {})[ssrc] = producer
         pli = picture_loss_indication(ssrc)
         sendto = self._sendto
+        sources = self.sources
 
         def send_pli() -> None:
+            cipher = sources.get(address)
+            data = pli if cipher is None else cipher.protect(pli)
+            if data is None:
+                return
             try:
-                sendto(pli, address)
+                sendto(data, address)
             except OSError:
                 logger.debug("relay PLI for %d to %s dropped", ssrc, address)
 
@@ -488,8 +533,22 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             return
         try:
             if 192 <= data[1] <= 223:  # RFC 5761: RTCP types never collide with 96 or 111
+                # A PLI comes from an edge of ours (a link), a sender report from a home.
+                link = self._links.get(addr) if data[1] == 206 else None
+                cipher = self.sources.get(addr) if link is None else link.cipher
+                if cipher is not None:
+                    rtcp = cipher.unprotect(data)
+                    if rtcp is None:  # rejected and counted by the cipher
+                        return
+                    data = rtcp
                 self._on_rtcp(data, addr)
                 return
+            source = self.sources.get(addr)
+            if source is not None:
+                rtp = source.unprotect(data)
+                if rtp is None:
+                    return
+                data = rtp
             streams = self._receivers.get(addr)
             if streams is None:
                 self.datagrams_unknown += 1

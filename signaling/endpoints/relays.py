@@ -20,8 +20,10 @@ a malformed one is answered 400):
 - front → any worker ``GET`` :data:`~mcu.contracts.cluster.ROOM_EXISTS_PATH` →
   ``RoomExistsReply``.
 
-Across hosts the same messages would go over TCP and the relay over the LAN; the directory saying
-which room lives where would then be shared (docs/architecture.md).
+An edge may also be a worker of another node: it asks over TCP with a signed call
+(:mod:`mcu.signaling.endpoints.nodecalls`), names its node and sends a nonce, and the relay is
+then SRTP under keys both ends derive (:mod:`mcu.sfu.relaykeying`). Calls to another node go
+through a :class:`Nodes` the composition root provides.
 """
 
 from __future__ import annotations
@@ -29,27 +31,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from mcu.contracts.cluster import (
-    ADMIT_PATH,
-    RELAY_PATH,
-    RELAYS_PATH,
-    ROOM_EXISTS_PATH,
-    STAGE_PATH,
-    VIEWERS_PATH,
     AdmitReply,
     AdmitRequest,
-    Done,
     Refusal,
     RelayReply,
     RelayRequest,
-    RoomExistsReply,
     StageDescription,
     ViewersReport,
     Watcher,
@@ -69,9 +62,9 @@ from mcu.sfu.relay import (
     source_from_description,
     stream_description,
 )
+from mcu.sfu.relaykeying import RelayKeying, relay_address
 from mcu.sfu.stage import Stage
-from mcu.signaling.rooms.admission import Admitted, Bearer, Entry, Refused, credential_needed
-from mcu.signaling.rooms.entrance import Entrance
+from mcu.signaling.rooms.admission import Admitted, Entry, Refused, credential_needed
 from mcu.signaling.rooms.errors import UnknownRoom
 from mcu.signaling.rooms.records import RoomRecords
 from mcu.signaling.rooms.session import Room, Rooms
@@ -98,6 +91,43 @@ class Peers(Protocol):
     ) -> tuple[int, Any]:
         """Send ``body`` as JSON; the status and the decoded JSON reply (None if there was none)."""
         ...
+
+
+class Nodes(Protocol):
+    """Requests to a worker of another node of the cluster, signed as this node's."""
+
+    async def request(
+        self, node: str, worker: int, method: str, path: str, body: BaseModel | None = None
+    ) -> tuple[int, Any]:
+        """Send ``body`` as JSON to ``worker`` of ``node``; the status and the decoded reply."""
+        ...
+
+
+@dataclass(frozen=True)
+class _OnNode:
+    """Another node's workers seen as :class:`Peers`."""
+
+    nodes: Nodes
+    node: str
+
+    async def request(
+        self,
+        worker: int,
+        method: str,
+        path: str,
+        body: BaseModel | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        return await self.nodes.request(self.node, worker, method, path, body)
+
+
+class RelayRefused(Exception):
+    """A relay request this worker will not serve (another node's, without what it needs)."""
+
+
+def edge_name(node: str | None, worker: int) -> str:
+    """An edge as a room's audience counts it: ``worker``, or ``node/worker`` on another node."""
+    return str(worker) if node is None else f"{node}/{worker}"
 
 
 class RelayError(Exception):
@@ -129,19 +159,6 @@ async def _ask(
     except ValidationError as exc:
         problem = describe_validation_error(exc)
         raise RelayError(f"worker {worker} sent a malformed {reply.__name__}: {problem}") from None
-
-
-async def _read(request: web.Request, model: type[_M]) -> _M:
-    """The request's body as ``model``; 400 naming the first problem when it is not one."""
-    try:
-        return model.model_validate_json(await request.read())
-    except ValidationError as exc:
-        problem = describe_validation_error(exc)
-        raise web.HTTPBadRequest(text=f"malformed {model.__name__}: {problem}") from None
-
-
-def _reply(message: BaseModel) -> web.Response:
-    return web.json_response(text=message.model_dump_json())
 
 
 def admit_reply(verdict: Admitted | Refused) -> AdmitReply:
@@ -178,6 +195,8 @@ class _Feed:
 
     room: Room
     worker: int
+    node: str | None
+    "The edge's node when it is another one (None: a worker of this node)."
     link: RelayLink
     unlisten: Callable[[], None]
     forwarded: dict[int, int] = field(default_factory=dict)
@@ -190,14 +209,25 @@ class HomeRelays:
     """This worker's rooms, relayed to the edges that have viewers of them."""
 
     def __init__(
-        self, worker: int, peers: Peers, endpoint: RelayEndpoint, rooms: Rooms, store: RoomRecords
+        self,
+        worker: int,
+        peers: Peers,
+        endpoint: RelayEndpoint,
+        rooms: Rooms,
+        store: RoomRecords,
+        *,
+        keying: RelayKeying | None = None,
+        nodes: Nodes | None = None,
     ) -> None:
         self.worker = worker
         self.peers = peers
         self.endpoint = endpoint
         self.rooms = rooms
         self.store = store
-        self._feeds: dict[tuple[str, int], _Feed] = {}
+        self.keying = keying
+        "The SRTP keys of relays to other nodes (None: this worker serves no other node)."
+        self.nodes = nodes
+        self._feeds: dict[tuple[str, str], _Feed] = {}
         self._ssrcs: dict[int, tuple[Producer, int]] = {}
 
     def _ssrc(self, producer: Producer) -> int:
@@ -213,58 +243,95 @@ class HomeRelays:
             audio=tuple(stream_description(p, self._ssrc(p)) for p in stage.audio),
         )
 
-    async def add(self, room_id: str, worker: int, host: str, port: int) -> RelayReply:
+    def _edge(self, feed: _Feed) -> Peers:
+        if feed.node is None:
+            return self.peers
+        assert self.nodes is not None  # add() serves no other node without it
+        return _OnNode(self.nodes, feed.node)
+
+    async def add(
+        self,
+        room_id: str,
+        worker: int,
+        host: str,
+        port: int,
+        *,
+        node: str | None = None,
+        nonce: str | None = None,
+    ) -> RelayReply:
         """An edge asks for a room: start relaying its stage; returns the current STAGE.
 
-        Raises :class:`UnknownRoom` when the store has no such room.
+        ``node``: the edge's node when it is another one; ``nonce``: the edge's relay nonce, to
+        relay SRTP (required from another node). Raises :class:`UnknownRoom` when the store has
+        no such room, :class:`RelayRefused` when this worker cannot serve the request.
         """
+        if node is not None and nonce is None:
+            raise RelayRefused("a relay to another node is SRTP: the request needs a nonce")
+        if (node is not None or nonce is not None) and (self.keying is None or self.nodes is None):
+            raise RelayRefused("this worker relays to no other node")
         room = self.rooms.rooms.get(room_id)
         if room is None:
             record = await self.store.get(room_id)
             if record is None:
                 raise UnknownRoom(f"no room {room_id!r}")
             room = self.rooms.get_or_create(record.id, record.title, record.kind, record.e2ee)
-        key = (room_id, worker)
+        edge = edge_name(node, worker)
+        key = (room_id, edge)
         old = self._feeds.pop(key, None)
         if old is not None:
             self._stop(old)
         link = self.endpoint.link((host, port))
-        feed = _Feed(room, worker, link, lambda: None)
+        home_nonce = None
+        if nonce is not None:
+            assert self.keying is not None
+            home_nonce = self.keying.secure_link(
+                link, relay_address(self.endpoint.address), f"{host}:{port}", nonce
+            )
+        feed = _Feed(room, worker, node, link, lambda: None)
         feed.unlisten = room.stage.listen(lambda: self._stage_changed(feed))
         self._feeds[key] = feed
 
         async def closed_by_room() -> None:
             await self._end(feed, push=True)
 
-        room.viewer_sessions[f"relay-{worker}"] = closed_by_room
+        room.viewer_sessions[f"relay-{edge}"] = closed_by_room
         self._sync(feed)
-        logger.info("room %s: relaying to worker %d at %s:%d", room_id, worker, host, port)
-        return RelayReply(relay=self.endpoint.address, stage=self.describe(room.stage))
+        secured = "SRTP" if nonce is not None else "RTP"
+        logger.info("room %s: relaying %s to %s at %s:%d", room_id, secured, edge, host, port)
+        return RelayReply(
+            relay=self.endpoint.address, stage=self.describe(room.stage), nonce=home_nonce
+        )
 
-    async def remove(self, room_id: str, worker: int) -> None:
+    async def remove(self, room_id: str, worker: int, node: str | None = None) -> None:
         """The edge has no viewers of the room left."""
-        feed = self._feeds.get((room_id, worker))
+        feed = self._feeds.get((room_id, edge_name(node, worker)))
         if feed is not None:
             await self._end(feed, push=False)
 
     def set_viewers(
-        self, room_id: str, worker: int, count: int, watchers: dict[str, str] | None = None
+        self,
+        room_id: str,
+        worker: int,
+        count: int,
+        watchers: dict[str, str] | None = None,
+        node: str | None = None,
     ) -> None:
         """An edge's count of WHEP viewers of a room, and their names by watcher id."""
         room = self.rooms.rooms.get(room_id)
         if room is not None:
-            room.audience.set_remote_watchers(str(worker), count, watchers or {})
+            room.audience.set_remote_watchers(edge_name(node, worker), count, watchers or {})
 
     async def _end(self, feed: _Feed, *, push: bool) -> None:
-        if self._feeds.get((feed.room.id, feed.worker)) is feed:
-            del self._feeds[(feed.room.id, feed.worker)]
+        edge = edge_name(feed.node, feed.worker)
+        if self._feeds.get((feed.room.id, edge)) is feed:
+            del self._feeds[(feed.room.id, edge)]
         self._stop(feed)
-        feed.room.viewer_sessions.pop(f"relay-{feed.worker}", None)
-        feed.room.audience.forget_worker(str(feed.worker))
+        feed.room.viewer_sessions.pop(f"relay-{edge}", None)
+        feed.room.audience.forget_worker(edge)
         if push:
             with contextlib.suppress(RelayError):
                 await _call(
-                    self.peers,
+                    self._edge(feed),
                     feed.worker,
                     "POST",
                     stage_path(feed.room.id),
@@ -274,7 +341,12 @@ class HomeRelays:
 
     def _stop(self, feed: _Feed) -> None:
         feed.unlisten()
-        feed.link.close()
+        # Rooms relayed to one edge share its link (and its keys): stop only this room's streams.
+        for ssrc in feed.forwarded.values():
+            feed.link.stop(ssrc)
+        feed.forwarded.clear()
+        if not any(other.link is feed.link for other in self._feeds.values()):
+            feed.link.close()
         if feed.pushing is not None:
             feed.pushing.cancel()
 
@@ -308,7 +380,7 @@ class HomeRelays:
             feed.dirty = False
             try:
                 await _call(
-                    self.peers,
+                    self._edge(feed),
                     feed.worker,
                     "POST",
                     stage_path(feed.room.id),
@@ -331,6 +403,10 @@ class HomeRelays:
 class _EdgeRoom:
     room_id: str
     home: int
+    home_node: str | None
+    "The home's node when it is another one."
+    peers: Peers
+    "Where the home is reached."
     stage: Stage
     relay: tuple[str, int] = ("127.0.0.1", 0)
     producers: dict[int, Producer] = field(default_factory=dict)
@@ -345,17 +421,34 @@ class _EdgeRoom:
 class EdgeRooms:
     """Rooms of other workers, relayed here for this worker's WHEP viewers."""
 
-    def __init__(self, worker: int, peers: Peers, endpoint: RelayEndpoint) -> None:
+    def __init__(
+        self,
+        worker: int,
+        peers: Peers,
+        endpoint: RelayEndpoint,
+        *,
+        node: str | None = None,
+        keying: RelayKeying | None = None,
+        nodes: Nodes | None = None,
+        relay: tuple[str, int] | None = None,
+    ) -> None:
         self.worker = worker
         self.peers = peers
         self.endpoint = endpoint
+        self.node = node
+        "This worker's node, named to homes on other nodes."
+        self.keying = keying
+        self.nodes = nodes
+        self.relay = endpoint.address if relay is None else relay
+        "The relay socket as other nodes reach it (host, port)."
         self._rooms: dict[str, _EdgeRoom] = {}
         self._joining: dict[str, asyncio.Future[_EdgeRoom]] = {}
 
-    async def join(self, room_id: str, home: int) -> Stage:
-        """The relayed stage of ``room_id`` (asking its home for a relay on first use)."""
+    async def join(self, room_id: str, home: int, node: str | None = None) -> Stage:
+        """The relayed stage of ``room_id`` (asking its home, worker ``home`` of ``node`` when
+        that is another node, for a relay on first use; from another node it is SRTP)."""
         room = self._rooms.get(room_id)
-        if room is not None and room.home == home:
+        if room is not None and room.home == home and room.home_node == node:
             return room.stage
         pending = self._joining.get(room_id)
         if pending is not None:
@@ -363,16 +456,35 @@ class EdgeRooms:
         future: asyncio.Future[_EdgeRoom] = asyncio.get_running_loop().create_future()
         self._joining[room_id] = future
         try:
-            host, port = self.endpoint.address
-            reply = await _ask(
-                self.peers,
-                home,
-                "POST",
-                relays_path(room_id),
-                RelayRequest(worker=self.worker, host=host, port=port),
-                RelayReply,
-            )
-            room = _EdgeRoom(room_id, home, Stage(room_id), reply.relay)
+            if node is None:
+                peers: Peers = self.peers
+                host, port = self.endpoint.address
+                request = RelayRequest(worker=self.worker, host=host, port=port)
+            else:
+                if self.keying is None or self.nodes is None or self.node is None:
+                    raise RelayError(f"room {room_id}: this worker reaches no other node")
+                peers = _OnNode(self.nodes, node)
+                host, port = self.relay
+                request = RelayRequest(
+                    worker=self.worker,
+                    host=host,
+                    port=port,
+                    node=self.node,
+                    nonce=self.keying.nonce,
+                )
+            reply = await _ask(peers, home, "POST", relays_path(room_id), request, RelayReply)
+            if node is not None:
+                if reply.nonce is None:  # never take plain RTP from another node
+                    raise RelayError(f"room {room_id}: node {node} offered no SRTP relay")
+                assert self.keying is not None
+                self.keying.secure_source(
+                    self.endpoint,
+                    reply.relay,
+                    relay_address(reply.relay),
+                    f"{host}:{port}",
+                    reply.nonce,
+                )
+            room = _EdgeRoom(room_id, home, node, peers, Stage(room_id), reply.relay)
             self._rooms[room_id] = room
             self.apply(room_id, reply.stage)
             future.set_result(room)
@@ -407,7 +519,7 @@ class EdgeRooms:
         del self._rooms[room_id]
         self._close(room)
         with contextlib.suppress(RelayError):
-            await _call(self.peers, room.home, "DELETE", relay_path(room_id, self.worker))
+            await _call(room.peers, room.home, "DELETE", relay_path(room_id, self.worker))
 
     def apply(self, room_id: str, description: StageDescription) -> None:
         """A STAGE from the home: open new streams, close gone ones, reorder the stage."""
@@ -434,12 +546,15 @@ class EdgeRooms:
             [room.producers[s.ssrc] for s in description.audio],
         )
 
-    async def admit(self, home: int, record: RoomRecord, token: str, address: str) -> Admitted:
+    async def admit(
+        self, home: int, record: RoomRecord, token: str, address: str, node: str | None = None
+    ) -> Admitted:
         """The home's admission of a WHEP viewer with a bearer credential to ``record``'s room,
         or :class:`Refused` (the home keeps the room's wrong-password counts, so guesses spread
-        over workers count once)."""
+        over workers count once). ``node``: the home's node when it is another one."""
+        peers = self.peers if node is None or self.nodes is None else _OnNode(self.nodes, node)
         reply = await _call(
-            self.peers,
+            peers,
             home,
             "POST",
             admit_path(record.id),
@@ -457,11 +572,12 @@ class EdgeRooms:
             room.report_dirty = False
             try:
                 await _call(
-                    self.peers,
+                    room.peers,
                     room.home,
                     "POST",
                     viewers_path(room.room_id),
                     ViewersReport(
+                        node=None if room.home_node is None else self.node,
                         worker=self.worker,
                         count=len(room.watchers),
                         watchers=tuple(Watcher(id=i, name=n) for i, n in room.watchers.items()),
@@ -484,81 +600,3 @@ class EdgeRooms:
         for room in list(self._rooms.values()):
             self._close(room)
         self._rooms.clear()
-
-
-# -- internal routes -------------------------------------------------------------------------
-
-
-def setup_internal_routes(
-    app: web.Application,
-    relaying: Callable[[], tuple[HomeRelays, EdgeRooms] | None],
-    store: RoomRecords,
-    entrance: Entrance,
-) -> None:
-    """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).
-
-    ``relaying`` gives this worker's relays once they are started (None in a single process:
-    the routes then answer 404).
-    """
-
-    def started() -> tuple[HomeRelays, EdgeRooms]:
-        both = relaying()
-        if both is None:
-            raise web.HTTPNotFound(text="this server runs a single process")
-        return both
-
-    async def add_relay(request: web.Request) -> web.Response:
-        home, _ = started()
-        body = await _read(request, RelayRequest)
-        try:
-            reply = await home.add(request.match_info["room"], body.worker, body.host, body.port)
-        except UnknownRoom as exc:
-            raise web.HTTPNotFound(text=exc.message) from None
-        return _reply(reply)
-
-    async def remove_relay(request: web.Request) -> web.Response:
-        home, _ = started()
-        worker = request.match_info["worker"]
-        if not (worker.isascii() and worker.isdigit()):
-            raise web.HTTPBadRequest(text=f"no worker {worker!r}")
-        await home.remove(request.match_info["room"], int(worker))
-        return _reply(Done())
-
-    async def viewers(request: web.Request) -> web.Response:
-        home, _ = started()
-        body = await _read(request, ViewersReport)
-        watchers = {w.id: w.name for w in body.watchers}
-        home.set_viewers(request.match_info["room"], body.worker, body.count, watchers)
-        return _reply(Done())
-
-    async def admit_viewer(request: web.Request) -> web.Response:
-        started()
-        body = await _read(request, AdmitRequest)
-        try:
-            admitted = await entrance.admit(
-                Entry.WATCH, request.match_info["room"], Bearer(body.token), body.address
-            )
-        except Refused as exc:
-            return _reply(admit_reply(exc))
-        return _reply(admit_reply(admitted))
-
-    async def room_exists(request: web.Request) -> web.Response:
-        started()
-        exists = await store.get(request.match_info["room"]) is not None
-        return _reply(RoomExistsReply(exists=exists))
-
-    async def stage(request: web.Request) -> web.Response:
-        _, edges = started()
-        edges.apply(request.match_info["room"], await _read(request, StageDescription))
-        return _reply(Done())
-
-    handlers: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] = [
-        ("POST", RELAYS_PATH, add_relay),
-        ("DELETE", RELAY_PATH, remove_relay),
-        ("POST", VIEWERS_PATH, viewers),
-        ("POST", ADMIT_PATH, admit_viewer),
-        ("POST", STAGE_PATH, stage),
-        ("GET", ROOM_EXISTS_PATH, room_exists),
-    ]
-    for method, path, handler in handlers:
-        app.router.add_route(method, path, handler)

@@ -47,6 +47,7 @@ from mcu.sfu.peer import (
     close_quietly,
 )
 from mcu.sfu.relay import RelayEndpoint
+from mcu.sfu.relaykeying import RelayKeying
 from mcu.sfu.stage import Stage
 from mcu.sfu.turn import ClientIceServers
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
@@ -138,13 +139,17 @@ class Broadcasting:
             return None
         return self.relays, self.edges
 
-    async def start_relaying(self, worker: int, peers: Peers, store: RoomRecords) -> None:
-        """Become worker ``worker`` among others: open the relay socket, serve and use relays."""
+    async def start_relaying(
+        self, worker: int, peers: Peers, store: RoomRecords, keying: RelayKeying | None = None
+    ) -> None:
+        """Become worker ``worker`` among others: open the relay socket, serve and use relays
+        (``keying``: the SRTP keys of relays to and from other nodes, in a cluster)."""
         endpoint = await RelayEndpoint.open("127.0.0.1")
         self.worker = worker
         self._endpoint = endpoint
-        self.relays = HomeRelays(worker, peers, endpoint, self.signaling.rooms, store)
-        self.edges = EdgeRooms(worker, peers, endpoint)
+        rooms = self.signaling.rooms
+        self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying)
+        self.edges = EdgeRooms(worker, peers, endpoint, keying=keying)
         logger.info("worker %d relays on %s:%d", worker, *endpoint.address)
 
     async def stop_relaying(self) -> None:
