@@ -39,6 +39,7 @@ from mcu.infra.httpapi import (
     read_body,
 )
 from mcu.signaling.endpoints.audit import setup_audit_api
+from mcu.signaling.endpoints.clusternodes import ClusterNodes, cluster_nodes_handler
 from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, RoomStore, Unset
 
 __all__ = ["MAX_BODY_BYTES", "LiveRooms", "setup_admin_api"]
@@ -477,13 +478,15 @@ def setup_admin_api(
     audit: AuditTrail | None = None,
     audit_dir: Path | None = None,
     tokens: AccessTokens | None = None,
+    cluster_nodes: ClusterNodes | None = None,
 ) -> web.Application:
     """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
 
     Returns the sub-application, already mounted: aiohttp freezes its router, so routes that
     need the same authentication are added here (as ``GET /api/audit`` is), not by the caller.
     ``audit`` records what is done with the token, and refused tokens; with ``audit_dir`` (where
-    the trail is kept) ``GET /api/audit`` searches it.
+    the trail is kept) ``GET /api/audit`` searches it; ``cluster_nodes`` (a node of a
+    cluster) serves ``GET /api/cluster/nodes``.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
@@ -499,5 +502,6 @@ def setup_admin_api(
     if audit is not None and audit_dir is not None:
         setup_audit_api(sub, audit_dir=audit_dir, audit=audit)
     sub.router.add_post("/revoked-tokens", api.revoke_token)
+    sub.router.add_get("/cluster/nodes", cluster_nodes_handler(cluster_nodes), allow_head=False)
     app.add_subapp("/api", sub)
     return sub
