@@ -21,7 +21,7 @@ from tests.support.cluster import cluster_nodes, create_room_everywhere
 from tests.support.redis import RedisServer, redis_available
 from tests.support.room_client import ColourTrack, RoomClient, ToneTrack, joined_client
 from tests.support.server import ServerProcess
-from tests.support.whip import WhepViewer, mean_colour, near
+from tests.support.whip import WhepViewer, WhipPublisher, mean_colour, near
 
 pytestmark = pytest.mark.skipif(redis_available() is not None, reason=f"{redis_available()}")
 
@@ -50,6 +50,10 @@ async def _home(redis: RedisServer, room: str) -> str | None:
 
 def _hears(me: RoomClient, peer: str) -> Callable[[], bool]:
     return lambda: me.frames_from(peer, "video") >= 5 and me.frames_from(peer, "audio") >= 10
+
+
+def _joined(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m["type"] == "participant_joined" and m["participant"]["name"] == name
 
 
 async def _participants(server: ServerProcess) -> int:
@@ -85,6 +89,14 @@ async def test_a_join_through_another_node_reaches_the_home_and_whep_is_redirect
             await there.publish({"microphone": ToneTrack(700), "camera": ColourTrack(GREEN)})
             await here.wait_until(_hears(here, there.participant_id or ""), timeout=30)
             await there.wait_until(_hears(there, here.participant_id or ""), timeout=30)
+
+            # A WHIP publisher through B is passed on to A, and so is ending its session.
+            publisher = WhipPublisher(b.base_url, "ward-1", PASSWORD)
+            status, body = await publisher.publish([ToneTrack(), ColourTrack(RED)], name="Dr Xu")
+            assert status == 201, body
+            await here.wait_for(_joined("Dr Xu"), timeout=20)
+            assert await _participants(a) == 3 and await _participants(b) == 0
+            assert await publisher.stop() == 200
 
             # Room-scoped admin HTTP through B is passed on to A (and the invite key is shared).
             invite = await b.invite("ward-1", "viewer")
