@@ -33,13 +33,12 @@ from yarl import URL
 
 from mcu import __version__
 from mcu.app.cluster.directory import RoomDirectory
-from mcu.app.cluster.homes import PlacementKind
 from mcu.app.cluster.metricsmerge import merge_expositions
 from mcu.app.cluster.node import ClusterNode, NodeUnavailable
 from mcu.app.cluster.nodecalls import NODE_CALL, node_call_middleware, trusted_join_within
 from mcu.app.cluster.peers import WorkerPeers, WorkerUnavailable
 from mcu.app.cluster.roomlist import merge_room_lists
-from mcu.app.cluster.routing import RouteKind, room_of_join, room_of_request, route
+from mcu.app.cluster.routing import RouteKind, room_of_join, route
 from mcu.app.cluster.supervisor import Supervisor
 from mcu.app.cluster.webhooklist import merge_undelivered
 from mcu.app.cluster.wspipe import pipe
@@ -52,7 +51,6 @@ from mcu.contracts.cluster import (
     RoomExistsReply,
     room_exists_path,
 )
-from mcu.contracts.nodes import NodeRecord
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.runtimegauges import RuntimeCollector
 from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector, refuse_websocket
@@ -220,21 +218,12 @@ class Front:
         home = await self.directory.lookup(room)
         if home is not None:
             return home
-        if not await self._room_exists(room):
+        if not await self.room_exists(room):
             return 0
         return await self.directory.home(room)
 
-    async def elsewhere(self, room: str, request: web.Request) -> NodeRecord | None:
-        """The other node that is home to ``room``, or None when it is served here (always, on
-        a single node); raises :class:`NodeUnavailable` when that cannot be told now."""
-        if self.node is None:
-            return None
-        placement = await self.node.place(
-            room, lambda: self._room_exists(room), forwarded=NODE_CALL in request
-        )
-        return placement.node if placement.kind is PlacementKind.THERE else None
-
-    async def _room_exists(self, room: str) -> bool:
+    async def room_exists(self, room: str) -> bool:
+        """Whether ``room`` exists, as the first worker that answers tells."""
         for index in range(self.count):  # the store is shared: any running worker can tell
             status, body = await self._probe(index, room_exists_path(room))
             if status != 200:
@@ -449,7 +438,11 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
         return client  # closed before saying anything
     room = room_of_join(first.data) if first.type == WSMsgType.TEXT else None
     try:
-        node = None if room is None else await front.elsewhere(room, request)
+        node = (
+            None
+            if room is None or front.node is None
+            else await front.node.home_elsewhere(room, request, front.room_exists)
+        )
     except NodeUnavailable:
         await client.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server busy; try again")
         return client
@@ -539,32 +532,14 @@ async def _choose_worker(front: Front, request: web.Request) -> tuple[int | None
     return front.viewers.pick(), {HOME_WORKER_HEADER: str(home)}
 
 
-async def _pass_to_home_node(front: Front, request: web.Request) -> web.StreamResponse | None:
-    """A request for a room homed on another node, passed on to it (a new WHEP viewer is
-    redirected there instead); None when it is served here."""
-    room = room_of_request(request.method, request.path)
-    if room is None or front.node is None:
-        return None
-    try:
-        node = await front.elsewhere(room, request)
-    except NodeUnavailable:
-        return web.Response(status=503, text="try again\n", headers={"Retry-After": "1"})
-    if node is None:
-        return None
-    if route(request.method, request.path, front.count).kind is RouteKind.NEW_VIEWER:
-        if front.node.cascade.serves(room):
-            return None
-        return front.node.redirect(request, node)
-    return await front.node.pass_on(request, node)
-
-
 async def http_proxy(request: web.Request) -> web.StreamResponse:
     """Every other request: streamed to the worker :func:`route` names, the reply streamed back
     (or to the room's home node, when that is another)."""
     front = request.app[FRONT]
-    passed = await _pass_to_home_node(front, request)
-    if passed is not None:
-        return passed
+    if front.node is not None:
+        passed = await front.node.pass_to_home(request, front.room_exists)
+        if passed is not None:
+            return passed
     worker, extra = await _choose_worker(front, request)
     if worker is None:
         raise web.HTTPNotFound()

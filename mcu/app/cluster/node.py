@@ -27,6 +27,7 @@ from yarl import URL
 from mcu.app.cluster.homes import Placement, PlacementKind, RoomHomes
 from mcu.app.cluster.nodecalls import NODE_CALL, BodyTooLarge, read_body
 from mcu.app.cluster.registry import NodeRegistry
+from mcu.app.cluster.routing import RouteKind, room_of_request, route
 from mcu.contracts.cluster import (
     FORWARDED_FOR_HEADER,
     HOME_WORKER_HEADER,
@@ -219,6 +220,33 @@ class ClusterNode:
             )
             raise NodeUnavailable("the room's home moved")
         return placement
+
+    async def home_elsewhere(
+        self, room: str, request: web.Request, exists: Callable[[str], Awaitable[bool]]
+    ) -> NodeRecord | None:
+        """The other node that is home to ``room`` (None: served here; ``exists`` tells whether
+        a room exists); raises :class:`NodeUnavailable` when that cannot be told now."""
+        placement = await self.place(room, lambda: exists(room), forwarded=NODE_CALL in request)
+        return placement.node if placement.kind is PlacementKind.THERE else None
+
+    async def pass_to_home(
+        self, request: web.Request, exists: Callable[[str], Awaitable[bool]]
+    ) -> web.StreamResponse | None:
+        """The reply to a request for a room homed on another node: passed on to it, or a new
+        WHEP viewer redirected there (503 when the home cannot be told now); None when the
+        request is served here."""
+        room = room_of_request(request.method, request.path)
+        if room is None:
+            return None
+        try:
+            node = await self.home_elsewhere(room, request, exists)
+        except NodeUnavailable:
+            return web.Response(status=503, text="try again\n", headers={"Retry-After": "1"})
+        if node is None:
+            return None
+        if route(request.method, request.path, 1).kind is RouteKind.NEW_VIEWER:
+            return None if self.cascade.serves(room) else self.redirect(request, node)
+        return await self.pass_on(request, node)
 
     def redirect(self, request: web.Request, node: NodeRecord) -> web.Response:
         """``307`` to the same path and query on ``node`` (a new WHEP viewer, RFC 9725), with
