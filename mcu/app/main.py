@@ -256,6 +256,16 @@ async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
         await peers.close()
         return 0 if error is None else 1
     front = Front(config, supervisor, peers, InMemoryRoomDirectory(count))
+    node = None
+    if config.clustered:
+        from mcu.app.cluster.nodesetup import start_node
+
+        node = await start_node(config, count, front.health)
+        if node is None:  # said why
+            await supervisor.stop(timeout=30)
+            await peers.close()
+            return 2
+        front.node = node
     runner = web.AppRunner(
         create_front_app(front), handle_signals=False, access_log_class=AccessLogger
     )
@@ -266,9 +276,13 @@ async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
     log.info("shutting down")
     front.shutting_down = True  # /readyz answers 503 from now on
     await site.stop()  # no new connections; open ones carry the workers' goodbyes
+    if node is not None:  # the other nodes take this node's rooms from now on
+        await node.leave()
     status = await supervisor.stop()
     await runner.cleanup()
     await peers.close()
+    if node is not None:
+        await node.close()
     return status
 
 
@@ -293,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.worker_index is not None:
         setup_logging(config, str(config.worker_index))
         return _run(serve(config))
-    if count == 1:
+    if count == 1 and not config.clustered:  # a node of a cluster routes between nodes
         setup_logging(config)
         return _run(serve(config))
     setup_logging(config, "front")

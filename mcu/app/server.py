@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from mcu import __version__
 from mcu.app.apikeys import api_keys
 from mcu.app.cluster.nodepeers import cluster_secret, node_credentials
+from mcu.app.cluster.registry import NodeRegistry
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
 from mcu.app.sharedstate import SharedState, invite_key, share_key
@@ -28,6 +29,7 @@ from mcu.infra.auditfiles import AUDIT_DIRNAME
 from mcu.infra.auditlog import AuditLog
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.looplag import LoopLagMonitor
+from mcu.infra.redisconn import connect_redis, parse_redis_url
 from mcu.infra.runtimegauges import RuntimeCollector
 from mcu.infra.socketlimits import SocketLimits, SocketLimitsCollector
 from mcu.library.api import MASTER_KEY_NAME, setup_library
@@ -339,6 +341,13 @@ def webhook_sender(config: Config) -> WebhookSender | None:
     return WebhookSender(config.webhook_urls, secret.get_secret_value().encode("utf-8"))
 
 
+def cluster_registry(config: Config) -> NodeRegistry | None:
+    """The cluster's node registry, read by ``GET /api/cluster/nodes`` (None: a single node)."""
+    if config.redis_url is None:
+        return None
+    return NodeRegistry(connect_redis(parse_redis_url(config.redis_url)))
+
+
 async def create_app(config: Config) -> web.Application:
     """Build the application for ``config`` (opens the room store; closed on cleanup)."""
     apply_media_policy(config)
@@ -422,6 +431,7 @@ async def create_app(config: Config) -> web.Application:
         ice_servers(config),
         max_per_address=config.max_whep_per_address,
         client_ice=clients_ice,
+        public_url=config.advertise_url or "",
     )
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, store, entrance)
@@ -449,6 +459,7 @@ async def create_app(config: Config) -> web.Application:
         tokens=tokens,
         revoked=store.token_revoked,
     )
+    registry = cluster_registry(config)
     setup_admin_api(
         app,
         store=store,
@@ -459,6 +470,7 @@ async def create_app(config: Config) -> web.Application:
         audit_dir=audit_dir,
         tokens=tokens,
         counts=live_counts,
+        cluster_nodes=registry,
     )
     setup_webhook_routes(app, webhooks, admin_token=admin_token)
     app.router.add_get("/", index_page)
@@ -499,6 +511,8 @@ async def create_app(config: Config) -> web.Application:
         if sqlite_store is not None:
             await sqlite_store.close()
         await audit.close()  # last: the leaves of the rooms just ended are on it
+        if registry is not None:
+            await registry.redis.aclose()
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)

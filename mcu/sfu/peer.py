@@ -17,6 +17,7 @@ from aiortc import (
     RTCSessionDescription,
     sdp,
 )
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from mcu.media import CodecInfo, TrackSource
@@ -188,7 +189,16 @@ class SubscriberConnection:
         return set(self._slots)
 
     async def offer(self, producers: list[Producer]) -> tuple[str, list[tuple[str, Producer]]]:
-        """Make the connection carry exactly ``producers``; returns the offer, (mid, producer)s."""
+        """Make the connection carry exactly ``producers``; returns the offer, (mid, producer)s.
+        Raises ``NegotiationError`` when the connection is (or gets) closed meanwhile."""
+        try:
+            return await self._offer(producers)
+        except InvalidStateError:  # closed meanwhile: its participant left or lost it
+            raise NegotiationError("the subscribe connection is closed") from None
+
+    async def _offer(self, producers: list[Producer]) -> tuple[str, list[tuple[str, Producer]]]:
+        if self.pc.signalingState == "closed":
+            raise InvalidStateError("closed")
         wanted = {p.track_id: p for p in producers}
         for track_id in list(self._slots):
             if track_id not in wanted:

@@ -39,6 +39,7 @@ from mcu.infra.httpapi import (
     read_body,
 )
 from mcu.signaling.endpoints.audit import setup_audit_api
+from mcu.signaling.endpoints.clusternodes import ClusterNodes, cluster_nodes_handler
 from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.records import RoomRecords
 from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, Unset
@@ -543,6 +544,7 @@ def setup_admin_api(
     audit_dir: Path | None = None,
     tokens: AccessTokens | None = None,
     counts: LiveCounts | None = None,
+    cluster_nodes: ClusterNodes | None = None,
 ) -> web.Application:
     """Mount the admin API on ``app`` under ``/api`` (as a sub-application with its own auth).
 
@@ -551,6 +553,7 @@ def setup_admin_api(
     ``audit`` records what is done with the token, and refused tokens; with ``audit_dir`` (where
     the trail is kept) ``GET /api/audit`` searches it. ``counts`` (a cluster's nodes together)
     gives the live ``participants`` of rooms; without it they are this process's.
+    ``cluster_nodes`` (a node of a cluster) serves ``GET /api/cluster/nodes``.
     """
     if len(admin_token) < 16:
         raise ValueError("admin token must be at least 16 characters")
@@ -566,5 +569,6 @@ def setup_admin_api(
     if audit is not None and audit_dir is not None:
         setup_audit_api(sub, audit_dir=audit_dir, audit=audit)
     sub.router.add_post("/revoked-tokens", api.revoke_token)
+    sub.router.add_get("/cluster/nodes", cluster_nodes_handler(cluster_nodes), allow_head=False)
     app.add_subapp("/api", sub)
     return sub

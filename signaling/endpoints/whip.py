@@ -122,6 +122,9 @@ class Broadcasting:
     "WHEP sessions held now, by address key."
     client_ice: ClientIceServers = field(default_factory=ClientIceServers)
     "The ICE servers each session is handed in ``Link`` headers (TURN: its own credential)."
+    public_url: str = ""
+    """This node's advertise URL in a cluster: WHEP sessions' ``Location`` is absolute on it,
+    so a viewer redirected here (307) ends its session here ("": relative)."""
     _endpoint: RelayEndpoint | None = None
 
     def new_session_id(self) -> str:
@@ -501,7 +504,7 @@ async def whep_post(request: web.Request) -> web.Response:
     # The relay's log names the watcher (or a fresh label), never the session id.
     label = watcher[0] if watcher is not None else f"w{secrets.token_hex(4)}"
     ice = hub.client_ice.issue(label, time.time())
-    return _created(answer, f"/whep/{record.id}/{session_id}", ice)
+    return _created(answer, f"{hub.public_url}/whep/{record.id}/{session_id}", ice)
 
 
 async def _relayed(call: Awaitable[_T]) -> _T:

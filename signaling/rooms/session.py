@@ -402,7 +402,11 @@ class Room:
                 wanted = [p for p in self.producers() if participant.wants(p)]
             if {p.track_id for p in wanted} == subscriber.track_ids:
                 return
-            sdp, carried = await subscriber.offer(wanted)
+            try:
+                sdp, carried = await subscriber.offer(wanted)
+            except NegotiationError as exc:  # it closed meanwhile (a leave, a lost connection)
+                logger.debug("no subscribe offer for %s: %s", participant.id, exc)
+                return
         await send_quietly(
             participant,
             {

@@ -69,11 +69,12 @@ export class WhepSession {
     await iceGatheringComplete(this.pc);
     let response;
     try {
-      response = await fetch(this.endpoint, {
-        method: "POST",
-        headers: { "Content-Type": "application/sdp", ...this._authorization() },
-        body: this.pc.localDescription.sdp,
-      });
+      response = await this._post(this.endpoint);
+      // In a cluster another node may redirect the viewer (307) to the room's home. Browsers
+      // drop Authorization when a redirect changes the origin: send it again, there.
+      if (response.redirected && response.status === 401 && this.token) {
+        response = await this._post(response.url);
+      }
     } catch (error) {
       throw new WhepError(0, t("whep.unreachable", { reason: error.message }));
     }
@@ -87,7 +88,7 @@ export class WhepSession {
       );
     }
     const location = response.headers.get("Location");
-    this.location = location ? new URL(location, new URL(this.endpoint, document.baseURI)).href : null;
+    this.location = location ? new URL(location, response.url || document.baseURI).href : null;
     await this.pc.setRemoteDescription({ type: "answer", sdp: text });
   }
 
@@ -105,6 +106,14 @@ export class WhepSession {
     return fetch(location, { method: "DELETE", headers: this._authorization(), keepalive })
       .then(() => undefined)
       .catch((error) => console.info("WHEP: ending the session failed", error));
+  }
+
+  _post(url) {
+    return fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp", ...this._authorization() },
+      body: this.pc.localDescription.sdp,
+    });
   }
 
   _authorization() {

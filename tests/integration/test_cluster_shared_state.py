@@ -5,7 +5,6 @@ router's business; here each client connects to the node the test picks."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.support.cluster import cluster_nodes
 from tests.support.redis import RedisServer, redis_available
 from tests.support.room_client import RoomClient, joined_client
 from tests.support.server import ServerProcess
@@ -25,25 +25,8 @@ WAIT_S = 15.0
 @pytest.fixture
 async def nodes(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
     """Nodes A and B: one Redis, one cluster secret, one admin token, a data directory each."""
-    secret = secrets.token_urlsafe(32)
-    token = secrets.token_urlsafe(24)
-    async with RedisServer(tmp_path / "redis") as redis:
-        started: list[ServerProcess] = []
-        try:
-            for name in ("a", "b"):
-                node = ServerProcess(
-                    tmp_path / name, admin_token=token, env={"MCU_CLUSTER_SECRET": secret}
-                )
-                node.extra_args = [f"--redis-url={redis.url()}", f"--advertise-url={node.base_url}"]
-                started.append(node)
-            for node in started:  # one at a time: two cores import the media stack
-                await node.start()
-            yield started[0], started[1]
-        finally:
-            for node in started:
-                await node.stop()
-            for node in started:
-                assert "Traceback" not in node.log(), node.log()[-3000:]
+    async with RedisServer(tmp_path / "redis") as redis, cluster_nodes(tmp_path, redis) as both:
+        yield both[0], both[1]
 
 
 async def participants(node: ServerProcess, room: str, count: int) -> dict[str, object]:

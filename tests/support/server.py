@@ -58,10 +58,12 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         media_addresses: list[str] | None = None,
+        front: bool = False,
     ) -> None:
         """``host`` is the HTTP listening address (0.0.0.0 also serves links made by
         tests/support/impair.py; the URLs here stay on loopback); ``media_addresses`` the ICE
-        addresses, loopback by default, ``[]`` for every interface's."""
+        addresses, loopback by default, ``[]`` for every interface's; ``front``: a front process
+        runs even with one worker (a node of a cluster), so it takes longer to start."""
         self.port = free_port()
         self.host = host
         self.media_addresses = ["127.0.0.1"] if media_addresses is None else media_addresses
@@ -71,6 +73,7 @@ class ServerProcess:
         self.data_dir = data_dir
         self.extra_args = extra_args or []
         self.workers = workers
+        self.front = front or workers > 1
         self.env = env or {}
         self.process: asyncio.subprocess.Process | None = None
         self.log_path = data_dir / "server.log"
@@ -94,7 +97,7 @@ class ServerProcess:
             headers={"Authorization": f"Bearer {self.admin_token}"}
         )
         # Workers import the media stack in parallel on a shared machine: give them longer.
-        for _ in range(100 if self.workers == 1 else 600):
+        for _ in range(600 if self.front else 100):
             if self.process.returncode is not None:
                 raise RuntimeError(f"server exited: {self.log()}")
             try:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import aiohttp
 from aiortc import (
@@ -26,18 +26,28 @@ def new_pc() -> RTCPeerConnection:
     )
 
 
+MAX_REDIRECTS = 3
+
+
 async def post_sdp(
     url: str, sdp: str, token: str | None, content_type: str = "application/sdp"
 ) -> tuple[int, str, dict[str, str]]:
-    """POST an offer; (status, body, headers)."""
+    """POST an offer; (status, body, headers). A ``307``/``308`` is followed with the same
+    body and headers, bearer token included, as GStreamer's WHEP/WHIP elements do (aiohttp's
+    own redirects drop the token when the origin changes, as browsers do)."""
     headers = {"Content-Type": content_type}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=sdp.encode(), headers=headers) as r,
-    ):
-        return r.status, await r.text(), dict(r.headers)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(MAX_REDIRECTS + 1):
+            async with session.post(
+                url, data=sdp.encode(), headers=headers, allow_redirects=False
+            ) as r:
+                if r.status in (307, 308) and "Location" in r.headers:
+                    url = urljoin(url, r.headers["Location"])
+                    continue
+                return r.status, await r.text(), dict(r.headers)
+    raise RuntimeError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
 
 async def delete(url: str, token: str | None = None) -> int:
@@ -157,7 +167,9 @@ class WhepViewer:
     async def stop(self) -> int | None:
         for task in self._tasks:
             task.cancel()
-        status = await delete(self.base_url + self.location, self.token) if self.location else None
+        # A Location is relative on a single server, absolute on the node that serves it.
+        url = urljoin(self.base_url + "/", self.location) if self.location else None
+        status = await delete(url, self.token) if url else None
         await self.pc.close()
         return status
 

@@ -34,6 +34,8 @@ from yarl import URL
 from mcu import __version__
 from mcu.app.cluster.directory import RoomDirectory
 from mcu.app.cluster.metricsmerge import merge_expositions
+from mcu.app.cluster.node import ClusterNode, NodeUnavailable
+from mcu.app.cluster.nodecalls import NODE_CALL, node_call_middleware, trusted_join_within
 from mcu.app.cluster.peers import WorkerPeers, WorkerUnavailable
 from mcu.app.cluster.roomlist import merge_room_lists
 from mcu.app.cluster.routing import RouteKind, room_of_join, route
@@ -45,6 +47,7 @@ from mcu.contracts.cluster import (
     FORWARDED_FOR_HEADER,
     HOME_WORKER_HEADER,
     JOIN_WITHIN_HEADER,
+    NODE_CREDENTIAL_HEADER,
     RoomExistsReply,
     room_exists_path,
 )
@@ -92,6 +95,9 @@ _HOP_BY_HOP = frozenset(
         "Expect",
         FORWARDED_FOR_HEADER,
         HOME_WORKER_HEADER,
+        # Trusted only from another node, whose verified call is passed on without them.
+        JOIN_WITHIN_HEADER,
+        NODE_CREDENTIAL_HEADER,
     )
 )
 # The client's headers go as they are: aiohttp adds none of its own.
@@ -171,8 +177,12 @@ class Front:
         supervisor: Supervisor,
         peers: WorkerPeers,
         directory: RoomDirectory,
+        node: ClusterNode | None = None,
     ) -> None:
         self.config = config
+        self.node = node
+        "This node of a cluster (None: a single node)."
+
         self.supervisor = supervisor
         self.peers = peers
         self.directory = directory
@@ -208,11 +218,12 @@ class Front:
         home = await self.directory.lookup(room)
         if home is not None:
             return home
-        if not await self._room_exists(room):
+        if not await self.room_exists(room):
             return 0
         return await self.directory.home(room)
 
-    async def _room_exists(self, room: str) -> bool:
+    async def room_exists(self, room: str) -> bool:
+        """Whether ``room`` exists, as the first worker that answers tells."""
         for index in range(self.count):  # the store is shared: any running worker can tell
             status, body = await self._probe(index, room_exists_path(room))
             if status != 200:
@@ -409,6 +420,9 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
     loop = asyncio.get_running_loop()
     sockets = front.sockets
     deadline = loop.time() + sockets.join_timeout
+    passed = trusted_join_within(request)  # the node that passed it on started the deadline
+    if passed is not None:
+        deadline = min(deadline, loop.time() + passed)
     client = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
     await client.prepare(request)
     try:
@@ -420,15 +434,28 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
         reason = sockets.join_timeout_reason.encode()
         await client.close(code=WSCloseCode.POLICY_VIOLATION, message=reason)
         return client
-    if first.type == WSMsgType.TEXT:
-        worker = await front.home_of_join(first.data)
-    elif first.type == WSMsgType.BINARY:
-        worker = 0
-    else:
+    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         return client  # closed before saying anything
+    room = room_of_join(first.data) if first.type == WSMsgType.TEXT else None
     try:
-        upstream = await asyncio.wait_for(
-            front.peers.session(worker).ws_connect(
+        node = (
+            None
+            if room is None or front.node is None
+            else await front.node.home_elsewhere(room, request, front.room_exists)
+        )
+    except NodeUnavailable:
+        await client.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server busy; try again")
+        return client
+    worker = 0 if room is None or node is not None else await front.home_of(room)
+    try:
+        if node is not None and front.node is not None:
+            where = f"node {node.node}"
+            connecting = front.node.open_websocket(
+                node, _client_address(request), deadline - loop.time()
+            )
+        else:
+            where = f"worker {worker}"
+            connecting = front.peers.session(worker).ws_connect(
                 "http://localhost/ws",
                 headers={
                     FORWARDED_FOR_HEADER: _client_address(request),
@@ -436,11 +463,10 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
                     JOIN_WITHIN_HEADER: f"{max(0.0, deadline - loop.time()):.3f}",
                 },
                 max_msg_size=MAX_UPSTREAM_FRAME_BYTES,
-            ),
-            CONNECT_TIMEOUT,
-        )
+            )
+        upstream = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        logger.warning("worker %d unavailable for a WebSocket: %r", worker, exc)
+        logger.warning("%s unavailable for a WebSocket: %r", where, exc)
         await client.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server busy; try again")
         return client
     try:
@@ -450,11 +476,11 @@ async def _websocket_proxy(request: web.Request, front: Front) -> web.WebSocketR
             await upstream.send_bytes(first.data)
         await pipe(client, upstream)
     except (ConnectionError, aiohttp.ClientError) as exc:
-        logger.debug("WebSocket to worker %d ended: %r", worker, exc)
+        logger.debug("WebSocket to %s ended: %r", where, exc)
     finally:
         await upstream.close()
         if not client.closed:
-            await client.close(code=WSCloseCode.INTERNAL_ERROR, message=b"worker unavailable")
+            await client.close(code=WSCloseCode.INTERNAL_ERROR, message=b"server unavailable")
     return client
 
 
@@ -507,8 +533,13 @@ async def _choose_worker(front: Front, request: web.Request) -> tuple[int | None
 
 
 async def http_proxy(request: web.Request) -> web.StreamResponse:
-    """Every other request: streamed to the worker :func:`route` names, the reply streamed back."""
+    """Every other request: streamed to the worker :func:`route` names, the reply streamed back
+    (or to the room's home node, when that is another)."""
     front = request.app[FRONT]
+    if front.node is not None:
+        passed = await front.node.pass_to_home(request, front.room_exists)
+        if passed is not None:
+            return passed
     worker, extra = await _choose_worker(front, request)
     if worker is None:
         raise web.HTTPNotFound()
@@ -516,6 +547,7 @@ async def http_proxy(request: web.Request) -> web.StreamResponse:
         return _too_large()
     headers = _forward_headers(request.headers, _client_address(request))
     headers.update(extra)
+    call = request.get(NODE_CALL)  # its body was read to check its credential
     body = _LimitedBody(request.content, MAX_BODY_BYTES) if request.body_exists else None
     response: web.StreamResponse | None = None
     try:
@@ -523,7 +555,7 @@ async def http_proxy(request: web.Request) -> web.StreamResponse:
             request.method,
             URL("http://localhost" + request.raw_path, encoded=True),
             headers=headers,
-            data=body.chunks() if body is not None else None,
+            data=call.body if call is not None else body.chunks() if body is not None else None,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             allow_redirects=False,
             timeout=PROXY_TIMEOUT,
@@ -608,7 +640,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 def create_front_app(front: Front) -> web.Application:
     """The front's application (the viewer poll runs while it is started)."""
-    app = web.Application(client_max_size=MAX_FRAME_BYTES)
+    middlewares = [] if front.node is None else [node_call_middleware(front.node.credentials)]
+    app = web.Application(client_max_size=MAX_FRAME_BYTES, middlewares=middlewares)
     app[FRONT] = front
     app.router.add_get("/ws", websocket_proxy)
     app.router.add_get("/healthz", health_handler)

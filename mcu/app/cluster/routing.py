@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mcu.contracts.cluster import INTERNAL_PREFIX, MAX_ROOM_ID_CHARS, session_worker
 
-__all__ = ["Route", "RouteKind", "room_of_join", "route"]
+__all__ = ["Route", "RouteKind", "room_of_join", "room_of_request", "route"]
 
 
 class RouteKind(enum.Enum):
@@ -95,3 +95,16 @@ def room_of_join(text: str) -> str | None:
     except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no room's id, in no URL
         return None
     return room
+
+
+def room_of_request(method: str, path: str) -> str | None:
+    """The room whose home serves ``method path``: that of a ``HOME`` or ``NEW_VIEWER`` route,
+    or of a WHEP session's ``DELETE`` or ``PATCH`` (``/whep/{room}/{session}``); None for the
+    rest, which any node serves."""
+    decision = route(method, path, 1)
+    if decision.room is not None:
+        return decision.room
+    parts = path.split("/")[1:]
+    if len(parts) == 3 and parts[0] == "whep" and method in ("DELETE", "PATCH"):
+        return _room(parts[1])
+    return None
