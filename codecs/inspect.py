@@ -27,3 +27,19 @@ def keyframe_detector(mime_type: str) -> KeyframeDetector:
     function up once per track, not per packet.
     """
     return _DETECTORS.get(mime_type.lower(), _never_keyframe)
+
+
+LayerReader: TypeAlias = Callable[[bytes | memoryview], tuple[int, bool, int]]
+"""Reads (temporal id, layer sync, picture id) from an RTP payload; (-1, False, -1) for none."""
+
+_LAYER_READERS: Final[dict[str, LayerReader]] = {"video/vp8": vp8.temporal_layer}
+
+
+def layer_reader(mime_type: str) -> LayerReader | None:
+    """The temporal-layer reader for ``mime_type``, or None when the server cannot see its layers.
+
+    H.264 has none here: Chromium encodes it in temporal layers too (OpenH264, ``L1T3``), but
+    says which frame is in which layer only in the dependency-descriptor header extension, which
+    is not negotiated; the NAL units carry no temporal id (no prefix NAL units are sent).
+    """
+    return _LAYER_READERS.get(mime_type.lower())

@@ -199,3 +199,39 @@ def rewrite_picture_id(
         payload[2] = picture_id & 0x7F
     if tl0picidx is not None:
         payload[end] = tl0picidx & 0xFF
+
+
+NO_LAYERS = (-1, False, -1)
+"""What :func:`temporal_layer` says of a payload without temporal layers (or a malformed one)."""
+
+
+def temporal_layer(payload: Payload) -> tuple[int, bool, int]:
+    """The (TID, layer sync, PictureID) of the frame ``payload`` belongs to.
+
+    TID is -1 when the descriptor has no T bit (the publisher sends one layer), PictureID -1
+    when it has none. Never raises: a malformed descriptor gives :data:`NO_LAYERS`.
+    """
+    size = len(payload)
+    if size < 2 or not payload[0] & 0x80:
+        return NO_LAYERS
+    ext = payload[1]
+    pos = 2
+    picture_id = -1
+    if ext & 0x80:
+        if size <= pos:
+            return NO_LAYERS
+        high = payload[pos]
+        if high & 0x80:
+            if size <= pos + 1:
+                return NO_LAYERS
+            picture_id = ((high & 0x7F) << 8) | payload[pos + 1]
+            pos += 2
+        else:
+            picture_id = high
+            pos += 1
+    if ext & 0x40:
+        pos += 1
+    if not ext & 0x20 or size <= pos:
+        return (-1, False, picture_id)
+    tk = payload[pos]
+    return (tk >> 6, bool(tk & 0x20), picture_id)

@@ -70,6 +70,12 @@ class IncomingPacket:
     "Arrival time in seconds (monotonic clock)."
     ext_cache: dict[tuple[int, int, int], bytes] = field(default_factory=dict)
     "Header-extension elements built for a consumer profile, shared by consumers with that profile."
+    temporal_id: int = -1
+    "Temporal layer of the frame (VP8 TID, 0 is the base layer); -1 when the stream has none."
+    layer_sync: bool = False
+    "The frame references only the base layer (VP8 Y bit): a subscriber may switch up here."
+    picture_id: int = -1
+    "VP8 PictureID of the frame; -1 when absent."
 
 
 class PacketSink(Protocol):

@@ -97,6 +97,18 @@ SUBSCRIBER_LOSS = Histogram(
     "Fraction of packets lost towards subscribers, per RTCP receiver report block.",
     buckets=(0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
 )
+SUBSCRIBER_ESTIMATE = Histogram(
+    "mcu_subscriber_estimate_bits_per_second",
+    "Each subscriber's downlink estimate (REMB, reduced for high loss), once a second.",
+    buckets=(250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 4e6, 6e6, 8e6, 12e6, 20e6),
+)
+RUNG_STEPS = Counter(
+    "mcu_subscriber_rung_steps_total",
+    "Subscribers moved down (fewer frames or cameras) or back up the ladder for their link.",
+    ["direction"],
+)
+for _direction in ("down", "up"):
+    RUNG_STEPS.labels(_direction)
 WORKER_INFO = Info("mcu_worker", "This server process: worker index and version.")
 
 

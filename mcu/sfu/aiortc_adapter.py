@@ -524,11 +524,13 @@ def apply_feedback(packet: Any, consumer: Consumer, now: float) -> bool:
             bitrate, _ = unpack_remb_fci(packet.fci)
         except (ValueError, struct.error):  # aiortc reads a short SSRC list with struct
             return True
-        consumer.on_remb(bitrate)
+        consumer.on_remb(bitrate, now)
     else:
         if isinstance(packet, RtcpRrPacket):
             for report in packet.reports:
                 metrics.observe_receiver_report(report.fraction_lost)
+                if report.ssrc == consumer.leg.ssrc:  # the same RR reaches each leg it covers
+                    consumer.on_receiver_report(report.fraction_lost)
         return False
     return True
 

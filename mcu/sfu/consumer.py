@@ -23,7 +23,9 @@ from typing import Protocol
 
 from mcu.infra.metrics import FORWARDING_SAMPLER
 from mcu.media import IncomingPacket, KeyframeSource
+from mcu.sfu.estimate import DownlinkEstimate
 from mcu.sfu.history import PacketHistory
+from mcu.sfu.layers import LayerFilter
 from mcu.sfu.producer import Producer
 from mcu.sfu.repair import RepairBudget
 from mcu.sfu.rewrite import RESTART, WAITING, SequenceRewriter
@@ -44,6 +46,10 @@ KEYFRAME_RETRY_INTERVAL = 1.0
 # A jump this large in the publisher's numbering (a long outage) is bridged by renumbering rather
 # than passed on: SRTP refuses indexes more than 2^15 behind, and receivers would NACK the gap.
 MAX_SEQUENCE_JUMP = 3000
+# RTP padding (RFC 3550 5.1) that fills the number of a packet left out after its neighbours
+# went: the last octet counts the padding octets. Receivers take a payload-less packet as filler
+# (Chromium's packet buffer marks the number as received) instead of asking for it.
+_PADDING = b"\x00\x00\x00\x04"
 
 
 class Transmitter(Protocol):
@@ -124,6 +130,12 @@ class Consumer:
         self.remb_bitrate: int | None = None
         self.repair = RepairBudget()
         "Which NACKed packets are resent (and counts of those that were not)."
+        self.packets_thinned = 0
+        "Packets not sent because the subscriber's link gets fewer layers or this stream paused."
+        self.layers: LayerFilter | None = None
+        "Temporal layers and pause chosen for a thin link (None: everything, at no cost)."
+        self.estimate: DownlinkEstimate | None = None
+        "The subscribe connection's downlink estimate, fed with this leg's REMB and loss."
         self._transmitter = transmitter
         self._history = history
         self._keyframes = keyframes
@@ -154,10 +166,14 @@ class Consumer:
         """Rewrite and send one packet of the producer."""
         if self._closed:
             return
+        if self.layers is not None:  # one test: a subscriber never thinned pays nothing more
+            self._forward_thinned(packet)
+            return
         rewriter = self._rewriter
         # Start only once packets can leave, so the first one sent is the keyframe.
         if not rewriter.started and not self._transmitter.ready():
             return
+        # What follows is _forward inlined: one call less per packet on the common path.
         sequence = rewriter.forward(packet)
         if sequence < 0:
             if sequence == WAITING:
@@ -183,12 +199,89 @@ class Consumer:
             if not self.packets_sent & 63:  # arrival -> send latency, one packet in 64
                 FORWARDING_SAMPLER.observe(packet.arrival)
         else:
-            self.packets_dropped += 1
-            if self._video and packet.timestamp != self._keyframe_timestamp:
-                self._stall(packet)
-            # A packet of the keyframe being sent keeps its number: the subscriber NACKs it and
-            # the history repairs it once the buffer drains. Halting here would wait for the
-            # next keyframe, the same burst, refused again: video would never come back.
+            self._refused(packet)
+
+    def _forward_thinned(self, packet: IncomingPacket) -> None:
+        # The same as on_packet, through the layer filter (mcu.sfu.layers).
+        rewriter = self._rewriter
+        if not rewriter.started and not self._transmitter.ready():
+            return
+        layers = self.layers
+        assert layers is not None
+        if layers.paused:
+            self.packets_thinned += 1
+            return  # halted when paused (resync): resumes at a keyframe, without a gap
+        if not layers.admits(packet):
+            self.packets_thinned += 1
+            slot = rewriter.drop(packet)
+            if slot >= 0:
+                self._send_padding(slot, packet)
+            return
+        self._forward(packet, layers.payload(packet))
+
+    def _forward(self, packet: IncomingPacket, payload: bytes | bytearray) -> None:
+        rewriter = self._rewriter
+        sequence = rewriter.forward(packet)
+        if sequence < 0:
+            if sequence == WAITING:
+                self.packets_skipped += 1
+                self._ask_keyframe(packet.arrival)
+            elif sequence == RESTART:  # a long outage: start again, as with a first packet
+                self.on_packet(packet)
+            return  # or LATE: from before this consumer's first keyframe
+        if packet.keyframe:
+            self._keyframe_timestamp = packet.timestamp
+        data = self._build(
+            self._payload_type,
+            packet.marker,
+            sequence,
+            (packet.timestamp + rewriter.timestamp_offset) & 0xFFFFFFFF,
+            self._ssrc,
+            packet,
+            payload,
+        )
+        if self._transmitter.send(data):
+            self.packets_sent += 1
+            self.bytes_sent += len(packet.payload)
+            if not self.packets_sent & 63:
+                FORWARDING_SAMPLER.observe(packet.arrival)
+        else:
+            self._refused(packet)
+
+    def _refused(self, packet: IncomingPacket) -> None:
+        self.packets_dropped += 1
+        if self._video and packet.timestamp != self._keyframe_timestamp:
+            self._stall(packet)
+        # A packet of the keyframe being sent keeps its number: the subscriber NACKs it and
+        # the history repairs it once the buffer drains. Halting here would wait for the
+        # next keyframe, the same burst, refused again: video would never come back.
+
+    def _send_padding(self, sequence: int, packet: IncomingPacket) -> None:
+        timestamp = (packet.timestamp + self._rewriter.timestamp_offset) & 0xFFFFFFFF
+        header = self._build(
+            self._payload_type, False, sequence, timestamp, self._ssrc, packet, b""
+        )
+        self._transmitter.send(bytes((header[0] | 0x20,)) + header[1:] + _PADDING)
+
+    def limit_layers(self, highest_temporal_id: int) -> None:
+        """Forward temporal layers up to ``highest_temporal_id`` only (from the next switch
+        point, :mod:`mcu.sfu.layers`); a stream without layers is unaffected."""
+        if self.layers is None:
+            self.layers = LayerFilter()
+        self.layers.set_target(highest_temporal_id)
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop forwarding this stream for now (the subscriber's link is too thin for it), or
+        start again at the next keyframe, numbered on without a gap."""
+        if self.layers is None:
+            if not paused:
+                return
+            self.layers = LayerFilter()
+        if paused and not self.layers.paused:
+            self._rewriter.resync()
+        elif not paused and self.layers.paused and self._video:
+            self._last_keyframe_ask = float("-inf")  # ask at the first packet
+        self.layers.paused = paused
 
     def _stall(self, packet: IncomingPacket) -> None:
         # The subscriber's transport is backed up inside a delta frame. Sending the rest of a
@@ -248,7 +341,7 @@ class Consumer:
         timestamp: int,
         ssrc: int,
         packet: IncomingPacket,
-        payload: bytes,
+        payload: bytes | bytearray,
     ) -> bytes:
         if not self._has_extensions:
             return (
@@ -306,6 +399,15 @@ class Consumer:
                 continue
             sequence = (ext + seq_offset) & 0xFFFF
             timestamp = (packet.timestamp + ts_offset) & 0xFFFFFFFF
+            layers = self.layers
+            payload: bytes | bytearray = packet.payload
+            if layers is not None:
+                sequence = rewriter.outgoing(ext)
+                if packet.temporal_id > layers.current:
+                    # A filled number (a packet of a dropped layer that came late): fill it again.
+                    self._send_padding(sequence, packet)
+                    continue
+                payload = layers.payload(packet)
             if rtx_payload_type is not None:
                 data = self._build(
                     rtx_payload_type,
@@ -314,7 +416,7 @@ class Consumer:
                     timestamp,
                     leg.rtx_ssrc,
                     packet,
-                    rtx_payload(sequence, packet.payload),
+                    rtx_payload(sequence, payload),
                 )
                 self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
             else:
@@ -338,9 +440,20 @@ class Consumer:
         if self._keyframes is not None:
             self._keyframes.request_keyframe(now)
 
-    def on_remb(self, bitrate: int) -> None:
-        """The subscriber's receive-side bandwidth estimate."""
+    def on_remb(self, bitrate: int, now: float = 0.0) -> None:
+        """The subscriber's receive-side bandwidth estimate (for its whole connection)."""
         self.remb_bitrate = bitrate
+        if self.estimate is not None:
+            self.estimate.on_remb(bitrate, now)
+
+    def on_receiver_report(self, fraction_lost: int) -> None:
+        """This leg's fraction lost (1/256) from the subscriber's receiver report."""
+        if self.estimate is not None:
+            self.estimate.on_loss(fraction_lost)
+
+    def ask_keyframe(self, now: float) -> None:
+        """Ask the producer for a keyframe (a switch up that found no layer-sync frame)."""
+        self._ask_keyframe(now)
 
     def on_sender_report(self, ntp_time: int, rtp_time: int) -> None:
         """Translate the publisher's clock mapping into this leg's timestamps."""

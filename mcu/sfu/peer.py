@@ -23,6 +23,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from mcu.media import CodecInfo, TrackSource
 from mcu.sfu import aiortc_adapter as adapter
 from mcu.sfu.consumer import Consumer
+from mcu.sfu.downlink import Downlink, LinkState
 from mcu.sfu.producer import Producer
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,8 @@ class SubscriberConnection:
         self._on_consumer = on_consumer
         self.offer_outstanding = False
         self._watching_dtls = False
+        self.downlink = Downlink()
+        "What the subscriber's link carries, and what it is sent for it (mcu.sfu.ladder)."
 
     @property
     def track_ids(self) -> set[str]:
@@ -255,6 +258,7 @@ class SubscriberConnection:
             video=slot.producer.kind == "video",
             sender_report_sink=adapter.sender_report_sink(sender),
         )
+        consumer.estimate = self.downlink.estimate
         adapter.bind_feedback(sender, consumer)
         slot.consumer = consumer
         slot.producer.add_sink(consumer)
@@ -286,6 +290,11 @@ class SubscriberConnection:
             await slot.transceiver.sender.stop()
         except Exception:  # the connection may already be closing
             logger.debug("sender stop failed", exc_info=True)
+
+    def adapt(self, now: float, speaker: str | None) -> LinkState:
+        """Fit what this subscriber is sent to its downlink estimate (one tick of the ladder)."""
+        carried = [(s.producer, s.consumer) for s in self._slots.values() if s.consumer is not None]
+        return self.downlink.adapt(now, carried, speaker)
 
     def consumers(self) -> list[Consumer]:
         """The consumers of this connection."""

@@ -5,13 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from mcu.codecs.inspect import keyframe_detector
+from mcu.codecs.inspect import keyframe_detector, layer_reader
 from mcu.media import CodecInfo, IncomingPacket, PacketSink, TrackSource
 from mcu.sfu.history import PacketHistory
 from mcu.sfu.rtp import SequenceUnwrapper
 from mcu.sfu.shedding import LoadShedder, Verdict
 
 logger = logging.getLogger(__name__)
+
+# Layer rates are measured over at least this long (calls in between get the same figures), so
+# every subscriber's ladder in a room reads the same rates in one tick.
+RATE_WINDOW = 1.0
+# RTP, SRTP, UDP and IP headers on top of the payload of a ~1,100-byte video packet.
+HEADER_OVERHEAD = 1.05
 
 # A keyframe costs a publisher several times the bits of a normal frame; many viewers asking at
 # once (joins, losses) must cost it one keyframe, not a storm.
@@ -55,6 +61,12 @@ class Producer:
         self._level_count = 0
         self.last_sender_report: tuple[int, int] | None = None
         self._is_keyframe = keyframe_detector(codec.mime_type)
+        self._layer_of = layer_reader(codec.mime_type)
+        self.layer_bytes = [0, 0, 0, 0]
+        "Payload bytes received per temporal layer (TID 0..3; a stream without layers counts as 0)."
+        self._rates: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+        self._rates_at: float | None = None
+        self._rates_bytes: tuple[int, ...] = (0, 0, 0, 0)
         self._video = self.kind == "video"
         self._unwrapper = SequenceUnwrapper()
         self.send_keyframe_request = send_keyframe_request
@@ -96,6 +108,13 @@ class Producer:
             self._unwrapper.unwrap(sequence), timestamp, marker, payload, keyframe, audio_level,
             arrival,
         )  # fmt: skip
+        if self._layer_of is not None:
+            # Read once here for every consumer that forwards fewer layers (mcu.sfu.layers).
+            tid, packet.layer_sync, packet.picture_id = self._layer_of(payload)
+            packet.temporal_id = tid
+            self.layer_bytes[tid if tid > 0 else 0] += len(payload)
+        else:
+            self.layer_bytes[0] += len(payload)
         self.packets_received += 1
         self.keyframe_packets_received += keyframe
         self.bytes_received += len(payload)
@@ -162,6 +181,19 @@ class Producer:
             self._timestamp_offset = (previous.timestamp + elapsed - timestamp) & 0xFFFFFFFF
         else:
             self._timestamp_offset = 0
+
+    def layer_rates(self, now: float) -> tuple[float, ...]:
+        """Bits per second of temporal layers 0..3 as received (headers included), measured over
+        the last window of at least :data:`RATE_WINDOW`; zeros until one window has passed."""
+        if self._rates_at is None:
+            self._rates_at, self._rates_bytes = now, tuple(self.layer_bytes)
+        elif now - self._rates_at >= RATE_WINDOW:
+            scale = 8 * HEADER_OVERHEAD / (now - self._rates_at)
+            self._rates = tuple(
+                (b - a) * scale for a, b in zip(self._rates_bytes, self.layer_bytes, strict=True)
+            )
+            self._rates_at, self._rates_bytes = now, tuple(self.layer_bytes)
+        return self._rates
 
     @property
     def shedding(self) -> bool:

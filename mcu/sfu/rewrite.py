@@ -11,6 +11,12 @@ offset (mod 2^32). Reordered and retransmitted packets therefore keep their plac
 straight back to the incoming number. A halt (a pause, a refused send, a switch to another
 source) keeps the outgoing numbering continuous: the packet that starts again (a keyframe for
 video) takes the number after the last one sent, so the receiver sees no gap.
+
+A packet left out on purpose (an upper temporal layer a thin link cannot carry, :meth:`drop`)
+closes the numbering over itself: the offset shrinks by one from that packet on. The offsets in
+force before each such run are kept (:data:`MAX_SHIFTS` runs) so that a reordered packet and a
+NACK still map through the offset of their own place; a stream never thinned keeps none and
+pays nothing for it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ RESTART = -3
 "The incoming numbering jumped by more than ``max_jump``: the rewriter halted; offer it again."
 
 _NO_LIMIT = 1 << 62
+MAX_SHIFTS = 64
+"""Runs of dropped packets remembered for mapping reordered packets and NACKs: at 30 fps with
+only the base layer of three kept, about eight seconds, far beyond what is still repaired."""
 
 
 class SequenceRewriter:
@@ -60,6 +69,9 @@ class SequenceRewriter:
         "_next_sequence",
         "_rebase_clock_rate",
         "_restart_at_keyframe",
+        "_shift_from",
+        "_shift_offset",
+        "_shift_start",
         "_timestamp_fixed",
         "last_ext",
         "sequence_offset",
@@ -100,6 +112,11 @@ class SequenceRewriter:
         self._keyframe_wanted = start_at_keyframe
         self._restart_at_keyframe = restart_at_keyframe
         self._max_jump = _NO_LIMIT if max_jump is None else max_jump
+        # Each run of dropped packets, oldest first: its first extended number, the first one
+        # after it (numbered with the smaller offset) and the offset in force before it.
+        self._shift_start: list[int] = []
+        self._shift_from: list[int] = []
+        self._shift_offset: list[int] = []
 
     def forward(self, packet: IncomingPacket) -> int:
         """The outgoing sequence number of ``packet``, or :data:`WAITING`, :data:`LATE` or
@@ -114,15 +131,72 @@ class SequenceRewriter:
             if ext > self.last_ext:
                 self.last_ext = ext
                 self._last = packet
+            elif self._shift_from:
+                return self._late(ext)
         elif self._keyframe_wanted and not packet.keyframe:
             return WAITING
         else:
             self._start(packet)
         return (ext + self.sequence_offset) & 0xFFFF
 
+    def drop(self, packet: IncomingPacket) -> int:
+        """``packet`` is left out on purpose while running: the numbers close up over it.
+
+        Returns a negative code when nothing needs sending. A packet newer than any forwarded
+        takes no number (the offset shrinks by one from it on). A reordered one arrives after its
+        number was kept free for it (the packets around it were already sent): that number is
+        returned, for the caller to fill with a padding packet, which receivers take in place of
+        the missing one without asking for it again.
+        """
+        if not self.started:
+            return WAITING
+        ext = packet.ext_sequence
+        if ext < self._floor:
+            return LATE
+        if ext <= self.last_ext:
+            return self._late(ext)
+        shift_from = self._shift_from
+        if shift_from and shift_from[-1] == ext:
+            shift_from[-1] = ext + 1  # the run goes on: same offset before it
+        else:
+            self._shift_start.append(ext)
+            shift_from.append(ext + 1)
+            self._shift_offset.append(self.sequence_offset)
+            if len(shift_from) > MAX_SHIFTS:
+                del self._shift_start[0], shift_from[0], self._shift_offset[0]
+        self.sequence_offset -= 1
+        self.last_ext = ext
+        self._last = packet
+        return LATE
+
+    def outgoing(self, ext: int) -> int:
+        """The outgoing sequence number of a packet already forwarded (a NACK's, mapped back by
+        :meth:`incoming`), through the offset of its own place."""
+        if self._shift_from:
+            sequence = self._late(ext)
+            if sequence >= 0:
+                return sequence
+        return (ext + self.sequence_offset) & 0xFFFF
+
+    def _late(self, ext: int) -> int:
+        """The number of a reordered packet, through the offset of its own place; :data:`LATE`
+        for one inside a run of drops (a duplicate of a dropped packet: it has no number)."""
+        shift_from = self._shift_from
+        last = len(shift_from) - 1
+        for i in range(last, -1, -1):
+            if ext >= shift_from[i]:
+                offset = self.sequence_offset if i == last else self._shift_offset[i + 1]
+                return (ext + offset) & 0xFFFF
+            if ext >= self._shift_start[i]:
+                return LATE
+        return (ext + self._shift_offset[0]) & 0xFFFF
+
     def _start(self, packet: IncomingPacket) -> None:
         ext = packet.ext_sequence
         self.started = True
+        self._shift_start.clear()  # a new offset: nothing before the start maps any more
+        self._shift_from.clear()
+        self._shift_offset.clear()
         previous = self._last
         self.start_ext = self.last_ext = ext
         if not self._keep_late or previous is not None:
@@ -185,4 +259,12 @@ class SequenceRewriter:
         if not self.started:
             return None
         ext = extend_sequence((sequence - self.sequence_offset) & 0xFFFF, highest)
+        shift_from = self._shift_from
+        if shift_from and ext < shift_from[-1]:
+            # Numbered before the last run of drops: find the stretch whose offset gives it.
+            # Stretches tile the outgoing numbers, newest first.
+            for i in range(len(shift_from) - 1, -1, -1):
+                ext = extend_sequence((sequence - self._shift_offset[i]) & 0xFFFF, highest)
+                if i == 0 or ext >= shift_from[i - 1]:
+                    break
         return None if ext < self.start_ext else ext

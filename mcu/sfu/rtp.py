@@ -154,6 +154,6 @@ def parse_fixed_header(data: bytes) -> tuple[int, bool, int, int, int, int]:
     return b1 & 0x7F, bool(b1 & 0x80), seq, ts, ssrc, offset
 
 
-def rtx_payload(original_sequence: int, payload: bytes) -> bytes:
+def rtx_payload(original_sequence: int, payload: bytes | bytearray) -> bytes:
     """RFC 4588 RTX payload: the original sequence number followed by the original payload."""
     return struct.pack("!H", original_sequence & 0xFFFF) + payload

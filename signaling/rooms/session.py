@@ -37,6 +37,7 @@ from mcu.signaling.rooms.events import (
     RoomStarted,
 )
 from mcu.signaling.rooms.hands import Hands
+from mcu.signaling.rooms.links import LinkWatch
 from mcu.signaling.rooms.mixing import RoomMix
 from mcu.signaling.rooms.participant import (
     Participant,
@@ -96,6 +97,7 @@ class Room:
         "Between ``room.started`` and ``room.finished``: someone is (or was just) in it."
         self._end_reason = "empty"
         self.speaker = ActiveSpeaker(self)
+        self.links = LinkWatch(self)
         self.audience = Audience(self)
         self.hands = Hands(self)
         self.content = ContentChannel(self)
@@ -142,6 +144,7 @@ class Room:
         """Give ``participant`` a (new) subscribe connection; offers follow from ``resubscribe``."""
         participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
         self._watch(participant, participant.subscriber.pc)
+        self.links.start()
 
     async def welcome(self, participant: Participant, *, resumed: bool) -> None:
         """Send ``participant`` its ``joined``: the room as it is now (after a resume too)."""

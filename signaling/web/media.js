@@ -167,10 +167,18 @@ export class PublishConnection {
   /** Adds one sendonly transceiver per track: `tracks` maps a source to a MediaStreamTrack. */
   addTracks(stream, tracks) {
     for (const [source, track] of tracks) {
-      const transceiver = this.pc.addTransceiver(track, {
-        direction: "sendonly",
-        streams: [stream],
-      });
+      const init = { direction: "sendonly", streams: [stream] };
+      let transceiver;
+      try {
+        // Three temporal layers: the server sends a thin link the lower ones only (fewer
+        // frames, each decodable) rather than more than it carries (docs/thin-links.md).
+        transceiver = this.pc.addTransceiver(
+          track,
+          source === "camera" ? { ...init, sendEncodings: [{ scalabilityMode: "L1T3" }] } : init,
+        );
+      } catch {
+        transceiver = this.pc.addTransceiver(track, init); // a browser without the mode
+      }
       frameProtection?.sender(transceiver.sender);
       if (track.kind === "video") {
         preferVideoCodecs(transceiver, this.videoCodec);

@@ -15,7 +15,9 @@ import { errorText, t } from "./i18n.js";
  * `participants`: id -> `{id, name, role, tracks: Map(trackId -> track)}` (tracks as the server
  * lists them, with `muted`); `received`: track id -> `{trackId, participantId, kind, source, mid,
  * track}`; `ownTracks`: source -> the track id the server gave it; `muted`: `{microphone, camera}`;
- * `reconnecting`: ids of participants whose connection was lost, in the order it happened.
+ * `reconnecting`: ids of participants whose connection was lost, in the order it happened;
+ * `links`: participant id -> `{rung, estimateBps, short}` for links the server thins (our own, and
+ * everyone's for a chair), from `link` messages.
  */
 export function emptyRoom() {
   return {
@@ -26,6 +28,7 @@ export function emptyRoom() {
     activeSpeaker: null,
     muted: { microphone: false, camera: false },
     reconnecting: [],
+    links: new Map(),
   };
 }
 
@@ -130,6 +133,8 @@ export function reduce(state, message) {
       return message.participant_id === state.me
         ? ownTrackMuted(state, message)
         : trackMuted(state, message);
+    case "link":
+      return { state: withLink(state, message), effects: [render] };
     case "active_speaker": {
       const activeSpeaker = message.participant_id ?? null;
       return { state: { ...state, activeSpeaker }, effects: [render] };
@@ -173,6 +178,29 @@ function participantLeft(state, message) {
   effects.push(render);
   const away = state.reconnecting.filter((id) => id !== message.participant_id);
   return { state: { ...state, participants, received, reconnecting: away }, effects };
+}
+
+/** What the server sends over someone's link (ours, or anyone's for a chair) and why. */
+function withLink(state, message) {
+  const links = new Map(state.links);
+  if (message.rung === "full" && !message.short) {
+    links.delete(message.participant_id);
+  } else {
+    links.set(message.participant_id, {
+      rung: message.rung,
+      estimateBps: message.estimate_bps ?? null,
+      short: Boolean(message.short),
+    });
+  }
+  return { ...state, links };
+}
+
+/** The words for what our own link gets (`link` of `state.links`), or "" when it gets all. */
+export function linkText(link) {
+  if (link === undefined) {
+    return "";
+  }
+  return t(link.rung === "speaker_only" ? "link.speaker_only" : "link.fewer_frames");
 }
 
 /** Someone's connection was lost (`away`), or they are back: their tile says so meanwhile. */
@@ -276,6 +304,7 @@ export function participantView(state, participant) {
     role: participant.role,
     speaking: state.activeSpeaker === participant.id,
     reconnecting: state.reconnecting.includes(participant.id),
+    link: state.links.get(participant.id) ?? null,
     hasMic: mic !== undefined || micTrack !== null,
     hasCam: cam !== undefined || camTrack !== null,
     micMuted: mic?.muted ?? false,

@@ -7,7 +7,7 @@ import { ContentView, contentModel } from "./content.js";
 import { setText, t } from "./i18n.js";
 import { PresentControls } from "./present-controls.js";
 import { RecordingControl } from "./recording.js";
-import { participantView } from "./room-state.js";
+import { linkText, participantView } from "./room-state.js";
 import { Grid } from "./tiles.js";
 import { ViewControl } from "./view.js";
 
@@ -156,6 +156,9 @@ export class RoomView {
       this.grid.update(participantView(state, participant));
     }
     $("waiting").hidden = state.participants.size > 0;
+    const ownLink = linkText(state.links.get(state.me));
+    $("link-status").textContent = ownLink;
+    $("link-status").hidden = ownLink === "";
     $("self-view").classList.toggle("speaking", state.activeSpeaker === state.me);
     const content = contentModel(this.presenter, state.received.values(), this.nameOf);
     this.contentView.render(content);

@@ -28,8 +28,8 @@ export function attach(element, track, onBlocked) {
 
 /**
  * A participant's view model for `Grid.update`:
- * `{id, name, role, speaking, reconnecting, micMuted, camMuted, hasMic, hasCam, micTrack,
- * camTrack}`
+ * `{id, name, role, speaking, reconnecting, link, micMuted, camMuted, hasMic, hasCam, micTrack,
+ * camTrack}` (`link`: `{rung, estimateBps, short}` when the server thins their link, else null)
  * (the two *Track fields are MediaStreamTracks or null).
  */
 export class Grid {
@@ -66,10 +66,15 @@ export class Grid {
     const tile = this._tile(view.id);
     const name = view.role === "chair" ? t("tile.chair_name", { name: view.name }) : view.name;
     // Their connection was lost; the server keeps them for a while and they come back by themselves.
+    // A weak link (told to chairs only) is marked with what it carries, in Mbit/s.
+    const rate = view.link?.estimateBps ? (view.link.estimateBps / 1e6).toFixed(1) : "?";
     tile.querySelector(".tile-name").textContent = view.reconnecting
       ? t("tile.reconnecting", { name })
-      : name;
+      : view.link
+        ? t("tile.weak_link", { name, rate })
+        : name;
     tile.classList.toggle("reconnecting", Boolean(view.reconnecting));
+    tile.classList.toggle("weak-link", Boolean(view.link));
     tile.querySelector(".avatar").textContent = initials(view.name);
     tile.classList.toggle("speaking", Boolean(view.speaking));
     const showVideo = view.camTrack !== null && !view.camMuted;

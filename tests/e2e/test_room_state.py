@@ -523,6 +523,7 @@ async def test_participant_view_combines_published_and_received(static_url: str)
         "role": "participant",
         "speaking": True,
         "reconnecting": False,
+        "link": None,
         "hasMic": True,
         "hasCam": True,  # published, though not received (it is muted)
         "micMuted": False,

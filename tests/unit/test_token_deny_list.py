@@ -57,8 +57,10 @@ async def test_a_version_3_database_gains_the_deny_list(tmp_path: Path) -> None:
     store = await RoomStore.open(path)
     await store.close()
     db = sqlite3.connect(path)
+    # Back to version 3: without the deny list (4) and the e2ee flag (5).
     db.execute("DROP TABLE revoked_tokens")
-    db.execute("DELETE FROM schema_version WHERE version = 4")
+    db.execute("ALTER TABLE rooms DROP COLUMN e2ee")
+    db.execute("DELETE FROM schema_version WHERE version >= 4")
     db.commit()
     db.close()
     store = await RoomStore.open(path)

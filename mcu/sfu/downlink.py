@@ -1,0 +1,85 @@
+"""One subscriber's downlink: its estimate, its rung on the ladder, and the consumers told so.
+
+The thin shell around the pure parts (:mod:`mcu.sfu.estimate`, :mod:`mcu.sfu.ladder`,
+:mod:`mcu.sfu.layers`): the subscribe connection owns one, its consumers feed it the
+subscriber's REMB and receiver reports, and the room calls :meth:`Downlink.adapt` on a tick with
+the active speaker; the rung chosen is applied to the camera consumers at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mcu.media import TrackSource
+from mcu.sfu.consumer import Consumer
+from mcu.sfu.estimate import DownlinkEstimate
+from mcu.sfu.ladder import HEADROOM, LOWEST, Ladder, Rung, StreamRate, need
+from mcu.sfu.producer import Producer
+
+__all__ = ["SWITCH_UP_WAIT", "Downlink", "LinkState"]
+
+SWITCH_UP_WAIT = 2.0
+"""Seconds a camera waits for a layer-sync frame to switch up at before asking for a keyframe."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """What a subscriber's link carries and what it is sent, after one tick."""
+
+    estimate: int | None
+    "Bits per second (None: the subscriber reports nothing to estimate from)."
+    rung: Rung
+    "What it receives."
+    short: bool
+    "Even the lowest rung needs more than the estimate: the next rungs (the mix) would help."
+
+    def describe(self) -> dict[str, object]:
+        """The protocol's ``link`` fields."""
+        return {"estimate_bps": self.estimate, "rung": self.rung.wire_name, "short": self.short}
+
+
+class Downlink:
+    """The estimate and the ladder of one subscribe connection."""
+
+    def __init__(self) -> None:
+        self.estimate = DownlinkEstimate()
+        "Fed by the connection's consumers from the subscriber's RTCP."
+        self.ladder = Ladder()
+        self.state = LinkState(None, Rung.FULL, False)
+        "As of the last tick."
+
+    def adapt(
+        self, now: float, carried: Sequence[tuple[Producer, Consumer]], speaker: str | None
+    ) -> LinkState:
+        """Choose the rung for now and apply it to the camera consumers; returns the state."""
+        streams = [
+            StreamRate(p.track_id, p.participant_id, p.source, p.layer_rates(now))
+            for p, _ in carried
+        ]
+        estimate = self.estimate.bitrate
+        rung = self.ladder.decide(now, estimate, streams, speaker)
+        plans = Ladder.plan(rung, streams, speaker, estimate)
+        for producer, consumer in carried:
+            if producer.source is not TrackSource.CAMERA:
+                continue
+            plan = plans[producer.track_id]
+            if plan.paused:
+                consumer.set_paused(True)
+                continue
+            if consumer.layers is not None:
+                consumer.set_paused(False)
+            if plan.highest_temporal_id < 3 or consumer.layers is not None:
+                consumer.limit_layers(plan.highest_temporal_id)
+            if consumer.layers is not None and consumer.layers.waiting_since is not None:
+                # No layer-sync frame came to switch up at: a keyframe does it.
+                if now - consumer.layers.waiting_since > SWITCH_UP_WAIT:
+                    consumer.layers.waiting_since = now
+                    consumer.ask_keyframe(now)
+        short = (
+            estimate is not None
+            and rung == LOWEST
+            and need(rung, streams, speaker) > estimate * HEADROOM
+        )
+        self.state = LinkState(estimate, rung, short)
+        return self.state

@@ -1,0 +1,131 @@
+"""The downlink estimate and the ladder's decisions, pure, with time passed in."""
+
+from __future__ import annotations
+
+from mcu.media import TrackSource
+from mcu.sfu.estimate import RISE_SECONDS, DownlinkEstimate
+from mcu.sfu.ladder import UP_HOLD_SECONDS, Ladder, Rung, StreamPlan, StreamRate, need
+
+MIC, CAM, CONTENT = TrackSource.MICROPHONE, TrackSource.CAMERA, TrackSource.CONTENT
+
+
+def room(cameras: int = 5) -> list[StreamRate]:
+    """Five publishers as measured: VP8 640x360 ~1.1 Mbit/s in three layers (the base layer the
+    largest: its frames carry the most change), Opus ~40 kbit/s; one shares slides."""
+    streams = [
+        StreamRate(f"c{i}", f"p{i}", CAM, (500e3, 300e3, 300e3, 0.0)) for i in range(cameras)
+    ]
+    streams += [StreamRate(f"m{i}", f"p{i}", MIC, (40e3, 0, 0, 0)) for i in range(cameras)]
+    streams.append(StreamRate("s", "p0", CONTENT, (200e3, 0, 0, 0)))
+    return streams
+
+
+def test_estimate_follows_remb_down_at_once_and_up_slowly() -> None:
+    estimate = DownlinkEstimate()
+    assert estimate.bitrate is None  # nothing reported: no estimate, nothing thinned
+    estimate.on_remb(7_000_000, now=0.0)
+    assert estimate.bitrate == 7_000_000
+    estimate.on_remb(2_000_000, now=1.0)
+    estimate.on_remb(2_000_000, now=1.0)  # the same REMB through another stream of the link
+    assert estimate.bitrate == 2_000_000
+    estimate.on_remb(6_000_000, now=1.0 + RISE_SECONDS / 4)
+    assert estimate.bitrate == 3_000_000  # a quarter of the way in a quarter of the time
+    estimate.on_remb(6_000_000, now=1.0 + RISE_SECONDS / 4)  # a duplicate adds nothing
+    assert estimate.bitrate == 3_000_000
+    estimate.on_remb(6_000_000, now=10.0)
+    assert estimate.bitrate == 6_000_000
+
+
+def test_estimate_is_cut_by_high_loss_only() -> None:
+    estimate = DownlinkEstimate()
+    estimate.on_remb(2_000_000, now=0.0)
+    for _ in range(10):
+        estimate.on_loss(8)  # 3 %: NACK repairs it
+    assert estimate.bitrate == 2_000_000
+    for _ in range(20):
+        estimate.on_loss(77)  # 30 %
+    assert 0.29 < estimate.loss < 0.31
+    assert estimate.bitrate is not None and 1_680_000 < estimate.bitrate < 1_720_000
+    estimate.on_loss(1000)  # a value off the wire's range is clamped
+    assert estimate.loss <= 1.0
+
+
+def test_rung_needs_shrink_down_the_ladder_and_spare_audio_and_content() -> None:
+    streams = room()
+    full, fewer, fewest, speaker = (need(r, streams, "p1") for r in Rung)
+    assert full == 5 * 1.1e6 + 5 * 40e3 + 200e3
+    assert fewer == 5 * 0.8e6 + 5 * 40e3 + 200e3
+    assert fewest == 5 * 0.5e6 + 5 * 40e3 + 200e3
+    assert speaker == 0.5e6 + 5 * 40e3 + 200e3
+
+
+def test_no_estimate_means_everything() -> None:
+    ladder = Ladder()
+    assert ladder.decide(0.0, None, room(), None) is Rung.FULL
+
+
+def test_steps_down_at_once_to_the_best_rung_that_fits() -> None:
+    streams = room()
+    ladder = Ladder()
+    assert ladder.decide(0.0, 8_000_000, streams, "p1") is Rung.FULL
+    # The township site: 2 Mbit/s. Even the base layers (2.9 Mbit/s) do not fit.
+    assert ladder.decide(1.0, 2_000_000, streams, "p1") is Rung.SPEAKER_ONLY
+    plan = Ladder.plan(Rung.SPEAKER_ONLY, streams, "p1", 2_000_000)
+    assert plan["c1"] == StreamPlan(3, False)  # 1.1 + 0.4 <= 1.7: the speaker at full rate
+    assert all(plan[f"c{i}"].paused for i in (0, 2, 3, 4))
+    assert "m1" not in plan and "s" not in plan  # audio and content are never in a plan
+    # A 4.5 Mbit/s county line (3.8 Mbit/s for media): two layers of each camera (4.4 Mbit/s)
+    # do not fit, the base layers (2.9 Mbit/s) do.
+    ladder = Ladder()
+    assert ladder.decide(0.0, 4_500_000, streams, "p1") is Rung.FEWEST_FRAMES
+    assert Ladder.plan(Rung.FEWEST_FRAMES, streams, "p1", 4_500_000)["c3"] == StreamPlan(0, False)
+
+
+def test_climbs_back_one_rung_at_a_time_after_holding() -> None:
+    streams = room()
+    ladder = Ladder()
+    ladder.decide(0.0, 2_000_000, streams, "p1")
+    assert ladder.rung is Rung.SPEAKER_ONLY
+    # The shaping is lifted: 10 Mbit/s. Nothing moves before the hold.
+    t = 1.0
+    assert ladder.decide(t, 10_000_000, streams, "p1") is Rung.SPEAKER_ONLY
+    t += UP_HOLD_SECONDS
+    assert ladder.decide(t, 10_000_000, streams, "p1") is Rung.FEWEST_FRAMES
+    assert ladder.decide(t + 1, 10_000_000, streams, "p1") is Rung.FEWEST_FRAMES
+    t += UP_HOLD_SECONDS
+    assert ladder.decide(t, 10_000_000, streams, "p1") is Rung.FEWEST_FRAMES  # hold restarted
+    t += 1
+    assert ladder.decide(t, 10_000_000, streams, "p1") is Rung.FEWER_FRAMES
+    t += UP_HOLD_SECONDS + 1
+    ladder.decide(t, 10_000_000, streams, "p1")
+    t += UP_HOLD_SECONDS + 1
+    assert ladder.decide(t, 10_000_000, streams, "p1") is Rung.FULL
+
+
+def test_does_not_climb_into_a_rung_that_barely_fits() -> None:
+    streams = room()
+    ladder = Ladder()
+    ladder.decide(0.0, 4_500_000, streams, "p1")
+    assert ladder.rung is Rung.FEWEST_FRAMES
+    # 5.5 Mbit/s: two layers (4.4 Mbit/s) fit within 85 %, but not within the 70 % to climb.
+    for t in range(1, 30):
+        assert ladder.decide(float(t), 5_500_000, streams, "p1") is Rung.FEWEST_FRAMES
+
+
+def test_a_dip_restarts_the_hold() -> None:
+    streams = room()
+    ladder = Ladder()
+    ladder.decide(0.0, 4_500_000, streams, "p1")
+    ladder.decide(1.0, 10_000_000, streams, "p1")
+    ladder.decide(3.0, 5_500_000, streams, "p1")  # fits, but not enough to climb
+    ladder.decide(4.0, 10_000_000, streams, "p1")
+    assert ladder.decide(1.0 + UP_HOLD_SECONDS + 0.5, 10_000_000, streams, "p1") is (
+        Rung.FEWEST_FRAMES
+    )
+    assert ladder.decide(4.0 + UP_HOLD_SECONDS, 10_000_000, streams, "p1") is Rung.FEWER_FRAMES
+
+
+def test_speaker_only_without_a_detected_speaker_shows_the_first_camera() -> None:
+    plan = Ladder.plan(Rung.SPEAKER_ONLY, room(), None, 1_000_000)
+    assert plan["c0"] == StreamPlan(0, False)  # 0.5 fits in what audio and content leave
+    assert all(plan[f"c{i}"].paused for i in range(1, 5))
