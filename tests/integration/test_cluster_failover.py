@@ -136,6 +136,24 @@ async def test_redis_primary_killed_sentinel_promotes_and_rooms_keep_flowing(
             chen = await joined_client(a, "Dr Chen", "ward-after", password=PASSWORD)
             clients.append(chen)
             await _changes_heard_by_every_worker(sites.url(), expected=2)
+
+            # Node B, which only carried Dr Wang's signalling to A, dies. His page resumes
+            # through A as the same participant; Dr Li sees him reconnecting, never leaving.
+            killed = time.monotonic()
+            await b.kill_every_process()
+            await li.wait_for(lambda m: m["type"] == "participant_reconnecting", timeout=20)
+            await wang.drop()  # the page closes both connections and makes new ones
+            wang.ws_url = a.ws_url
+            assert (await wang.resume("ward-1"))["type"] == "joined"
+            await li.wait_for(lambda m: m["type"] == "participant_back", timeout=20)
+            heard, seen = li.frames_from(wang_id, "video"), wang.frames_from(li_id, "video")
+            await wang.publish({"microphone": ToneTrack(700), "camera": ColourTrack(GREEN)})
+            await li.wait_until(lambda: li.frames_from(wang_id, "video") > heard + 5, timeout=20)
+            resumed = time.monotonic() - killed
+            # His new subscribe connection carries Dr Li again too.
+            await wang.wait_until(lambda: wang.frames_from(li_id, "video") > seen + 5, timeout=20)
+            print(f"measured: a node passing signalling SIGKILLed -> resumed via A {resumed:.1f} s")
+            assert not any(m["type"] == "participant_left" for m in li.messages)
         finally:
             for client in clients:
                 await client.close()
