@@ -33,6 +33,10 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+STORE_UNAVAILABLE = "store_unavailable"
+"The error of a ``503`` while a cluster's shared store (Redis) does not answer."
+
+
 def error_response(
     status: int, error: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -40,6 +44,13 @@ def error_response(
     response = web.json_response({"error": error, "message": message}, status=status)
     response.headers.update(headers or {})
     return response
+
+
+def store_unavailable_response() -> web.Response:
+    """``503 store_unavailable`` with ``Retry-After: 1``: a cluster's Redis is away or failing
+    over (seconds, with Sentinel); the same request will do once it answers."""
+    message = "the room store does not answer; try again"
+    return error_response(503, STORE_UNAVAILABLE, message, {"Retry-After": "1"})
 
 
 def plausible_moment(moment: datetime) -> datetime:

@@ -205,6 +205,8 @@ class SubscriberConnection:
         wanted = {p.track_id: p for p in producers}
         for track_id in list(self._slots):
             if track_id not in wanted:
+                if track_id not in self._slots:  # closed while a sender stopped: it left
+                    raise InvalidStateError("closed")
                 await self._retire(track_id)
         for track_id, producer in wanted.items():
             if track_id in self._slots:

@@ -37,12 +37,20 @@ from mcu.infra.httpapi import (
     describe_validation_error,
     error_response,
     read_body,
+    store_unavailable_response,
 )
 from mcu.signaling.endpoints.audit import setup_audit_api
 from mcu.signaling.endpoints.clusternodes import ClusterNodes, cluster_nodes_handler
 from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.records import RoomRecords
-from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, Unset
+from mcu.signaling.rooms.store import (
+    UNSET,
+    RoomExists,
+    RoomKind,
+    RoomRecord,
+    StoreUnavailable,
+    Unset,
+)
 
 __all__ = ["MAX_BODY_BYTES", "LiveCounts", "LiveRooms", "setup_admin_api"]
 
@@ -315,6 +323,10 @@ class _AdminApi:
             response = error_response(exc.status, code, exc.reason)
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
+        except StoreUnavailable as exc:
+            # A cluster's Redis away or failing over: expected, brief, and worth a retry.
+            log.warning("admin API %s %s: %s", request.method, request.path, exc)
+            response = store_unavailable_response()
         except Exception:
             log.exception("admin API %s %s failed", request.method, request.path)
             response = error_response(500, "internal_error", "see the server log")

@@ -36,7 +36,7 @@ from prometheus_client import Counter, Gauge
 from mcu.contracts.cluster import HOME_WORKER_HEADER, mint_session_id
 from mcu.infra import metrics
 from mcu.infra.auditlog import Detail
-from mcu.infra.httpapi import ApiError, error_response, read_body
+from mcu.infra.httpapi import ApiError, error_response, read_body, store_unavailable_response
 from mcu.infra.socketlimits import address_key
 from mcu.media import TrackSource
 from mcu.sfu.peer import (
@@ -59,7 +59,7 @@ from mcu.signaling.rooms.errors import RoomError
 from mcu.signaling.rooms.participant import Participant
 from mcu.signaling.rooms.records import RoomRecords
 from mcu.signaling.rooms.session import Room
-from mcu.signaling.rooms.store import RoomRecord
+from mcu.signaling.rooms.store import RoomRecord, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -589,6 +589,9 @@ def _handled(handler: _Handler) -> _Handler:
             response = await handler(request)
         except ApiError as exc:
             response = error_response(exc.status, exc.error, exc.message, exc.headers)
+        except StoreUnavailable as exc:  # a cluster's Redis failing over: the tool retries
+            logger.warning("%s %s: %s", request.method, request.path, exc)
+            response = store_unavailable_response()
         response.headers.update(_CORS)
         return response
 

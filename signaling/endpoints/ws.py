@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from mcu.contracts.cluster import JOIN_WITHIN_HEADER
 from mcu.infra import metrics
 from mcu.infra.auditlog import AuditTrail, Detail
+from mcu.infra.httpapi import STORE_UNAVAILABLE
 from mcu.infra.socketlimits import FrameRate, SocketLimits, refuse_websocket
 from mcu.media import TrackSource
 from mcu.signaling.endpoints.messages import (
@@ -48,6 +49,7 @@ from mcu.signaling.rooms.errors import ResumeRefused, RoomError
 from mcu.signaling.rooms.mixing import parse_spec
 from mcu.signaling.rooms.participant import Participant
 from mcu.signaling.rooms.session import Room, Rooms
+from mcu.signaling.rooms.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -256,6 +258,18 @@ class ClientConnection:
             await self.send(exc.to_message())
 
     async def _dispatch(self, message: ClientMessage) -> None:
+        try:
+            await self._dispatch_to_room(message)
+        except StoreUnavailable as exc:  # a cluster's Redis failing over: the client retries
+            logger.warning("%s: %s", type(message).__name__, exc)
+            raise ProtocolError(
+                STORE_UNAVAILABLE,
+                "the room store does not answer; try again",
+                request_id=message.id,
+                retry_after=1,
+            ) from None
+
+    async def _dispatch_to_room(self, message: ClientMessage) -> None:
         if isinstance(message, Ping):
             await self.send(_reply({"type": "pong"}, message.id))
             return

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from mcu.signaling.rooms.store import StoreUnavailable
+
 __all__ = ["LIVE_PREFIX", "LIVE_SOURCES", "LiveCountBoard", "PeopleHere", "local_counts"]
 
 logger = logging.getLogger(__name__)
@@ -107,8 +109,12 @@ class LiveCountBoard:
 
     async def participants(self) -> dict[str, int]:
         """People in each live room, summed over every source whose counts have not expired
-        (this process's taken as they are now)."""
-        flat = await self._totals(keys=[LIVE_SOURCES], args=[self.source, LIVE_PREFIX])
+        (this process's taken as they are now). Raises ``StoreUnavailable`` while Redis does
+        not answer, as the room store does."""
+        try:
+            flat = await self._totals(keys=[LIVE_SOURCES], args=[self.source, LIVE_PREFIX])
+        except RedisError as exc:
+            raise StoreUnavailable(f"live counts in Redis did not answer: {exc!r}") from exc
         totals = dict(self._counts())
         for room_id, count in zip(flat[0::2], flat[1::2], strict=True):
             with contextlib.suppress(ValueError):

@@ -32,7 +32,15 @@ from mcu.contracts.cluster import (
     RoomChange,
     RoomField,
 )
-from mcu.signaling.rooms.store import UNSET, RoomExists, RoomKind, RoomRecord, StoreError, Unset
+from mcu.signaling.rooms.store import (
+    UNSET,
+    RoomExists,
+    RoomKind,
+    RoomRecord,
+    StoreError,
+    StoreUnavailable,
+    Unset,
+)
 
 __all__ = ["REVOKED_PREFIX", "ROOM_INDEX", "ROOM_PREFIX", "RedisRoomStore"]
 
@@ -146,7 +154,7 @@ async def _answering() -> AsyncIterator[None]:
     try:
         yield
     except RedisError as exc:
-        raise StoreError(f"the room store in Redis did not answer: {exc!r}") from exc
+        raise StoreUnavailable(f"the room store in Redis did not answer: {exc!r}") from exc
 
 
 class RedisRoomStore:

@@ -21,6 +21,7 @@ __all__ = [
     "RoomRecord",
     "RoomStore",
     "StoreError",
+    "StoreUnavailable",
     "Unset",
 ]
 
@@ -67,6 +68,11 @@ _COLUMNS = (
 
 class StoreError(DatabaseError):
     """The room database cannot be used (newer schema, not started, closed)."""
+
+
+class StoreUnavailable(StoreError):
+    """The shared store did not answer (its Redis unreachable, or Sentinel promoting a
+    replica): nothing is wrong with the request, which may be made again in a moment."""
 
 
 class RoomExists(Exception):

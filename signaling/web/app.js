@@ -106,7 +106,11 @@ const reconnector = new Reconnector({
     }
   },
   onResumed: (joined) => resumeRoom(joined),
-  onGaveUp: (error) => endSession("error", errorText("disconnected"), error),
+  onGaveUp: (error) =>
+    isJoined() // not when a join afresh was refused: then say so all the same
+      ? endSession("error", errorText("disconnected"), error)
+      : showEnded("error", errorText("disconnected")),
+  rejoin: () => rejoin(),
 });
 
 const own = new OwnMedia({
@@ -465,6 +469,16 @@ function leave() {
 }
 
 /** Tears the session down and shows the end screen. */
+/** The session is gone with the node that held it (docs/cluster.md): join afresh, in place. */
+async function rejoin() {
+  if (isJoined()) {
+    leaveRoomState();
+    setState("idle");
+  }
+  await join(); // as the join screen's button: the name, password, invite or token it holds
+  return isJoined();
+}
+
 function endSession(state, text, error) {
   if (!isJoined()) {
     return;
@@ -472,6 +486,11 @@ function endSession(state, text, error) {
   setState(state);
   reconnector.stop();
   mcu.lastError = error;
+  leaveRoomState();
+  showEnded(state, text);
+}
+
+function leaveRoomState() {
   for (const share of [presenter.active, presenter.pending]) {
     share?.track?.stop();
   }
@@ -481,7 +500,6 @@ function endSession(state, text, error) {
   session.close();
   room = leftRoom(room);
   own.stop();
-  showEnded(state, text);
 }
 
 async function stats() {

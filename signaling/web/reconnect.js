@@ -10,9 +10,12 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export class Reconnector {
   /**
    * `deps`: `{session (room-session.js), media() ("connection" or "none", as we joined),
-   * onChange(reconnecting), onResumed(joined), onGaveUp(error)}`. `onGaveUp` gets
+   * onChange(reconnecting), onResumed(joined), onGaveUp(error), rejoin()}`. `onGaveUp` gets
    * `{code, message}` when the session cannot be resumed (the server ended it, or its grace
-   * period passed): the page ends the session as before.
+   * period passed): the page ends the session as before. `rejoin()` (optional) is asked when
+   * the server no longer knows the session (`resume_failed`): it joins afresh and resolves
+   * true once in the room, false to be asked again after the next wait (until the grace
+   * period ends).
    */
   constructor(deps) {
     this.deps = deps;
@@ -51,6 +54,7 @@ export class Reconnector {
   }
 
   async _retry(run, deadline) {
+    let gone = false; // the server no longer knows the session: join afresh from now on
     for (let attempt = 1; ; attempt += 1) {
       const wait = nextRetry({ attempt, now: performance.now(), deadline, random: Math.random() });
       if (wait === null) {
@@ -61,6 +65,19 @@ export class Reconnector {
       if (run !== this._run) {
         return;
       }
+      if (gone) {
+        // As "Join again" would: the node that held the room died and another took it over.
+        const rejoined = await this.deps.rejoin();
+        if (run !== this._run) {
+          return;
+        }
+        if (rejoined) {
+          this.active = false;
+          this.deps.onChange(false);
+          return;
+        }
+        continue; // refused for now ("try again" while the room moves): the next wait
+      }
       let joined;
       try {
         joined = await this.deps.session.resume(this.deps.media());
@@ -69,8 +86,12 @@ export class Reconnector {
           return;
         }
         if (error.code === "resume_failed") {
-          this._giveUp(run, { code: error.code, message: error.message });
-          return;
+          if (!this.deps.rejoin) {
+            this._giveUp(run, { code: error.code, message: error.message });
+            return;
+          }
+          gone = true;
+          attempt = 0; // the first join goes out after the shortest wait
         }
         continue; // not through yet: the network is still down, or the server restarting
       }

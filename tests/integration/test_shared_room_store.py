@@ -20,7 +20,7 @@ from mcu.signaling.rooms.changefeed import RoomChangeFeed
 from mcu.signaling.rooms.livecounts import LiveCountBoard
 from mcu.signaling.rooms.redisstore import RedisRoomStore
 from mcu.signaling.rooms.session import Rooms
-from mcu.signaling.rooms.store import RoomExists, RoomRecord, StoreError
+from mcu.signaling.rooms.store import RoomExists, RoomRecord, StoreError, StoreUnavailable
 from tests.support.redis import RedisServer, redis_available
 
 pytestmark = pytest.mark.skipif(redis_available() is not None, reason=f"{redis_available()}")
@@ -194,6 +194,11 @@ async def test_a_store_without_redis_says_so(tmp_path: Path) -> None:
     try:
         with pytest.raises(StoreError, match="did not answer"):
             await RedisRoomStore(client).get("cardio-1")
+        # Answered "try again" by the endpoints, as is the listing's sum of live counts.
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            await RedisRoomStore(client).get("cardio-1")
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            await LiveCountBoard(client, "http://10.0.0.1:8080/0", dict).participants()
     finally:
         await client.aclose()
 

@@ -111,10 +111,14 @@ class RoomHomes:
         self._refresh = redis.register_script(_REFRESH)
         self._release = redis.register_script(_RELEASE)
 
-    async def place(self, room: str, exists: Callable[[], Awaitable[bool]]) -> Placement:
+    async def place(
+        self, room: str, exists: Callable[[], Awaitable[bool]], *, take_over: bool = True
+    ) -> Placement:
         """Where ``room`` lives; claims it for this node when it has no live home and
         ``exists()`` confirms the room. Raises redis' errors when Redis does not answer (the
-        rooms this node holds are answered without asking it)."""
+        rooms this node holds are answered without asking it). ``take_over=False``: a home
+        missing from the registry is not taken for dead (``LookupError`` instead), for while
+        the registry may be missing live nodes (:mod:`.registrytrust`)."""
         if room in self.owned:
             return _HERE
         value = await self.redis.get(home_key(room))
@@ -128,6 +132,8 @@ class RoomHomes:
                 return Placement(PlacementKind.THERE, record)
         if not await exists():
             return _ABSENT
+        if home is not None and not take_over:
+            raise LookupError(f"room {room}: its home {home} is not listed yet after an outage")
         winner = await self._claim(
             keys=[home_key(room), node_key(home) if home else home_key(room)],
             args=[home or "", self.node, _HOME_TTL_MS],

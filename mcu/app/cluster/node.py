@@ -27,6 +27,7 @@ from yarl import URL
 from mcu.app.cluster.homes import Placement, PlacementKind, RoomHomes
 from mcu.app.cluster.nodecalls import NODE_CALL, BodyTooLarge, read_body
 from mcu.app.cluster.registry import NodeRegistry
+from mcu.app.cluster.registrytrust import RegistryTrust
 from mcu.app.cluster.routing import RouteKind, room_of_request, route
 from mcu.contracts.cluster import (
     FORWARDED_FOR_HEADER,
@@ -120,6 +121,8 @@ class ClusterNode:
         self.homes = homes
         self.credentials = credentials
         self.cascade: ViewerCascade = cascade or NoCascade()
+        self.trust = RegistryTrust()
+        "Whether a node missing from the registry is dead (not while Redis has just returned)."
         self.started = time.time()
         self._session: aiohttp.ClientSession | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -171,12 +174,18 @@ class ClusterNode:
                 await self.registry.beat(self.record(await health()))
                 await self.homes.refresh()
             except (RedisError, OSError) as exc:
+                self.trust.failed()
                 if not failing:  # once per outage, not every second
                     logger.warning("heartbeat to Redis failed (retrying every second): %r", exc)
                 failing = True
             else:
+                self.trust.succeeded(time.monotonic())
                 if failing:
-                    logger.info("heartbeat to Redis works again")
+                    logger.info(
+                        "heartbeat to Redis works again; rooms of nodes still missing from the "
+                        "registry are taken over after %.0f s",
+                        self.trust.settle_s,
+                    )
                 failing = False
 
     async def leave(self) -> None:
@@ -207,7 +216,9 @@ class ClusterNode:
         never passed on again (two nodes disagreeing for a moment must not bounce it):
         :class:`NodeUnavailable` instead, as when Redis does not answer."""
         try:
-            placement = await self.homes.place(room, exists)
+            placement = await self.homes.place(
+                room, exists, take_over=self.trust.trusted(time.monotonic())
+            )
         except (RedisError, OSError, LookupError) as exc:
             logger.warning("home of room %s unknown: %r", room, exc)
             raise NodeUnavailable(str(exc)) from exc
