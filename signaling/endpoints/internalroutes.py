@@ -1,8 +1,9 @@
 """The ``/internal/...`` routes of a worker: what other workers and nodes ask of it.
 
-Over the node's own Unix sockets they are trusted; over TCP only a call signed by another node
-of the cluster reaches them (:mod:`mcu.signaling.endpoints.nodecalls`), and what a body says
-about its sender must match the node that signed it. The routes and bodies are
+A worker serves them over its node's Unix sockets only; another node's call reaches them through
+this node's front, which verified its credential and names the caller
+(:mod:`mcu.signaling.endpoints.nodecalls`), and what a body says about its sender must match
+that node. The routes and bodies are
 :mod:`mcu.contracts.cluster`'s; every body is validated on receipt (400 naming the problem). The
 relays they start and stop are :mod:`mcu.signaling.endpoints.relays`'.
 """
@@ -72,7 +73,7 @@ def setup_internal_routes(
     store: RoomRecords,
     entrance: Entrance,
 ) -> None:
-    """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).
+    """``/internal/...``: reachable only over the workers' Unix sockets.
 
     ``relaying`` gives this worker's relays once they are started (None in a single process:
     the routes then answer 404).
@@ -139,7 +140,8 @@ def setup_internal_routes(
 
     async def stage(request: web.Request) -> web.Response:
         _, edges = started()
-        edges.apply(request.match_info["room"], await _read(request, StageDescription))
+        description = await _read(request, StageDescription)
+        edges.apply(request.match_info["room"], description, caller_node(request))
         return _reply(Done())
 
     handlers: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] = [

@@ -94,18 +94,25 @@ class Peers(Protocol):
 
 
 class Nodes(Protocol):
-    """Requests to a worker of another node of the cluster, signed as this node's."""
+    """Requests to a worker of another node of the cluster (named by its id), signed as this
+    node's."""
 
     async def request(
-        self, node: str, worker: int, method: str, path: str, body: BaseModel | None = None
+        self, node: str, worker: int | None, method: str, path: str, body: BaseModel | None = None
     ) -> tuple[int, Any]:
-        """Send ``body`` as JSON to ``worker`` of ``node``; the status and the decoded reply."""
+        """Send ``body`` as JSON to ``worker`` of ``node`` (None: the home worker of the room
+        the path names, as that node knows it); the status and the decoded reply."""
         ...
+
+
+ROOM_HOME = -1
+"""The home worker of a room homed on another node, whichever it is there: an edge on another
+node cannot know the index, the home node's front finds it for each call."""
 
 
 @dataclass(frozen=True)
 class _OnNode:
-    """Another node's workers seen as :class:`Peers`."""
+    """Another node's workers seen as :class:`Peers` (worker :data:`ROOM_HOME`: the room's)."""
 
     nodes: Nodes
     node: str
@@ -118,7 +125,22 @@ class _OnNode:
         body: BaseModel | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        return await self.nodes.request(self.node, worker, method, path, body)
+        index = None if worker == ROOM_HOME else worker
+        return await self.nodes.request(self.node, index, method, path, body)
+
+
+@dataclass(frozen=True)
+class NodeLinks:
+    """What a worker of a cluster's node needs to relay to and from other nodes."""
+
+    node: str
+    "This node's id."
+    host: str
+    "The address other nodes reach this worker's relay socket at (the relay address)."
+    keying: RelayKeying
+    "The SRTP keys of relays between nodes."
+    nodes: Nodes
+    "Calls to other nodes' workers."
 
 
 class RelayRefused(Exception):
@@ -229,6 +251,17 @@ class HomeRelays:
         self.nodes = nodes
         self._feeds: dict[tuple[str, str], _Feed] = {}
         self._ssrcs: dict[int, tuple[Producer, int]] = {}
+        self._sent_before: dict[str, int] = {}
+        "RTP packets sent to each edge over links closed since."
+
+    def packets_sent(self) -> dict[str, int]:
+        """RTP packets this worker relayed to each edge (:func:`edge_name`), ever: one copy of
+        each stage packet per edge, however many viewers the edge serves."""
+        sent = dict(self._sent_before)
+        links = {id(f.link): (edge_name(f.node, f.worker), f.link) for f in self._feeds.values()}
+        for edge, link in links.values():
+            sent[edge] = sent.get(edge, 0) + link.packets_sent
+        return sent
 
     def _ssrc(self, producer: Producer) -> int:
         known = self._ssrcs.get(id(producer))
@@ -346,6 +379,8 @@ class HomeRelays:
             feed.link.stop(ssrc)
         feed.forwarded.clear()
         if not any(other.link is feed.link for other in self._feeds.values()):
+            edge = edge_name(feed.node, feed.worker)
+            self._sent_before[edge] = self._sent_before.get(edge, 0) + feed.link.packets_sent
             feed.link.close()
         if feed.pushing is not None:
             feed.pushing.cancel()
@@ -486,7 +521,7 @@ class EdgeRooms:
                 )
             room = _EdgeRoom(room_id, home, node, peers, Stage(room_id), reply.relay)
             self._rooms[room_id] = room
-            self.apply(room_id, reply.stage)
+            self.apply(room_id, reply.stage, node)
             future.set_result(room)
             return room.stage
         except BaseException as exc:
@@ -521,10 +556,11 @@ class EdgeRooms:
         with contextlib.suppress(RelayError):
             await _call(room.peers, room.home, "DELETE", relay_path(room_id, self.worker))
 
-    def apply(self, room_id: str, description: StageDescription) -> None:
-        """A STAGE from the home: open new streams, close gone ones, reorder the stage."""
+    def apply(self, room_id: str, description: StageDescription, node: str | None = None) -> None:
+        """A STAGE from the home (on ``node``, when another): open new streams, close gone
+        ones, reorder the stage. Another node than the room's home is not listened to."""
         room = self._rooms.get(room_id)
-        if room is None:
+        if room is None or room.home_node != node:
             return
         streams = {s.ssrc: s for s in description.video + description.audio}
         for ssrc in [s for s in room.producers if s not in streams]:

@@ -33,7 +33,7 @@ from aiohttp import web
 from aiortc import sdp as aiortc_sdp
 from prometheus_client import Counter, Gauge
 
-from mcu.contracts.cluster import HOME_WORKER_HEADER, mint_session_id
+from mcu.contracts.cluster import HOME_NODE_HEADER, HOME_WORKER_HEADER, mint_session_id
 from mcu.infra import metrics
 from mcu.infra.auditlog import Detail
 from mcu.infra.httpapi import ApiError, error_response, read_body
@@ -47,11 +47,17 @@ from mcu.sfu.peer import (
     close_quietly,
 )
 from mcu.sfu.relay import RelayEndpoint
-from mcu.sfu.relaykeying import RelayKeying
 from mcu.sfu.stage import Stage
 from mcu.sfu.turn import ClientIceServers
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
-from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
+from mcu.signaling.endpoints.relays import (
+    ROOM_HOME,
+    EdgeRooms,
+    HomeRelays,
+    NodeLinks,
+    Peers,
+    RelayError,
+)
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
 from mcu.signaling.rooms.e2ee import PlaintextFeature, refusal
@@ -143,16 +149,18 @@ class Broadcasting:
         return self.relays, self.edges
 
     async def start_relaying(
-        self, worker: int, peers: Peers, store: RoomRecords, keying: RelayKeying | None = None
+        self, worker: int, peers: Peers, store: RoomRecords, cluster: NodeLinks | None = None
     ) -> None:
         """Become worker ``worker`` among others: open the relay socket, serve and use relays
-        (``keying``: the SRTP keys of relays to and from other nodes, in a cluster)."""
-        endpoint = await RelayEndpoint.open("127.0.0.1")
+        (``cluster``: this node's way to the others, in a cluster)."""
+        endpoint = await RelayEndpoint.open("127.0.0.1" if cluster is None else cluster.host)
         self.worker = worker
         self._endpoint = endpoint
         rooms = self.signaling.rooms
-        self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying)
-        self.edges = EdgeRooms(worker, peers, endpoint, keying=keying)
+        keying, nodes = (None, None) if cluster is None else (cluster.keying, cluster.nodes)
+        node = None if cluster is None else cluster.node
+        self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying, nodes=nodes)
+        self.edges = EdgeRooms(worker, peers, endpoint, node=node, keying=keying, nodes=nodes)
         logger.info("worker %d relays on %s:%d", worker, *endpoint.address)
 
     async def stop_relaying(self) -> None:
@@ -394,19 +402,19 @@ async def whep_post(request: web.Request) -> web.Response:
     room_id = request.match_info["room"]
     offer = await _read_offer(request, MAX_VIEWER_SECTIONS)
     token = _bearer(request)
-    home = _home_worker(request, hub)
+    home, home_node = _home_worker(request, hub)
     address = request.remote or "unknown"
     credential = Bearer(token)
     entrance = services.entrance
     name = _display_name(request, DEFAULT_VIEWER_NAME)
     try:
         # Credentials are judged where the room lives, so its wrong-password counts are one.
-        if home == hub.worker:
+        if home == hub.worker and home_node is None:
             admitted = await entrance.admit(Entry.WATCH, room_id, credential, address, name)
         else:
             assert hub.edges is not None
             record = await entrance.room(Entry.WATCH, room_id, credential, address)
-            admitted = await _relayed(hub.edges.admit(home, record, token, address))
+            admitted = await _relayed(hub.edges.admit(home, record, token, address, home_node))
     except Refused as exc:
         raise _refusal(exc) from None
     record = admitted.record
@@ -439,13 +447,13 @@ async def whep_post(request: web.Request) -> web.Response:
 
     session_id = hub.new_session_id()
     room: Room | None = None
-    if home == hub.worker:
+    if home == hub.worker and home_node is None:
         room = services.rooms.get_or_create(record.id, record.title, record.kind, record.e2ee)
         stage: Stage = room.stage
     else:
         assert hub.edges is not None
         try:
-            stage = await _relayed(hub.edges.join(record.id, home))
+            stage = await _relayed(hub.edges.join(record.id, home, home_node))
         except BaseException:
             _release_address(hub, held)
             raise
@@ -515,12 +523,16 @@ async def _relayed(call: Awaitable[_T]) -> _T:
         raise ApiError(503, "worker_unavailable", "the room's worker did not answer") from None
 
 
-def _home_worker(request: web.Request, hub: Broadcasting) -> int:
+def _home_worker(request: web.Request, hub: Broadcasting) -> tuple[int, str | None]:
+    """The room's home worker and, when it is on another node (the front says so), that node."""
+    node = request.headers.get(HOME_NODE_HEADER)
+    if node is not None and hub.edges is not None:
+        return ROOM_HOME, node
     header = request.headers.get(HOME_WORKER_HEADER)
     if header is None or hub.edges is None:
-        return hub.worker
+        return hub.worker, None
     try:
-        return int(header)
+        return int(header), None
     except ValueError:
         raise ApiError(400, "bad_request", f"{HOME_WORKER_HEADER} must be a worker index") from None
 
