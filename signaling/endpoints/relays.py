@@ -23,7 +23,7 @@ a malformed one is answered 400):
 An edge may also be a worker of another node: it asks over TCP with a signed call
 (:mod:`mcu.signaling.endpoints.nodecalls`), names its node and sends a nonce, and the relay is
 then SRTP under keys both ends derive (:mod:`mcu.sfu.relaykeying`). Calls to another node go
-through a :class:`Nodes` the composition root provides.
+through a :class:`Nodes` the composition root provides (:mod:`mcu.signaling.endpoints.relaycalls`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from mcu.contracts.cluster import (
     AdmitReply,
@@ -52,7 +52,6 @@ from mcu.contracts.cluster import (
     stage_path,
     viewers_path,
 )
-from mcu.infra.httpapi import describe_validation_error
 from mcu.sfu.producer import Producer
 from mcu.sfu.relay import (
     RelayEndpoint,
@@ -64,123 +63,41 @@ from mcu.sfu.relay import (
 )
 from mcu.sfu.relaykeying import RelayKeying, relay_address
 from mcu.sfu.stage import Stage
+from mcu.signaling.endpoints.relaycalls import (
+    PEER_TIMEOUT,
+    ROOM_HOME,
+    NodeLinks,
+    Nodes,
+    Peers,
+    RelayError,
+    RelayRefused,
+    edge_name,
+)
+from mcu.signaling.endpoints.relaycalls import OnNode as _OnNode
+from mcu.signaling.endpoints.relaycalls import ask as _ask
+from mcu.signaling.endpoints.relaycalls import call as _call
 from mcu.signaling.rooms.admission import Admitted, Entry, Refused, credential_needed
 from mcu.signaling.rooms.errors import UnknownRoom
 from mcu.signaling.rooms.records import RoomRecords
 from mcu.signaling.rooms.session import Room, Rooms
 from mcu.signaling.rooms.store import RoomRecord
 
+__all__ = [
+    "PEER_TIMEOUT",
+    "ROOM_HOME",
+    "EdgeRooms",
+    "HomeRelays",
+    "NodeLinks",
+    "Nodes",
+    "Peers",
+    "RelayError",
+    "RelayRefused",
+    "admission_of",
+    "admit_reply",
+    "edge_name",
+]
+
 logger = logging.getLogger(__name__)
-
-_M = TypeVar("_M", bound=BaseModel)
-
-# How long a worker waits for another one to answer before giving up on the request.
-PEER_TIMEOUT = 5.0
-
-
-class Peers(Protocol):
-    """Requests to the other workers of this server."""
-
-    async def request(
-        self,
-        worker: int,
-        method: str,
-        path: str,
-        body: BaseModel | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        """Send ``body`` as JSON; the status and the decoded JSON reply (None if there was none)."""
-        ...
-
-
-class Nodes(Protocol):
-    """Requests to a worker of another node of the cluster (named by its id), signed as this
-    node's."""
-
-    async def request(
-        self, node: str, worker: int | None, method: str, path: str, body: BaseModel | None = None
-    ) -> tuple[int, Any]:
-        """Send ``body`` as JSON to ``worker`` of ``node`` (None: the home worker of the room
-        the path names, as that node knows it); the status and the decoded reply."""
-        ...
-
-
-ROOM_HOME = -1
-"""The home worker of a room homed on another node, whichever it is there: an edge on another
-node cannot know the index, the home node's front finds it for each call."""
-
-
-@dataclass(frozen=True)
-class _OnNode:
-    """Another node's workers seen as :class:`Peers` (worker :data:`ROOM_HOME`: the room's)."""
-
-    nodes: Nodes
-    node: str
-
-    async def request(
-        self,
-        worker: int,
-        method: str,
-        path: str,
-        body: BaseModel | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        index = None if worker == ROOM_HOME else worker
-        return await self.nodes.request(self.node, index, method, path, body)
-
-
-@dataclass(frozen=True)
-class NodeLinks:
-    """What a worker of a cluster's node needs to relay to and from other nodes."""
-
-    node: str
-    "This node's id."
-    host: str
-    "The address other nodes reach this worker's relay socket at (the relay address)."
-    keying: RelayKeying
-    "The SRTP keys of relays between nodes."
-    nodes: Nodes
-    "Calls to other nodes' workers."
-
-
-class RelayRefused(Exception):
-    """A relay request this worker will not serve (another node's, without what it needs)."""
-
-
-def edge_name(node: str | None, worker: int) -> str:
-    """An edge as a room's audience counts it: ``worker``, or ``node/worker`` on another node."""
-    return str(worker) if node is None else f"{node}/{worker}"
-
-
-class RelayError(Exception):
-    """Another worker could not be reached or refused (the viewer gets 503)."""
-
-
-async def _call(
-    peers: Peers, worker: int, method: str, path: str, body: BaseModel | None = None
-) -> Any:
-    """The decoded JSON reply of a request that succeeded (for the caller to validate)."""
-    try:
-        status, reply = await asyncio.wait_for(
-            peers.request(worker, method, path, body=body), PEER_TIMEOUT
-        )
-    except Exception as exc:
-        raise RelayError(f"worker {worker} did not answer {method} {path}: {exc}") from exc
-    if status >= 300:
-        raise RelayError(f"worker {worker} answered {status} to {method} {path}: {reply}")
-    return reply
-
-
-async def _ask(
-    peers: Peers, worker: int, method: str, path: str, body: BaseModel, reply: type[_M]
-) -> _M:
-    """The reply of a request, as the model the contract says it is."""
-    answer = await _call(peers, worker, method, path, body)
-    try:
-        return reply.model_validate(answer)
-    except ValidationError as exc:
-        problem = describe_validation_error(exc)
-        raise RelayError(f"worker {worker} sent a malformed {reply.__name__}: {problem}") from None
 
 
 def admit_reply(verdict: Admitted | Refused) -> AdmitReply:

@@ -50,14 +50,8 @@ from mcu.sfu.relay import RelayEndpoint
 from mcu.sfu.stage import Stage
 from mcu.sfu.turn import ClientIceServers
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
-from mcu.signaling.endpoints.relays import (
-    ROOM_HOME,
-    EdgeRooms,
-    HomeRelays,
-    NodeLinks,
-    Peers,
-    RelayError,
-)
+from mcu.signaling.endpoints.relaycalls import ROOM_HOME, NodeLinks, Peers, RelayError
+from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
 from mcu.signaling.rooms.e2ee import PlaintextFeature, refusal
