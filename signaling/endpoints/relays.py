@@ -53,15 +53,9 @@ from mcu.contracts.cluster import (
     viewers_path,
 )
 from mcu.sfu.producer import Producer
-from mcu.sfu.relay import (
-    RelayEndpoint,
-    RelayLink,
-    assign_ssrc,
-    codec_from_description,
-    source_from_description,
-    stream_description,
-)
+from mcu.sfu.relay import RelayEndpoint, RelayLink, assign_ssrc
 from mcu.sfu.relaykeying import RelayKeying, relay_address
+from mcu.sfu.relaywire import codec_from_description, source_from_description, stream_description
 from mcu.sfu.stage import Stage
 from mcu.signaling.endpoints.relaycalls import (
     PEER_TIMEOUT,

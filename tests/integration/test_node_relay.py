@@ -190,6 +190,40 @@ async def test_srtp_relay_carries_packets_intact_and_drops_injected_ones(
     assert relayed.packets_received == 4
 
 
+async def test_a_packet_lost_between_nodes_is_nacked_and_resent_as_rtx(
+    endpoints: tuple[RelayEndpoint, RelayEndpoint],
+) -> None:
+    home, edge = endpoints
+    home_keys, edge_keys = RelayKeying(SECRET), RelayKeying(SECRET)
+    home_name, edge_name = relay_address(home.address), relay_address(edge.address)
+    link = home.link(edge.address)
+    home_nonce = home_keys.secure_link(link, home_name, edge_name, edge_keys.nonce)
+    edge_keys.secure_source(edge, home.address, home_name, edge_name, home_nonce)
+    source, ssrc = producer(), assign_ssrc()
+    relayed = Producer(
+        "cam", "lecturer", TrackSource.CAMERA, VP8, lambda: None, keyframe_interval=0
+    )
+    sink = Sink()
+    relayed.add_sink(sink)
+    edge.receive(home.address, ssrc, relayed)
+    relay = link.forward(source, ssrc)
+
+    source.on_rtp(200, 9000, True, KEYFRAME, None, time.monotonic())
+    await until(lambda: len(sink.packets) == 1)
+    # Packet 201 is lost on the way (the wire drops it); 202 arrives and shows the gap.
+    send = relay._sendto
+    relay._sendto = lambda data, address: None  # type: ignore[method-assign]
+    source.on_rtp(201, 12000, True, DELTA + b"lost on the WAN", None, time.monotonic())
+    relay._sendto = send  # type: ignore[method-assign]
+    source.on_rtp(202, 15000, True, DELTA + b"after", None, time.monotonic())
+    # The edge NACKs 201 (SRTCP), the home resends it from its history as RTX (SRTP).
+    await until(lambda: len(sink.packets) == 3)
+    assert [p.ext_sequence for p in sink.packets] == [200, 202, 201]
+    assert sink.packets[2].payload == DELTA + b"lost on the WAN"
+    assert link.resender.resent == 1
+    assert sum(edge.sources[home.address].rejected.values()) == 0
+
+
 async def test_a_stream_forwarded_again_continues_its_numbers(
     endpoints: tuple[RelayEndpoint, RelayEndpoint],
 ) -> None:
