@@ -63,6 +63,10 @@ class Nodes(Protocol):
         the path names, as that node knows it); the status and the decoded reply."""
         ...
 
+    async def alive(self, node: str) -> bool:
+        """Whether ``node`` is in the registry (True when that cannot be told now)."""
+        ...
+
 
 ROOM_HOME = -1
 """The home worker of a room homed on another node, whichever it is there: an edge on another

@@ -77,6 +77,7 @@ from mcu.signaling.rooms.session import Room, Rooms
 from mcu.signaling.rooms.store import RoomRecord
 
 __all__ = [
+    "EDGE_CHECK_S",
     "PEER_TIMEOUT",
     "ROOM_HOME",
     "EdgeRooms",
@@ -117,6 +118,11 @@ def admission_of(reply: Any, record: RoomRecord) -> Admitted:
     if answer.role is None:
         raise Refused("bad_invite", credential_needed(Entry.WATCH, record.kind))
     return Admitted(record, answer.role, own_session=answer.own, name=answer.name)
+
+
+EDGE_CHECK_S = 2.0
+"""How often a home checks that the other nodes it relays to are alive: with the registry's 5 s
+TTL, a dead node's relays end (and its viewers leave the counts) within about 7 s."""
 
 
 # -- the home side ---------------------------------------------------------------------------
@@ -334,6 +340,30 @@ class HomeRelays:
                 )
             except RelayError as exc:
                 logger.warning("room %s: %s", feed.room.id, exc)
+
+    async def prune_dead_edges(self) -> list[str]:
+        """End the feeds to edges on nodes that left the registry (a SIGKILLed machine says no
+        goodbye): their viewers leave the room's count and nothing more is sent there. Returns
+        the nodes found dead."""
+        if self.nodes is None:
+            return []
+        dead = []
+        for node in {f.node for f in self._feeds.values() if f.node is not None}:
+            if not await self.nodes.alive(node):
+                dead.append(node)
+        for feed in [f for f in self._feeds.values() if f.node in dead]:
+            logger.info("room %s: node %s is gone; its relay ends", feed.room.id, feed.node)
+            await self._end(feed, push=False)
+        return dead
+
+    async def watch_edges(self, interval: float) -> None:
+        """Prune dead edges every ``interval`` seconds (until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.prune_dead_edges()
+            except Exception:  # a registry hiccup must not end the watch
+                logger.exception("checking the relays' edge nodes failed")
 
     async def close(self) -> None:
         """Shutdown: stop every feed."""

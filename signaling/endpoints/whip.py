@@ -51,7 +51,7 @@ from mcu.sfu.stage import Stage
 from mcu.sfu.turn import ClientIceServers
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
 from mcu.signaling.endpoints.relaycalls import ROOM_HOME, NodeLinks, Peers, RelayError
-from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays
+from mcu.signaling.endpoints.relays import EDGE_CHECK_S, EdgeRooms, HomeRelays
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
 from mcu.signaling.rooms.e2ee import PlaintextFeature, refusal
@@ -126,6 +126,7 @@ class Broadcasting:
     """This node's advertise URL in a cluster: WHEP sessions' ``Location`` is absolute on it,
     so a viewer redirected here (307) ends its session here ("": relative)."""
     _endpoint: RelayEndpoint | None = None
+    _watch: asyncio.Task[None] | None = None
 
     def new_session_id(self) -> str:
         """A new session id naming this worker: the front routes its ``DELETE`` by it."""
@@ -148,17 +149,19 @@ class Broadcasting:
         """Become worker ``worker`` among others: open the relay socket, serve and use relays
         (``cluster``: this node's way to the others, in a cluster)."""
         endpoint = await RelayEndpoint.open("127.0.0.1" if cluster is None else cluster.host)
-        self.worker = worker
-        self._endpoint = endpoint
-        rooms = self.signaling.rooms
-        keying, nodes = (None, None) if cluster is None else (cluster.keying, cluster.nodes)
-        node = None if cluster is None else cluster.node
+        self.worker, self._endpoint, rooms = worker, endpoint, self.signaling.rooms
+        keying, nodes = (cluster.keying, cluster.nodes) if cluster else (None, None)
+        node = cluster.node if cluster else None
         self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying, nodes=nodes)
         self.edges = EdgeRooms(worker, peers, endpoint, node=node, keying=keying, nodes=nodes)
+        if cluster is not None:  # an edge node may die without a goodbye
+            self._watch = asyncio.create_task(self.relays.watch_edges(EDGE_CHECK_S))
         logger.info("worker %d relays on %s:%d", worker, *endpoint.address)
 
     async def stop_relaying(self) -> None:
         """Cleanup: stop relays and close the relay socket."""
+        if self._watch is not None:
+            self._watch.cancel()
         if self.relays is not None:
             await self.relays.close()
         if self.edges is not None:

@@ -1,7 +1,7 @@
 """The cascade between nodes (real server processes sharing a real Redis): a lecture published on
 node A is served to WHEP viewers on B and C by those nodes themselves, the stage relayed from A
 once per node; another node's forged internal call is refused at the front; when B dies its
-viewers' players post again to C and decode there."""
+viewers' players post again to C and decode there, and A stops relaying to B."""
 
 from __future__ import annotations
 
@@ -142,6 +142,9 @@ async def test_a_lecture_cascades_to_viewers_on_other_nodes(tmp_path: Path) -> N
             print(f"B's viewers decode again on C {time.monotonic() - killed:.2f} s after the kill")
             frames = viewers[2].frames("video")
             await viewers[2].wait_until(lambda: viewers[2].frames("video") > frames + 10)
+            # A stops relaying to the dead node once the registry has dropped it.
+            gone = f"node {_node_id(b)} is gone; its relay ends"
+            await viewers[2].wait_until(lambda: gone in a.log(), timeout=20)
         finally:
             for viewer in viewers:
                 await viewer.stop()

@@ -272,6 +272,9 @@ class SignedNodes:
         headers = {WORKER_HEADER: ROOM_HOME_WORKER if worker is None else str(worker)}
         return await self.peers.request(self.urls[node], method, path, body, headers)
 
+    async def alive(self, node: str) -> bool:
+        return node in self.urls
+
 
 class NoWorkers:
     """Each test node is one worker: nothing goes to other workers of the same node."""
@@ -406,6 +409,18 @@ async def test_an_edge_on_another_node_gets_the_lecture_as_srtp(
     await until(lambda: "node-b/0" not in room.audience.remote_viewers)
     assert [p.track_id for p in stage.video] == []
     assert a.home.packets_sent() == {"node-b/0": 2}  # kept after the link closed
+
+    # An edge node that dies says no goodbye: once the registry drops it, its relay ends.
+    await until(lambda: ("lesson", "node-b/0") not in a.home._feeds)  # the goodbye above
+    await b.edges.join("lesson", ROOM_HOME, node=a.id)
+    b.edges.viewer_added("lesson", ("w2", "Dr Xu"))
+    room = a.rooms.rooms["lesson"]  # made again for the new relay (the last one emptied it)
+    await until(lambda: room.audience.remote_viewers.get("node-b/0") == 1)
+    assert await a.home.prune_dead_edges() == []
+    del a.home.nodes.urls["node-b"]  # type: ignore[union-attr]
+    assert await a.home.prune_dead_edges() == ["node-b"]
+    assert "node-b/0" not in room.audience.remote_viewers
+    assert ("lesson", "node-b/0") not in a.home._feeds
 
 
 async def test_rooms_sharing_a_link_end_independently(two_nodes: tuple[Node, Node]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from yarl import URL
 
 from mcu.app.cluster.registry import NodeRegistry, load_or_create_node_id
@@ -149,13 +150,21 @@ class ClusterNodes:
             return known[0]
         try:
             record = await self.registry.node(node)
-        except Exception as exc:  # Redis unreachable: the node cannot be found now
+        except (RedisError, OSError) as exc:  # Redis unreachable: the node cannot be found now
             raise NodeUnavailable(f"node {node}: registry unreadable: {exc!r}") from exc
         if record is None:
             self._urls.pop(node, None)
             raise NodeUnavailable(f"node {node} is not in the registry")
         self._urls[node] = (record.url, now)
         return record.url
+
+    async def alive(self, node: str) -> bool:
+        """Whether ``node`` is in the registry; True when Redis does not answer (a home does
+        not end its relays over a Redis outage)."""
+        try:
+            return await self.registry.node(node) is not None
+        except (RedisError, OSError):
+            return True
 
     async def request(
         self, node: str, worker: int | None, method: str, path: str, body: BaseModel | None = None
