@@ -321,6 +321,10 @@ class RelayRequest(_Message):
     nonce: RelayNonce | None = None
     """The edge socket's nonce: the relay is SRTP, keyed from it and the reply's ``nonce``.
     Required from another node; None: plain RTP (workers of one node)."""
+    home_node: NodeId | None = None
+    """From a worker of the same node only: the room is homed on this other node, and the
+    worker asked is this node's entry for it (the one that takes the stage from that node and
+    relays it to the node's other workers); it joins there first if it has not yet."""
 
 
 class CodecDescription(_Message):

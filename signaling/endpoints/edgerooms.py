@@ -34,10 +34,11 @@ from mcu.sfu.relay import RelayEndpoint
 from mcu.sfu.relaykeying import RelayKeying, relay_address
 from mcu.sfu.relaywire import codec_from_description, source_from_description
 from mcu.sfu.stage import Stage
-from mcu.signaling.endpoints.relaycalls import Nodes, Peers, RelayError
+from mcu.signaling.endpoints.relaycalls import ROOM_HOME, Nodes, Peers, RelayError
 from mcu.signaling.endpoints.relaycalls import OnNode as _OnNode
 from mcu.signaling.endpoints.relaycalls import ask as _ask
 from mcu.signaling.endpoints.relaycalls import call as _call
+from mcu.signaling.endpoints.relaysource import RelayedSource
 from mcu.signaling.rooms.admission import Admitted, Entry, Refused, credential_needed
 from mcu.signaling.rooms.store import RoomRecord
 
@@ -76,6 +77,8 @@ class _EdgeRoom:
     viewers: int = 0
     watchers: dict[str, str] = field(default_factory=dict)
     "The counted WHEP sessions (not a participant's own page): names by watcher id."
+    source: RelayedSource | None = None
+    "The stage as a source of further relays, and their viewers."
     reporting: asyncio.Task[None] | None = None
     report_dirty: bool = False
 
@@ -105,10 +108,14 @@ class EdgeRooms:
         "The relay socket as other nodes reach it (host, port)."
         self._rooms: dict[str, _EdgeRoom] = {}
         self._joining: dict[str, asyncio.Future[_EdgeRoom]] = {}
+        self._ending: set[asyncio.Future[None]] = set()
 
-    async def join(self, room_id: str, home: int, node: str | None = None) -> Stage:
+    async def join(
+        self, room_id: str, home: int, node: str | None = None, *, via: str | None = None
+    ) -> Stage:
         """The relayed stage of ``room_id`` (asking its home, worker ``home`` of ``node`` when
-        that is another node, for a relay on first use; from another node it is SRTP)."""
+        that is another node, for a relay on first use; from another node it is SRTP).
+        ``via``: the room's home node when ``home`` is this node's entry for it."""
         room = self._rooms.get(room_id)
         if room is not None and room.home == home and room.home_node == node:
             return room.stage
@@ -121,7 +128,7 @@ class EdgeRooms:
             if node is None:
                 peers: Peers = self.peers
                 host, port = self.endpoint.address
-                request = RelayRequest(worker=self.worker, host=host, port=port)
+                request = RelayRequest(worker=self.worker, host=host, port=port, home_node=via)
             else:
                 if self.keying is None or self.nodes is None or self.node is None:
                     raise RelayError(f"room {room_id}: this worker reaches no other node")
@@ -147,6 +154,7 @@ class EdgeRooms:
                     reply.nonce,
                 )
             room = _EdgeRoom(room_id, home, node, peers, Stage(room_id), reply.relay)
+            room.source = RelayedSource(room_id, room.stage, lambda: self._report(room))
             self._rooms[room_id] = room
             self.apply(room_id, reply.stage, node)
             future.set_result(room)
@@ -175,13 +183,50 @@ class EdgeRooms:
         room.viewers -= 1
         if watcher_id is not None:
             room.watchers.pop(watcher_id, None)
-        if room.viewers > 0:
+        if room.viewers > 0 or (room.source is not None and room.source.viewer_sessions):
             self._report(room)
             return
-        del self._rooms[room_id]
+        await self._drop(room)
+
+    def source_of(self, room_id: str) -> RelayedSource | None:
+        """The stage of ``room_id`` received here, as a source of further relays."""
+        room = self._rooms.get(room_id)
+        return None if room is None else room.source
+
+    async def stage_of(self, room_id: str, home: int, home_node: str | None) -> Stage:
+        """The stage of ``room_id`` for a viewer here: from worker ``home`` of this node, or,
+        for a room homed on ``home_node``, from this node's entry for it (``home``), the entry
+        itself taking it from the home node."""
+        if home_node is not None and home == self.worker:
+            return await self.join(room_id, ROOM_HOME, home_node)
+        return await self.join(room_id, home, None, via=home_node)
+
+    async def entry(self, room_id: str, home_node: str) -> RelayedSource:
+        """As this node's entry for ``room_id``, homed on ``home_node``: the stage from there
+        (joined on first use), to relay to this node's other workers."""
+        await self.join(room_id, ROOM_HOME, home_node)
+        source = self.source_of(room_id)
+        if source is None:  # ended while joining
+            raise RelayError(f"room {room_id}: the relay from node {home_node} ended")
+        return source
+
+    async def released(self, room_id: str) -> None:
+        """A relay fed from this worker's stage of ``room_id`` ended: with no viewers and no
+        other relay left, stop receiving it."""
+        room = self._rooms.get(room_id)
+        if room is None or room.viewers > 0:
+            return
+        if room.source is not None and room.source.viewer_sessions:
+            self._report(room)
+            return
+        await self._drop(room)
+
+    async def _drop(self, room: _EdgeRoom) -> None:
+        if self._rooms.get(room.room_id) is room:
+            del self._rooms[room.room_id]
         self._close(room)
         with contextlib.suppress(RelayError):
-            await _call(room.peers, room.home, "DELETE", relay_path(room_id, self.worker))
+            await _call(room.peers, room.home, "DELETE", relay_path(room.room_id, self.worker))
 
     def apply(self, room_id: str, description: StageDescription, node: str | None = None) -> None:
         """A STAGE from the home (on ``node``, when another): open new streams, close gone
@@ -218,7 +263,7 @@ class EdgeRooms:
         peers = self.peers if node is None or self.nodes is None else _OnNode(self.nodes, node)
         reply = await _call(
             peers,
-            home,
+            home if peers is self.peers else ROOM_HOME,  # another node finds its home worker
             "POST",
             admit_path(record.id),
             AdmitRequest(token=token, address=address),
@@ -239,19 +284,33 @@ class EdgeRooms:
                     room.home,
                     "POST",
                     viewers_path(room.room_id),
-                    ViewersReport(
-                        node=None if room.home_node is None else self.node,
-                        worker=self.worker,
-                        count=len(room.watchers),
-                        watchers=tuple(Watcher(id=i, name=n) for i, n in room.watchers.items()),
-                    ),
+                    self._viewers_report(room),
                 )
             except RelayError as exc:
                 logger.warning("room %s: %s", room.room_id, exc)
 
+    def _viewers_report(self, room: _EdgeRoom) -> ViewersReport:
+        """This worker's viewers of the room, with those of the edges it relays it to."""
+        count, watchers = len(room.watchers), dict(room.watchers)
+        if room.source is not None:
+            more, names = room.source.totals()
+            count += more
+            watchers.update(names)
+        return ViewersReport(
+            node=None if room.home_node is None else self.node,
+            worker=self.worker,
+            count=count,
+            watchers=tuple(Watcher(id=i, name=n) for i, n in watchers.items()),
+        )
+
     def _close(self, room: _EdgeRoom) -> None:
         if room.reporting is not None:
             room.reporting.cancel()
+        if room.source is not None:  # the relays fed from this stage end with it
+            for close in list(room.source.viewer_sessions.values()):
+                task = asyncio.ensure_future(close())
+                self._ending.add(task)
+                task.add_done_callback(self._ending.discard)
         room.stage.set([], [])
         for ssrc, producer in room.producers.items():
             self.endpoint.stop_receiving(room.relay, ssrc)

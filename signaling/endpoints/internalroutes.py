@@ -32,7 +32,13 @@ from mcu.contracts.cluster import (
 )
 from mcu.infra.httpapi import describe_validation_error
 from mcu.signaling.endpoints.nodecalls import caller_node
-from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, RelayRefused, admit_reply
+from mcu.signaling.endpoints.relays import (
+    EdgeRooms,
+    HomeRelays,
+    RelayError,
+    RelayRefused,
+    admit_reply,
+)
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
 from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.errors import UnknownRoom
@@ -89,6 +95,8 @@ def setup_internal_routes(
         home, _ = started()
         body = await _read(request, RelayRequest)
         node = _sender(request, body.node)
+        if body.home_node is not None and node is not None:
+            raise web.HTTPBadRequest(text="home_node is for workers of one node")
         try:
             reply = await home.add(
                 request.match_info["room"],
@@ -97,9 +105,12 @@ def setup_internal_routes(
                 body.port,
                 node=node,
                 nonce=body.nonce,
+                home_node=body.home_node,
             )
         except UnknownRoom as exc:
             raise web.HTTPNotFound(text=exc.message) from None
+        except RelayError as exc:  # this node's entry could not get the stage from the home
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
         except RelayRefused as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         except ValueError as exc:  # not a numeric IPv4 address

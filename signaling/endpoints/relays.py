@@ -60,6 +60,7 @@ from mcu.signaling.endpoints.relaycalls import (
 )
 from mcu.signaling.endpoints.relaycalls import OnNode as _OnNode
 from mcu.signaling.endpoints.relaycalls import call as _call
+from mcu.signaling.endpoints.relaysource import RelaySource
 from mcu.signaling.rooms.admission import Admitted, Refused
 from mcu.signaling.rooms.errors import UnknownRoom
 from mcu.signaling.rooms.records import RoomRecords
@@ -106,7 +107,7 @@ TTL, a dead node's relays end (and its viewers leave the counts) within about 7 
 class _Feed:
     """One edge worker receiving one room."""
 
-    room: Room
+    room: RelaySource
     worker: int
     node: str | None
     "The edge's node when it is another one (None: a worker of this node)."
@@ -140,6 +141,8 @@ class HomeRelays:
         self.keying = keying
         "The SRTP keys of relays to other nodes (None: this worker serves no other node)."
         self.nodes = nodes
+        self.edges: EdgeRooms | None = None
+        "The rooms this worker receives as an edge, which it relays further as a home does."
         self._feeds: dict[tuple[str, str], _Feed] = {}
         self._ssrcs: dict[int, tuple[Producer, int]] = {}
         self._sent_before: dict[str, int] = {}
@@ -182,18 +185,24 @@ class HomeRelays:
         *,
         node: str | None = None,
         nonce: str | None = None,
+        home_node: str | None = None,
     ) -> RelayReply:
         """An edge asks for a room: start relaying its stage; returns the current STAGE.
 
         ``node``: the edge's node when it is another one; ``nonce``: the edge's relay nonce, to
-        relay SRTP (required from another node). Raises :class:`UnknownRoom` when the store has
-        no such room, :class:`RelayRefused` when this worker cannot serve the request.
+        relay SRTP (required from another node); ``home_node``: the room's home node when it
+        is another one (this worker is then this node's entry for it and relays the stage it
+        receives from there). Raises :class:`UnknownRoom` when the store has no such room,
+        :class:`RelayRefused` when this worker cannot serve the request, :class:`RelayError`
+        when the stage cannot be had from the home node.
         """
         if node is not None and nonce is None:
             raise RelayRefused("a relay to another node is SRTP: the request needs a nonce")
         if (node is not None or nonce is not None) and (self.keying is None or self.nodes is None):
             raise RelayRefused("this worker relays to no other node")
-        room = self.rooms.rooms.get(room_id)
+        room = self._source(room_id)
+        if room is None and home_node is not None and self.edges is not None:
+            room = await self.edges.entry(room_id, home_node)
         if room is None:
             record = await self.store.get(room_id)
             if record is None:
@@ -241,7 +250,7 @@ class HomeRelays:
         node: str | None = None,
     ) -> None:
         """An edge's count of WHEP viewers of a room, and their names by watcher id."""
-        room = self.rooms.rooms.get(room_id)
+        room = self._source(room_id)
         if room is not None:
             room.audience.set_remote_watchers(edge_name(node, worker), count, watchers or {})
 
@@ -261,7 +270,17 @@ class HomeRelays:
                     stage_path(feed.room.id),
                     StageDescription(video=(), audio=()),
                 )
-        self.rooms.discard_if_empty(feed.room)
+        if isinstance(feed.room, Room):
+            self.rooms.discard_if_empty(feed.room)
+        elif self.edges is not None:  # an edge relaying further: its last feed may have ended
+            await self.edges.released(feed.room.id)
+
+    def _source(self, room_id: str) -> RelaySource | None:
+        """The live room here, or the stage this worker receives of it as an edge."""
+        room = self.rooms.rooms.get(room_id)
+        if room is None and self.edges is not None:
+            return self.edges.source_of(room_id)
+        return room
 
     def _stop(self, feed: _Feed) -> None:
         feed.unlisten()

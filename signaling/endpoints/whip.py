@@ -50,7 +50,7 @@ from mcu.sfu.relay import RelayEndpoint
 from mcu.sfu.stage import Stage
 from mcu.sfu.turn import ClientIceServers
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
-from mcu.signaling.endpoints.relaycalls import ROOM_HOME, NodeLinks, Peers, RelayError
+from mcu.signaling.endpoints.relaycalls import NodeLinks, Peers, RelayError
 from mcu.signaling.endpoints.relays import EDGE_CHECK_S, EdgeRooms, HomeRelays
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
@@ -153,7 +153,9 @@ class Broadcasting:
         keying, nodes = (cluster.keying, cluster.nodes) if cluster else (None, None)
         node = cluster.node if cluster else None
         self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying, nodes=nodes)
-        self.edges = EdgeRooms(worker, peers, endpoint, node=node, keying=keying, nodes=nodes)
+        self.edges = self.relays.edges = EdgeRooms(
+            worker, peers, endpoint, node=node, keying=keying, nodes=nodes
+        )
         if cluster is not None:  # an edge node may die without a goodbye
             self._watch = asyncio.create_task(self.relays.watch_edges(EDGE_CHECK_S))
         logger.info("worker %d relays on %s:%d", worker, *endpoint.address)
@@ -450,7 +452,7 @@ async def whep_post(request: web.Request) -> web.Response:
     else:
         assert hub.edges is not None
         try:
-            stage = await _relayed(hub.edges.join(record.id, home, home_node))
+            stage = await _relayed(hub.edges.stage_of(record.id, home, home_node))
         except BaseException:
             _release_address(hub, held)
             raise
@@ -521,15 +523,14 @@ async def _relayed(call: Awaitable[_T]) -> _T:
 
 
 def _home_worker(request: web.Request, hub: Broadcasting) -> tuple[int, str | None]:
-    """The room's home worker and, when it is on another node (the front says so), that node."""
-    node = request.headers.get(HOME_NODE_HEADER)
-    if node is not None and hub.edges is not None:
-        return ROOM_HOME, node
+    """The room's home worker (this node's entry for it, when the front names its home node)
+    and its home node when that is another one."""
+    node = request.headers.get(HOME_NODE_HEADER) if hub.edges is not None else None
     header = request.headers.get(HOME_WORKER_HEADER)
     if header is None or hub.edges is None:
-        return hub.worker, None
+        return hub.worker, node
     try:
-        return int(header), None
+        return int(header), node
     except ValueError:
         raise ApiError(400, "bad_request", f"{HOME_WORKER_HEADER} must be a worker index") from None
 

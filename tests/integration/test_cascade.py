@@ -34,12 +34,9 @@ def _node_id(server: ServerProcess) -> str:
     return (server.data_dir / "node-id").read_text().strip()
 
 
-async def _samples(server: ServerProcess, name: str) -> dict[str, float]:
-    """Every sample of counter ``name`` on ``server``, by its label text."""
-    async with server.http.get(server.base_url + "/metrics") as r:
-        text = await r.text()
-    pattern = rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$"
-    return {m.group(1) or "": float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
+async def _metrics_text(node: ServerProcess) -> str:
+    async with node.http.get(node.base_url + "/metrics") as r:
+        return await r.text()
 
 
 async def _egress(home: ServerProcess, edges: list[str]) -> tuple[float, dict[str, float]]:
@@ -81,6 +78,43 @@ async def _forged_internal_calls_are_refused(node: ServerProcess) -> None:
             headers |= {"Content-Type": "application/json", WORKER_HEADER: "0"}
             async with http.post(node.base_url + path, data=body, headers=headers) as r:
                 assert r.status == (403 if headers.get(NODE_CREDENTIAL_HEADER) else 404)
+
+
+async def test_a_node_of_two_workers_takes_one_copy_for_both(tmp_path: Path) -> None:
+    """B's workers both serve viewers: one of them (B's entry for the room) takes the stage
+    from A and relays it to the other, so A still sends B one copy."""
+    async with (
+        RedisServer(tmp_path / "redis") as redis,
+        cluster_nodes(tmp_path, redis, count=2, workers=2) as (a, b),
+    ):
+        await a.create_room("lesson-8", PASSWORD, kind="lecture", viewer_password=VIEWERS)
+        lecturer = WhipPublisher(a.base_url, "lesson-8", PASSWORD)
+        status, body = await lecturer.publish([ToneTrack(), ColourTrack(BLUE)], name="Dr Wang")
+        assert status == 201, body
+        viewers = [WhepViewer(b.base_url, "lesson-8", VIEWERS) for _ in range(4)]
+        try:
+            for viewer in viewers:
+                status, body = await viewer.play()
+                assert status == 201, body
+            # B's front spread them over both its workers (the session id names the worker).
+            served = {(v.location or "").rsplit("/", 1)[1].split("-", 1)[0] for v in viewers}
+            assert served == {"0", "1"}, [v.location for v in viewers]
+            for viewer in viewers:
+                await viewer.wait_until(lambda v=viewer: _decodes_blue(v), timeout=30)  # type: ignore[misc]
+            text = await _metrics_text(a)
+            edges = re.findall(
+                rf'^mcu_relay_packets_sent_total\{{edge="({_node_id(b)}/\d+)"', text, re.M
+            )
+            assert len(set(edges)) == 1, edges  # one of B's workers, not both
+            before = await _egress(a, [_node_id(b)])
+            await asyncio.sleep(2.0)  # a measuring window, not a wait for a condition
+            after = await _egress(a, [_node_id(b)])
+            ratio = (after[1][_node_id(b)] - before[1][_node_id(b)]) / (after[0] - before[0])
+            assert 0.8 <= ratio <= 1.1, (ratio, before, after)
+        finally:
+            for viewer in viewers:
+                await viewer.stop()
+            await lecturer.stop()
 
 
 async def test_a_lecture_cascades_to_viewers_on_other_nodes(tmp_path: Path) -> None:

@@ -544,10 +544,10 @@ async def _choose_worker(front: Front, request: web.Request) -> tuple[int | None
         assert decision.worker is not None
         return decision.worker, {}
     assert decision.room is not None
-    home_node = request.get(VIEWER_HOME)
-    if home_node is not None:  # a new viewer served here, its room homed on another node
-        return front.viewers.pick(), {HOME_NODE_HEADER: home_node}
     home = await front.home_of(decision.room)
+    home_node = request.get(VIEWER_HOME)
+    if home_node is not None:  # a room homed on another node: ``home`` is this node's entry
+        return front.viewers.pick(), {HOME_NODE_HEADER: home_node, HOME_WORKER_HEADER: str(home)}
     if decision.kind is RouteKind.HOME:
         return home, {HOME_WORKER_HEADER: str(home)}
     return front.viewers.pick(), {HOME_WORKER_HEADER: str(home)}
