@@ -18,6 +18,7 @@ from mcu import __version__
 from mcu.app.apikeys import api_keys
 from mcu.app.cluster.nodepeers import ClusterNodes, NodePeers, cluster_secret, node_credentials
 from mcu.app.cluster.registry import NodeRegistry
+from mcu.app.cluster.relaytree import RedisRelayTree
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
 from mcu.app.sharedstate import SharedState, invite_key, share_key
@@ -473,11 +474,13 @@ async def create_app(config: Config) -> web.Application:
     node_peers = None if credentials is None else NodePeers(credentials)
     cluster = None
     if node_peers is not None and registry is not None:
+        node_id = node_peers.credentials.node_id
         cluster = NodeLinks(
-            node=node_peers.credentials.node_id,
+            node=node_id,
             host=config.relay_host,
             keying=RelayKeying(cluster_secret(config)),
             nodes=ClusterNodes(node_peers, registry),
+            tree=RedisRelayTree(registry.redis, registry, node_id),
         )
     setup_admin_api(
         app,

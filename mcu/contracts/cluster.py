@@ -322,9 +322,11 @@ class RelayRequest(_Message):
     """The edge socket's nonce: the relay is SRTP, keyed from it and the reply's ``nonce``.
     Required from another node; None: plain RTP (workers of one node)."""
     home_node: NodeId | None = None
-    """From a worker of the same node only: the room is homed on this other node, and the
-    worker asked is this node's entry for it (the one that takes the stage from that node and
-    relays it to the node's other workers); it joins there first if it has not yet."""
+    """The room is homed on this other node. From a worker of the same node: the worker asked
+    is this node's entry for the room (it takes the stage from another node and relays it to
+    the node's other workers), and joins first if it has not yet. From another node: the worker
+    asked is its node's entry, asked as a parent in the room's relay tree; it relays the stage
+    it holds, and refuses (400) when it holds none."""
 
 
 class CodecDescription(_Message):

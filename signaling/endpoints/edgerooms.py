@@ -34,7 +34,7 @@ from mcu.sfu.relay import RelayEndpoint
 from mcu.sfu.relaykeying import RelayKeying, relay_address
 from mcu.sfu.relaywire import codec_from_description, source_from_description
 from mcu.sfu.stage import Stage
-from mcu.signaling.endpoints.relaycalls import ROOM_HOME, Nodes, Peers, RelayError
+from mcu.signaling.endpoints.relaycalls import ROOM_HOME, Nodes, Peers, RelayError, RelayTree
 from mcu.signaling.endpoints.relaycalls import OnNode as _OnNode
 from mcu.signaling.endpoints.relaycalls import ask as _ask
 from mcu.signaling.endpoints.relaycalls import call as _call
@@ -79,6 +79,8 @@ class _EdgeRoom:
     "The counted WHEP sessions (not a participant's own page): names by watcher id."
     source: RelayedSource | None = None
     "The stage as a source of further relays, and their viewers."
+    via: str | None = None
+    "The room's home node, when the stage comes from another node of its relay tree."
     reporting: asyncio.Task[None] | None = None
     report_dirty: bool = False
 
@@ -96,6 +98,7 @@ class EdgeRooms:
         keying: RelayKeying | None = None,
         nodes: Nodes | None = None,
         relay: tuple[str, int] | None = None,
+        tree: RelayTree | None = None,
     ) -> None:
         self.worker = worker
         self.peers = peers
@@ -106,6 +109,8 @@ class EdgeRooms:
         self.nodes = nodes
         self.relay = endpoint.address if relay is None else relay
         "The relay socket as other nodes reach it (host, port)."
+        self.tree = tree
+        "Where this node takes a room homed elsewhere from (None: always from its home)."
         self._rooms: dict[str, _EdgeRoom] = {}
         self._joining: dict[str, asyncio.Future[_EdgeRoom]] = {}
         self._ending: set[asyncio.Future[None]] = set()
@@ -115,7 +120,8 @@ class EdgeRooms:
     ) -> Stage:
         """The relayed stage of ``room_id`` (asking its home, worker ``home`` of ``node`` when
         that is another node, for a relay on first use; from another node it is SRTP).
-        ``via``: the room's home node when ``home`` is this node's entry for it."""
+        ``via``: the room's home node, when ``home`` is this node's entry for it (``node``
+        None) or a node of the room's relay tree (``node`` another than the home's)."""
         room = self._rooms.get(room_id)
         if room is not None and room.home == home and room.home_node == node:
             return room.stage
@@ -125,35 +131,9 @@ class EdgeRooms:
         future: asyncio.Future[_EdgeRoom] = asyncio.get_running_loop().create_future()
         self._joining[room_id] = future
         try:
-            if node is None:
-                peers: Peers = self.peers
-                host, port = self.endpoint.address
-                request = RelayRequest(worker=self.worker, host=host, port=port, home_node=via)
-            else:
-                if self.keying is None or self.nodes is None or self.node is None:
-                    raise RelayError(f"room {room_id}: this worker reaches no other node")
-                peers = _OnNode(self.nodes, node)
-                host, port = self.relay
-                request = RelayRequest(
-                    worker=self.worker,
-                    host=host,
-                    port=port,
-                    node=self.node,
-                    nonce=self.keying.nonce,
-                )
-            reply = await _ask(peers, home, "POST", relays_path(room_id), request, RelayReply)
-            if node is not None:
-                if reply.nonce is None:  # never take plain RTP from another node
-                    raise RelayError(f"room {room_id}: node {node} offered no SRTP relay")
-                assert self.keying is not None
-                self.keying.secure_source(
-                    self.endpoint,
-                    reply.relay,
-                    relay_address(reply.relay),
-                    f"{host}:{port}",
-                    reply.nonce,
-                )
+            peers, reply = await self._connect(room_id, home, node, via)
             room = _EdgeRoom(room_id, home, node, peers, Stage(room_id), reply.relay)
+            room.via = via if node is not None else None
             room.source = RelayedSource(room_id, room.stage, lambda: self._report(room))
             self._rooms[room_id] = room
             self.apply(room_id, reply.stage, node)
@@ -165,6 +145,42 @@ class EdgeRooms:
             raise
         finally:
             del self._joining[room_id]
+
+    async def _connect(
+        self, room_id: str, home: int, node: str | None, via: str | None
+    ) -> tuple[Peers, RelayReply]:
+        """Ask worker ``home`` (of ``node``) for a relay of ``room_id``, keyed when between
+        nodes; the way to it and its reply."""
+        if node is None:
+            peers: Peers = self.peers
+            host, port = self.endpoint.address
+            request = RelayRequest(worker=self.worker, host=host, port=port, home_node=via)
+        else:
+            if self.keying is None or self.nodes is None or self.node is None:
+                raise RelayError(f"room {room_id}: this worker reaches no other node")
+            peers = _OnNode(self.nodes, node)
+            host, port = self.relay
+            request = RelayRequest(
+                worker=self.worker,
+                host=host,
+                port=port,
+                node=self.node,
+                nonce=self.keying.nonce,
+                home_node=None if via == node else via,
+            )
+        reply = await _ask(peers, home, "POST", relays_path(room_id), request, RelayReply)
+        if node is not None:
+            if reply.nonce is None:  # never take plain RTP from another node
+                raise RelayError(f"room {room_id}: node {node} offered no SRTP relay")
+            assert self.keying is not None
+            self.keying.secure_source(
+                self.endpoint,
+                reply.relay,
+                relay_address(reply.relay),
+                f"{host}:{port}",
+                reply.nonce,
+            )
+        return peers, reply
 
     def viewer_added(self, room_id: str, watcher: tuple[str, str] | None) -> None:
         """A WHEP session of the room started here; ``watcher`` (id, name) when it is counted."""
@@ -198,13 +214,28 @@ class EdgeRooms:
         for a room homed on ``home_node``, from this node's entry for it (``home``), the entry
         itself taking it from the home node."""
         if home_node is not None and home == self.worker:
-            return await self.join(room_id, ROOM_HOME, home_node)
+            return (await self.entry(room_id, home_node)).stage
         return await self.join(room_id, home, None, via=home_node)
 
     async def entry(self, room_id: str, home_node: str) -> RelayedSource:
-        """As this node's entry for ``room_id``, homed on ``home_node``: the stage from there
-        (joined on first use), to relay to this node's other workers."""
-        await self.join(room_id, ROOM_HOME, home_node)
+        """As this node's entry for ``room_id``, homed on ``home_node``: the stage from there,
+        or from another node of the room's relay tree (joined on first use), to relay to this
+        node's other workers and to nodes below it in the tree."""
+        room = self._rooms.get(room_id)
+        if room is None or room.home_node is None:
+            node, worker = await self._parent(room_id, home_node)
+            try:
+                await self.join(
+                    room_id, ROOM_HOME if worker is None else worker, node, via=home_node
+                )
+            except RelayError as exc:
+                if node == home_node:
+                    raise
+                # The parent lost the stage meanwhile: the home always has it.
+                logger.warning(
+                    "room %s: node %s relays it no more (%s); from the home", room_id, node, exc
+                )
+                await self.join(room_id, ROOM_HOME, home_node, via=home_node)
         source = self.source_of(room_id)
         if source is None:  # ended while joining
             raise RelayError(f"room {room_id}: the relay from node {home_node} ended")
@@ -221,9 +252,52 @@ class EdgeRooms:
             return
         await self._drop(room)
 
+    async def _parent(self, room_id: str, home_node: str) -> tuple[str, int | None]:
+        """The node (and its entry worker; None: the home's) to take ``room_id`` from."""
+        if self.tree is None:
+            return home_node, None
+        try:
+            return await self.tree.attach(room_id, home_node, self.worker)
+        except Exception as exc:  # the tree unreadable (Redis): the home always serves
+            logger.warning("room %s: relay tree unavailable (%r); from the home", room_id, exc)
+            return home_node, None
+
+    async def watch_upstreams(self, interval: float) -> None:
+        """Every ``interval`` seconds, take each room whose tree parent left the registry from
+        another parent (until cancelled); the stage and its viewers stay."""
+        while True:
+            await asyncio.sleep(interval)
+            for room in list(self._rooms.values()):
+                if room.via is None or room.home_node in (None, room.via) or self.nodes is None:
+                    continue
+                try:
+                    if not await self.nodes.alive(room.home_node):
+                        await self._reattach(room, room.via)
+                except Exception:  # one room's trouble must not end the watch
+                    logger.exception("room %s: taking it from another node failed", room.room_id)
+
+    async def _reattach(self, room: _EdgeRoom, home_node: str) -> None:
+        logger.warning(
+            "room %s: node %s is gone; relayed from another", room.room_id, room.home_node
+        )
+        for ssrc, producer in room.producers.items():
+            self.endpoint.stop_receiving(room.relay, ssrc)
+            producer.close()
+        room.producers.clear()
+        node, worker = await self._parent(room.room_id, home_node)
+        index = ROOM_HOME if worker is None else worker
+        room.peers, reply = await self._connect(room.room_id, index, node, home_node)
+        room.home, room.home_node, room.relay = index, node, reply.relay
+        room.via = None if node == home_node else home_node
+        self.apply(room.room_id, reply.stage, node)
+        self._report(room)
+
     async def _drop(self, room: _EdgeRoom) -> None:
         if self._rooms.get(room.room_id) is room:
             del self._rooms[room.room_id]
+        if room.home_node is not None and self.tree is not None:
+            with contextlib.suppress(Exception):  # the tree forgets dead places by itself
+                await self.tree.detach(room.room_id)
         self._close(room)
         with contextlib.suppress(RelayError):
             await _call(room.peers, room.home, "DELETE", relay_path(room.room_id, self.worker))

@@ -95,8 +95,6 @@ def setup_internal_routes(
         home, _ = started()
         body = await _read(request, RelayRequest)
         node = _sender(request, body.node)
-        if body.home_node is not None and node is not None:
-            raise web.HTTPBadRequest(text="home_node is for workers of one node")
         try:
             reply = await home.add(
                 request.match_info["room"],

@@ -26,6 +26,7 @@ __all__ = [
     "Peers",
     "RelayError",
     "RelayRefused",
+    "RelayTree",
     "ask",
     "call",
     "edge_name",
@@ -92,6 +93,20 @@ class OnNode:
         return await self.nodes.request(self.node, index, method, path, body)
 
 
+class RelayTree(Protocol):
+    """Where this node takes the stage of a room homed on another node from: the home, or a
+    node that already has it (a tree with a bounded fan-out)."""
+
+    async def attach(self, room: str, home: str, worker: int) -> tuple[str, int | None]:
+        """The parent node for this node's entry ``worker`` of ``room`` (homed on ``home``),
+        and its entry worker (None: the room's home worker on the home node)."""
+        ...
+
+    async def detach(self, room: str) -> None:
+        """This node no longer takes ``room``."""
+        ...
+
+
 @dataclass(frozen=True)
 class NodeLinks:
     """What a worker of a cluster's node needs to relay to and from other nodes."""
@@ -104,6 +119,8 @@ class NodeLinks:
     "The SRTP keys of relays between nodes."
     nodes: Nodes
     "Calls to other nodes' workers."
+    tree: RelayTree | None = None
+    "The rooms' relay trees between nodes (None: every node takes a stage from its home)."
 
 
 class RelayRefused(Exception):

@@ -126,7 +126,7 @@ class Broadcasting:
     """This node's advertise URL in a cluster: WHEP sessions' ``Location`` is absolute on it,
     so a viewer redirected here (307) ends its session here ("": relative)."""
     _endpoint: RelayEndpoint | None = None
-    _watch: asyncio.Task[None] | None = None
+    _watch: asyncio.Future[Any] | None = None
 
     def new_session_id(self) -> str:
         """A new session id naming this worker: the front routes its ``DELETE`` by it."""
@@ -153,11 +153,16 @@ class Broadcasting:
         keying, nodes = (cluster.keying, cluster.nodes) if cluster else (None, None)
         node = cluster.node if cluster else None
         self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying, nodes=nodes)
+        tree = cluster.tree if cluster else None
         self.edges = self.relays.edges = EdgeRooms(
-            worker, peers, endpoint, node=node, keying=keying, nodes=nodes
+            worker, peers, endpoint, node=node, keying=keying, nodes=nodes, tree=tree
         )
-        if cluster is not None:  # an edge node may die without a goodbye
-            self._watch = asyncio.create_task(self.relays.watch_edges(EDGE_CHECK_S))
+        if cluster is not None:  # a node up or down a relay may die without a goodbye
+            watches = (
+                self.relays.watch_edges(EDGE_CHECK_S),
+                self.edges.watch_upstreams(EDGE_CHECK_S),
+            )
+            self._watch = asyncio.gather(*watches)
         logger.info("worker %d relays on %s:%d", worker, *endpoint.address)
 
     async def stop_relaying(self) -> None:
