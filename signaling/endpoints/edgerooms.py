@@ -222,7 +222,10 @@ class EdgeRooms:
         or from another node of the room's relay tree (joined on first use), to relay to this
         node's other workers and to nodes below it in the tree."""
         room = self._rooms.get(room_id)
-        if room is None or room.home_node is None:
+        if room is not None and room.home_node is not None and room.home_node != home_node:
+            if (room.via or room.home_node) != home_node:  # the room moved to another home
+                await self._reattach(room, home_node)
+        elif room is None or room.home_node is None:
             node, worker = await self._parent(room_id, home_node)
             try:
                 await self.join(

@@ -201,11 +201,12 @@ class HomeRelays:
         if (node is not None or nonce is not None) and (self.keying is None or self.nodes is None):
             raise RelayRefused("this worker relays to no other node")
         room = self._source(room_id)
-        if room is None and home_node is not None:
-            if node is not None:  # a node below in the relay tree: only a stage held is passed
-                raise RelayRefused(f"this node no longer receives room {room_id}")
-            if self.edges is not None:  # this node's entry, asked by another of its workers
-                room = await self.edges.entry(room_id, home_node)
+        if home_node is not None and node is None and self.edges is not None:
+            # This node's entry, asked by another of its workers: from the room's home now.
+            room = await self.edges.entry(room_id, home_node)
+        elif room is None and home_node is not None:
+            # A node below in the relay tree: only a stage held here is passed on.
+            raise RelayRefused(f"this node no longer receives room {room_id}")
         if room is None:
             record = await self.store.get(room_id)
             if record is None:

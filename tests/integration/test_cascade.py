@@ -183,3 +183,50 @@ async def test_a_lecture_cascades_to_viewers_on_other_nodes(tmp_path: Path) -> N
             for viewer in viewers:
                 await viewer.stop()
             await lecturer.stop()
+
+
+async def test_the_home_dies_the_lecturer_moves_and_viewers_elsewhere_resume(
+    tmp_path: Path,
+) -> None:
+    """A (the home) is SIGKILLed: the lecturer publishes again through B, which takes the room
+    over once A has left the registry, and C's viewer, posting again to C, gets B's stage."""
+    async with (
+        RedisServer(tmp_path / "redis") as redis,
+        cluster_nodes(tmp_path, redis, count=3) as (a, b, c),
+    ):
+        await a.create_room("lesson-7", PASSWORD, kind="lecture", viewer_password=VIEWERS)
+        lecturer = WhipPublisher(a.base_url, "lesson-7", PASSWORD)
+        status, body = await lecturer.publish([ToneTrack(), ColourTrack(BLUE)], name="Dr Wang")
+        assert status == 201, body
+        viewer = WhepViewer(c.base_url, "lesson-7", VIEWERS)
+        again: WhepViewer | None = None
+        try:
+            assert (await viewer.play())[0] == 201
+            await viewer.wait_until(lambda: _decodes_blue(viewer), timeout=30)
+            killed = time.monotonic()
+            await a.kill_every_process()
+            await lecturer.pc.close()
+            # The lecturer's software publishes again, through B, until B takes the room.
+            for _ in range(40):  # bounded: the registry drops A within its 5 s TTL
+                lecturer = WhipPublisher(b.base_url, "lesson-7", PASSWORD)
+                status, body = await lecturer.publish([ToneTrack(), ColourTrack(BLUE)], name="W")
+                if status == 201:
+                    break
+                await lecturer.pc.close()
+                await asyncio.sleep(0.5)
+            assert status == 201, body
+            published = time.monotonic() - killed
+            # C's viewer saw its picture stop; its player posts again, to C.
+            await viewer.pc.close()
+            again = WhepViewer(c.base_url, "lesson-7", VIEWERS)
+            assert (await again.play())[0] == 201
+            await again.wait_until(lambda: _decodes_blue(again), timeout=30)
+            print(
+                f"lecturer back on B {published:.2f} s after the home's kill; C's viewer "
+                f"decodes again {time.monotonic() - killed:.2f} s after it"
+            )
+        finally:
+            for one in (viewer, again):
+                if one is not None:
+                    await one.stop()
+            await lecturer.stop()
