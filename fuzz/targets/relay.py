@@ -13,7 +13,8 @@ import socket
 
 from mcu.media import CodecInfo, IncomingPacket, TrackSource
 from mcu.sfu.producer import Producer
-from mcu.sfu.relay import RelayEndpoint, parse_relay_packet
+from mcu.sfu.relay import RelayEndpoint
+from mcu.sfu.relaywire import parse_relay_packet
 
 from ..harness import Crash, Input, no_swallowed_exceptions
 from .rtp import _Delivered

@@ -1,4 +1,5 @@
-"""The cluster's options (``--redis-url``, ``--advertise-url``, ``--cluster-secret``): their
+"""The cluster's options (``--redis-url``, ``--advertise-url``, ``--cluster-secret``,
+``--relay-address``): their
 flags, the checks on their values and the TOML ``[cluster]`` table, kept beside
 :mod:`mcu.app.config`, which holds the fields.
 
@@ -10,6 +11,7 @@ secret that authenticates calls between nodes and keys the media relayed between
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -24,7 +26,9 @@ __all__ = [
     "AdvertiseUrl",
     "ClusterSecret",
     "RedisUrl",
+    "RelayAddress",
     "add_cluster_arguments",
+    "advertised_ip",
     "flatten_cluster_table",
 ]
 
@@ -36,6 +40,7 @@ CLUSTER_TABLE = {
     "redis_url": "redis_url",
     "advertise_url": "advertise_url",
     "secret": "cluster_secret",
+    "relay_address": "relay_address",
 }
 """Keys of the TOML ``[cluster]`` table -> the configuration fields they set."""
 
@@ -72,7 +77,30 @@ def _check_cluster_secret(value: SecretStr) -> SecretStr:
 
 RedisUrl = Annotated[str, AfterValidator(_check_redis_url)]
 """``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` (docs/cluster.md)."""
+
+
+def _check_relay_address(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError(f"relay_address must be an IPv4 address, got {value!r}") from None
+    if address.version != 4 or address.is_unspecified:
+        raise ValueError(f"relay_address must be one IPv4 address of this machine, got {value!r}")
+    return str(address)
+
+
+def advertised_ip(url: str) -> str | None:
+    """The host of an advertise URL when it is an IPv4 address (None: a name or IPv6)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return str(address) if address.version == 4 else None
+
+
 AdvertiseUrl = Annotated[str, AfterValidator(_check_advertise_url)]
+RelayAddress = Annotated[str, AfterValidator(_check_relay_address)]
 """``http(s)://HOST[:PORT]`` at which other nodes and clients reach this node."""
 ClusterSecret = Annotated[SecretStr, AfterValidator(_check_cluster_secret)]
 """The secret every node of a cluster shares."""
@@ -108,6 +136,14 @@ def add_cluster_arguments(add: Callable[..., Any]) -> None:
         dest="advertise_url",
         help="http(s)://HOST:PORT at which other nodes and clients reach this node "
         "(env MCU_ADVERTISE_URL; TOML cluster.advertise_url)",
+    )
+    add(
+        "--relay-address",
+        metavar="IP",
+        dest="relay_address",
+        help="IPv4 address of this machine at which other nodes reach its relay sockets "
+        "(env MCU_RELAY_ADDRESS; TOML cluster.relay_address; default: the advertise URL's host, "
+        "which must then be an IPv4 address)",
     )
     add(
         "--cluster-secret",

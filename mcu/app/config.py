@@ -35,6 +35,8 @@ from mcu.app.cluster_options import (
     AdvertiseUrl,
     ClusterSecret,
     RedisUrl,
+    RelayAddress,
+    advertised_ip,
     flatten_cluster_table,
 )
 from mcu.app.options import MAX_JOIN_TIMEOUT, MIN_JOIN_TIMEOUT, build_arg_parser
@@ -203,6 +205,9 @@ class Config(BaseModel):
     """Where other nodes and clients reach this node (cluster mode)."""
     cluster_secret: ClusterSecret | None = Field(default=None, repr=False)
     """The secret the cluster's nodes share (cluster mode)."""
+    relay_address: RelayAddress | None = None
+    """IPv4 address other nodes reach this node's relay sockets at (cluster mode; default: the
+    advertise URL's host when it is an IPv4 address)."""
 
     def resolved_workers(self) -> int:
         """How many worker processes ``workers`` means here: 0 = the CPU cores this process may
@@ -429,11 +434,26 @@ class Config(BaseModel):
                 "advertise_url and cluster_secret apply to a cluster: set redis_url too",
                 ("redis_url", "advertise_url", "cluster_secret"),
             )
+        if self.redis_url is None and self.relay_address is not None:
+            raise _CrossFieldError(
+                "relay_address applies to a cluster: set redis_url too",
+                ("redis_url", "relay_address"),
+            )
         # A generated token would differ from node to node, and so would the admin API.
         if self.redis_url is not None and self.admin_token is None:
             raise _CrossFieldError(
                 "a cluster needs admin_token (MCU_ADMIN_TOKEN), the same on every node",
                 ("redis_url", "admin_token"),
+            )
+        if (
+            self.advertise_url is not None
+            and self.relay_address is None
+            and advertised_ip(self.advertise_url) is None
+        ):
+            raise _CrossFieldError(
+                "advertise_url's host is no IPv4 address: set relay_address, the address other "
+                "nodes reach this node's relay sockets at",
+                ("advertise_url", "relay_address"),
             )
         return self
 
@@ -441,6 +461,16 @@ class Config(BaseModel):
     def clustered(self) -> bool:
         """Whether this server is a node of a cluster (``redis_url`` is set)."""
         return self.redis_url is not None
+
+    @property
+    def relay_host(self) -> str:
+        """The address this server's relay sockets bind: reachable by other nodes in a cluster
+        (``relay_address``, else the advertise URL's IPv4 host), loopback otherwise."""
+        if self.relay_address is not None:
+            return self.relay_address
+        if self.advertise_url is not None:
+            return advertised_ip(self.advertise_url) or "127.0.0.1"
+        return "127.0.0.1"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

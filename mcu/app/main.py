@@ -234,6 +234,14 @@ async def serve_front(config: Config, argv: Sequence[str], count: int) -> int:
 
     log = logging.getLogger("mcu")
     stop = _stop_on_signals()
+    if config.clustered:  # made before the workers start: they sign as this node
+        from mcu.app.cluster.registry import load_or_create_node_id
+
+        try:
+            load_or_create_node_id(config.data_dir)
+        except (ValueError, OSError) as exc:
+            log.error("cannot join the cluster: %s", exc)
+            return 2
     peers = WorkerPeers(config.data_dir, count, limit=0)
     supervisor = Supervisor(config, argv, count, peers)
     log.info("starting %d workers", count)

@@ -16,8 +16,9 @@ from prometheus_client.registry import Collector
 
 from mcu import __version__
 from mcu.app.apikeys import api_keys
-from mcu.app.cluster.nodepeers import cluster_secret, node_credentials
+from mcu.app.cluster.nodepeers import ClusterNodes, NodePeers, cluster_secret, node_credentials
 from mcu.app.cluster.registry import NodeRegistry
+from mcu.app.cluster.relaytree import RedisRelayTree
 from mcu.app.cluster.worker import WORKER_CONTEXT
 from mcu.app.config import Config
 from mcu.app.sharedstate import SharedState, invite_key, share_key
@@ -48,6 +49,7 @@ from mcu.signaling.endpoints.internalroutes import setup_internal_routes
 from mcu.signaling.endpoints.joinpage import setup_join_page
 from mcu.signaling.endpoints.keys import ROOMS, SANDBOX
 from mcu.signaling.endpoints.nodecalls import node_calls_middleware
+from mcu.signaling.endpoints.relays import NodeLinks
 from mcu.signaling.endpoints.uploads import upload_document
 from mcu.signaling.endpoints.webhooks import WebhookSender, setup_webhook_routes
 from mcu.signaling.endpoints.whip import BROADCASTING, Broadcasting, setup_broadcasting
@@ -209,6 +211,16 @@ class MediaCollector(Collector):
             written,
         )
         yield GaugeMetricFamily("mcu_recordings_active", "Rooms being recorded.", recording)
+        relayed = CounterMetricFamily(
+            "mcu_relay_packets_sent_total",
+            "RTP packets this worker relayed to each edge (a worker index, or node/worker on "
+            "another node): one copy of the stage per edge, however many viewers it serves.",
+            labels=["edge"],
+        )
+        if self._broadcasting.relays is not None:
+            for edge, sent in sorted(self._broadcasting.relays.packets_sent().items()):
+                relayed.add_metric([edge], sent)
+        yield relayed
         yield GaugeMetricFamily(
             "mcu_recording_tracks", "Tracks being written to recordings.", len(writers)
         )
@@ -435,10 +447,8 @@ async def create_app(config: Config) -> web.Application:
     )
     setup_broadcasting(app, broadcasting)
     setup_internal_routes(app, broadcasting.relaying, store, entrance)
-    # Internal routes over TCP take only another node's signed calls (none without a cluster).
-    credentials = node_credentials(config)
-    app.middlewares.append(node_calls_middleware(credentials))
-    keying = None if credentials is None else RelayKeying(cluster_secret(config))
+    # Internal routes only over the node's Unix sockets: other nodes' calls come via the front.
+    app.middlewares.append(node_calls_middleware())
     collector = MediaCollector(rooms, broadcasting)
     REGISTRY.register(collector)
     runtime_collector = RuntimeCollector()
@@ -460,6 +470,18 @@ async def create_app(config: Config) -> web.Application:
         revoked=store.token_revoked,
     )
     registry = cluster_registry(config)
+    credentials = node_credentials(config)
+    node_peers = None if credentials is None else NodePeers(credentials)
+    cluster = None
+    if node_peers is not None and registry is not None:
+        node_id = node_peers.credentials.node_id
+        cluster = NodeLinks(
+            node=node_id,
+            host=config.relay_host,
+            keying=RelayKeying(cluster_secret(config)),
+            nodes=ClusterNodes(node_peers, registry),
+            tree=RedisRelayTree(registry.redis, registry, node_id),
+        )
     setup_admin_api(
         app,
         store=store,
@@ -488,7 +510,7 @@ async def create_app(config: Config) -> web.Application:
             shared.start()
         context = app.get(WORKER_CONTEXT)
         if context is not None and context.peers is not None:
-            await broadcasting.start_relaying(context.index, context.peers, store, keying)
+            await broadcasting.start_relaying(context.index, context.peers, store, cluster)
 
     async def shutdown(app: web.Application) -> None:
         begin_shutdown(app)
@@ -501,6 +523,8 @@ async def create_app(config: Config) -> web.Application:
     async def cleanup(app: web.Application) -> None:
         await loop_lag.stop()
         await broadcasting.stop_relaying()
+        if node_peers is not None:
+            await node_peers.close()
         REGISTRY.unregister(collector)
         REGISTRY.unregister(sockets_collector)
         REGISTRY.unregister(runtime_collector)

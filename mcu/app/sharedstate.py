@@ -16,6 +16,7 @@ then load (or create) the node's own keys under ``data_dir/secrets/``, as always
 
 from __future__ import annotations
 
+from mcu.app.cluster.registry import load_or_create_node_id
 from mcu.app.config import Config
 from mcu.crypto.clustercalls import derive_key
 from mcu.crypto.secrets import load_or_create_secret
@@ -61,8 +62,9 @@ class SharedState:
     def __init__(self, config: Config) -> None:
         if config.redis_url is None or config.advertise_url is None:
             raise ValueError("shared state needs redis_url and advertise_url (cluster mode)")
-        self.source = f"{config.advertise_url}/{config.worker_index or 0}"
-        "This process among all the cluster's: the node's URL and the worker's index."
+        node = load_or_create_node_id(config.data_dir)  # made by the front before its workers
+        self.source = f"{node}/{config.worker_index or 0}"
+        "This process among all the cluster's: the node's id and the worker's index."
         self.redis = connect_redis(parse_redis_url(config.redis_url), name="mcu")
         self.store = RedisRoomStore(self.redis)
         self.board: LiveCountBoard | None = None

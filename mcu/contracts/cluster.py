@@ -13,14 +13,15 @@ and nothing else of each other, so a change to the contract is one change here:
 - every internal request and reply body as a typed model, validated on receipt so a malformed one
   is refused (400, or no admission) rather than read half-way.
 
-It is the bottom layer: it imports nothing of ``mcu``.
+It is the bottom layer: it imports nothing of ``mcu`` but :mod:`mcu.contracts.nodes` (a node's
+id).
 """
 
 from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from urllib.parse import quote
 
 from pydantic import (
@@ -34,9 +35,13 @@ from pydantic import (
     StringConstraints,
 )
 
+from mcu.contracts.nodes import NODE_ID_PATTERN
+
 __all__ = [
     "ADMIT_PATH",
+    "CALLER_NODE_HEADER",
     "FORWARDED_FOR_HEADER",
+    "HOME_NODE_HEADER",
     "HOME_WORKER_HEADER",
     "INTERNAL_PREFIX",
     "JOIN_WITHIN_HEADER",
@@ -48,9 +53,11 @@ __all__ = [
     "RELAY_PATH",
     "ROOM_CHANGES_CHANNEL",
     "ROOM_EXISTS_PATH",
+    "ROOM_HOME_WORKER",
     "ROOM_ID_PATTERN",
     "STAGE_PATH",
     "VIEWERS_PATH",
+    "WORKER_HEADER",
     "AdmitReply",
     "AdmitRequest",
     "CodecDescription",
@@ -67,6 +74,9 @@ __all__ = [
     "ViewersReport",
     "Watcher",
     "admit_path",
+    "internal_room",
+    "internal_worker",
+    "is_internal",
     "mint_session_id",
     "relay_path",
     "relays_path",
@@ -93,6 +103,11 @@ are. Other entry points only bound the length: an id outside the pattern names n
 HOME_WORKER_HEADER = "X-Mcu-Home-Worker"
 "Request header the front adds: the index of the worker that is home to the request's room."
 
+HOME_NODE_HEADER = "X-Mcu-Home-Node"
+"""Request header the front adds to a new WHEP viewer it serves on this node although another
+node is the room's home (the cascade): that node's id. The worker then takes the stage from the
+room's home worker there as an edge, and asks it to admit the viewer."""
+
 JOIN_WITHIN_HEADER = "X-Mcu-Join-Within"
 """Request header the front adds to a WebSocket it passes on: seconds left (decimal) before the
 socket must have joined a room; the front's deadline started when the client connected."""
@@ -104,8 +119,24 @@ the front and other workers reach a worker's socket."""
 NODE_CREDENTIAL_HEADER = "X-Mcu-Node-Credential"
 """Request header on every call from one node of a cluster to another: the credential
 :class:`mcu.crypto.clustercalls.NodeCredentials` signs for that one call (method, path and
-body). A node refuses an internal call over the network without a valid one (403), and trusts
-the other headers above on such a call only once it is valid."""
+body), naming the calling node by its id (``DATA_DIR/node-id``, the registry's name for it).
+A node's front refuses a call carrying one that does not verify (403), and trusts the other
+headers above on such a call only once it is valid."""
+
+WORKER_HEADER = "X-Mcu-Worker"
+"""Request header on an internal call from another node: which worker of the receiving node it
+is for, a decimal index or :data:`ROOM_HOME_WORKER`; absent means :data:`ROOM_HOME_WORKER`. The
+calling node cannot know which worker is a room's home there, only that node's front does; it
+names a worker only to reach one it was told of (an edge's index in a ``RelayRequest``)."""
+
+ROOM_HOME_WORKER: Final = "home"
+""":data:`WORKER_HEADER` value: the worker that is home to the room the path names, as the
+receiving node's front knows it (given a home there and then, if it has none yet)."""
+
+CALLER_NODE_HEADER = "X-Mcu-Caller-Node"
+"""Request header the front adds to an internal call from another node it passes to a worker:
+the id of the node whose credential it verified. A worker trusts it (only its node's front and
+workers reach its socket); the front removes it from every other request."""
 
 # -- sockets ---------------------------------------------------------------------------------
 
@@ -128,7 +159,9 @@ def worker_socket(data_dir: Path, index: int) -> Path:
 # never passes on a path under INTERNAL_PREFIX: only workers reach these routes.
 
 INTERNAL_PREFIX = "/internal"
-"Every route between processes starts with it; the front answers 404 to clients asking for one."
+"""Every route between processes starts with it. The front answers 404 to clients asking for
+one, 403 to a call whose node credential does not verify, and passes a verified call from
+another node to the worker :data:`WORKER_HEADER` names."""
 
 ROOM_EXISTS_PATH = INTERNAL_PREFIX + "/rooms/{room}"
 """``GET``, front → any worker: :class:`RoomExistsReply`. The front gives a room a home only once
@@ -152,6 +185,31 @@ STAGE_PATH = ROOM_EXISTS_PATH + "/stage"
 
 def _room(room: str) -> str:
     return quote(room, safe="")
+
+
+def is_internal(path: str) -> bool:
+    """Whether ``path`` (without its query) is an internal route."""
+    return path == INTERNAL_PREFIX or path.startswith(INTERNAL_PREFIX + "/")
+
+
+def internal_room(path: str) -> str | None:
+    """The room an internal route's path (percent-decoded) is about, if it names one."""
+    parts = path.split("/")
+    if len(parts) < 4 or "/".join(parts[:3]) != INTERNAL_PREFIX + "/rooms":
+        return None
+    room = parts[3]
+    return room if 1 <= len(room) <= MAX_ROOM_ID_CHARS else None
+
+
+def internal_worker(value: str | None, workers: int) -> int | Literal["home"] | None:
+    """The worker a :data:`WORKER_HEADER` value names: an index below ``workers``,
+    :data:`ROOM_HOME_WORKER` (also for an absent header), or None when it names none."""
+    if value is None or value == ROOM_HOME_WORKER:
+        return ROOM_HOME_WORKER
+    if not (value.isascii() and value.isdigit()) or len(value) > _MAX_WORKER_DIGITS:
+        return None
+    index = int(value)
+    return index if index < workers else None
 
 
 def room_exists_path(room: str) -> str:
@@ -223,8 +281,8 @@ MAX_WATCHER_NAME_CHARS = 64
 "A watcher's name is cut to this length where it is received, whatever the edge sent."
 
 WorkerIndex = Annotated[StrictInt, Field(ge=0)]
-NodeId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=256)]
-"A node of the cluster, as its calls' credentials name it."
+NodeId = Annotated[StrictStr, StringConstraints(pattern=NODE_ID_PATTERN)]
+"A node of the cluster: its id in the registry, as its calls' credentials name it."
 RelayNonce = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22,64}$")]
 """A random nonce (at least 128 bits, URL-safe base64) that, with the cluster secret, keys the
 SRTP of a relay between nodes; never a key itself."""
@@ -253,7 +311,8 @@ class RelayRequest(_Message):
     worker: WorkerIndex
     "The edge's worker index."
     host: StrictStr
-    "The edge's relay socket: numeric address (reachable from the home's node)."
+    """The edge's relay socket: numeric address, reachable from the home's node (between nodes,
+    the relay address of the edge's node, docs/cluster.md)."""
     port: Port
     "The edge's relay socket: UDP port."
     node: NodeId | None = None
@@ -262,6 +321,12 @@ class RelayRequest(_Message):
     nonce: RelayNonce | None = None
     """The edge socket's nonce: the relay is SRTP, keyed from it and the reply's ``nonce``.
     Required from another node; None: plain RTP (workers of one node)."""
+    home_node: NodeId | None = None
+    """The room is homed on this other node. From a worker of the same node: the worker asked
+    is this node's entry for the room (it takes the stage from another node and relays it to
+    the node's other workers), and joins first if it has not yet. From another node: the worker
+    asked is its node's entry, asked as a parent in the room's relay tree; it relays the stage
+    it holds, and refuses (400) when it holds none."""
 
 
 class CodecDescription(_Message):

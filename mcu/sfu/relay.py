@@ -1,33 +1,32 @@
-"""The relay: a room's stage carried as plain RTP from its home worker to other workers.
+"""The relay: a room's stage carried as RTP from its home worker (or an edge) to other workers.
 
-A lecture's viewers may be served by any worker; the room's publishers are connected to one, its
-home. The home sends every stage stream to each worker that serves viewers of the room (an *edge*)
-over UDP: plain between workers of one node (it never leaves the host), SRTP to another node
-(below). Per stream, on one socket per worker:
+A lecture's viewers may be served by any worker of any node; the room's publishers are connected
+to one, its home. The home sends every stage stream to each worker that serves viewers of the
+room (an *edge*) over UDP, plain between workers of one node, SRTP to another node. Per stream,
+on one socket per worker (pure parsing and building: :mod:`mcu.sfu.relaywire`):
 
 - home → edge, RTP: SSRC = the stream's relay SSRC (unique on the home), sequence = the producer's
   extended sequence number & 0xFFFF, timestamp, marker and payload as the publisher sent them,
-  payload type 96 (video) or 111 (audio). A packet with an audio level carries one RFC 8285
-  one-byte extension block (``0xBEDE``) holding id 1 = the level (V bit 0).
+  payload type 96 (video) or 111 (audio); an audio level as one RFC 8285 one-byte extension
+  block (``0xBEDE``) holding id 1 = the level (V bit 0).
 - home → edge, RTCP SR (PT 200) whenever the producer gets a sender report, so edges keep A/V sync.
 - edge → home, RTCP PLI (PT 206, FMT 1, media SSRC = relay SSRC) when the edge producer wants a
   keyframe; the home asks its producer, which coalesces requests from every edge and consumer.
+- between nodes only: edge → home RTCP NACK (PT 205, FMT 1) for lost packets, home → edge RTX
+  (RFC 4588, PT 97) on the stream's RTX SSRC (:mod:`mcu.sfu.relayrepair`). Loopback between
+  workers does not lose packets short of a full buffer, which a keyframe request repairs.
 
 On the home, :meth:`RelayLink.forward` adds a :class:`RelaySink` to a producer. On the edge,
 :meth:`RelayEndpoint.receive` feeds a :class:`~mcu.sfu.producer.Producer` the caller made from the
-stream's description (:func:`stream_description`, :func:`codec_from_description`; the message is
+stream's description (:mod:`mcu.sfu.relaywire`'s ``stream_description``; the message is
 :class:`mcu.contracts.cluster.StreamDescription`), so everything downstream of it (consumers, WHEP
-sessions) works as it does for a local publisher.
+sessions, further relays) works as it does for a local publisher.
 
 Between nodes every packet is SRTP/SRTCP (AES-256-GCM, :mod:`mcu.crypto.relaysrtp`) under keys
 both ends derive from the cluster secret (:mod:`mcu.sfu.relaykeying`): a link or a source with a
-``cipher`` protects what it sends and drops, counted, whatever fails authentication. Between
-workers of one node (loopback, never off the host) the relay stays plain RTP (docs/cluster.md).
-
-There is no NACK or retransmission on the relay: loopback does not lose packets unless a socket
-buffer overflows, and then a keyframe request repairs the picture as it would for a publisher.
-An edge measures how late it reads its relay socket (:mod:`mcu.sfu.lateness`) and its producers shed
-load from it exactly as a home's do from a publisher's socket.
+``cipher`` protects what it sends and drops, counted, whatever fails authentication. An edge
+measures how late it reads its relay socket (:mod:`mcu.sfu.lateness`) and its producers shed load
+from it exactly as a home's do from a publisher's socket.
 """
 
 from __future__ import annotations
@@ -42,22 +41,28 @@ from typing import Any, cast
 
 from aiortc.rtp import (
     RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
     RtcpPacket,
     RtcpPsfbPacket,
-    RtcpSenderInfo,
+    RtcpRtpfbPacket,
     RtcpSrPacket,
 )
 
-from mcu.contracts.cluster import CodecDescription, StreamDescription
 from mcu.crypto.relaysrtp import RelayCipher
-from mcu.media import CodecInfo, IncomingPacket, TrackSource
+from mcu.media import IncomingPacket
 from mcu.sfu.lateness import INGRESS, LatenessProbe
 from mcu.sfu.producer import Producer
+from mcu.sfu.relayrepair import RTX_SSRC_BIT, RelayNacks, RelayResender, unwrap_rtx
+from mcu.sfu.relaywire import (
+    AUDIO_LEVEL_ID,
+    parse_relay_packet,
+    picture_loss_indication,
+    sender_report,
+)
 from mcu.sfu.rewrite import WAITING, SequenceRewriter
 from mcu.sfu.rtp import (
     extension_block_header,
     pack_fixed_header,
-    parse_fixed_header,
     shared_extension_elements,
 )
 
@@ -68,8 +73,6 @@ Address = tuple[str, int]
 
 VIDEO_PAYLOAD_TYPE = 96
 AUDIO_PAYLOAD_TYPE = 111
-AUDIO_LEVEL_ID = 1
-"Extension id of the audio level in the relay's one-byte extension block."
 
 # A lecture's keyframes and a whole stage's frames arrive in bursts of dozens of packets per
 # stream; the kernel's default buffer (~200 KiB) overflows under a handful of streams.
@@ -116,88 +119,6 @@ class SsrcAllocator:
 
 assign_ssrc = SsrcAllocator()
 "The process's allocator: ``assign_ssrc()`` returns a relay SSRC no other stream here has."
-
-
-def stream_description(producer: Producer, ssrc: int) -> StreamDescription:
-    """The STREAM object of a STAGE message for ``producer`` relayed as ``ssrc``."""
-    codec = producer.codec
-    return StreamDescription(
-        ssrc=ssrc,
-        track_id=producer.track_id,
-        participant_id=producer.participant_id,
-        # TrackSource's values are the contract's Source (tests/unit/test_cluster_messages.py).
-        source=producer.source.value,
-        codec=CodecDescription(
-            mime_type=codec.mime_type,
-            clock_rate=codec.clock_rate,
-            channels=codec.channels,
-            parameters=codec.parameters,
-        ),
-    )
-
-
-def codec_from_description(description: CodecDescription) -> CodecInfo:
-    """The codec of a STREAM object's ``codec`` (validated when the message was read)."""
-    return CodecInfo(
-        description.mime_type,
-        description.clock_rate,
-        description.channels,
-        tuple(sorted(description.parameters)),
-    )
-
-
-def source_from_description(description: StreamDescription) -> TrackSource:
-    """The track source of a STREAM object."""
-    return TrackSource(description.source)
-
-
-# -- wire format (pure) ---------------------------------------------------------------------------
-
-
-def parse_relay_packet(data: bytes) -> tuple[int, int, int, bool, bytes, int | None]:
-    """Return (ssrc, sequence, timestamp, marker, payload, audio_level) of a relayed RTP packet.
-
-    Raises ValueError for anything that is not well-formed RTP.
-    """
-    _, marker, sequence, timestamp, ssrc, offset = parse_fixed_header(data)
-    end = len(data) - data[-1] if data[0] & 0x20 else len(data)
-    level = _audio_level(data) if data[0] & 0x10 else None
-    return ssrc, sequence, timestamp, marker, data[offset:end], level
-
-
-def _audio_level(data: bytes) -> int | None:
-    """The level element (id 1) of a packet's one-byte extension block, if it has one.
-
-    Only call on a packet ``parse_fixed_header`` accepted with the X bit set: the block is there.
-    """
-    start = 12 + 4 * (data[0] & 0x0F)
-    if data[start] != 0xBE or data[start + 1] != 0xDE:
-        return None  # a two-byte header block: not the relay's
-    i = start + 4
-    end = i + 4 * ((data[start + 2] << 8) | data[start + 3])
-    while i < end:
-        byte = data[i]
-        if byte == 0:  # padding between elements
-            i += 1
-            continue
-        element_id = byte >> 4
-        if element_id == 15:
-            break
-        if element_id == AUDIO_LEVEL_ID:
-            return data[i + 1] & 0x7F if i + 1 < end else None
-        i += (byte & 0x0F) + 2
-    return None
-
-
-def sender_report(ssrc: int, ntp_time: int, rtp_time: int, packets: int, octets: int) -> bytes:
-    """An RTCP sender report (no report blocks) for relay stream ``ssrc``."""
-    info = RtcpSenderInfo(ntp_time, rtp_time, packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
-    return bytes(RtcpSrPacket(ssrc=ssrc, sender_info=info))
-
-
-def picture_loss_indication(ssrc: int) -> bytes:
-    """An RTCP PLI for relay stream ``ssrc`` (the edge sends no media: sender SSRC 0)."""
-    return bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=0, media_ssrc=ssrc))
 
 
 def _address(remote: tuple[str, int]) -> Address:
@@ -331,6 +252,8 @@ class RelayLink:
         self.keyframe_requests_received = 0
         self.cipher: RelayCipher | None = None
         "SRTP for this link (a relay to another node), or None: plain RTP."
+        self.resender = RelayResender()
+        "What the edge NACKs is resent from here (:mod:`mcu.sfu.relayrepair`)."
         self._sinks: dict[int, RelaySink] = {}
         self._next_sequences: dict[int, int] = {}
         self._retired_sent = 0
@@ -375,11 +298,28 @@ class RelayLink:
     def _forget(self, sink: RelaySink) -> None:
         if self._sinks.get(sink.ssrc) is sink:
             del self._sinks[sink.ssrc]
+            self.resender.forget(sink.ssrc)
             following = sink.next_sequence()
             if following is not None:
                 self._next_sequences[sink.ssrc] = following
             self._retired_sent += sink.packets_sent
             self._retired_dropped += sink.packets_dropped
+
+    def _nack(self, ssrc: int, sequences: list[int], now: float) -> bool:
+        """The edge lost packets of stream ``ssrc``: resend what can still help."""
+        sink = self._sinks.get(ssrc)
+        if sink is None:
+            return False
+        cipher = self.cipher
+        for packet in self.resender.answer(sink, sequences, now):
+            data = packet if cipher is None else cipher.protect(packet)
+            if data is None:
+                continue
+            try:
+                self.endpoint._sendto(data, self.remote)
+            except OSError:  # the socket buffer is full: the edge asks again
+                break
+        return True
 
     def _keyframe_request(self, ssrc: int, now: float) -> bool:
         """The edge lost a picture of stream ``ssrc``; False if no such stream is forwarded."""
@@ -418,6 +358,8 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         self._lateness = LatenessProbe()  # an edge sheds load as a home does (mcu.sfu.shedding)
         self._links: dict[Address, RelayLink] = {}
         self._receivers: dict[Address, dict[int, Producer]] = {}
+        self.nacks = RelayNacks()
+        "Packets missing from what homes on other nodes send here, to NACK."
         self.sources: dict[Address, RelayCipher] = {}
         """SRTP for what homes on other nodes send here, by their address. Kept while the socket
         lives: a key is never used again from a fresh packet index (mcu.sfu.relaykeying)."""
@@ -493,6 +435,7 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         if streams is None:
             return
         producer = streams.pop(ssrc, None)
+        self.nacks.forget(address, ssrc)
         if producer is not None:
             producer.send_keyframe_request = _no_keyframe_request
         if not streams:
@@ -533,8 +476,8 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             return
         try:
             if 192 <= data[1] <= 223:  # RFC 5761: RTCP types never collide with 96 or 111
-                # A PLI comes from an edge of ours (a link), a sender report from a home.
-                link = self._links.get(addr) if data[1] == 206 else None
+                # A PLI or NACK comes from an edge of ours (a link), a sender report from a home.
+                link = self._links.get(addr) if data[1] in (205, 206) else None
                 cipher = self.sources.get(addr) if link is None else link.cipher
                 if cipher is not None:
                     rtcp = cipher.unprotect(data)
@@ -559,15 +502,37 @@ class RelayEndpoint(asyncio.DatagramProtocol):
                 self.datagrams_malformed += 1
                 return
             producer = streams.get(ssrc)
+            now = time.monotonic()
+            if source is not None:  # from another node: repaired (mcu.sfu.relayrepair)
+                if producer is None and (ssrc ^ RTX_SSRC_BIT) in streams:
+                    original = unwrap_rtx(payload)
+                    if original is None:
+                        self.datagrams_malformed += 1
+                        return
+                    ssrc ^= RTX_SSRC_BIT
+                    producer = streams[ssrc]
+                    sequence, payload = original
+                if producer is not None:
+                    self._nack(addr, ssrc, sequence, now, source)
             if producer is None:
                 self.datagrams_unknown += 1
                 return
-            now = time.monotonic()
             lateness = self._lateness.sample(self._fd, now)
             producer.on_rtp(sequence, timestamp, marker, payload, level, now, lateness)
         except Exception:  # a datagram must never take the socket down
             self.datagrams_malformed += 1
             logger.exception("relay datagram from %s failed", addr)
+
+    def _nack(
+        self, addr: Address, ssrc: int, sequence: int, now: float, cipher: RelayCipher
+    ) -> None:
+        nack = self.nacks.on_packet(addr, ssrc, sequence, now)
+        data = None if nack is None else cipher.protect(nack)
+        if data is not None:
+            try:
+                self._sendto(data, addr)
+            except OSError:
+                logger.debug("relay NACK for %d to %s dropped", ssrc, addr)
 
     def error_received(self, exc: Exception) -> None:
         """An ICMP error for an earlier send (an edge that went away): nothing to do."""
@@ -590,6 +555,11 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
                 link = self._links.get(addr)
                 if link is None or not link._keyframe_request(packet.media_ssrc, time.monotonic()):
+                    self.datagrams_unknown += 1
+            elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                link = self._links.get(addr)
+                now = time.monotonic()
+                if link is None or not link._nack(packet.media_ssrc, packet.lost, now):
                     self.datagrams_unknown += 1
 
 

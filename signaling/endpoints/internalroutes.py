@@ -1,8 +1,9 @@
 """The ``/internal/...`` routes of a worker: what other workers and nodes ask of it.
 
-Over the node's own Unix sockets they are trusted; over TCP only a call signed by another node
-of the cluster reaches them (:mod:`mcu.signaling.endpoints.nodecalls`), and what a body says
-about its sender must match the node that signed it. The routes and bodies are
+A worker serves them over its node's Unix sockets only; another node's call reaches them through
+this node's front, which verified its credential and names the caller
+(:mod:`mcu.signaling.endpoints.nodecalls`), and what a body says about its sender must match
+that node. The routes and bodies are
 :mod:`mcu.contracts.cluster`'s; every body is validated on receipt (400 naming the problem). The
 relays they start and stop are :mod:`mcu.signaling.endpoints.relays`'.
 """
@@ -31,7 +32,13 @@ from mcu.contracts.cluster import (
 )
 from mcu.infra.httpapi import describe_validation_error
 from mcu.signaling.endpoints.nodecalls import caller_node
-from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, RelayRefused, admit_reply
+from mcu.signaling.endpoints.relays import (
+    EdgeRooms,
+    HomeRelays,
+    RelayError,
+    RelayRefused,
+    admit_reply,
+)
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
 from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.errors import UnknownRoom
@@ -72,7 +79,7 @@ def setup_internal_routes(
     store: RoomRecords,
     entrance: Entrance,
 ) -> None:
-    """``/internal/...``: reachable only over the workers' Unix sockets (never proxied).
+    """``/internal/...``: reachable only over the workers' Unix sockets.
 
     ``relaying`` gives this worker's relays once they are started (None in a single process:
     the routes then answer 404).
@@ -96,9 +103,12 @@ def setup_internal_routes(
                 body.port,
                 node=node,
                 nonce=body.nonce,
+                home_node=body.home_node,
             )
         except UnknownRoom as exc:
             raise web.HTTPNotFound(text=exc.message) from None
+        except RelayError as exc:  # this node's entry could not get the stage from the home
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
         except RelayRefused as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         except ValueError as exc:  # not a numeric IPv4 address
@@ -139,7 +149,8 @@ def setup_internal_routes(
 
     async def stage(request: web.Request) -> web.Response:
         _, edges = started()
-        edges.apply(request.match_info["room"], await _read(request, StageDescription))
+        description = await _read(request, StageDescription)
+        edges.apply(request.match_info["room"], description, caller_node(request))
         return _reply(Done())
 
     handlers: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] = [

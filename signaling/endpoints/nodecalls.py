@@ -1,15 +1,21 @@
-"""Who may call a worker's internal routes: its own node over Unix sockets, other nodes signed.
+"""Who may call a worker's internal routes: only its own node, over its Unix sockets.
 
-The ``/internal/...`` routes (:mod:`mcu.signaling.endpoints.relays`) start relays, admit viewers
-and push stages. Over the node's own Unix sockets (a 0700 directory: the front and the workers,
-same host, same user) they are trusted as they always were. Reached over TCP, that is from
-another node of the cluster, a call must carry :data:`~mcu.contracts.cluster.NODE_CREDENTIAL_HEADER`
-made by :class:`~mcu.crypto.clustercalls.NodeCredentials` for this very method, path (with its
-query, as sent) and body; anything else is answered ``403`` before a handler runs. A server that
-is no node of a cluster has no credentials and refuses every internal call over TCP.
+The ``/internal/...`` routes (:mod:`mcu.signaling.endpoints.internalroutes`) start relays, admit
+viewers and push stages. One rule decides who reaches them, in two places:
 
-:func:`caller_node` then names the calling node (None over a Unix socket), so a handler can
-check what a body claims about its sender against the node that signed it.
+- a worker serves them only over its node's Unix sockets (a 0700 directory: the front and the
+  workers, same host, same user); over TCP (a server that is no node of a cluster listens on
+  TCP itself) they are answered 404, as the front answers clients;
+- another node reaches them only through this node's front, which verifies the call's
+  :data:`~mcu.contracts.cluster.NODE_CREDENTIAL_HEADER` (method, path with its query, exact
+  body: :mod:`mcu.app.cluster.nodecalls`), refuses it with 403 when it does not verify, and
+  passes a verified one to the worker with
+  :data:`~mcu.contracts.cluster.CALLER_NODE_HEADER` naming the node that signed it.
+
+So the credential is checked once, at the node's edge, and a worker believes the caller header
+because nothing but its node's front can put it on a request that reaches the worker.
+:func:`caller_node` names that node (None for a call from the node's own processes), so a
+handler can check what a body claims about its sender.
 """
 
 from __future__ import annotations
@@ -20,14 +26,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from mcu.contracts.cluster import INTERNAL_PREFIX, NODE_CREDENTIAL_HEADER
-from mcu.crypto.clustercalls import ForgedCall, NodeCredentials
+from mcu.contracts.cluster import CALLER_NODE_HEADER, is_internal
 
 __all__ = ["caller_node", "node_calls_middleware", "over_unix_socket"]
 
 logger = logging.getLogger(__name__)
-
-_CALLER = web.RequestKey("mcu_caller_node", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,39 +45,19 @@ def over_unix_socket(request: web.Request) -> bool:
 
 
 def caller_node(request: web.Request) -> str | None:
-    """The node whose credential an internal call carried; None for a call over a Unix socket."""
-    return request.get(_CALLER)
+    """The other node an internal call comes from, as this node's front verified it; None for
+    a call from this node's own front or workers."""
+    return request.headers.get(CALLER_NODE_HEADER) or None
 
 
-def _is_internal(path: str) -> bool:
-    return path == INTERNAL_PREFIX or path.startswith(INTERNAL_PREFIX + "/")
-
-
-def node_calls_middleware(
-    credentials: NodeCredentials | None,
-) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """A middleware guarding the internal routes (``credentials``: this node's, None when the
-    server is no node of a cluster)."""
+def node_calls_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
+    """A middleware keeping the internal routes to the node's own Unix sockets."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not _is_internal(request.path) or over_unix_socket(request):
-            return await handler(request)
-        if credentials is None:
-            raise web.HTTPForbidden(text="internal calls over the network need a cluster")
-        # The exact bytes the caller signed; read once, aiohttp keeps them for the handler.
-        body = await request.read()
-        try:
-            node = credentials.verify(
-                request.headers.get(NODE_CREDENTIAL_HEADER),
-                request.method,
-                request.raw_path,
-                body,
-            )
-        except ForgedCall as exc:
-            logger.info("internal call %s %s refused: %s", request.method, request.path, exc)
-            raise web.HTTPForbidden(text=f"refused: {exc}") from None
-        request[_CALLER] = node
+        if is_internal(request.path) and not over_unix_socket(request):
+            logger.info("internal call %s %s over TCP refused", request.method, request.path)
+            raise web.HTTPNotFound()
         return await handler(request)
 
     return guard

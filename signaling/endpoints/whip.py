@@ -33,7 +33,7 @@ from aiohttp import web
 from aiortc import sdp as aiortc_sdp
 from prometheus_client import Counter, Gauge
 
-from mcu.contracts.cluster import HOME_WORKER_HEADER, mint_session_id
+from mcu.contracts.cluster import HOME_NODE_HEADER, HOME_WORKER_HEADER, mint_session_id
 from mcu.infra import metrics
 from mcu.infra.auditlog import Detail
 from mcu.infra.httpapi import ApiError, error_response, read_body, store_unavailable_response
@@ -47,11 +47,11 @@ from mcu.sfu.peer import (
     close_quietly,
 )
 from mcu.sfu.relay import RelayEndpoint
-from mcu.sfu.relaykeying import RelayKeying
 from mcu.sfu.stage import Stage
 from mcu.sfu.turn import ClientIceServers
 from mcu.sfu.viewer import MAX_VIEWER_SECTIONS, ViewerConnection
-from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays, Peers, RelayError
+from mcu.signaling.endpoints.relaycalls import NodeLinks, Peers, RelayError
+from mcu.signaling.endpoints.relays import EDGE_CHECK_S, EdgeRooms, HomeRelays
 from mcu.signaling.endpoints.ws import SignalingServices
 from mcu.signaling.rooms.admission import Bearer, Entry, Refused
 from mcu.signaling.rooms.e2ee import PlaintextFeature, refusal
@@ -126,6 +126,7 @@ class Broadcasting:
     """This node's advertise URL in a cluster: WHEP sessions' ``Location`` is absolute on it,
     so a viewer redirected here (307) ends its session here ("": relative)."""
     _endpoint: RelayEndpoint | None = None
+    _watch: asyncio.Future[Any] | None = None
 
     def new_session_id(self) -> str:
         """A new session id naming this worker: the front routes its ``DELETE`` by it."""
@@ -143,20 +144,31 @@ class Broadcasting:
         return self.relays, self.edges
 
     async def start_relaying(
-        self, worker: int, peers: Peers, store: RoomRecords, keying: RelayKeying | None = None
+        self, worker: int, peers: Peers, store: RoomRecords, cluster: NodeLinks | None = None
     ) -> None:
         """Become worker ``worker`` among others: open the relay socket, serve and use relays
-        (``keying``: the SRTP keys of relays to and from other nodes, in a cluster)."""
-        endpoint = await RelayEndpoint.open("127.0.0.1")
-        self.worker = worker
-        self._endpoint = endpoint
-        rooms = self.signaling.rooms
-        self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying)
-        self.edges = EdgeRooms(worker, peers, endpoint, keying=keying)
+        (``cluster``: this node's way to the others, in a cluster)."""
+        endpoint = await RelayEndpoint.open("127.0.0.1" if cluster is None else cluster.host)
+        self.worker, self._endpoint, rooms = worker, endpoint, self.signaling.rooms
+        keying, nodes = (cluster.keying, cluster.nodes) if cluster else (None, None)
+        node = cluster.node if cluster else None
+        self.relays = HomeRelays(worker, peers, endpoint, rooms, store, keying=keying, nodes=nodes)
+        tree = cluster.tree if cluster else None
+        self.edges = self.relays.edges = EdgeRooms(
+            worker, peers, endpoint, node=node, keying=keying, nodes=nodes, tree=tree
+        )
+        if cluster is not None:  # a node up or down a relay may die without a goodbye
+            watches = (
+                self.relays.watch_edges(EDGE_CHECK_S),
+                self.edges.watch_upstreams(EDGE_CHECK_S),
+            )
+            self._watch = asyncio.gather(*watches)
         logger.info("worker %d relays on %s:%d", worker, *endpoint.address)
 
     async def stop_relaying(self) -> None:
         """Cleanup: stop relays and close the relay socket."""
+        if self._watch is not None:
+            self._watch.cancel()
         if self.relays is not None:
             await self.relays.close()
         if self.edges is not None:
@@ -394,19 +406,19 @@ async def whep_post(request: web.Request) -> web.Response:
     room_id = request.match_info["room"]
     offer = await _read_offer(request, MAX_VIEWER_SECTIONS)
     token = _bearer(request)
-    home = _home_worker(request, hub)
+    home, home_node = _home_worker(request, hub)
     address = request.remote or "unknown"
     credential = Bearer(token)
     entrance = services.entrance
     name = _display_name(request, DEFAULT_VIEWER_NAME)
     try:
         # Credentials are judged where the room lives, so its wrong-password counts are one.
-        if home == hub.worker:
+        if home == hub.worker and home_node is None:
             admitted = await entrance.admit(Entry.WATCH, room_id, credential, address, name)
         else:
             assert hub.edges is not None
             record = await entrance.room(Entry.WATCH, room_id, credential, address)
-            admitted = await _relayed(hub.edges.admit(home, record, token, address))
+            admitted = await _relayed(hub.edges.admit(home, record, token, address, home_node))
     except Refused as exc:
         raise _refusal(exc) from None
     record = admitted.record
@@ -439,13 +451,13 @@ async def whep_post(request: web.Request) -> web.Response:
 
     session_id = hub.new_session_id()
     room: Room | None = None
-    if home == hub.worker:
+    if home == hub.worker and home_node is None:
         room = services.rooms.get_or_create(record.id, record.title, record.kind, record.e2ee)
         stage: Stage = room.stage
     else:
         assert hub.edges is not None
         try:
-            stage = await _relayed(hub.edges.join(record.id, home))
+            stage = await _relayed(hub.edges.stage_of(record.id, home, home_node))
         except BaseException:
             _release_address(hub, held)
             raise
@@ -515,12 +527,15 @@ async def _relayed(call: Awaitable[_T]) -> _T:
         raise ApiError(503, "worker_unavailable", "the room's worker did not answer") from None
 
 
-def _home_worker(request: web.Request, hub: Broadcasting) -> int:
+def _home_worker(request: web.Request, hub: Broadcasting) -> tuple[int, str | None]:
+    """The room's home worker (this node's entry for it, when the front names its home node)
+    and its home node when that is another one."""
+    node = request.headers.get(HOME_NODE_HEADER) if hub.edges is not None else None
     header = request.headers.get(HOME_WORKER_HEADER)
     if header is None or hub.edges is None:
-        return hub.worker
+        return hub.worker, node
     try:
-        return int(header)
+        return int(header), node
     except ValueError:
         raise ApiError(400, "bad_request", f"{HOME_WORKER_HEADER} must be a worker index") from None
 

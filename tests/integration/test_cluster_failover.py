@@ -118,6 +118,9 @@ async def test_redis_primary_killed_sentinel_promotes_and_rooms_keep_flowing(
             # Media never touches Redis: both still decode each other while it fails over.
             during = (li.frames_from(wang_id, "video"), wang.frames_from(li_id, "video"))
             created = await _create_until_served(b, "ward-after", killed)
+            # ...and go on after it (the room may be created at once: wait for a frame or two).
+            await li.wait_until(lambda: li.frames_from(wang_id, "video") > during[0], timeout=10)
+            await wang.wait_until(lambda: wang.frames_from(li_id, "video") > during[1], timeout=10)
             after = (li.frames_from(wang_id, "video"), wang.frames_from(li_id, "video"))
             print(f"measured: primary SIGKILLed -> replica promoted {promoted:.1f} s")
             print(f"measured: primary SIGKILLed -> a room created through B {created:.1f} s")
@@ -195,7 +198,8 @@ async def test_a_whole_site_dies_and_the_other_keeps_serving(tmp_path: Path) -> 
             status, body = await lecturer.publish(_lecture_tracks(BLUE), name="Dr Wang")
             assert status == 201, body
             players.append(await watch_again(b, "stroke-5", AUDIENCE, name="County 1"))
-            assert (players[0].location or "").startswith(a.base_url)  # redirected to A
+            # Served by B (the node it asked), which takes the stage from A, the home.
+            assert (players[0].location or "").startswith(b.base_url)
             li = await joined_client(a, "Dr Li", "ward-9", invite=invite)
             clients.append(li)
             assert await _home(sites.url(), "ward-9") == _node_id(a)

@@ -75,9 +75,9 @@ async def test_the_home_dies_the_lecture_moves_and_its_recording_is_recovered(
             ) as r:
                 assert r.status == 200, await r.text()
                 recording_id = (await r.json())["recording_id"]
-            # A player that knows node B is sent to A (307) and decodes the lecture there.
+            # A player that knows node B is served there, B taking the stage from A (the home).
             viewer = await watch_again(b, "stroke-4", AUDIENCE, frames=40, name="County 1")
-            assert viewer.location is not None and viewer.location.startswith(a.base_url)
+            assert viewer.location is not None and viewer.location.startswith(b.base_url)
 
             killed = time.monotonic()
             await a.kill_every_process()
@@ -91,7 +91,7 @@ async def test_the_home_dies_the_lecture_moves_and_its_recording_is_recovered(
             published = time.monotonic() - killed
             unlisted = await unlisted_task
             assert await _home(redis, "stroke-4") == _node_id(b)
-            # The player's connection died with A: it POSTs again to B, now the home.
+            # The player's picture froze with A: it POSTs again to B, now the home.
             await drop_viewer(viewer)
             viewer = await watch_again(b, "stroke-4", AUDIENCE, name="County 1")
             flowing = time.monotonic() - killed

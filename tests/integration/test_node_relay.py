@@ -3,9 +3,10 @@
 First the media plane alone (a home's RelayLink and an edge's RelayEndpoint, keyed as the two
 nodes would key them): the edge's producer gets the home producer's packets intact, and packets
 injected onto the edge's socket are dropped, counted, and do not stop the stream. Then two nodes
-in one process, each an aiohttp application on its own TCP port with the internal routes: an
-edge asks the home for a relay with a signed call, both derive the keys from the nonces they
-exchanged, and the lecture's packets cross as SRTP.
+in one process, each a worker application on its Unix socket behind a front on its own TCP port
+(the front verifies other nodes' calls and passes them on): an edge asks the home for a relay
+with a signed call, both derive the keys from the nonces they exchanged, and the lecture's
+packets cross as SRTP.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
+from mcu.app.cluster.internalcalls import pass_internal_call
+from mcu.app.cluster.nodecalls import node_call_middleware
 from mcu.app.cluster.nodepeers import NodePeers
+from mcu.app.cluster.peers import WorkerPeers
+from mcu.app.cluster.worker import prepare_socket
 from mcu.contracts.cluster import (
+    CALLER_NODE_HEADER,
     NODE_CREDENTIAL_HEADER,
     ROOM_EXISTS_PATH,
+    ROOM_HOME_WORKER,
+    WORKER_HEADER,
     RelayRequest,
     StageDescription,
     relays_path,
@@ -46,7 +54,7 @@ from mcu.sfu.relaykeying import RelayKeying, relay_address
 from mcu.sfu.rtp import build_header
 from mcu.signaling.endpoints.internalroutes import setup_internal_routes
 from mcu.signaling.endpoints.nodecalls import node_calls_middleware
-from mcu.signaling.endpoints.relays import EdgeRooms, HomeRelays
+from mcu.signaling.endpoints.relays import ROOM_HOME, EdgeRooms, HomeRelays
 from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.session import Rooms
 from mcu.signaling.rooms.store import RoomRecord, RoomStore
@@ -182,6 +190,40 @@ async def test_srtp_relay_carries_packets_intact_and_drops_injected_ones(
     assert relayed.packets_received == 4
 
 
+async def test_a_packet_lost_between_nodes_is_nacked_and_resent_as_rtx(
+    endpoints: tuple[RelayEndpoint, RelayEndpoint],
+) -> None:
+    home, edge = endpoints
+    home_keys, edge_keys = RelayKeying(SECRET), RelayKeying(SECRET)
+    home_name, edge_name = relay_address(home.address), relay_address(edge.address)
+    link = home.link(edge.address)
+    home_nonce = home_keys.secure_link(link, home_name, edge_name, edge_keys.nonce)
+    edge_keys.secure_source(edge, home.address, home_name, edge_name, home_nonce)
+    source, ssrc = producer(), assign_ssrc()
+    relayed = Producer(
+        "cam", "lecturer", TrackSource.CAMERA, VP8, lambda: None, keyframe_interval=0
+    )
+    sink = Sink()
+    relayed.add_sink(sink)
+    edge.receive(home.address, ssrc, relayed)
+    relay = link.forward(source, ssrc)
+
+    source.on_rtp(200, 9000, True, KEYFRAME, None, time.monotonic())
+    await until(lambda: len(sink.packets) == 1)
+    # Packet 201 is lost on the way (the wire drops it); 202 arrives and shows the gap.
+    send = relay._sendto
+    relay._sendto = lambda data, address: None  # type: ignore[method-assign]
+    source.on_rtp(201, 12000, True, DELTA + b"lost on the WAN", None, time.monotonic())
+    relay._sendto = send  # type: ignore[method-assign]
+    source.on_rtp(202, 15000, True, DELTA + b"after", None, time.monotonic())
+    # The edge NACKs 201 (SRTCP), the home resends it from its history as RTX (SRTP).
+    await until(lambda: len(sink.packets) == 3)
+    assert [p.ext_sequence for p in sink.packets] == [200, 202, 201]
+    assert sink.packets[2].payload == DELTA + b"lost on the WAN"
+    assert link.resender.resent == 1
+    assert sum(edge.sources[home.address].rejected.values()) == 0
+
+
 async def test_a_stream_forwarded_again_continues_its_numbers(
     endpoints: tuple[RelayEndpoint, RelayEndpoint],
 ) -> None:
@@ -218,15 +260,20 @@ async def test_a_stream_forwarded_again_continues_its_numbers(
 
 
 class SignedNodes:
-    """This test's cluster: each node is one application, reached at its URL (its node id)."""
+    """This test's cluster: node ids and the URLs their fronts listen on (the registry's part)."""
 
-    def __init__(self, peers: NodePeers) -> None:
+    def __init__(self, peers: NodePeers, urls: dict[str, str]) -> None:
         self.peers = peers
+        self.urls = urls
 
     async def request(
-        self, node: str, worker: int, method: str, path: str, body: BaseModel | None = None
+        self, node: str, worker: int | None, method: str, path: str, body: BaseModel | None = None
     ) -> tuple[int, Any]:
-        return await self.peers.request(node, method, path, body)
+        headers = {WORKER_HEADER: ROOM_HOME_WORKER if worker is None else str(worker)}
+        return await self.peers.request(self.urls[node], method, path, body, headers)
+
+    async def alive(self, node: str) -> bool:
+        return node in self.urls
 
 
 class NoWorkers:
@@ -245,41 +292,62 @@ class NoWorkers:
 
 @dataclass
 class Node:
+    """One node of one worker: the worker's application on its Unix socket, and a front on
+    TCP that verifies other nodes' calls and passes them to the worker, as a real front does."""
+
+    id: str
     url: str
-    runner: web.AppRunner
+    runners: list[web.AppRunner]
     rooms: Rooms
     store: RoomStore
     endpoint: RelayEndpoint
     home: HomeRelays
     edges: EdgeRooms
     peers: NodePeers
+    workers: WorkerPeers
 
 
-async def start_node(directory: Path, port: int) -> Node:
-    url = f"http://127.0.0.1:{port}"
-    store = await RoomStore.open(directory / f"rooms-{port}.db")
+async def start_node(directory: Path, node_id: str, port: int, urls: dict[str, str]) -> Node:
+    url = urls[node_id] = f"http://127.0.0.1:{port}"
+    data_dir = directory / node_id
+    store = await RoomStore.open(directory / f"rooms-{node_id}.db")
     rooms = Rooms([])
     entrance = Entrance(store, InviteSigner(os.urandom(32)), LoginThrottle(), rooms, 10)
-    credentials = NodeCredentials(SECRET, url)
-    peers = NodePeers(NodeCredentials(SECRET, url))
-    nodes = SignedNodes(peers)
+    peers = NodePeers(NodeCredentials(SECRET, node_id))
+    nodes = SignedNodes(peers, urls)
     endpoint = await RelayEndpoint.open()
     keying = RelayKeying(SECRET)
     home = HomeRelays(0, NoWorkers(), endpoint, rooms, store, keying=keying, nodes=nodes)
-    edges = EdgeRooms(0, NoWorkers(), endpoint, node=url, keying=keying, nodes=nodes)
-    app = web.Application(middlewares=[node_calls_middleware(credentials)])
-    setup_internal_routes(app, lambda: (home, edges), store, entrance)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Node(url, runner, rooms, store, endpoint, home, edges, peers)
+    edges = EdgeRooms(0, NoWorkers(), endpoint, node=node_id, keying=keying, nodes=nodes)
+    worker = web.Application(middlewares=[node_calls_middleware()])
+    setup_internal_routes(worker, lambda: (home, edges), store, entrance)
+    worker_runner = web.AppRunner(worker)
+    await worker_runner.setup()
+    await web.UnixSite(worker_runner, str(prepare_socket(data_dir, 0))).start()
+    workers = WorkerPeers(data_dir, 1)
+
+    async def home_of(room: str) -> int:
+        return 0
+
+    async def internal(request: web.Request) -> web.StreamResponse:
+        return await pass_internal_call(request, workers, home_of)
+
+    front = web.Application(middlewares=[node_call_middleware(NodeCredentials(SECRET, node_id))])
+    front.router.add_route("*", "/{tail:.*}", internal)
+    front_runner = web.AppRunner(front)
+    await front_runner.setup()
+    await web.TCPSite(front_runner, "127.0.0.1", port).start()
+    runners = [front_runner, worker_runner]
+    return Node(node_id, url, runners, rooms, store, endpoint, home, edges, peers, workers)
 
 
 async def stop_node(node: Node) -> None:
     await node.edges.close()
     await node.home.close()
     await node.peers.close()
-    await node.runner.cleanup()
+    await node.workers.close()
+    for runner in node.runners:
+        await runner.cleanup()
     node.endpoint.close()
     await node.store.close()
 
@@ -290,140 +358,158 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_an_edge_on_another_node_gets_the_lecture_as_srtp(tmp_path: Path) -> None:
-    a = await start_node(tmp_path, free_port())
-    b = await start_node(tmp_path, free_port())
+@pytest.fixture
+async def two_nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    urls: dict[str, str] = {}
+    a = await start_node(tmp_path, "node-a", free_port(), urls)
+    b = await start_node(tmp_path, "node-b", free_port(), urls)
     try:
-        record = RoomRecord("lesson", "Lesson", "x", time.time(), None, None, None, kind="lecture")
+        yield a, b
+    finally:
+        await stop_node(b)
+        await stop_node(a)
+
+
+async def test_an_edge_on_another_node_gets_the_lecture_as_srtp(
+    two_nodes: tuple[Node, Node],
+) -> None:
+    a, b = two_nodes
+    record = RoomRecord("lesson", "Lesson", "x", time.time(), None, None, None, kind="lecture")
+    await a.store.create(record)
+    room = a.rooms.get_or_create(record.id, record.title, record.kind)
+    camera = producer()
+    room.stage.set([camera], [])
+
+    stage = await b.edges.join("lesson", ROOM_HOME, node=a.id)
+    assert [p.track_id for p in stage.video] == ["cam"]
+    # Both ends keyed the relay from the nonces they exchanged: the same nonce pair.
+    link = a.endpoint.link(b.endpoint.address)
+    source = b.endpoint.sources[a.endpoint.address]
+    assert link.cipher is not None and link.cipher.nonce == source.nonce
+    sink = Sink()
+    stage.video[0].add_sink(sink)
+    camera.on_rtp(7, 700, True, KEYFRAME, None, 1.0)
+    camera.on_rtp(8, 700, True, DELTA + b"\x01" * 1180, None, 1.0)
+    await until(lambda: len(sink.packets) == 2)
+    assert [(p.ext_sequence, p.payload) for p in sink.packets] == [
+        (7, KEYFRAME),
+        (8, DELTA + b"\x01" * 1180),
+    ]
+    assert a.home.packets_sent() == {"node-b/0": 2}
+
+    # A stage change is pushed to the other node with a signed call, through its front.
+    screen = Producer("screen", "lecturer", TrackSource.CONTENT, VP8, lambda: None)
+    room.stage.set([screen, camera], [])
+    await until(lambda: [p.track_id for p in stage.video] == ["screen", "cam"])
+
+    # The edge's viewers are counted at the home under the edge's node id.
+    b.edges.viewer_added("lesson", ("w1", "Dr Li"))
+    await until(lambda: room.audience.remote_viewers.get("node-b/0") == 1)
+    await b.edges.leave("lesson", "w1")
+    await until(lambda: "node-b/0" not in room.audience.remote_viewers)
+    assert [p.track_id for p in stage.video] == []
+    assert a.home.packets_sent() == {"node-b/0": 2}  # kept after the link closed
+
+    # An edge node that dies says no goodbye: once the registry drops it, its relay ends.
+    await until(lambda: ("lesson", "node-b/0") not in a.home._feeds)  # the goodbye above
+    await b.edges.join("lesson", ROOM_HOME, node=a.id)
+    b.edges.viewer_added("lesson", ("w2", "Dr Xu"))
+    room = a.rooms.rooms["lesson"]  # made again for the new relay (the last one emptied it)
+    await until(lambda: room.audience.remote_viewers.get("node-b/0") == 1)
+    assert await a.home.prune_dead_edges() == []
+    del a.home.nodes.urls["node-b"]  # type: ignore[union-attr]
+    assert await a.home.prune_dead_edges() == ["node-b"]
+    assert "node-b/0" not in room.audience.remote_viewers
+    assert ("lesson", "node-b/0") not in a.home._feeds
+
+
+async def test_rooms_sharing_a_link_end_independently(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    cameras: dict[str, Producer] = {}
+    for name in ("one", "two"):
+        record = RoomRecord(name, name, "x", time.time(), None, None, None, kind="lecture")
         await a.store.create(record)
-        room = a.rooms.get_or_create(record.id, record.title, record.kind)
-        camera = producer()
-        room.stage.set([camera], [])
-
-        stage = await b.edges.join("lesson", 0, node=a.url)
-        assert [p.track_id for p in stage.video] == ["cam"]
-        # Both ends keyed the relay from the nonces they exchanged: the same nonce pair.
-        link = a.endpoint.link(b.endpoint.address)
-        source = b.endpoint.sources[a.endpoint.address]
-        assert link.cipher is not None and link.cipher.nonce == source.nonce
-        sink = Sink()
-        stage.video[0].add_sink(sink)
-        camera.on_rtp(7, 700, True, KEYFRAME, None, 1.0)
-        camera.on_rtp(8, 700, True, DELTA + b"\x01" * 1180, None, 1.0)
-        await until(lambda: len(sink.packets) == 2)
-        assert [(p.ext_sequence, p.payload) for p in sink.packets] == [
-            (7, KEYFRAME),
-            (8, DELTA + b"\x01" * 1180),
-        ]
-
-        # A stage change is pushed to the other node with a signed call.
-        screen = Producer("screen", "lecturer", TrackSource.CONTENT, VP8, lambda: None)
-        room.stage.set([screen, camera], [])
-        await until(lambda: [p.track_id for p in stage.video] == ["screen", "cam"])
-
-        # The edge's viewers are counted at the home under the edge's node.
-        b.edges.viewer_added("lesson", ("w1", "Dr Li"))
-        await until(lambda: room.audience.remote_viewers.get(f"{b.url}/0") == 1)
-        await b.edges.leave("lesson", "w1")
-        await until(lambda: f"{b.url}/0" not in room.audience.remote_viewers)
-        assert [p.track_id for p in stage.video] == []
-    finally:
-        await stop_node(b)
-        await stop_node(a)
-
-
-async def test_rooms_sharing_a_link_end_independently(tmp_path: Path) -> None:
-    a = await start_node(tmp_path, free_port())
-    b = await start_node(tmp_path, free_port())
-    try:
-        cameras: dict[str, Producer] = {}
-        for name in ("one", "two"):
-            record = RoomRecord(name, name, "x", time.time(), None, None, None, kind="lecture")
-            await a.store.create(record)
-            cameras[name] = producer()
-            a.rooms.get_or_create(name, name, "lecture").stage.set([cameras[name]], [])
-        stages = {name: await b.edges.join(name, 0, node=a.url) for name in cameras}
-        sink = Sink()
-        stages["two"].video[0].add_sink(sink)
-        for name in cameras:
-            b.edges.viewer_added(name, None)
-        # One key pair for the link both rooms share.
-        assert len(b.endpoint.sources) == 1
-        await b.edges.leave("one", None)
-        await until(lambda: ("one", f"{b.url}/0") not in a.home._feeds)
-        cameras["two"].on_rtp(1, 1, True, KEYFRAME, None, 1.0)
-        await until(lambda: len(sink.packets) == 1)
-    finally:
-        await stop_node(b)
-        await stop_node(a)
+        cameras[name] = producer()
+        a.rooms.get_or_create(name, name, "lecture").stage.set([cameras[name]], [])
+    stages = {name: await b.edges.join(name, ROOM_HOME, node=a.id) for name in cameras}
+    sink = Sink()
+    stages["two"].video[0].add_sink(sink)
+    for name in cameras:
+        b.edges.viewer_added(name, None)
+    # One key pair for the link both rooms share.
+    assert len(b.endpoint.sources) == 1
+    await b.edges.leave("one", None)
+    await until(lambda: ("one", "node-b/0") not in a.home._feeds)
+    cameras["two"].on_rtp(1, 1, True, KEYFRAME, None, 1.0)
+    await until(lambda: len(sink.packets) == 1)
 
 
 # -- who may call the internal routes ---------------------------------------------------------
 
 
-async def test_internal_routes_over_tcp_take_only_signed_calls(tmp_path: Path) -> None:
-    a = await start_node(tmp_path, free_port())
-    unix_path = tmp_path / "worker.sock"
-    await web.UnixSite(a.runner, str(unix_path)).start()
-    other = NodeCredentials(SECRET, "http://10.9.9.9:8080")
-    stranger = NodeCredentials(os.urandom(32), "http://10.9.9.9:8080")  # no cluster secret
+async def test_internal_calls_pass_the_front_only_signed(two_nodes: tuple[Node, Node]) -> None:
+    a, _ = two_nodes
+    other = NodeCredentials(SECRET, "node-c")
+    stranger = NodeCredentials(os.urandom(32), "node-c")  # no cluster secret
     stage = StageDescription(video=(), audio=()).model_dump_json().encode()
     path = stage_path("lesson")
+    async with aiohttp.ClientSession() as http:
+
+        async def post(
+            credential: str | None, body: bytes = stage, target: str = path, worker: str = "0"
+        ) -> int:
+            headers = {"Content-Type": "application/json", WORKER_HEADER: worker}
+            if credential is not None:
+                headers[NODE_CREDENTIAL_HEADER] = credential
+            async with http.post(a.url + target, data=body, headers=headers) as r:
+                return r.status
+
+        assert await post(None) == 404  # a client: no such route
+        assert await post("not-a-credential") == 403
+        assert await post(stranger.sign("POST", path, stage)) == 403  # forged
+        assert await post(other.sign("POST", path, b"{}")) == 403  # for another body
+        assert await post(other.sign("POST", stage_path("x"), stage)) == 403  # another path
+        assert await post(other.sign("GET", path, stage)) == 403  # another method
+        assert await post(other.sign("POST", path, stage), worker="7") == 404  # no such worker
+        signed = other.sign("POST", path, stage)
+        assert await post(signed) == 200
+        assert await post(signed) == 403  # replayed
+        # A client cannot name a caller: the worker sees the front's verified one only.
+        headers = {CALLER_NODE_HEADER: "node-a", WORKER_HEADER: "0"}
+        async with http.post(a.url + path, data=stage, headers=headers) as r:
+            assert r.status == 404
+
+    # The node client signs what it sends, query and percent-encoding included.
+    peers = NodePeers(other)
     try:
-        async with aiohttp.ClientSession() as http:
-
-            async def post(credential: str | None, body: bytes = stage, target: str = path) -> int:
-                headers = {"Content-Type": "application/json"}
-                if credential is not None:
-                    headers[NODE_CREDENTIAL_HEADER] = credential
-                async with http.post(a.url + target, data=body, headers=headers) as r:
-                    return r.status
-
-            assert await post(None) == 403
-            assert await post("not-a-credential") == 403
-            assert await post(stranger.sign("POST", path, stage)) == 403  # forged
-            assert await post(other.sign("POST", path, b"{}")) == 403  # for another body
-            assert await post(other.sign("POST", stage_path("x"), stage)) == 403  # another path
-            assert await post(other.sign("GET", path, stage)) == 403  # another method
-            signed = other.sign("POST", path, stage)
-            assert await post(signed) == 200
-            assert await post(signed) == 403  # replayed
-            # Other routes than the internal ones are not guarded here.
-            async with http.get(a.url + "/nothing") as r:
-                assert r.status == 404
-
-        # The node client signs what it sends, query and percent-encoding included.
-        peers = NodePeers(other)
-        try:
-            status, reply = await peers.request(
-                a.url, "POST", path, StageDescription(video=(), audio=())
-            )
-            assert (status, reply) == (200, {})
-            status, reply = await peers.request(a.url, "GET", room_exists_path("no such/room"))
-            assert (status, reply) == (200, {"exists": False})
-            # Another node speaks only for itself, and a relay to it must be SRTP.
-            request = RelayRequest(worker=0, host="127.0.0.1", port=9, node="http://b")
-            status, _ = await peers.request(a.url, "POST", relays_path("lesson"), request)
-            assert status == 403
-            request = RelayRequest(worker=0, host="127.0.0.1", port=9, node=other.node_id)
-            status, reply = await peers.request(a.url, "POST", relays_path("lesson"), request)
-            assert status == 400
-        finally:
-            await peers.close()
-
-        # Over the node's own Unix socket the routes stay as they were: no credential.
-        connector = aiohttp.UnixConnector(path=str(unix_path))
-        async with aiohttp.ClientSession(connector=connector) as local:
-            async with local.post("http://localhost" + path, data=stage) as r:
-                assert r.status == 200
+        headers = {WORKER_HEADER: "0"}
+        status, reply = await peers.request(
+            a.url, "POST", path, StageDescription(video=(), audio=()), headers
+        )
+        assert (status, reply) == (200, {})
+        status, reply = await peers.request(a.url, "GET", room_exists_path("no such/room"))
+        assert (status, reply) == (200, {"exists": False})
+        # Another node speaks only for itself, and a relay to it must be SRTP.
+        request = RelayRequest(worker=0, host="127.0.0.1", port=9, node="node-b")
+        status, _ = await peers.request(a.url, "POST", relays_path("lesson"), request)
+        assert status == 403
+        request = RelayRequest(worker=0, host="127.0.0.1", port=9, node=other.node_id)
+        status, reply = await peers.request(a.url, "POST", relays_path("lesson"), request)
+        assert status == 400
     finally:
-        await stop_node(a)
+        await peers.close()
+
+    # Over the node's own Unix socket the routes stay as they were: no credential.
+    connector = aiohttp.UnixConnector(path=str(a.workers.socket_path(0)))
+    async with aiohttp.ClientSession(connector=connector) as local:
+        async with local.post("http://localhost" + path, data=stage) as r:
+            assert r.status == 200
 
 
-async def test_a_server_outside_a_cluster_refuses_internal_calls_over_tcp(
+async def test_a_worker_serves_internal_routes_over_its_unix_socket_only(
     tmp_path: Path,
 ) -> None:
-    app = web.Application(middlewares=[node_calls_middleware(None)])
+    app = web.Application(middlewares=[node_calls_middleware()])
 
     async def exists(request: web.Request) -> web.Response:
         return web.json_response({"exists": True})
@@ -433,12 +519,12 @@ async def test_a_server_outside_a_cluster_refuses_internal_calls_over_tcp(
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    credentials = NodeCredentials(SECRET, "http://10.9.9.9:8080")
+    credentials = NodeCredentials(SECRET, "node-c")
     try:
         async with aiohttp.ClientSession() as http:
             path = room_exists_path("lesson")
             headers = {NODE_CREDENTIAL_HEADER: credentials.sign("GET", path)}
             async with http.get(f"http://127.0.0.1:{port}{path}", headers=headers) as r:
-                assert r.status == 403
+                assert r.status == 404
     finally:
         await runner.cleanup()

@@ -15,17 +15,17 @@ from tests.support.server import ServerProcess
 
 @contextlib.asynccontextmanager
 async def cluster_nodes(
-    tmp_path: Path, redis: RedisServer | str, count: int = 2
+    tmp_path: Path, redis: RedisServer | str, count: int = 2, workers: int = 1
 ) -> AsyncIterator[list[ServerProcess]]:
-    """``count`` nodes (``--workers 1`` each, a front each) on ``redis`` (a server, or a URL
-    such as :meth:`~tests.support.redis.TwoSites.url`'s); stopped at the end, and none may have
-    logged a traceback."""
+    """``count`` nodes (``--workers`` ``workers`` each, a front each) on ``redis`` (a server,
+    or a URL such as :meth:`~tests.support.redis.TwoSites.url`'s); stopped at the end, and none
+    may have logged a traceback."""
     secret = secrets.token_urlsafe(32)
     admin_token = secrets.token_urlsafe(24)
     nodes = []
     for index in range(count):
         data_dir = tmp_path / f"node{index}"
-        node = ServerProcess(data_dir, admin_token=admin_token, workers=1, front=True)
+        node = ServerProcess(data_dir, admin_token=admin_token, workers=workers, front=True)
         node.extra_args = [
             "--redis-url",
             redis if isinstance(redis, str) else redis.url(),

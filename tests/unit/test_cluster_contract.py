@@ -13,10 +13,14 @@ from mcu.contracts.cluster import (
     RELAY_PATH,
     RELAYS_PATH,
     ROOM_EXISTS_PATH,
+    ROOM_HOME_WORKER,
     ROOM_ID_PATTERN,
     STAGE_PATH,
     VIEWERS_PATH,
     admit_path,
+    internal_room,
+    internal_worker,
+    is_internal,
     mint_session_id,
     relay_path,
     relays_path,
@@ -106,3 +110,16 @@ def test_a_room_id_is_one_path_segment() -> None:
     # Ids from a WebSocket join are not validated yet when the front probes for them.
     assert room_exists_path("a/b?c#d%") == "/internal/rooms/a%2Fb%3Fc%23d%25"
     assert relay_path("a b", 0) == "/internal/rooms/a%20b/relays/0"
+
+
+def test_another_nodes_call_names_a_worker_or_the_rooms_home() -> None:
+    assert is_internal("/internal") and is_internal("/internal/rooms/x/relays")
+    assert not is_internal("/internals") and not is_internal("/whep/internal")
+    assert internal_room("/internal/rooms/ward-1/relays") == "ward-1"
+    assert internal_room("/internal/rooms/ward-1") == "ward-1"
+    assert internal_room("/internal/other/ward-1") is None
+    assert internal_room("/internal/rooms/" + "x" * 65) is None
+    assert internal_worker(None, 2) == internal_worker("home", 2) == ROOM_HOME_WORKER
+    assert [internal_worker(v, 2) for v in ("0", "1", "2", "-1", "²", "0001", "x")] == [
+        0, 1, None, None, None, None, None,
+    ]  # fmt: skip

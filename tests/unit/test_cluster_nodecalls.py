@@ -13,10 +13,13 @@ from multidict import CIMultiDict
 from mcu.app.cluster.front import _forward_headers
 from mcu.app.cluster.nodecalls import NODE_CALL, node_call_middleware, trusted_join_within
 from mcu.contracts.cluster import (
+    CALLER_NODE_HEADER,
     FORWARDED_FOR_HEADER,
+    HOME_NODE_HEADER,
     HOME_WORKER_HEADER,
     JOIN_WITHIN_HEADER,
     NODE_CREDENTIAL_HEADER,
+    WORKER_HEADER,
 )
 from mcu.crypto.clustercalls import NodeCredentials
 
@@ -109,6 +112,9 @@ def test_the_front_drops_internal_headers_a_client_sent() -> None:
             HOME_WORKER_HEADER: "3",
             JOIN_WITHIN_HEADER: "9999",
             NODE_CREDENTIAL_HEADER: "x",
+            CALLER_NODE_HEADER: "0a1b2c3d4e5f",
+            WORKER_HEADER: "0",
+            HOME_NODE_HEADER: "0a1b2c3d4e5f",
             "Authorization": "Bearer t",
         }
     )

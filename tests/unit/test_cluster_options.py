@@ -1,5 +1,5 @@
-"""The cluster's settings (--redis-url, --advertise-url, --cluster-secret, TOML [cluster]) and
-the Redis URLs they accept."""
+"""The cluster's settings (--redis-url, --advertise-url, --cluster-secret, --relay-address, TOML
+[cluster]) and the Redis URLs they accept."""
 
 from __future__ import annotations
 
@@ -28,12 +28,17 @@ def test_a_single_node_by_default() -> None:
 
 def test_flags_env_and_the_cluster_table(tmp_path: Path) -> None:
     flags = load_config(
-        ["--redis-url", "redis://10.0.0.9:6379/2", "--advertise-url", "https://node-a:8443/"],
+        [
+            *("--redis-url", "redis://10.0.0.9:6379/2"),
+            *("--advertise-url", "https://node-a:8443/"),
+            *("--relay-address", "10.0.0.11"),
+        ],
         {"MCU_CLUSTER_SECRET": SECRET} | ADMIN,
     )
     assert flags.clustered and flags.redis_url == "redis://10.0.0.9:6379/2"
     assert flags.advertise_url == "https://node-a:8443"
     assert flags.cluster_secret is not None and flags.cluster_secret.get_secret_value() == SECRET
+    assert flags.relay_host == "10.0.0.11"
 
     toml = tmp_path / "mcu.toml"
     toml.write_text(
@@ -43,6 +48,7 @@ def test_flags_env_and_the_cluster_table(tmp_path: Path) -> None:
     config = load_config(["--config", str(toml)], ADMIN)
     assert config.redis_url == "redis+sentinel://s1,s2:26380/mcu/1"
     assert config.advertise_url == "http://10.0.0.7:9000"
+    assert config.relay_host == "10.0.0.7"  # the advertise URL's address
     # The environment still overrides the file.
     env = load_config(
         ["--config", str(toml)], {"MCU_ADVERTISE_URL": "http://10.0.0.8:9000"} | ADMIN
@@ -71,7 +77,21 @@ def test_a_cluster_needs_one_admin_token_for_every_node() -> None:
     argv = ["--redis-url", "redis://r/0", "--advertise-url", "http://a:1"]
     message = error_for(argv, {"MCU_CLUSTER_SECRET": SECRET})
     assert "a cluster needs admin_token (MCU_ADMIN_TOKEN), the same on every node" in message
+    argv += ["--relay-address", "10.0.0.11"]
     assert load_config(argv, {"MCU_CLUSTER_SECRET": SECRET} | ADMIN).clustered
+
+
+def test_the_relay_address_is_the_advertised_ip_or_given() -> None:
+    argv = ["--redis-url", "redis://r/0", "--advertise-url", "https://node-a.example:8443"]
+    environ = {"MCU_CLUSTER_SECRET": SECRET} | ADMIN
+    # Other nodes must reach the relay sockets: a name does not say which address to bind.
+    assert "set relay_address" in error_for(argv, environ)
+    given = load_config(argv, environ | {"MCU_RELAY_ADDRESS": "10.1.2.3"})
+    assert given.relay_host == "10.1.2.3"
+    for bad in ("node-a", "0.0.0.0", "::1"):
+        assert "relay_address" in error_for([*argv, "--relay-address", bad], environ)
+    assert "set redis_url too" in error_for(["--relay-address", "10.1.2.3"], {})
+    assert load_config([], {}).relay_host == "127.0.0.1"
 
 
 def test_bad_values_are_named_without_echoing_secrets() -> None:

@@ -22,13 +22,11 @@ from mcu.sfu.relay import (
     RelayEndpoint,
     SsrcAllocator,
     assign_ssrc,
-    codec_from_description,
     parse_relay_packet,
     picture_loss_indication,
     sender_report,
-    source_from_description,
-    stream_description,
 )
+from mcu.sfu.relaywire import codec_from_description, source_from_description, stream_description
 from mcu.sfu.rtp import build_header
 
 H264 = CodecInfo(

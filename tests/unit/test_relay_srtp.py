@@ -15,7 +15,7 @@ from mcu.crypto.relaykeys import (
     relay_keys,
 )
 from mcu.crypto.relaysrtp import REPLAYED, UNAUTHENTICATED, RelayCipher
-from mcu.sfu.relay import picture_loss_indication, sender_report
+from mcu.sfu.relaywire import picture_loss_indication, sender_report
 from mcu.sfu.rtp import build_header
 
 SECRET = b"s" * 40
@@ -64,7 +64,7 @@ def test_nonces_are_fresh_and_the_contract_takes_exactly_them() -> None:
     assert len(nonces) == 100
     assert all(re.fullmatch(RELAY_NONCE_PATTERN, n) for n in nonces)
     nonce = nonces.pop()
-    request = RelayRequest(worker=1, host="10.1.0.12", port=40002, node="http://b", nonce=nonce)
+    request = RelayRequest(worker=1, host="10.1.0.12", port=40002, node="0a1b2c3d4e5f", nonce=nonce)
     assert RelayRequest.model_validate_json(request.model_dump_json()) == request
     # Today's messages, without the new fields, stay valid.
     assert RelayRequest.model_validate({"worker": 1, "host": "127.0.0.1", "port": 9}).nonce is None

@@ -33,8 +33,9 @@ from yarl import URL
 
 from mcu import __version__
 from mcu.app.cluster.directory import RoomDirectory
+from mcu.app.cluster.internalcalls import pass_internal_call
 from mcu.app.cluster.metricsmerge import merge_expositions
-from mcu.app.cluster.node import ClusterNode, NodeUnavailable
+from mcu.app.cluster.node import VIEWER_HOME, ClusterNode, NodeUnavailable
 from mcu.app.cluster.nodecalls import NODE_CALL, node_call_middleware, trusted_join_within
 from mcu.app.cluster.peers import WorkerPeers, WorkerUnavailable
 from mcu.app.cluster.roomlist import merge_room_lists
@@ -44,11 +45,15 @@ from mcu.app.cluster.webhooklist import merge_undelivered
 from mcu.app.cluster.wspipe import pipe
 from mcu.app.config import Config
 from mcu.contracts.cluster import (
+    CALLER_NODE_HEADER,
     FORWARDED_FOR_HEADER,
+    HOME_NODE_HEADER,
     HOME_WORKER_HEADER,
     JOIN_WITHIN_HEADER,
     NODE_CREDENTIAL_HEADER,
+    WORKER_HEADER,
     RoomExistsReply,
+    is_internal,
     room_exists_path,
 )
 from mcu.infra.httpapi import MetricsAccess
@@ -98,6 +103,9 @@ _HOP_BY_HOP = frozenset(
         # Trusted only from another node, whose verified call is passed on without them.
         JOIN_WITHIN_HEADER,
         NODE_CREDENTIAL_HEADER,
+        CALLER_NODE_HEADER,
+        WORKER_HEADER,
+        HOME_NODE_HEADER,
     )
 )
 # The client's headers go as they are: aiohttp adds none of its own.
@@ -221,6 +229,16 @@ class Front:
         if not await self.room_exists(room):
             return 0
         return await self.directory.home(room)
+
+    async def node_home_of(self, room: str) -> int | None:
+        """The home worker of ``room`` for another node's internal call: None when the room's
+        home is another node (that node's call came here while it moved)."""
+        assert self.node is not None
+        try:
+            await self.node.place(room, lambda: self.room_exists(room), forwarded=True)
+        except NodeUnavailable:
+            return None
+        return await self.home_of(room)
 
     async def room_exists(self, room: str) -> bool:
         """Whether ``room`` exists, as the first worker that answers tells."""
@@ -527,6 +545,9 @@ async def _choose_worker(front: Front, request: web.Request) -> tuple[int | None
         return decision.worker, {}
     assert decision.room is not None
     home = await front.home_of(decision.room)
+    home_node = request.get(VIEWER_HOME)
+    if home_node is not None:  # a room homed on another node: ``home`` is this node's entry
+        return front.viewers.pick(), {HOME_NODE_HEADER: home_node, HOME_WORKER_HEADER: str(home)}
     if decision.kind is RouteKind.HOME:
         return home, {HOME_WORKER_HEADER: str(home)}
     return front.viewers.pick(), {HOME_WORKER_HEADER: str(home)}
@@ -537,6 +558,8 @@ async def http_proxy(request: web.Request) -> web.StreamResponse:
     (or to the room's home node, when that is another)."""
     front = request.app[FRONT]
     if front.node is not None:
+        if is_internal(request.path):  # another node's call (404 without a credential)
+            return await pass_internal_call(request, front.peers, front.node_home_of)
         passed = await front.node.pass_to_home(request, front.room_exists)
         if passed is not None:
             return passed

@@ -3,9 +3,10 @@ another node.
 
 The front asks :meth:`ClusterNode.place` where a room-scoped request belongs. When another node
 is the room's home, a WebSocket join is piped to that node's front (:meth:`open_websocket`),
-other HTTP is passed through (:meth:`pass_on`), and a new WHEP viewer is answered ``307
-Temporary Redirect`` to the same path on the home (:meth:`redirect`, RFC 9725), unless this node
-can serve the room's viewers itself (:class:`ViewerCascade`, the seam for a later cascade).
+other HTTP is passed through (:meth:`pass_on`), and a new WHEP viewer is served here as an edge
+of the home (:data:`VIEWER_HOME` set for the front), or answered ``307 Temporary Redirect`` to
+the same path on another node (:meth:`redirect`, RFC 9725) when :class:`ViewerCascade` says so.
+A WHEP session is served where it was made (its ``Location`` is absolute there), never passed on.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ from mcu.app.cluster.registry import NodeRegistry
 from mcu.app.cluster.registrytrust import RegistryTrust
 from mcu.app.cluster.routing import RouteKind, room_of_request, route
 from mcu.contracts.cluster import (
+    CALLER_NODE_HEADER,
     FORWARDED_FOR_HEADER,
+    HOME_NODE_HEADER,
     HOME_WORKER_HEADER,
     JOIN_WITHIN_HEADER,
     NODE_CREDENTIAL_HEADER,
+    WORKER_HEADER,
 )
 from mcu.contracts.nodes import HEARTBEAT_S, NodeRecord
 from mcu.crypto.clustercalls import NodeCredentials
 
-__all__ = ["ClusterNode", "NoCascade", "NodeUnavailable", "ViewerCascade"]
+__all__ = ["VIEWER_HOME", "ClusterNode", "NoCascade", "NodeUnavailable", "ViewerCascade"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,9 @@ _NOT_PASSED = frozenset(
         HOME_WORKER_HEADER,
         JOIN_WITHIN_HEADER,
         NODE_CREDENTIAL_HEADER,
+        CALLER_NODE_HEADER,
+        WORKER_HEADER,
+        HOME_NODE_HEADER,
     )
 )
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
@@ -80,20 +87,25 @@ class NodeUnavailable(Exception):
 
 
 class ViewerCascade(Protocol):
-    """Whether this node can serve a room's new WHEP viewers itself although another node is
-    the room's home (by relaying the stage from the home). None can yet."""
+    """Where a new WHEP viewer of a room homed on another node is served: here, by relaying the
+    stage from the home (:mod:`mcu.app.cluster.cascade`), or on another node."""
 
-    def serves(self, room: str) -> bool:
-        """True when this node serves ``room``'s new viewers locally."""
+    async def viewer_node(self, room: str, home: NodeRecord) -> NodeRecord | None:
+        """None: this node serves ``room``'s new viewer; else the node to redirect it to."""
         ...
 
 
 class NoCascade:
     """No node serves another's viewers: each is redirected to the room's home."""
 
-    def serves(self, room: str) -> bool:
-        """Never."""
-        return False
+    async def viewer_node(self, room: str, home: NodeRecord) -> NodeRecord | None:
+        """The home."""
+        return home
+
+
+VIEWER_HOME = web.RequestKey("mcu_viewer_home", str)
+"""Set on a new WHEP viewer this node serves for a room homed on another node: that node's id
+(the front passes it to the worker in ``X-Mcu-Home-Node``)."""
 
 
 Health = Callable[[], Awaitable[Mapping[str, Any]]]
@@ -124,6 +136,8 @@ class ClusterNode:
         self.trust = RegistryTrust()
         "Whether a node missing from the registry is dead (not while Redis has just returned)."
         self.started = time.time()
+        self.latest: NodeRecord | None = None
+        "This node's entry as its last heartbeat wrote it (its load then)."
         self._session: aiohttp.ClientSession | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -162,7 +176,8 @@ class ClusterNode:
     async def start(self, health: Health) -> None:
         """Register (raises :class:`~mcu.app.cluster.registry.NodeClash` on a duplicate id, and
         redis' errors when Redis does not answer) and start the heartbeat."""
-        await self.registry.register(self.record(await health()))
+        self.latest = self.record(await health())
+        await self.registry.register(self.latest)
         logger.info("node %s registered at %s", self.node_id, self.url)
         self._heartbeat = asyncio.create_task(self._beat(health))
 
@@ -171,7 +186,8 @@ class ClusterNode:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
-                await self.registry.beat(self.record(await health()))
+                self.latest = self.record(await health())
+                await self.registry.beat(self.latest)
                 await self.homes.refresh()
             except (RedisError, OSError) as exc:
                 self.trust.failed()
@@ -247,8 +263,8 @@ class ClusterNode:
         WHEP viewer redirected there (503 when the home cannot be told now); None when the
         request is served here."""
         room = room_of_request(request.method, request.path)
-        if room is None:
-            return None
+        if room is None or (request.path.startswith("/whep/") and request.method != "POST"):
+            return None  # a WHEP session lives on the node that made it, wherever its room
         try:
             node = await self.home_elsewhere(room, request, exists)
         except NodeUnavailable:
@@ -256,7 +272,11 @@ class ClusterNode:
         if node is None:
             return None
         if route(request.method, request.path, 1).kind is RouteKind.NEW_VIEWER:
-            return None if self.cascade.serves(room) else self.redirect(request, node)
+            target = await self.cascade.viewer_node(room, node)
+            if target is None:
+                request[VIEWER_HOME] = node.node
+                return None
+            return self.redirect(request, target)
         return await self.pass_on(request, node)
 
     def redirect(self, request: web.Request, node: NodeRecord) -> web.Response:

@@ -5,8 +5,12 @@ A front that is not a room's home passes the request on to the home node's front
 method, the path with its query, and the body) and the client's address in
 ``X-Forwarded-For``. The receiving front trusts that address and ``X-Mcu-Join-Within`` only on a
 request whose credential verifies; a request carrying a credential that does not is refused
-with 403 and logged. Bodies are read whole (up to :data:`MAX_NODE_BODY_BYTES`) on both sides so
-the credential binds them: a captured credential cannot carry another body.
+with 403 and logged. This is the only place a node credential is verified: a verified call
+for an internal route goes on to a worker with the verified node's id
+(:mod:`mcu.app.cluster.internalcalls`), and workers serve internal routes only over their Unix
+sockets (:mod:`mcu.signaling.endpoints.nodecalls`). Bodies are read whole (up to
+:data:`MAX_NODE_BODY_BYTES`) on both sides so the credential binds them: a captured credential
+cannot carry another body.
 """
 
 from __future__ import annotations

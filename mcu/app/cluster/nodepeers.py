@@ -1,8 +1,9 @@
 """HTTP to other nodes of the cluster: internal calls signed with this node's credential.
 
 The same shape as :class:`mcu.app.cluster.peers.WorkerPeers`, for the network instead of the
-node's own Unix sockets: a node is named by the URL it advertises (``--advertise-url``), which is
-also its id in the credentials. Every request carries
+node's own Unix sockets. A node is named by its id in the registry (``DATA_DIR/node-id``), in
+the credentials as everywhere; :class:`ClusterNodes` finds where a node is reached (its advertise
+URL) in the registry. Every request carries
 :data:`~mcu.contracts.cluster.NODE_CREDENTIAL_HEADER` made for its method, path (with its query,
 sent exactly as signed) and the exact body bytes, so the receiving node
 (:mod:`mcu.signaling.endpoints.nodecalls`) can check all three.
@@ -12,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from yarl import URL
 
+from mcu.app.cluster.registry import NodeRegistry, load_or_create_node_id
 from mcu.app.config import Config
-from mcu.contracts.cluster import NODE_CREDENTIAL_HEADER
+from mcu.contracts.cluster import NODE_CREDENTIAL_HEADER, ROOM_HOME_WORKER, WORKER_HEADER
 from mcu.crypto.clustercalls import NodeCredentials
 
-__all__ = ["NodePeers", "NodeUnavailable", "cluster_secret", "node_credentials"]
+__all__ = ["ClusterNodes", "NodePeers", "NodeUnavailable", "cluster_secret", "node_credentials"]
 
 REQUEST_TIMEOUT = 10.0
 "Default bound, in seconds, on one request to another node."
@@ -41,11 +45,11 @@ def cluster_secret(config: Config) -> bytes:
 
 
 def node_credentials(config: Config) -> NodeCredentials | None:
-    """This node's credentials (its id: its advertised URL); None when it is no node of a
-    cluster."""
-    if not config.clustered or config.advertise_url is None:
+    """This node's credentials, naming it by its id (made by the front before its workers
+    start); None when it is no node of a cluster."""
+    if not config.clustered:
         return None
-    return NodeCredentials(cluster_secret(config), config.advertise_url)
+    return NodeCredentials(cluster_secret(config), load_or_create_node_id(config.data_dir))
 
 
 class NodePeers:
@@ -122,3 +126,50 @@ class NodePeers:
         sessions, self._sessions = list(self._sessions.values()), {}
         if sessions:
             await asyncio.wait([asyncio.ensure_future(s.close()) for s in sessions], timeout=5.0)
+
+
+URL_CACHE_S = 2.0
+"""How long a node's advertise URL is used without reading the registry again: a node that dies
+is then no longer asked after its entry expires."""
+
+
+class ClusterNodes:
+    """Calls to a worker of another node named by its id (the relays' ``Nodes``): where the
+    node is reached comes from the registry, and the worker is named in ``X-Mcu-Worker``."""
+
+    def __init__(self, peers: NodePeers, registry: NodeRegistry) -> None:
+        self.peers = peers
+        self.registry = registry
+        self._urls: dict[str, tuple[str, float]] = {}
+
+    async def url(self, node: str) -> str:
+        """``node``'s advertise URL; :class:`NodeUnavailable` when it is not a live node."""
+        now = time.monotonic()
+        known = self._urls.get(node)
+        if known is not None and now - known[1] < URL_CACHE_S:
+            return known[0]
+        try:
+            record = await self.registry.node(node)
+        except (RedisError, OSError) as exc:  # Redis unreachable: the node cannot be found now
+            raise NodeUnavailable(f"node {node}: registry unreadable: {exc!r}") from exc
+        if record is None:
+            self._urls.pop(node, None)
+            raise NodeUnavailable(f"node {node} is not in the registry")
+        self._urls[node] = (record.url, now)
+        return record.url
+
+    async def alive(self, node: str) -> bool:
+        """Whether ``node`` is in the registry; True when Redis does not answer (a home does
+        not end its relays over a Redis outage)."""
+        try:
+            return await self.registry.node(node) is not None
+        except (RedisError, OSError):
+            return True
+
+    async def request(
+        self, node: str, worker: int | None, method: str, path: str, body: BaseModel | None = None
+    ) -> tuple[int, Any]:
+        """One signed call to ``worker`` of ``node`` (None: the home worker of the path's
+        room there)."""
+        headers = {WORKER_HEADER: ROOM_HOME_WORKER if worker is None else str(worker)}
+        return await self.peers.request(await self.url(node), method, path, body, headers)

@@ -6,6 +6,7 @@ import logging
 
 from redis.exceptions import RedisError
 
+from mcu.app.cluster.cascade import NodeCascade
 from mcu.app.cluster.homes import RoomHomes
 from mcu.app.cluster.node import ClusterNode, Health
 from mcu.app.cluster.registry import NodeClash, NodeRegistry, load_or_create_node_id
@@ -39,6 +40,7 @@ async def start_node(config: Config, workers: int, health: Health) -> ClusterNod
         homes=RoomHomes(redis, registry, node_id),
         credentials=NodeCredentials(config.cluster_secret.get_secret_value().encode(), node_id),
     )
+    node.cascade = NodeCascade(lambda: node.latest, registry.listing)
     try:
         await node.start(health)
     except (NodeClash, RedisError, OSError) as exc:
