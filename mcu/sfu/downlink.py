@@ -17,10 +17,22 @@ from mcu.sfu.estimate import DownlinkEstimate
 from mcu.sfu.ladder import HEADROOM, LOWEST, Ladder, Rung, StreamRate, need
 from mcu.sfu.producer import Producer
 
-__all__ = ["SWITCH_UP_WAIT", "Downlink", "LinkState"]
+__all__ = ["CONGESTED_LOSS", "SWITCH_UP_WAIT", "Downlink", "LinkState"]
 
 SWITCH_UP_WAIT = 2.0
 """Seconds a camera waits for a layer-sync frame to switch up at before asking for a keyframe."""
+CONGESTED_LOSS = 0.05
+"""Smoothed loss towards the subscriber above which its link is taken as too thin for what it is
+sent. Below it, NACK repairs what is lost (mcu/sfu/repair.py) and nothing is thinned.
+
+Why loss and not the REMB figure alone: a receiver's REMB is bounded by about 1.5 times what it
+currently receives (Google congestion control's rate control), so it only ever shows room above
+the rate it is sent. Thinning to fit it feeds back: less sent, a lower REMB, less sent, down to
+the lowest rung on a clean line (measured: clean loopback rooms of Chromium pages fell to
+``speaker_only`` at 68-245 kbit/s). A thin link's queue overflowing shows as loss; what then
+reaches the subscriber (sent x (1 - loss)) is what the rungs are fitted to."""
+_UNBOUNDED = 1 << 40
+"The estimate the ladder climbs with while the link loses nothing: any rung fits."
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,8 @@ class Downlink:
         self.ladder = Ladder()
         self.state = LinkState(None, Rung.FULL, False)
         "As of the last tick."
+        self._sent_bytes: int | None = None
+        self._sent_at = 0.0
 
     def adapt(
         self, now: float, carried: Sequence[tuple[Producer, Consumer]], speaker: str | None
@@ -57,7 +71,8 @@ class Downlink:
             StreamRate(p.track_id, p.participant_id, p.source, p.layer_rates(now))
             for p, _ in carried
         ]
-        estimate = self.estimate.bitrate
+        sent = self._sent_rate(now, carried)
+        estimate = self._fitting_estimate(sent)
         rung = self.ladder.decide(now, estimate, streams, speaker)
         plans = Ladder.plan(rung, streams, speaker, estimate)
         for producer, consumer in carried:
@@ -81,5 +96,25 @@ class Downlink:
             and rung == LOWEST
             and need(rung, streams, speaker) > estimate * HEADROOM
         )
-        self.state = LinkState(estimate, rung, short)
+        shown = estimate if estimate is not None and estimate < _UNBOUNDED else None
+        self.state = LinkState(shown or self.estimate.bitrate, rung, short)
         return self.state
+
+    def _sent_rate(self, now: float, carried: Sequence[tuple[Producer, Consumer]]) -> float | None:
+        """Bits per second of media sent to the subscriber since the last tick (None on the
+        first, or when its consumers were replaced meanwhile)."""
+        total = sum(consumer.bytes_sent for _, consumer in carried)
+        before, then = self._sent_bytes, self._sent_at
+        self._sent_bytes, self._sent_at = total, now
+        if before is None or total < before or now <= then:
+            return None
+        return (total - before) * 8 / (now - then)
+
+    def _fitting_estimate(self, sent: float | None) -> int | None:
+        """What the ladder fits the rungs to (see :data:`CONGESTED_LOSS`): nothing to fit
+        (everything) or unbounded (climb back) while the link loses little; what reaches the
+        subscriber when it loses more."""
+        loss = self.estimate.loss
+        if loss <= CONGESTED_LOSS or sent is None:
+            return None if self.ladder.rung == Rung.FULL else _UNBOUNDED
+        return int(sent * (1.0 - loss))

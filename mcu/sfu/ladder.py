@@ -20,7 +20,8 @@ A rung fits when what it needs (the streams' measured rates per temporal layer) 
 :data:`HEADROOM` of the estimate. Going down is immediate, to the best rung that fits. Going up
 is one rung at a time, when the rung above needs at most :data:`UP_HEADROOM` of the estimate and
 has done so for :data:`UP_HOLD_SECONDS` (and that long after the last step down): stepping up
-and back costs the subscriber a keyframe wait each time. Pure: the clock is passed in.
+and back costs the subscriber a keyframe wait each time, so a climb followed at once by a step
+down doubles the next hold (:data:`FAILED_CLIMB_SECONDS`). Pure: the clock is passed in.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from dataclasses import dataclass
 from mcu.media import TrackSource
 
 __all__ = [
+    "FAILED_CLIMB_SECONDS",
     "HEADROOM",
     "LOWEST",
+    "MAX_HOLD_SECONDS",
     "UP_HEADROOM",
     "UP_HOLD_SECONDS",
     "Ladder",
@@ -48,6 +51,12 @@ UP_HEADROOM = 0.7
 """Share of the estimate the rung above may need before the ladder climbs to it."""
 UP_HOLD_SECONDS = 5.0
 """How long the rung above must keep fitting before climbing (and the wait after a step down)."""
+FAILED_CLIMB_SECONDS = 10.0
+"""A step down this soon after a climb means the climb did not fit: the next hold is doubled
+(up to :data:`MAX_HOLD_SECONDS`), so a link at its limit is not probed, and its subscriber made
+to wait for keyframes, every few seconds."""
+MAX_HOLD_SECONDS = 60.0
+"The longest hold before climbing again after climbs that failed."
 
 
 class Rung(enum.IntEnum):
@@ -100,13 +109,15 @@ class StreamPlan:
 class Ladder:
     """One subscriber's rung, with hysteresis going back up."""
 
-    __slots__ = ("_fits_since", "_stepped_down_at", "rung")
+    __slots__ = ("_fits_since", "_hold", "_stepped_down_at", "_stepped_up_at", "rung")
 
     def __init__(self) -> None:
         self.rung = Rung.FULL
         "The rung in force."
         self._fits_since: float | None = None
         self._stepped_down_at = float("-inf")
+        self._stepped_up_at = float("-inf")
+        self._hold = UP_HOLD_SECONDS
 
     def decide(
         self,
@@ -125,10 +136,14 @@ class Ladder:
                 (r for r in Rung if r > self.rung and need(r, streams, speaker) <= budget), LOWEST
             )
             if lower != self.rung:
+                if now - self._stepped_up_at < FAILED_CLIMB_SECONDS:
+                    self._hold = min(self._hold * 2, MAX_HOLD_SECONDS)
                 self.rung = lower
                 self._stepped_down_at = now
             self._fits_since = None
             return self.rung
+        if now - max(self._stepped_up_at, self._stepped_down_at) > MAX_HOLD_SECONDS:
+            self._hold = UP_HOLD_SECONDS  # a minute without a move: the link has settled
         if self.rung == Rung.FULL:
             return self.rung
         above = Rung(self.rung - 1)
@@ -137,8 +152,9 @@ class Ladder:
             return self.rung
         if self._fits_since is None:
             self._fits_since = now
-        if now - max(self._fits_since, self._stepped_down_at) >= UP_HOLD_SECONDS:
+        if now - max(self._fits_since, self._stepped_down_at) >= self._hold:
             self.rung, self._fits_since = above, None
+            self._stepped_up_at = now
         return self.rung
 
     @staticmethod

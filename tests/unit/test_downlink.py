@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPacket, RtcpPsfbPacket, pack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    pack_remb_fci,
+)
 
 from mcu.media import TrackSource
 from mcu.sfu.aiortc_adapter import apply_feedback
@@ -43,7 +50,25 @@ def remb(bitrate: int) -> RtcpPacket:
     return parsed
 
 
-def test_a_thin_subscriber_gets_the_base_layer_and_a_wide_one_everything() -> None:
+def receiver_report(fraction_lost: int) -> RtcpPacket:
+    block = RtcpReceiverInfo(
+        ssrc=LEG.ssrc, fraction_lost=fraction_lost, packets_lost=0, highest_sequence=0,
+        jitter=0, lsr=0, dlsr=0,
+    )  # fmt: skip
+    (parsed,) = RtcpPacket.parse(bytes(RtcpRrPacket(ssrc=2, reports=[block])))
+    return parsed
+
+
+def _second_of_video(stream: Stream, now: float) -> None:
+    """30 frames of two ~1,100-byte packets (~0.5 Mbit/s), every layer measured."""
+    big = b"\x00" * 1100
+    for n in range(30):
+        for seq in stream.frame_packets(key=n == 0):
+            ts, marker, payload = stream.packets[seq]
+            stream.producer.on_rtp(seq, ts, marker, payload + big, None, now + n / 30)
+
+
+def test_a_losing_subscriber_gets_the_base_layer_and_a_clean_one_everything() -> None:
     stream = Stream()  # one publisher; its consumer is the thin subscriber's
     wide_tx = Capture()
     wide = Consumer(LEG, wide_tx, stream.producer.history, stream.producer, video=True)
@@ -51,23 +76,25 @@ def test_a_thin_subscriber_gets_the_base_layer_and_a_wide_one_everything() -> No
     thin_link, wide_link = Downlink(), Downlink()
     stream.consumer.estimate = thin_link.estimate
     wide.estimate = wide_link.estimate
-    assert apply_feedback(remb(8_000_000), wide, 0.0)
-    # A second of 30 frames of two ~1,100-byte packets: ~0.5 Mbit/s, every layer measured.
-    big = b"\x00" * 1100
-    now = 0.0
-    stream.producer.layer_rates(now)
-    for n in range(30):
-        for seq in stream.frame_packets(key=n == 0):
-            ts, marker, payload = stream.packets[seq]
-            stream.producer.on_rtp(seq, ts, marker, payload + big, None, now)
+    stream.producer.layer_rates(0.0)
+    thin_link.adapt(0.0, [(stream.producer, stream.consumer)], "p1")
+    wide_link.adapt(0.0, [(stream.producer, wide)], "p1")
+    _second_of_video(stream, 0.0)
     now = 1.0
-    # The thin site's REMB: 100 kbit/s, below even what the base layer needs.
-    assert apply_feedback(remb(100_000), stream.consumer, now)
-    assert thin_link.estimate.bitrate == 100_000
+    # Both report a low REMB (a receiver's REMB only follows what it is sent): that alone
+    # thins nothing. The thin site also loses 90 % of what it is sent; the other nothing.
+    for consumer in (stream.consumer, wide):
+        assert apply_feedback(remb(100_000), consumer, now)
+    for _ in range(10):
+        assert not apply_feedback(receiver_report(230), stream.consumer, now)
+        assert not apply_feedback(receiver_report(0), wide, now)
+    assert thin_link.estimate.loss > 0.85 and wide_link.estimate.loss == 0
     thin = thin_link.adapt(now, [(stream.producer, stream.consumer)], "p1")
     full = wide_link.adapt(now, [(stream.producer, wide)], "p1")
-    # The only camera is the speaker's: at the lowest rung it stays, at its base layer.
+    # What reaches the thin site (~50 kbit/s) is below even the base layer: the only camera is
+    # the speaker's, kept at its base layer at the lowest rung.
     assert thin.rung is Rung.SPEAKER_ONLY and thin.short
+    assert thin.estimate is not None and thin.estimate < 100_000
     assert full.rung is Rung.FULL and not full.short
     before_thin, before_wide = len(stream.tx.sent), len(wide_tx.sent)
     for _ in range(8):
@@ -77,3 +104,13 @@ def test_a_thin_subscriber_gets_the_base_layer_and_a_wide_one_everything() -> No
     wide_sent = [read(p) for p in wide_tx.sent[before_wide:]]
     assert len(wide_sent) == 16 and {s.tid for s in wide_sent} == {0, 1, 2}
     assert len(thin_sent) == 4 and {s.tid for s in thin_sent} == {0}
+
+    # The loss ends: the thin site climbs back, one rung per hold, to everything.
+    for _ in range(30):
+        apply_feedback(receiver_report(0), stream.consumer, now)
+    assert thin_link.estimate.loss < 0.05
+    rungs = []
+    for tick in range(1, 40):
+        rungs.append(thin_link.adapt(now + tick, [(stream.producer, stream.consumer)], "p1").rung)
+    assert rungs[-1] is Rung.FULL
+    assert rungs.index(Rung.FULL) >= 3 * 5 - 1  # three rungs up, a hold each

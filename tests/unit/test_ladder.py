@@ -129,3 +129,21 @@ def test_speaker_only_without_a_detected_speaker_shows_the_first_camera() -> Non
     plan = Ladder.plan(Rung.SPEAKER_ONLY, room(), None, 1_000_000)
     assert plan["c0"] == StreamPlan(0, False)  # 0.5 fits in what audio and content leave
     assert all(plan[f"c{i}"].paused for i in range(1, 5))
+
+
+def test_a_climb_that_does_not_fit_makes_the_next_wait_longer() -> None:
+    streams = room()
+    ladder = Ladder()
+    ladder.decide(0.0, 4_500_000, streams, "p1")
+    assert ladder.rung is Rung.FEWEST_FRAMES
+    ladder.decide(1.0, 10_000_000, streams, "p1")  # the link clears
+    t = 1.0 + UP_HOLD_SECONDS
+    assert ladder.decide(t, 10_000_000, streams, "p1") is Rung.FEWER_FRAMES  # a climb...
+    t += 2
+    assert ladder.decide(t, 4_500_000, streams, "p1") is Rung.FEWEST_FRAMES  # ...that failed
+    ladder.decide(t + 1, 10_000_000, streams, "p1")  # clear again from t + 1
+    # The next climb waits twice as long.
+    assert ladder.decide(t + 1 + UP_HOLD_SECONDS, 10_000_000, streams, "p1") is (Rung.FEWEST_FRAMES)
+    assert ladder.decide(t + 1 + 2 * UP_HOLD_SECONDS, 10_000_000, streams, "p1") is (
+        Rung.FEWER_FRAMES
+    )
