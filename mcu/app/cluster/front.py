@@ -38,6 +38,13 @@ from mcu.app.cluster.metricsmerge import merge_expositions
 from mcu.app.cluster.node import VIEWER_HOME, ClusterNode, NodeUnavailable
 from mcu.app.cluster.nodecalls import NODE_CALL, node_call_middleware, trusted_join_within
 from mcu.app.cluster.peers import WorkerPeers, WorkerUnavailable
+from mcu.app.cluster.proxying import (
+    CHUNK_BYTES,
+    CONNECT_TIMEOUT,
+    NOT_PASSED,
+    PROXY_TIMEOUT,
+    SKIP_AUTO_HEADERS,
+)
 from mcu.app.cluster.roomlist import merge_room_lists
 from mcu.app.cluster.routing import RouteKind, room_of_join, route
 from mcu.app.cluster.supervisor import Supervisor
@@ -45,13 +52,10 @@ from mcu.app.cluster.webhooklist import merge_undelivered
 from mcu.app.cluster.wspipe import pipe
 from mcu.app.config import Config
 from mcu.contracts.cluster import (
-    CALLER_NODE_HEADER,
     FORWARDED_FOR_HEADER,
     HOME_NODE_HEADER,
     HOME_WORKER_HEADER,
     JOIN_WITHIN_HEADER,
-    NODE_CREDENTIAL_HEADER,
-    WORKER_HEADER,
     RoomExistsReply,
     is_internal,
     room_exists_path,
@@ -71,8 +75,6 @@ MAX_FRAME_BYTES = 1024 * 1024
 "Largest WebSocket frame accepted from a client (the workers' own limit)."
 MAX_UPSTREAM_FRAME_BYTES = 16 * 1024 * 1024
 "Largest WebSocket frame accepted from a worker."
-CONNECT_TIMEOUT = 10.0
-"Seconds to open a connection to a worker."
 PROBE_TIMEOUT = 2.0
 "Seconds a worker has to answer a health, readiness or viewer-count probe."
 METRICS_TIMEOUT = 5.0
@@ -81,35 +83,9 @@ ROOM_LIST_TIMEOUT = 10.0
 "Seconds a worker has to answer ``GET /api/rooms``."
 VIEWER_POLL_SECONDS = 2.0
 "How often the front reads every worker's viewer count."
-CHUNK_BYTES = 64 * 1024
-PROXY_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=300.0)
 
-# Headers about one connection, not the request (RFC 9110 7.6.1), plus those the front sets.
-_HOP_BY_HOP = frozenset(
-    h.lower()
-    for h in (
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Connection",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Expect",
-        FORWARDED_FOR_HEADER,
-        HOME_WORKER_HEADER,
-        # Trusted only from another node, whose verified call is passed on without them.
-        JOIN_WITHIN_HEADER,
-        NODE_CREDENTIAL_HEADER,
-        CALLER_NODE_HEADER,
-        WORKER_HEADER,
-        HOME_NODE_HEADER,
-    )
-)
-# The client's headers go as they are: aiohttp adds none of its own.
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+_HOP_BY_HOP = NOT_PASSED
+_SKIP_AUTO_HEADERS = SKIP_AUTO_HEADERS
 
 
 class ViewerBalance:

@@ -27,17 +27,20 @@ from yarl import URL
 
 from mcu.app.cluster.homes import Placement, PlacementKind, RoomHomes
 from mcu.app.cluster.nodecalls import NODE_CALL, BodyTooLarge, read_body
+from mcu.app.cluster.proxying import (
+    CHUNK_BYTES,
+    CONNECT_TIMEOUT,
+    NOT_PASSED,
+    PROXY_TIMEOUT,
+    SKIP_AUTO_HEADERS,
+)
 from mcu.app.cluster.registry import NodeRegistry
 from mcu.app.cluster.registrytrust import RegistryTrust
 from mcu.app.cluster.routing import RouteKind, room_of_request, route
 from mcu.contracts.cluster import (
-    CALLER_NODE_HEADER,
     FORWARDED_FOR_HEADER,
-    HOME_NODE_HEADER,
-    HOME_WORKER_HEADER,
     JOIN_WITHIN_HEADER,
     NODE_CREDENTIAL_HEADER,
-    WORKER_HEADER,
 )
 from mcu.contracts.nodes import HEARTBEAT_S, NodeRecord
 from mcu.crypto.clustercalls import NodeCredentials
@@ -46,39 +49,13 @@ __all__ = ["VIEWER_HOME", "ClusterNode", "NoCascade", "NodeUnavailable", "Viewer
 
 logger = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 10.0
-"Seconds to open a connection to another node."
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 "Largest WebSocket frame accepted from another node (as from a worker)."
-_CHUNK_BYTES = 64 * 1024
-_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=300.0)
-
-# Headers about one connection (RFC 9110 7.6.1), and the internal ones set afresh per call.
-_NOT_PASSED = frozenset(
-    h.lower()
-    for h in (
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Connection",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Expect",
-        "Host",
-        "Content-Length",
-        FORWARDED_FOR_HEADER,
-        HOME_WORKER_HEADER,
-        JOIN_WITHIN_HEADER,
-        NODE_CREDENTIAL_HEADER,
-        CALLER_NODE_HEADER,
-        WORKER_HEADER,
-        HOME_NODE_HEADER,
-    )
-)
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+_TIMEOUT = PROXY_TIMEOUT
+_CHUNK_BYTES = CHUNK_BYTES
+# Host and Content-Length are the new connection's own (aiohttp sets them).
+_NOT_PASSED = NOT_PASSED | {"host", "content-length"}
+_SKIP_AUTO_HEADERS = SKIP_AUTO_HEADERS
 
 
 class NodeUnavailable(Exception):
