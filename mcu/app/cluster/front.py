@@ -48,6 +48,7 @@ from mcu.app.cluster.proxying import (
 from mcu.app.cluster.roomlist import merge_room_lists
 from mcu.app.cluster.routing import RouteKind, room_of_join, route
 from mcu.app.cluster.supervisor import Supervisor
+from mcu.app.cluster.viewerbalance import ViewerBalance
 from mcu.app.cluster.webhooklist import merge_undelivered
 from mcu.app.cluster.wspipe import pipe
 from mcu.app.config import Config
@@ -86,30 +87,6 @@ VIEWER_POLL_SECONDS = 2.0
 
 _HOP_BY_HOP = NOT_PASSED
 _SKIP_AUTO_HEADERS = SKIP_AUTO_HEADERS
-
-
-class ViewerBalance:
-    """Picks the worker for a new WHEP viewer: the fewest viewers at the last poll plus those
-    routed since; a worker that did not answer the last poll gets none while others answer."""
-
-    def __init__(self, count: int) -> None:
-        self.polled = [0] * count
-        self.routed = [0] * count
-        self.up = [True] * count
-
-    def pick(self) -> int:
-        """The worker for one new viewer (counted at once)."""
-        candidates = [i for i, up in enumerate(self.up) if up] or list(range(len(self.up)))
-        worker = min(candidates, key=lambda i: (self.polled[i] + self.routed[i], i))
-        self.routed[worker] += 1
-        return worker
-
-    def update(self, worker: int, viewers: int | None) -> None:
-        """A poll's result: ``viewers`` on ``worker``, or None when it did not answer."""
-        self.up[worker] = viewers is not None
-        if viewers is not None:
-            self.polled[worker] = viewers
-            self.routed[worker] = 0
 
 
 Merge = Callable[[bytes, list[bytes]], bytes | None]

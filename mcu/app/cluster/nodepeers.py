@@ -11,8 +11,6 @@ sent exactly as signed) and the exact body bytes, so the receiving node
 
 from __future__ import annotations
 
-import asyncio
-import json as jsonlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +20,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from yarl import URL
 
+from mcu.app.cluster.peers import close_sessions, json_reply
 from mcu.app.cluster.registry import NodeRegistry, load_or_create_node_id
 from mcu.app.config import Config
 from mcu.contracts.cluster import NODE_CREDENTIAL_HEADER, ROOM_HOME_WORKER, WORKER_HEADER
@@ -113,19 +112,12 @@ class NodePeers:
                 content_type = response.content_type
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise NodeUnavailable(f"node {node}: {method} {path}: {exc!r}") from exc
-        reply: Any = None
-        if content_type == "application/json" and raw:
-            try:
-                reply = jsonlib.loads(raw)
-            except ValueError:
-                reply = None
-        return status, reply
+        return status, json_reply(content_type, raw)
 
     async def close(self) -> None:
         """Close every session (bounded: a stuck close is abandoned after a few seconds)."""
         sessions, self._sessions = list(self._sessions.values()), {}
-        if sessions:
-            await asyncio.wait([asyncio.ensure_future(s.close()) for s in sessions], timeout=5.0)
+        await close_sessions(sessions)
 
 
 URL_CACHE_S = 2.0

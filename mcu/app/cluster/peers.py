@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from mcu.contracts.cluster import worker_socket
 
-__all__ = ["WorkerPeers", "WorkerUnavailable"]
+__all__ = ["WorkerPeers", "WorkerUnavailable", "close_sessions", "json_reply"]
 
 REQUEST_TIMEOUT = 10.0
 "Default bound, in seconds, on one JSON request to another worker."
@@ -94,16 +94,25 @@ class WorkerPeers:
                 content_type = response.content_type
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise WorkerUnavailable(f"worker {worker}: {method} {path}: {exc!r}") from exc
-        reply: Any = None
-        if content_type == "application/json" and raw:
-            try:
-                reply = jsonlib.loads(raw)
-            except ValueError:
-                reply = None
-        return status, reply
+        return status, json_reply(content_type, raw)
 
     async def close(self) -> None:
         """Close every session (bounded: a stuck close is abandoned after a few seconds)."""
         sessions, self._sessions = list(self._sessions.values()), {}
-        if sessions:
-            await asyncio.wait([asyncio.ensure_future(s.close()) for s in sessions], timeout=5.0)
+        await close_sessions(sessions)
+
+
+def json_reply(content_type: str, raw: bytes) -> Any:
+    """A reply's decoded JSON body, or None when it is not JSON."""
+    if content_type != "application/json" or not raw:
+        return None
+    try:
+        return jsonlib.loads(raw)
+    except ValueError:
+        return None
+
+
+async def close_sessions(sessions: list[aiohttp.ClientSession]) -> None:
+    """Close ``sessions`` (bounded: a stuck close is abandoned after a few seconds)."""
+    if sessions:
+        await asyncio.wait([asyncio.ensure_future(s.close()) for s in sessions], timeout=5.0)
