@@ -183,6 +183,8 @@ class Config(BaseModel):
     """Seconds a signalling WebSocket may stay open without joining a room (pings do not count)."""
     reconnect_grace: float = 30.0
     """Seconds a participant whose connection was lost is kept for its client to resume."""
+    adapt_downlinks: bool = True
+    """Fit what each subscriber is sent to its link (docs/thin-links.md); off: everything."""
     max_websockets_per_address: int = 200
     """Signalling WebSockets one client address (an IPv6 /64) may keep open at once."""
     max_websockets: int = 10_000

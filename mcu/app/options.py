@@ -157,6 +157,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "(env MCU_RECONNECT_GRACE; default 30)",
     )
     add(
+        "--adapt-downlinks",
+        dest="adapt_downlinks",
+        action=argparse.BooleanOptionalAction,
+        help="fit what each subscriber is sent to its link: fewer frames, the speaker only, ... "
+        "(env MCU_ADAPT_DOWNLINKS; default on; off sends everyone everything, for comparisons)",
+    )
+    add(
         "--max-websockets-per-address",
         metavar="N",
         dest="max_websockets_per_address",

@@ -400,6 +400,7 @@ async def create_app(config: Config) -> web.Application:
         client_ice=clients_ice,
         events=webhooks or NO_EVENTS,
         reconnect_grace=config.reconnect_grace,
+        adapt_downlinks=config.adapt_downlinks,
     )
     live_counts = shared.serve(rooms) if shared else None
     # Each worker appends to a chain of its own; GET /api/audit merges them.

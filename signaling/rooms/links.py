@@ -5,6 +5,9 @@ estimate (:meth:`~mcu.sfu.peer.SubscriberConnection.adapt`); the estimate goes t
 ``mcu_subscriber_estimate_bits_per_second`` histogram. A participant whose rung changed (or whose
 estimate moved by more than :data:`FIGURE_CHANGE` while it gets less than everything) is sent a
 ``link`` message, and so is every chair, who sees a weak connection marked on that tile.
+
+With adaptation off (setting ``adapt_downlinks``, for comparisons) the estimates are still
+exported, and every subscriber is sent everything.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ FIGURE_CHANGE = 0.25
 class LinkWatch:
     """Ticks the ladder of every subscriber in a room and tells what changed."""
 
-    def __init__(self, room: RoomView) -> None:
+    def __init__(self, room: RoomView, adapt: bool = True) -> None:
         self.room = room
+        self.adapt = adapt
+        "Whether the ladder thins what subscribers are sent (else only the estimate is kept)."
         self._told: dict[str, LinkState] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -62,6 +67,10 @@ class LinkWatch:
         for participant in list(participants.values()):
             subscriber = participant.subscriber
             if subscriber is None or participant.closed:
+                continue
+            if not self.adapt:
+                if (estimate := subscriber.downlink.estimate.bitrate) is not None:
+                    metrics.SUBSCRIBER_ESTIMATE.observe(estimate)
                 continue
             state = subscriber.adapt(now, speaker)
             if state.estimate is not None:

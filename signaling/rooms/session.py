@@ -74,6 +74,7 @@ class Room:
         client_ice: ClientIceServers | None = None,
         events: EventSink = NO_EVENTS,
         reconnect_grace: float = 0.0,
+        adapt_downlinks: bool = True,
     ) -> None:
         self.id = room_id
         self.title = title
@@ -97,7 +98,7 @@ class Room:
         "Between ``room.started`` and ``room.finished``: someone is (or was just) in it."
         self._end_reason = "empty"
         self.speaker = ActiveSpeaker(self)
-        self.links = LinkWatch(self)
+        self.links = LinkWatch(self, adapt=adapt_downlinks)
         self.audience = Audience(self)
         self.hands = Hands(self)
         self.content = ContentChannel(self)
@@ -528,9 +529,12 @@ class Rooms:
         client_ice: ClientIceServers | None = None,
         events: EventSink = NO_EVENTS,
         reconnect_grace: float = 0.0,
+        adapt_downlinks: bool = True,
     ) -> None:
         self.ice_servers = ice_servers
         self.reconnect_grace = reconnect_grace
+        self.adapt_downlinks = adapt_downlinks
+        "Fit what each subscriber is sent to its link (off: everyone gets everything)."
         "Seconds a participant whose connection was lost is kept for its client to resume."
         self.client_ice = client_ice
         self.recording = recording
@@ -553,6 +557,7 @@ class Rooms:
                 self.client_ice,
                 self.events,
                 self.reconnect_grace,
+                self.adapt_downlinks,
             )
             metrics.ROOMS.set(len(self.rooms))
         room.kind = kind  # an administrator may have changed it since the session began

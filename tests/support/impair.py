@@ -2,11 +2,13 @@
 
 `tc netem` does not exist on our machines (shared notes "impairments": the kernel has no
 sch_netem), so a link is a veth pair with its far end in an anonymous network namespace, and its
-impairments are nftables rules on the pair's two ends (loopback is never touched):
+impairments are nftables rules on the pair's two ends and token-bucket qdiscs on their egress
+(loopback is never touched):
 
     async with ImpairedLink(index=1) as link:     # 198.18.1.1 here, 198.18.1.2 over there
         await link.run("ip", "addr")               # any command inside the far namespace
         await link.set_loss(5)                     # 5 % of packets dropped in each direction
+        await link.set_rate(2000)                  # at most 2 Mbit/s each way, a queue beyond
         await link.cut()                           # outage: every packet dropped ...
         await link.restore()                       # ... until now (the loss setting stays)
         await link.reset_connections()             # TCP connections over it aborted, both ends
@@ -32,7 +34,11 @@ ADDRESS_PREFIX = "198.18"
 # A namespace outlives no test: the holder sleeps at most this long even if nobody kills it.
 HOLDER_LIFETIME_S = 3600
 
-TOOLS = ("ip", "unshare", "nsenter", "nft", "ss")
+TOOLS = ("ip", "unshare", "nsenter", "nft", "ss", "tc")
+
+QUEUE_MS = 80
+"""How long a rate-limited link's queue may hold a packet before the link drops it (tbf's
+``latency``): what a township clinic's router buffers, about 20 kB at 2 Mbit/s."""
 
 
 class ImpairError(RuntimeError):
@@ -47,6 +53,11 @@ def impair_available() -> str | None:
     if os.geteuid() != 0:
         return "needs root (run the tests as scripts/test does, in a private network namespace)"
     return None
+
+
+def _here(*command: str) -> list[str]:
+    """`command` as it runs in this namespace."""
+    return list(command)
 
 
 async def _run(*command: str) -> str:
@@ -122,6 +133,8 @@ class ImpairedLink:
         "Packets dropped in each direction, in percent (0 = a clean link)."
         self.is_cut = False
         "Whether the link is in an outage."
+        self.rate_kbit: int | None = None
+        "The rate each way, in kbit/s (None: as fast as the machine goes)."
         self._holder: asyncio.subprocess.Process | None = None
 
     @property
@@ -179,6 +192,24 @@ class ImpairedLink:
             raise ValueError(f"loss must be 0-100 %, got {percent}")
         self.loss_percent = percent
         await self._apply()
+
+    async def set_rate(self, kbit: int | None) -> None:
+        """Carry at most `kbit` kbit/s each way, queueing up to :data:`QUEUE_MS` and dropping
+        what overflows, as a thin line's router does (None: no limit)."""
+        if kbit is not None and not 64 <= kbit <= 10_000_000:
+            raise ValueError(f"rate must be 64 kbit/s - 10 Gbit/s, got {kbit}")
+        # The far side's egress carries what goes towards us, ours what goes towards it.
+        for command, device in ((self.command, self.peer_device), (_here, self.host_device)):
+            with contextlib.suppress(ImpairError):  # no limit there yet
+                await _run(*command("tc", "qdisc", "del", "dev", device, "root"))
+            if kbit is not None:
+                await _run(
+                    *command(
+                        "tc", "qdisc", "add", "dev", device, "root", "tbf",
+                        "rate", f"{kbit}kbit", "burst", "32kbit", "latency", f"{QUEUE_MS}ms",
+                    )
+                )  # fmt: skip
+        self.rate_kbit = kbit
 
     async def cut(self) -> None:
         """Begin an outage: every packet on the link is dropped, both ways."""

@@ -249,6 +249,7 @@ def test_help_names_environment_variables() -> None:
         "log_format",
         "join_timeout",
         "reconnect_grace",
+        "adapt_downlinks",
         "max_websockets_per_address",
         "max_websockets",
     ):
@@ -261,6 +262,17 @@ def test_reconnect_grace_from_every_layer(tmp_path: Path) -> None:
     assert load_config(["--config", str(path)], {}).reconnect_grace == 45.0
     assert load_config([], {"MCU_RECONNECT_GRACE": "0"}).reconnect_grace == 0.0
     assert load_config(["--reconnect-grace", "5"], {}).reconnect_grace == 5.0
+
+
+def test_downlink_adaptation_from_every_layer(tmp_path: Path) -> None:
+    assert Config().adapt_downlinks is True
+    path = write_toml(tmp_path, "adapt_downlinks = false\n")
+    assert load_config(["--config", str(path)], {}).adapt_downlinks is False
+    assert load_config([], {"MCU_ADAPT_DOWNLINKS": "false"}).adapt_downlinks is False
+    assert (
+        load_config(["--no-adapt-downlinks"], {"MCU_ADAPT_DOWNLINKS": "1"}).adapt_downlinks is False
+    )
+    assert load_config(["--adapt-downlinks"], {"MCU_ADAPT_DOWNLINKS": "0"}).adapt_downlinks is True
 
 
 def test_websocket_limits_from_every_layer(tmp_path: Path) -> None:
