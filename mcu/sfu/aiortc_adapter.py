@@ -7,7 +7,8 @@ A forwarding server needs neither, so this adapter enters at four points, each g
 - ingress: ``RTCDtlsTransport._handle_rtp_data`` receives each decrypted RTP packet; we parse it
   once, hand it to its producer with how late the server is getting to it (the receive stamp of
   the nominated ICE pair's socket, :mod:`mcu.sfu.lateness`), then let the receiver keep doing
-  receiver reports and REMB. The receiver's jitter buffer is replaced by one that never
+  receiver reports and REMB (its arrival times taken from the kernel's receive stamps, see
+  :data:`NTP_UNIX_OFFSET`). The receiver's jitter buffer is replaced by one that never
   completes a frame, so its decoder thread idles, and its NACK generator by ours
   (``mcu/sfu/nack.py``), which asks again for a packet whose request or retransmission was lost
   and asks for nothing while the producer sheds load; NACKs go out through
@@ -58,7 +59,7 @@ from aiortc.rtp import (
 from mcu.infra import metrics
 from mcu.media import CodecInfo
 from mcu.sfu.consumer import Consumer, ConsumerLeg, PayloadTypes
-from mcu.sfu.lateness import INGRESS, LatenessProbe
+from mcu.sfu.lateness import INGRESS, LatenessProbe, last_arrival
 from mcu.sfu.nack import NackRequester
 from mcu.sfu.producer import Producer
 
@@ -202,6 +203,19 @@ class _Ingress:
             metrics.PACKETS_DISCARDED.labels("unknown_payload_type").inc()
 
 
+NTP_UNIX_OFFSET = 2_208_988_800
+"""Seconds from 1900 (aiortc's clock for arrival times) to 1970 (the kernel's receive stamps).
+
+aiortc's REMB to a publisher comes from a delay-based estimator (Google congestion control's
+receive side) fed with each packet's arrival time, which aiortc takes when the server gets to
+the packet. On a busy server that is the event loop's delay, not the network's: measured with
+five Chromium publishers on loopback on a loaded two-core machine, the estimator saw a growing
+queue ("overusing") every few seconds where there was none, and the REMB it sent held the
+cameras at 30-400 kbit/s instead of ~1.5 Mbit/s. Video packets get the kernel's receive stamp
+of the last datagram read from the socket instead (one ioctl per video packet): the time the
+network delivered it, whatever the server's load."""
+
+
 class PublisherTap:
     """Taps a publisher connection's DTLS transport: decrypted RTP goes to producers first."""
 
@@ -243,6 +257,9 @@ class PublisherTap:
         if ingress is not None:
             now = time.monotonic()
             ingress.on_packet(packet, now, self._lateness(now))
+            if ingress.nacks is not None and self._fd >= 0:  # video: REMB is estimated
+                if (arrival := last_arrival(self._fd)) is not None:
+                    arrival_time_ms = int((arrival + NTP_UNIX_OFFSET) * 1000)
             if ingress.nacks is not None and ingress.ssrc is not None:
                 # aiortc's generator would ask only when a new gap appears (mcu/sfu/nack.py); it is
                 # created when the receiver starts, after bind(), so it is switched off here.

@@ -17,12 +17,19 @@ from mcu.sfu.estimate import DownlinkEstimate
 from mcu.sfu.ladder import HEADROOM, LOWEST, Ladder, Rung, StreamRate, need
 from mcu.sfu.producer import Producer
 
-__all__ = ["CONGESTED_LOSS", "SWITCH_UP_WAIT", "Downlink", "LinkState"]
+__all__ = [
+    "CONGESTED_LOSS",
+    "QUEUEING_SHARE",
+    "SETTLE_SECONDS",
+    "SWITCH_UP_WAIT",
+    "Downlink",
+    "LinkState",
+]
 
 SWITCH_UP_WAIT = 2.0
 """Seconds a camera waits for a layer-sync frame to switch up at before asking for a keyframe."""
 CONGESTED_LOSS = 0.05
-"""Smoothed loss towards the subscriber above which its link is taken as too thin for what it is
+"""Smoothed loss towards the subscriber above which its link may be too thin for what it is
 sent. Below it, NACK repairs what is lost (mcu/sfu/repair.py) and nothing is thinned.
 
 Why loss and not the REMB figure alone: a receiver's REMB is bounded by about 1.5 times what it
@@ -31,6 +38,17 @@ the rate it is sent. Thinning to fit it feeds back: less sent, a lower REMB, les
 the lowest rung on a clean line (measured: clean loopback rooms of Chromium pages fell to
 ``speaker_only`` at 68-245 kbit/s). A thin link's queue overflowing shows as loss; what then
 reaches the subscriber (sent x (1 - loss)) is what the rungs are fitted to."""
+QUEUEING_SHARE = 0.9
+"""Loss alone does not make a link thin: a rural line drops packets at random whatever it is
+sent, and thinning for that loses frames the link could carry. A link is too thin when its
+loss is high *and* its queue grows, which the receiver's REMB shows (it is delay-based: while
+the queue grows, Chromium's estimate falls to about 0.85 of what arrives, and otherwise it
+stays above it). Loss over :data:`CONGESTED_LOSS` counts when the REMB is under this share of
+what the subscriber is sent (or when it sends no REMB)."""
+SETTLE_SECONDS = 3.0
+"""After a step down, receiver reports still speak of the rate before it (they are smoothed and
+come about once a second per stream): for this long the link is not fitted again, so one
+congestion episode is one step, not a slide down the ladder on the lagging loss figure."""
 _UNBOUNDED = 1 << 40
 "The estimate the ladder climbs with while the link loses nothing: any rung fits."
 
@@ -62,6 +80,8 @@ class Downlink:
         "As of the last tick."
         self._sent_bytes: int | None = None
         self._sent_at = 0.0
+        self._fitted: tuple[int, float] | None = None
+        "The estimate fitted when the link was last found congested, and when."
 
     def adapt(
         self, now: float, carried: Sequence[tuple[Producer, Consumer]], speaker: str | None
@@ -72,7 +92,7 @@ class Downlink:
             for p, _ in carried
         ]
         sent = self._sent_rate(now, carried)
-        estimate = self._fitting_estimate(sent)
+        estimate = self._fitting_estimate(now, sent)
         rung = self.ladder.decide(now, estimate, streams, speaker)
         plans = Ladder.plan(rung, streams, speaker, estimate)
         for producer, consumer in carried:
@@ -110,11 +130,23 @@ class Downlink:
             return None
         return (total - before) * 8 / (now - then)
 
-    def _fitting_estimate(self, sent: float | None) -> int | None:
-        """What the ladder fits the rungs to (see :data:`CONGESTED_LOSS`): nothing to fit
-        (everything) or unbounded (climb back) while the link loses little; what reaches the
-        subscriber when it loses more."""
-        loss = self.estimate.loss
-        if loss <= CONGESTED_LOSS or sent is None:
+    def _fitting_estimate(self, now: float, sent: float | None) -> int | None:
+        """What the ladder fits the rungs to (see :data:`CONGESTED_LOSS` and
+        :data:`QUEUEING_SHARE`): nothing to fit (everything) or unbounded (climb back) while the
+        link is not congested; what reaches the subscriber while it is, held for
+        :data:`SETTLE_SECONDS` once fitted."""
+        loss, remb = self.estimate.loss, self.estimate.remb
+        congested = (
+            sent is not None
+            and loss > CONGESTED_LOSS
+            and (remb is None or remb < QUEUEING_SHARE * sent)
+        )
+        if not congested:
+            self._fitted = None
             return None if self.ladder.rung == Rung.FULL else _UNBOUNDED
-        return int(sent * (1.0 - loss))
+        assert sent is not None
+        if self._fitted is not None and now - self._fitted[1] < SETTLE_SECONDS:
+            return self._fitted[0]
+        fitted = int(sent * (1.0 - loss))
+        self._fitted = (fitted, now)
+        return fitted

@@ -73,6 +73,11 @@ class DownlinkEstimate:
         return self._loss
 
     @property
+    def remb(self) -> float | None:
+        """The subscriber's own figure (smoothed as above, not reduced for loss), or None."""
+        return self._remb
+
+    @property
     def bitrate(self) -> int | None:
         """The estimate in bits per second, or None when the subscriber sent no REMB yet."""
         if self._remb is None:

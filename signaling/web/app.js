@@ -73,6 +73,7 @@ const mcu = roomHandle({
   lecture: () => lecture,
   stats: () => stats(),
   leave: () => leave(),
+  send: (message) => session.send(message),
 });
 mcu.e2ee = e2eeStatus; // end-to-end encryption: the key's source and frame counts, or null
 window.mcu = mcu;

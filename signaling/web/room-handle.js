@@ -10,7 +10,7 @@ const MESSAGE_LOG_LENGTH = 200;
 /**
  * The handle over the page's parts, each read when asked for (the handle exists before them).
  * `page`: `{room() (room-state.js), presenter(), views() (room-view.js), lecture(), stats(),
- * leave()}`. The page writes `state`, `lastError` and `role`.
+ * leave(), send(message)}`. The page writes `state`, `lastError` and `role`.
  */
 export function roomHandle(page) {
   const presenter = () => page.presenter();
@@ -90,6 +90,11 @@ export function roomHandle(page) {
      * (headless browsers have no screen to pick). Resolves once the content is published.
      */
     shareCanvasForTest: () => presenter().shareTrack(canvasTestPattern(), "a test pattern"),
+    /**
+     * Test hook: states what this page wishes to receive (`{sources, participants}`, as the
+     * protocol's `subscription`): `{participants: []}` makes a tab that only publishes.
+     */
+    subscribeForTest: (wish) => page.send({ type: "subscription", ...wish }),
     /** Test hook: shares a file given as base64 through the same path as "Share file". */
     shareFileForTest: (base64, name) => presenter().shareFile(fileFromBase64(base64, name)),
   };

@@ -74,6 +74,11 @@ async function outboundOf(pc, sourceOfMid) {
         pliCount: s.pliCount ?? 0,
         retransmittedPacketsSent: s.retransmittedPacketsSent ?? 0,
         keyFramesEncoded: s.keyFramesEncoded ?? 0,
+        bytesSent: s.bytesSent ?? 0,
+        // What the sender's congestion control allows, and what holds the picture back
+        // ("bandwidth", "cpu" or "none").
+        targetBitrate: s.targetBitrate ?? null,
+        qualityLimitationReason: s.qualityLimitationReason ?? null,
         frameWidth: s.frameWidth ?? null,
         frameHeight: s.frameHeight ?? null,
         mid: s.mid ?? null,

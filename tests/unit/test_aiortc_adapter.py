@@ -6,6 +6,7 @@ mcu/sfu/aiortc_adapter.py and mcu/sfu/ice.py are the only modules that touch the
 from __future__ import annotations
 
 import inspect
+import time
 
 import aioice
 import aioice.ice
@@ -13,9 +14,12 @@ import aiortc
 import aiortc.rtcicetransport
 import aiortc.rtcrtpreceiver
 from aiortc import RTCPeerConnection
+from aiortc.clock import current_ms
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+
+from mcu.sfu.aiortc_adapter import NTP_UNIX_OFFSET
 
 
 def test_pinned_versions() -> None:
@@ -69,3 +73,10 @@ def test_decoder_and_ice_hooks_exist() -> None:
     assert "self._nominated" in source and "self._protocols" in source
     assert "self._transport_policy = transport_policy" in source  # relay-only clients (ice.py)
     assert "remote_addr" in inspect.getsource(aioice.ice.CandidatePair)
+
+
+def test_arrival_times_share_aiortcs_clock() -> None:
+    # The REMB estimator is fed the kernel's receive stamps (Unix time) converted to aiortc's
+    # arrival-time clock (milliseconds since 1900): an aiortc that changed its clock would make
+    # every packet look minutes late or early.
+    assert abs(current_ms() - int((time.time() + NTP_UNIX_OFFSET) * 1000)) < 1000

@@ -114,3 +114,46 @@ def test_a_losing_subscriber_gets_the_base_layer_and_a_clean_one_everything() ->
         rungs.append(thin_link.adapt(now + tick, [(stream.producer, stream.consumer)], "p1").rung)
     assert rungs[-1] is Rung.FULL
     assert rungs.index(Rung.FULL) >= 3 * 5 - 1  # three rungs up, a hold each
+
+
+def _thin_site() -> tuple[Stream, Downlink]:
+    """One publisher whose consumer is a subscriber's, with a second of video measured."""
+    stream = Stream()
+    link = Downlink()
+    stream.consumer.estimate = link.estimate
+    stream.producer.layer_rates(0.0)
+    link.adapt(0.0, [(stream.producer, stream.consumer)], "p1")
+    _second_of_video(stream, 0.0)
+    return stream, link
+
+
+def test_random_loss_without_a_growing_queue_thins_nothing() -> None:
+    stream, link = _thin_site()
+    # 8 % lost at random on a line whose REMB (delay-based) stays well above what it is sent.
+    assert apply_feedback(remb(5_000_000), stream.consumer, 1.0)
+    for _ in range(10):
+        apply_feedback(receiver_report(20), stream.consumer, 1.0)
+    assert link.estimate.loss > 0.05
+    state = link.adapt(1.0, [(stream.producer, stream.consumer)], "p1")
+    assert state.rung is Rung.FULL
+
+
+def test_one_congestion_episode_is_one_step_until_the_reports_catch_up() -> None:
+    stream, link = _thin_site()
+    carried = [(stream.producer, stream.consumer)]
+    # The queue grows (REMB under what is sent) and overflows (20 % lost).
+    assert apply_feedback(remb(100_000), stream.consumer, 1.0)
+    for _ in range(10):
+        apply_feedback(receiver_report(51), stream.consumer, 1.0)
+    first = link.adapt(1.0, carried, "p1").rung
+    assert first is not Rung.FULL
+
+    def tick(now: float) -> Rung:
+        _second_of_video(stream, now - 1.0)
+        return link.adapt(now, carried, "p1").rung
+
+    # The next ticks send less, but the reports still speak of the old rate: no further step
+    # within the settling time.
+    assert [tick(2.0), tick(3.0)] == [first, first]
+    # Past it, a link still losing that much is fitted again, to what reaches it now.
+    assert tick(4.5) > first
