@@ -111,11 +111,21 @@ async def joined_or_reloaded(page: Page, url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def lossy_room(
-    work_dir: Path, near: int = 1, link_index: int = 1
+    work_dir: Path,
+    near: int = 1,
+    link_index: int = 1,
+    publish_only: int = 0,
+    server_args: tuple[str, ...] = (),
 ) -> AsyncIterator[LossyRoom]:
     """Start a server, a link and the browsers; join everyone and wait until media flows both
-    ways at every page (on a clean link). Everything is stopped and removed on the way out."""
-    server = ServerProcess(work_dir / "server", host="0.0.0.0", media_addresses=[])
+    ways at every page (on a clean link). Everything is stopped and removed on the way out.
+
+    The last `publish_only` near pages receive nothing (a room of many cameras costs the test
+    machine one decoder per stream per page): the others still wait until they decode them.
+    `server_args`: more flags for the server (`--no-adapt-downlinks`)."""
+    server = ServerProcess(
+        work_dir / "server", list(server_args), host="0.0.0.0", media_addresses=[]
+    )
     async with contextlib.AsyncExitStack() as stack:
         await server.start()
         stack.push_async_callback(server.stop)
@@ -150,11 +160,14 @@ async def lossy_room(
         try:
             for page, url in zip(room.pages, urls, strict=True):
                 await joined_or_reloaded(page, url)
-            await asyncio.gather(*(wait_for_media(page) for page in room.pages))
+            receiving = room.pages[: len(room.pages) - publish_only]
+            for page in room.pages[len(receiving) :]:
+                await page.evaluate("window.mcu.subscribeForTest({participants: []})")
+            await asyncio.gather(*(wait_for_media(page) for page in receiving))
             room.far_id = await far.evaluate("window.mcu.participantId")
             room.near_ids = [await page.evaluate("window.mcu.participantId") for page in near_pages]
             # Everyone decodes everyone else before the link is touched.
-            for page in room.pages:
+            for page in receiving:
                 own = await page.evaluate("window.mcu.participantId")
                 others = [pid for pid in [room.far_id, *room.near_ids] if pid != own]
                 await page.wait_for(

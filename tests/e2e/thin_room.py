@@ -1,0 +1,169 @@
+"""The thin-link consultation: five cameras and a shared document, one clinic behind a thin line.
+
+Five publishers on loopback (Chromium tabs, fake cameras at 640x360 VP8 with temporal layers;
+the last four publish only, so that the test machine decodes what matters), the first sharing
+a PDF the server renders as slides; the clinic's Chromium behind a veth pair whose rate and
+loss the caller sets (tests/e2e/lossy_room.py, tests/support/impair.py):
+
+    async with thin_room(tmp_path) as room:
+        await room.link.set_rate(2000)
+        sample = await measure(room, seconds=12)
+
+Used by tests/e2e/test_browser_thin_link.py and benchmarks/bench_thin.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.chromium import Page
+from tests.e2e.lossy_room import LossyRoom, lossy_room
+from tests.e2e.test_browser_content import pages_pdf, share_file
+
+Stats = dict[str, Any]
+
+CAMERAS = 5
+RAMPED_BPS = 4_500_000
+"""What the five cameras together send once their congestion control has ramped up (each
+starts low and climbs over some seconds): more than twice a township clinic's 2 Mbit/s."""
+
+
+@contextlib.asynccontextmanager
+async def thin_room(
+    work_dir: Path, link_index: int = 9, server_args: tuple[str, ...] = ()
+) -> AsyncIterator[LossyRoom]:
+    """The room joined, the slides shown at the clinic, the link still clean."""
+    async with lossy_room(
+        work_dir,
+        near=CAMERAS,
+        link_index=link_index,
+        publish_only=CAMERAS - 1,
+        server_args=server_args,
+    ) as room:
+        await share_file(room.near[0], pages_pdf(2), "letter.pdf")
+        await room.far.wait_for("window.mcu.received.some(r => r.source === 'content')", timeout=30)
+        yield room
+
+
+async def latest_rung(page: Page, participant_id: str) -> str:
+    """The rung the page was last told `participant_id`'s link is on ("full" before any)."""
+    return str(
+        await page.evaluate(
+            "(() => { const links = window.mcu.messages.filter(m => m.type === 'link'"
+            f" && m.participant_id === {json.dumps(participant_id)});"
+            " return links.length ? links[links.length - 1].rung : 'full'; })()"
+        )
+    )
+
+
+async def wait_for_rung(page: Page, participant_id: str, full: bool, limit: float) -> str:
+    """Poll (at most `limit` s) until the rung is "full" (`full`) or anything else."""
+    deadline = time.monotonic() + limit
+    while True:
+        rung = await latest_rung(page, participant_id)
+        if (rung == "full") == full or time.monotonic() > deadline:
+            return rung
+        await asyncio.sleep(0.5)
+
+
+def by_stream(stats: Stats, kind: str, source: str | None = None) -> dict[str, Stats]:
+    """The page's inbound streams of `kind` (and `source`), by sender and track."""
+    return {
+        f"{s['participantId']}/{s['trackId']}": s
+        for s in stats["inbound"]
+        if s["kind"] == kind and s["trackId"] and (source is None or s["source"] == source)
+    }
+
+
+def rates(before: Stats, after: Stats, seconds: float, source: str) -> dict[str, float]:
+    """Frames per second each video of `source` decoded between the two samples."""
+    first = by_stream(before, "video", source)
+    return {
+        key: (s["framesDecoded"] - first.get(key, {}).get("framesDecoded", 0)) / seconds
+        for key, s in by_stream(after, "video", source).items()
+    }
+
+
+def delta(before: Stats, after: Stats, kind: str, field: str) -> float:
+    """How much `field` of every inbound stream of `kind` grew between the two samples."""
+    first = by_stream(before, kind)
+    return sum(
+        s[field] - first.get(key, {}).get(field, 0) for key, s in by_stream(after, kind).items()
+    )
+
+
+async def camera_rate(page: Page, seconds: float = 2.0) -> float:
+    """Bits per second of camera video the page receives, over `seconds`."""
+    before = by_stream(await page.evaluate("window.mcu.stats()"), "video", "camera")
+    await asyncio.sleep(seconds)
+    after = by_stream(await page.evaluate("window.mcu.stats()"), "video", "camera")
+    received = sum(
+        s["bytesReceived"] - before.get(key, {}).get("bytesReceived", 0) for key, s in after.items()
+    )
+    return received * 8 / seconds
+
+
+async def ramped(page: Page, limit: float) -> float:
+    """Wait (at most `limit` s) until `page` receives RAMPED_BPS of cameras; the rate then."""
+    deadline = time.monotonic() + limit
+    while (rate := await camera_rate(page)) < RAMPED_BPS and time.monotonic() < deadline:
+        pass
+    return rate
+
+
+@dataclass
+class Sample:
+    """What one receiving page got over a window."""
+
+    seconds: float
+    camera_fps: dict[str, float]
+    "Frames decoded per second, per camera."
+    freezes: float
+    "Chromium's freezeCount over every video."
+    concealed: float
+    "Share of audio samples the decoder invented, over every audio stream."
+    kbit_per_s: float
+    "Everything received, RTP payloads."
+
+    @property
+    def best_fps(self) -> float:
+        """The smoothest camera (the speaker's, when only the speaker is sent)."""
+        return max(self.camera_fps.values(), default=0.0)
+
+    def describe(self) -> str:
+        cameras = " ".join(f"{fps:4.1f}" for fps in sorted(self.camera_fps.values(), reverse=True))
+        return (
+            f"cameras fps [{cameras}]  freezes {self.freezes:3.0f}"
+            f"  audio concealed {self.concealed:6.2%}  received {self.kbit_per_s:6.0f} kbit/s"
+        )
+
+
+async def measure(pages: list[Page], seconds: float) -> list[Sample]:
+    """Each page's Sample over the next `seconds`."""
+    before = [await page.evaluate("window.mcu.stats()") for page in pages]
+    start = time.monotonic()
+    await asyncio.sleep(seconds)
+    after = [await page.evaluate("window.mcu.stats()") for page in pages]
+    elapsed = time.monotonic() - start
+    samples = []
+    for first, last in zip(before, after, strict=True):
+        total = delta(first, last, "audio", "totalSamplesReceived")
+        received = delta(first, last, "video", "bytesReceived")
+        received += delta(first, last, "audio", "bytesReceived")
+        samples.append(
+            Sample(
+                seconds=elapsed,
+                camera_fps=rates(first, last, elapsed, "camera"),
+                freezes=delta(first, last, "video", "freezeCount"),
+                concealed=delta(first, last, "audio", "concealedSamples") / max(1.0, total),
+                kbit_per_s=received * 8 / elapsed / 1000,
+            )
+        )
+    return samples
