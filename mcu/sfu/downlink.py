@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mcu.media import TrackSource
 from mcu.sfu.consumer import Consumer
 from mcu.sfu.estimate import DownlinkEstimate
 from mcu.sfu.ladder import HEADROOM, LOWEST, NO_MIX, Ladder, MixOffer, Rung, StreamRate, need
@@ -108,6 +109,13 @@ class Downlink:
         bitrate = self.ladder.mix_bitrate
         self.state = LinkState(shown or self.estimate.bitrate, rung, short, bitrate)
         return self.state
+
+    def admit(self, producer: Producer, consumer: Consumer) -> None:
+        """A consumer starts on this connection. At ``audio_content`` a camera starts paused:
+        the connection has just been renegotiated out of the mix, and every camera sending
+        until the next tick would be a second of video the link cannot carry."""
+        if self.ladder.rung == Rung.AUDIO_CONTENT and producer.source is TrackSource.CAMERA:
+            consumer.set_paused(True)
 
     def _sent_rate(self, now: float, carried: Sequence[tuple[Producer, Consumer]]) -> float | None:
         """Bits per second of media sent to the subscriber since the last tick (None on the

@@ -262,6 +262,7 @@ class SubscriberConnection:
             sender_report_sink=adapter.sender_report_sink(sender),
         )
         consumer.estimate = self.downlink.estimate
+        self.downlink.admit(slot.producer, consumer)
         adapter.bind_feedback(sender, consumer)
         slot.consumer = consumer
         slot.producer.add_sink(consumer)
