@@ -196,7 +196,11 @@ class Ladder:
             return self.rung
         budget = estimate * HEADROOM
         rungs = mix.rungs()
-        if need(self.rung, streams, speaker, self.mix_bitrate or 0) > budget:
+        current = need(self.rung, streams, speaker, self.mix_bitrate or 0)
+        if self.rung == Rung.MIXED:
+            # What the mix really sends once it is carried: an encoder may overshoot its target.
+            current = max(current, sum(s.rate(3) for s in streams))
+        if current > budget:
             self._step_down(now, budget, streams, speaker, mix)
             self._fits_since = None
             return self.rung

@@ -272,3 +272,15 @@ def test_the_subscribers_own_choice_starts_the_ladder_again() -> None:
     # It asks for the mix: the ladder's top is now the mix, whatever it had before.
     assert ladder.decide(2.0, 20_000_000, streams, "p1", MixOffer((500_000,), True)) is (Rung.MIXED)
     assert ladder.mix_bitrate == 500_000
+
+
+def test_in_the_mix_what_it_really_sends_counts() -> None:
+    # The mix asked for 250 kbit/s, but its encoder sends 600 (busy pictures overshoot): a link
+    # that carries 500 is short on it, and goes on to audio and content after the hold.
+    mixed = [StreamRate("x", "mix", CAM, (600e3, 0, 0, 0)), StreamRate("y", "mix", MIC, (40e3,))]
+    ladder = Ladder()
+    ladder.decide(0.0, 20_000_000, room(), "p1", MIX)
+    assert ladder.decide(10.0, 400_000, room(), "p1", MIX) is Rung.MIXED
+    assert ladder.mix_bitrate == 250_000
+    assert ladder.decide(11.0, 500_000, mixed, "p1", MIX) is Rung.MIXED  # within the hold
+    assert ladder.decide(10.0 + UP_HOLD_SECONDS, 500_000, mixed, "p1", MIX) is (Rung.AUDIO_CONTENT)
