@@ -3,7 +3,9 @@
 The thin shell around the pure parts (:mod:`mcu.sfu.estimate`, :mod:`mcu.sfu.ladder`,
 :mod:`mcu.sfu.layers`): the subscribe connection owns one, its consumers feed it the
 subscriber's REMB and receiver reports, and the room calls :meth:`Downlink.adapt` on a tick with
-the active speaker; the rung chosen is applied to the camera consumers at once.
+the active speaker (and what the mix offers it); the rung chosen is applied to the camera and
+content consumers at once. The ``mixed`` rung is not applied here: the room switches the
+subscription to the mix when it sees it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from mcu.media import TrackSource
 from mcu.sfu.consumer import Consumer
 from mcu.sfu.estimate import DownlinkEstimate
-from mcu.sfu.ladder import HEADROOM, LOWEST, Ladder, Rung, StreamRate, need
+from mcu.sfu.ladder import HEADROOM, LOWEST, NO_MIX, Ladder, MixOffer, Rung, StreamRate, need
 from mcu.sfu.producer import Producer
 
 __all__ = [
@@ -62,7 +64,9 @@ class LinkState:
     rung: Rung
     "What it receives."
     short: bool
-    "Even the lowest rung needs more than the estimate: the next rungs (the mix) would help."
+    "Even the lowest rung (audio and content) needs more than the estimate."
+    mix_bitrate: int | None = None
+    "At the ``mixed`` rung: the bitrate of the mix that fits."
 
     def describe(self) -> dict[str, object]:
         """The protocol's ``link`` fields."""
@@ -84,21 +88,26 @@ class Downlink:
         "The estimate fitted when the link was last found congested, and when."
 
     def adapt(
-        self, now: float, carried: Sequence[tuple[Producer, Consumer]], speaker: str | None
+        self,
+        now: float,
+        carried: Sequence[tuple[Producer, Consumer]],
+        speaker: str | None,
+        mix: MixOffer = NO_MIX,
     ) -> LinkState:
-        """Choose the rung for now and apply it to the camera consumers; returns the state."""
+        """Choose the rung for now and apply it to the camera and content consumers; returns
+        the state."""
         streams = [
             StreamRate(p.track_id, p.participant_id, p.source, p.layer_rates(now))
             for p, _ in carried
         ]
         sent = self._sent_rate(now, carried)
         estimate = self._fitting_estimate(now, sent)
-        rung = self.ladder.decide(now, estimate, streams, speaker)
+        rung = self.ladder.decide(now, estimate, streams, speaker, mix)
         plans = Ladder.plan(rung, streams, speaker, estimate)
         for producer, consumer in carried:
-            if producer.source is not TrackSource.CAMERA:
+            plan = plans.get(producer.track_id)
+            if plan is None:
                 continue
-            plan = plans[producer.track_id]
             if plan.paused:
                 consumer.set_paused(True)
                 continue
@@ -117,8 +126,16 @@ class Downlink:
             and need(rung, streams, speaker) > estimate * HEADROOM
         )
         shown = estimate if estimate is not None and estimate < _UNBOUNDED else None
-        self.state = LinkState(shown or self.estimate.bitrate, rung, short)
+        bitrate = self.ladder.mix_bitrate
+        self.state = LinkState(shown or self.estimate.bitrate, rung, short, bitrate)
         return self.state
+
+    def admit(self, producer: Producer, consumer: Consumer) -> None:
+        """A consumer starts on this connection. At ``audio_content`` a camera starts paused:
+        the connection has just been renegotiated out of the mix, and every camera sending
+        until the next tick would be a second of video the link cannot carry."""
+        if self.ladder.rung == Rung.AUDIO_CONTENT and producer.source is TrackSource.CAMERA:
+            consumer.set_paused(True)
 
     def _sent_rate(self, now: float, carried: Sequence[tuple[Producer, Consumer]]) -> float | None:
         """Bits per second of media sent to the subscriber since the last tick (None on the

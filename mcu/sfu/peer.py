@@ -24,6 +24,7 @@ from mcu.media import CodecInfo, TrackSource
 from mcu.sfu import aiortc_adapter as adapter
 from mcu.sfu.consumer import Consumer
 from mcu.sfu.downlink import Downlink, LinkState
+from mcu.sfu.ladder import NO_MIX, MixOffer
 from mcu.sfu.producer import Producer
 
 logger = logging.getLogger(__name__)
@@ -261,6 +262,7 @@ class SubscriberConnection:
             sender_report_sink=adapter.sender_report_sink(sender),
         )
         consumer.estimate = self.downlink.estimate
+        self.downlink.admit(slot.producer, consumer)
         adapter.bind_feedback(sender, consumer)
         slot.consumer = consumer
         slot.producer.add_sink(consumer)
@@ -293,10 +295,10 @@ class SubscriberConnection:
         except Exception:  # the connection may already be closing
             logger.debug("sender stop failed", exc_info=True)
 
-    def adapt(self, now: float, speaker: str | None) -> LinkState:
+    def adapt(self, now: float, speaker: str | None, mix: MixOffer = NO_MIX) -> LinkState:
         """Fit what this subscriber is sent to its downlink estimate (one tick of the ladder)."""
         carried = [(s.producer, s.consumer) for s in self._slots.values() if s.consumer is not None]
-        return self.downlink.adapt(now, carried, speaker)
+        return self.downlink.adapt(now, carried, speaker, mix)
 
     def consumers(self) -> list[Consumer]:
         """The consumers of this connection."""

@@ -296,8 +296,7 @@ class ClientConnection:
                     frozenset(message.participants) if message.participants is not None else None
                 )
                 if message.mode is not None:
-                    room.mix.allow(message.mode)
-                    participant.mix_mode = None if message.mode == "room" else message.mode
+                    room.mix.choose(participant, message.mode)
                 participant.mix_spec = parse_spec(
                     message.layout, message.resolution, message.bitrate, message.page,
                     participant.mix_spec,

@@ -4,7 +4,9 @@ Every :data:`LINK_TICK_SECONDS` each subscribe connection fits what it sends to 
 estimate (:meth:`~mcu.sfu.peer.SubscriberConnection.adapt`); the estimate goes to the
 ``mcu_subscriber_estimate_bits_per_second`` histogram. A participant whose rung changed (or whose
 estimate moved by more than :data:`FIGURE_CHANGE` while it gets less than everything) is sent a
-``link`` message, and so is every chair, who sees a weak connection marked on that tile.
+``link`` message, and so is every chair, who sees a weak connection marked on that tile. The
+mix follows each rung (:meth:`~mcu.signaling.rooms.mixing.RoomMix.follow_link`): a participant
+at ``mixed`` is switched to it, and back when it climbs.
 
 With adaptation off (setting ``adapt_downlinks``, for comparisons) the estimates are still
 exported, and every subscriber is sent everything.
@@ -15,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcu.infra import metrics
 from mcu.sfu.downlink import LinkState
 from mcu.sfu.ladder import Rung
 from mcu.signaling.rooms.participant import send_quietly
+from mcu.signaling.rooms.ports import RoomView
 
 if TYPE_CHECKING:
-    from mcu.signaling.rooms.ports import RoomView
+    from mcu.signaling.rooms.mixing import RoomMix
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +36,19 @@ FIGURE_CHANGE = 0.25
 "A thinned participant's figure is told again when it moved by more than this share."
 
 
+class LinkRoom(RoomView, Protocol):
+    """A room as its link watch uses it: what it is, and its mix to switch thin links to."""
+
+    @property
+    def mix(self) -> RoomMix:
+        """Who receives the mix."""
+        ...
+
+
 class LinkWatch:
     """Ticks the ladder of every subscriber in a room and tells what changed."""
 
-    def __init__(self, room: RoomView, adapt: bool = True) -> None:
+    def __init__(self, room: LinkRoom, adapt: bool = True) -> None:
         self.room = room
         self.adapt = adapt
         "Whether the ladder thins what subscribers are sent (else only the estimate is kept)."
@@ -72,7 +84,8 @@ class LinkWatch:
                 if (estimate := subscriber.downlink.estimate.bitrate) is not None:
                     metrics.SUBSCRIBER_ESTIMATE.observe(estimate)
                 continue
-            state = subscriber.adapt(now, speaker)
+            state = subscriber.adapt(now, speaker, self.room.mix.offer_for(participant))
+            await self.room.mix.follow_link(participant, state)
             if state.estimate is not None:
                 metrics.SUBSCRIBER_ESTIMATE.observe(state.estimate)
             before = self._told.get(participant.id)

@@ -73,7 +73,8 @@ class RoomView(Protocol):
 
 
 class RoomPort(RoomView, Protocol):
-    """A room as features that produce media in it use it (the content channel, the mix)."""
+    """A room as features that produce media in it use it (the content channel, the mix), and
+    change what a participant receives."""
 
     def make_producer(self, participant_id: str, source: TrackSource, codec: CodecInfo) -> Producer:
         """A producer with a fresh track id in the name of ``participant_id`` (or the mix)."""
@@ -87,4 +88,8 @@ class RoomPort(RoomView, Protocol):
 
     async def unpublish(self, participant: Participant, mid: str) -> None:
         """End one of ``participant``'s tracks for everyone."""
+        ...
+
+    async def resubscribe(self, participant: Participant) -> None:
+        """Renegotiate ``participant``'s subscribe connection if what it should carry changed."""
         ...

@@ -40,6 +40,6 @@ def joined_message(room: Room, participant: Participant, *, resumed: bool) -> di
             | ({"credential": s.credential} if s.credential else {})
             for s in room.client_ice.issue(participant.id, time.time())
         ],
-        "mode": room.mix.mode_of(participant),
+        "mode": room.mix.chosen_mode(participant),
         "recording": {k: v for k, v in room.recording.describe().items() if k != "type"},
     } | room.content.describe()

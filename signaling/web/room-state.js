@@ -195,12 +195,22 @@ function withLink(state, message) {
   return { ...state, links };
 }
 
+/** What each rung of a thinned link says to its own participant (docs/thin-links.md). */
+const LINK_TEXTS = {
+  fewer_frames: "link.fewer_frames",
+  fewest_frames: "link.fewer_frames",
+  speaker_only: "link.speaker_only",
+  mixed: "link.mixed",
+  audio_content: "link.audio_content",
+};
+
 /** The words for what our own link gets (`link` of `state.links`), or "" when it gets all. */
 export function linkText(link) {
   if (link === undefined) {
     return "";
   }
-  return t(link.rung === "speaker_only" ? "link.speaker_only" : "link.fewer_frames");
+  // A rung this page does not know yet (a newer server) still says the link is weak.
+  return t(LINK_TEXTS[link.rung] ?? "link.fewer_frames");
 }
 
 /** Someone's connection was lost (`away`), or they are back: their tile says so meanwhile. */

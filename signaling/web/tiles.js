@@ -3,6 +3,13 @@
 
 import { setAttributeText, setText, t, translate } from "./i18n.js";
 
+/** A chair's mark on the tile of a site whose link gets no forwarded camera (other rungs:
+ * `tile.weak_link`). */
+const WEAK_LINK_TEXTS = {
+  mixed: "tile.weak_link_mixed",
+  audio_content: "tile.weak_link_audio",
+};
+
 /** Two initials for the placeholder shown when there is no picture. */
 function initials(name) {
   const words = name.trim().split(/\s+/).filter(Boolean);
@@ -66,12 +73,13 @@ export class Grid {
     const tile = this._tile(view.id);
     const name = view.role === "chair" ? t("tile.chair_name", { name: view.name }) : view.name;
     // Their connection was lost; the server keeps them for a while and they come back by themselves.
-    // A weak link (told to chairs only) is marked with what it carries, in Mbit/s.
+    // A weak link (told to chairs only) is marked with what it carries, in Mbit/s, and at the
+    // last rungs with what the site is sent instead of cameras.
     const rate = view.link?.estimateBps ? (view.link.estimateBps / 1e6).toFixed(1) : "?";
     tile.querySelector(".tile-name").textContent = view.reconnecting
       ? t("tile.reconnecting", { name })
       : view.link
-        ? t("tile.weak_link", { name, rate })
+        ? t(WEAK_LINK_TEXTS[view.link.rung] ?? "tile.weak_link", { name, rate })
         : name;
     tile.classList.toggle("reconnecting", Boolean(view.reconnecting));
     tile.classList.toggle("weak-link", Boolean(view.link));
