@@ -223,7 +223,6 @@ class PublisherTap:
         self._dtls = dtls
         self._ingress: dict[RTCRtpReceiver, _Ingress] = {}
         self._probe = LatenessProbe()
-        self._pair: Any = None
         self._fd = -1
         dtls._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
 
@@ -231,14 +230,14 @@ class PublisherTap:
         """How late this connection's packets are being processed (sampled, not per packet)."""
         if now < self._probe.estimate.next_due:
             return self._probe.estimate.current
-        pair = self._dtls.transport._connection._nominated.get(1)
-        if pair is not self._pair:  # first sample, or ICE chose another pair: its socket
-            self._pair = pair
-            sock = pair.protocol.transport.get_extra_info("socket") if pair is not None else None
-            self._fd = sock.fileno() if sock is not None else -1
-        if self._fd < 0:
-            return 0.0
-        return self._probe.sample(self._fd, now)
+        fds = []
+        for protocol in self._dtls.transport._connection._protocols:
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is not None:
+                fds.append(sock.fileno())
+        if (fd := self._probe.sample_freshest(fds, now)) >= 0:
+            self._fd = fd  # the socket the media come on, for the receive stamps
+        return self._probe.estimate.current
 
     def close(self) -> None:
         """The connection ended: its lateness no longer counts."""

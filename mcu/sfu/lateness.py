@@ -22,7 +22,7 @@ import struct
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mcu.sfu.shedding import SHED_ABOVE
 
@@ -128,6 +128,29 @@ class LatenessProbe:
             estimate.next_due = now + estimate.interval
             return estimate.current
         return estimate.record(self._wall() - arrival, now)
+
+    def sample_freshest(self, fds: Sequence[int], now: float) -> int:
+        """:meth:`sample` over every socket of one connection, when due; returns the socket whose
+        stamp is the newest (-1: none stamped yet, or not due).
+
+        An ICE connection has a socket per local candidate, and the media come on one of them,
+        not always the one its nominated pair names (seen with two host candidates: the
+        nominated pair's socket carried only the consent checks, every few seconds, so the
+        "lateness" read from it climbed to 5 s and the publisher's video was shed, keyframes
+        only, on an idle server). The socket read last is the one the media come on."""
+        estimate = self.estimate
+        if now < estimate.next_due:
+            return -1
+        freshest, newest = -1, 0.0
+        for fd in fds:
+            arrival = last_arrival(fd)
+            if arrival is not None and (freshest < 0 or arrival > newest):
+                freshest, newest = fd, arrival
+        if freshest < 0:
+            estimate.next_due = now + estimate.interval
+        else:
+            estimate.record(self._wall() - newest, now)
+        return freshest
 
 
 class IngressBoard:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -116,3 +117,28 @@ def test_admission_refuses_while_behind_for_good_or_just_shedding_not_for_one_bu
     for i in range(100, 140):  # steadily a quarter of a second behind
         estimate.record(0.25, i * 0.05)
     assert board.behind(6.95)
+
+
+def test_a_connection_is_as_late_as_the_socket_its_media_come_on() -> None:
+    # Two sockets of one connection: the media come on one, the other had a consent check long
+    # before. The connection's lateness is the media socket's, whichever the pair names.
+    quiet_receiver, quiet_sender = _pair()
+    media_receiver, media_sender = _pair()
+    with quiet_receiver, quiet_sender, media_receiver, media_sender:
+        wall = [0.0]
+        probe = LatenessProbe(
+            IngressLateness(interval=0.05), wall_clock=lambda: wall[0], board=IngressBoard()
+        )
+        fds = [quiet_receiver.fileno(), media_receiver.fileno()]
+        assert probe.sample_freshest(fds, 1.0) == -1  # switches stamping on; nothing stamped
+        quiet_sender.sendto(b"check", quiet_receiver.getsockname())
+        quiet_receiver.recv(64)
+        time.sleep(0.02)
+        media_sender.sendto(b"media", media_receiver.getsockname())
+        media_receiver.recv(64)
+        media = last_arrival(media_receiver.fileno())
+        assert media is not None
+        wall[0] = media + 0.01
+        assert probe.sample_freshest(fds, 1.06) == media_receiver.fileno()
+        assert probe.estimate.current == pytest.approx(0.01)
+        assert probe.sample_freshest(fds, 1.07) == -1  # not due yet: no system call
