@@ -72,7 +72,7 @@ for _role in ("chair", "participant"):
     PARTICIPANTS.labels(_role)
 for _kind in ("audio", "video"):
     TRACKS.labels(_kind)
-for _reason in ("malformed", "unroutable", "unknown_payload_type"):
+for _reason in ("malformed", "unroutable", "unknown_payload_type", "malformed_red"):
     PACKETS_DISCARDED.labels(_reason)
 for _reason in ("not_ready", "closing", "queue_full", "error"):
     SEND_REFUSED.labels(_reason)

@@ -69,3 +69,23 @@ def test_decoder_and_ice_hooks_exist() -> None:
     assert "self._nominated" in source and "self._protocols" in source
     assert "self._transport_policy = transport_policy" in source  # relay-only clients (ice.py)
     assert "remote_addr" in inspect.getsource(aioice.ice.CandidatePair)
+
+
+def test_configure_opus_sets_what_is_answered_and_offered() -> None:
+    from mcu.sfu.aiortc_adapter import OPUS, configure_opus
+
+    def opus_fmtp() -> dict[str, str]:
+        codecs = RTCRtpSender.getCapabilities("audio").codecs
+        opus = next(c for c in codecs if c.mimeType.lower() == "audio/opus")
+        return {k: str(v) for k, v in opus.parameters.items()}
+
+    try:
+        configure_opus(fec=True, dtx=True)
+        assert opus_fmtp() == {"useinbandfec": "1", "usedtx": "1"} and OPUS.red
+        configure_opus(fec=False, dtx=True)
+        assert opus_fmtp() == {"usedtx": "1"} and not OPUS.red
+        configure_opus(fec=False, dtx=False)
+        assert opus_fmtp() == {}
+    finally:
+        configure_opus(fec=False, dtx=False)
+        OPUS.red = False
