@@ -68,6 +68,30 @@ def red_primary(payload: Payload) -> tuple[int, bytes] | None:
     return None  # no primary header at all
 
 
+def red_with_payload_type(payload: bytes, payload_type: int) -> bytes | None:
+    """``payload`` with every block's payload type set to ``payload_type``, or None if malformed.
+
+    RED names the codec of each block by payload type, and a subscriber's leg may number Opus
+    differently from the publisher's (Chromium 111, aiortc's offers 96): a block whose type the
+    subscriber did not negotiate is not decoded. Returns ``payload`` itself when nothing changes.
+    """
+    end = len(payload)
+    offset = 0
+    changed: bytearray | None = None
+    while offset < end:
+        first = payload[offset]
+        if first & 0x7F != payload_type:
+            if changed is None:
+                changed = bytearray(payload)
+            changed[offset] = (first & 0x80) | (payload_type & 0x7F)
+        if not first & 0x80:
+            return payload if changed is None else bytes(changed)
+        if offset + _REDUNDANT_HEADER > end:
+            return None
+        offset += _REDUNDANT_HEADER
+    return None
+
+
 def red_blocks(payload: Payload) -> list[RedBlock] | None:
     """Every block, oldest redundant block first and the primary last, or None if malformed."""
     end = len(payload)

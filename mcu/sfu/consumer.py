@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from mcu.codecs.red import red_with_payload_type
 from mcu.infra.metrics import FORWARDING_SAMPLER
 from mcu.media import IncomingPacket, KeyframeSource
 from mcu.sfu.estimate import DownlinkEstimate
@@ -498,10 +499,11 @@ class Consumer:
 class RedConsumer(Consumer):
     """A consumer whose subscriber negotiated RED for Opus (``leg.red_payload_type``).
 
-    Packets the publisher sent as RED go on unchanged, on the leg's RED payload type, so the
-    subscriber's decoder gets the redundant copies too; plain Opus packets go on as Opus. Only
-    these consumers look at :attr:`~mcu.media.IncomingPacket.red`: every other one forwards the
-    primary block without a further test.
+    Packets the publisher sent as RED go on as RED, on the leg's RED payload type and with its
+    blocks numbered as this leg's Opus, so the subscriber's decoder gets the redundant copies
+    too; plain Opus packets go on as Opus. Only these consumers look at
+    :attr:`~mcu.media.IncomingPacket.red`: every other one forwards the primary block without a
+    further test.
     """
 
     def on_packet(self, packet: IncomingPacket) -> None:
@@ -513,4 +515,8 @@ class RedConsumer(Consumer):
         if not self._rewriter.started and not self._transmitter.ready():
             return
         assert self.leg.red_payload_type is not None
+        red = red_with_payload_type(red, self._payload_type)
+        if red is None:  # checked at ingress already; a packet that fails is sent as Opus
+            super().on_packet(packet)
+            return
         self._forward(packet, red, self.leg.red_payload_type)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from mcu.codecs.red import RedBlock, pack_red, red_blocks, red_primary
+from mcu.codecs.red import RedBlock, pack_red, red_blocks, red_primary, red_with_payload_type
 
 OPUS = 111
 
@@ -81,3 +81,17 @@ def test_random_bytes_never_raise() -> None:
         assert (primary is None) == (blocks is None)
         if primary is not None and blocks is not None:
             assert primary == (blocks[-1].payload_type, blocks[-1].data)
+
+
+def test_payload_types_renumbered_for_another_leg() -> None:
+    renumbered = red_with_payload_type(TWO_REDUNDANT, 96)
+    assert renumbered is not None
+    assert red_blocks(renumbered) == [
+        RedBlock(96, 1920, b"aa"),
+        RedBlock(96, 960, b"b"),
+        RedBlock(96, 0, b"primary"),
+    ]
+    assert red_with_payload_type(TWO_REDUNDANT, OPUS) is TWO_REDUNDANT  # nothing to change
+    assert red_with_payload_type(PRIMARY_ONLY, 96) == bytes([96]) + PRIMARY_ONLY[1:]
+    for broken in (b"", bytes([0xEF]), bytes([0xEF, 0x0F, 0x00, 0x03])):
+        assert red_with_payload_type(broken, 96) is None
