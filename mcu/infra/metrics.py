@@ -32,6 +32,10 @@ DECODED_FRAMES = Counter(
 PACKETS_DISCARDED = Counter(
     "mcu_rtp_packets_discarded_total", "Incoming RTP packets not forwarded, by reason.", ["reason"]
 )
+RED_RECEIVED = Counter(
+    "mcu_red_packets_received_total",
+    "Opus packets publishers sent as RED (RFC 2198), each carrying earlier frames again.",
+)
 RTX_RECEIVED = Counter(
     "mcu_rtx_packets_received_total", "Retransmissions received from publishers."
 )

@@ -245,6 +245,7 @@ class _Ingress:
         if primary is None or primary[0] != self.payload_type or not primary[1]:
             metrics.PACKETS_DISCARDED.labels("malformed_red").inc()
             return
+        metrics.RED_RECEIVED.inc()
         marker, sequence, payload = bool(packet.marker), packet.sequence_number, packet.payload
         self.producer.on_rtp(
             sequence, packet.timestamp, marker, primary[1], level, now, lateness, red=payload
