@@ -493,7 +493,8 @@ def offer_codec(transceiver: RTCRtpTransceiver, codec: CodecInfo) -> None:
         for c in capabilities
         if c.mimeType.lower() == codec.mime_type.lower()
         and c.clockRate == codec.clock_rate
-        and {str(k): str(v) for k, v in c.parameters.items()} == params
+        # Opus's fmtp says what its receiver prefers (FEC, DTX), not what the stream is.
+        and (codec.kind == "audio" or {str(k): str(v) for k, v in c.parameters.items()} == params)
     ]
     if not wanted:
         raise ValueError(f"codec {codec.mime_type} {params} cannot be offered")
