@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_loss.py                 # --seconds 20 --outage 10
     .venv/bin/python benchmarks/bench_loss.py --loss 0,5 --outage 0
+    .venv/bin/python benchmarks/bench_loss.py --loss 0,2,5 --outage 0 --compare-opus-fec
 
 Starts the real server (``python -m mcu --workers 1``, every address of the namespace) and a
 consultation of headless Chromium tabs running the web client (fake camera, 640x360 VP8, and
@@ -19,6 +20,10 @@ receiving far: the upstream leg is):
   ``mcu_rtx_packets_received_total``, ``mcu_keyframe_requests_received_total`` /
   ``..._sent_total``).
 
+With ``--compare-opus-fec`` the loss windows run twice, in a room on a server with Opus loss
+protection (``opus_fec``: in-band FEC asked for, RED taken and passed on; the default) and in one
+on a server started with ``MCU_OPUS_FEC=false``, so the audio concealed can be compared.
+
 Then, with ``--outage`` > 0, a second room with two near participants: the far one's link is
 cut entirely (TCP too) for ``--outage`` seconds. It prints what the near pair decoded from each
 other meanwhile, and how long after the link came back each direction decoded a new frame of the
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -178,11 +184,20 @@ async def measure_outage(room: LossyRoom, seconds: float) -> None:
 async def run(args: argparse.Namespace) -> int:
     losses = [int(value) for value in args.loss.split(",") if value.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-loss-") as work:
-        if losses:
-            async with lossy_room(Path(work) / "loss", near=1) as room:
-                for percent in losses:
-                    await measure_loss(room, percent, args.seconds)
-                    await asyncio.sleep(args.settle)
+        for opus_fec in (True, False) if args.compare_opus_fec else (None,):
+            if not losses:
+                break
+            if opus_fec is not None:
+                # Read by the server process lossy_room starts (docs/configuration.md).
+                os.environ["MCU_OPUS_FEC"] = "true" if opus_fec else "false"
+                print(f"-- opus_fec {'on (FEC and RED)' if opus_fec else 'off'}")
+            try:
+                async with lossy_room(Path(work) / f"loss-{opus_fec}", near=1) as room:
+                    for percent in losses:
+                        await measure_loss(room, percent, args.seconds)
+                        await asyncio.sleep(args.settle)
+            finally:
+                os.environ.pop("MCU_OPUS_FEC", None)
         if args.outage > 0:
             async with lossy_room(Path(work) / "outage", near=2, link_index=2) as room:
                 await measure_outage(room, args.outage)
@@ -195,6 +210,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="window per loss setting")
     parser.add_argument("--settle", type=float, default=5.0, help="clean link between windows")
     parser.add_argument("--outage", type=float, default=10.0, help="outage length (0: none)")
+    parser.add_argument(
+        "--compare-opus-fec",
+        action="store_true",
+        help="run the loss windows with Opus FEC and RED on (the default), then off",
+    )
     args = parser.parse_args()
     why = reexec_isolated(__file__, sys.argv[1:])
     if why is not None:

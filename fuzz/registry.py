@@ -77,7 +77,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "h264_payload",
         "fuzz.targets.codecs:h264_payload",
-        "mcu.codecs.h264 (NAL types, keyframe test, depacketizer) and mcu.codecs.opus",
+        "mcu.codecs.h264 (NAL types, keyframe test, depacketizer), mcu.codecs.opus and .red",
         _OURS,
         max_len=4096,
     ),

@@ -76,6 +76,9 @@ class IncomingPacket:
     "The frame references only the base layer (VP8 Y bit): a subscriber may switch up here."
     picture_id: int = -1
     "VP8 PictureID of the frame; -1 when absent."
+    red: bytes | None = None
+    """The whole RED payload (RFC 2198) when the publisher sent the packet as RED; ``payload`` is
+    then its primary block, plain Opus for every sink that did not negotiate RED."""
 
 
 class PacketSink(Protocol):

@@ -1,4 +1,4 @@
-"""VP8, H.264 and Opus payload inspection (``mcu.codecs``), as run on every incoming packet.
+"""VP8, H.264, Opus and RED payload inspection (``mcu.codecs``), as run on every incoming packet.
 
 Properties: the keyframe tests never raise; they agree with the full parsers; a rewritten VP8
 PictureID reads back and leaves the payload after the descriptor untouched; the H.264
@@ -7,7 +7,7 @@ depacketizer only ever returns Annex-B access units.
 
 from __future__ import annotations
 
-from mcu.codecs import h264, opus, vp8
+from mcu.codecs import h264, opus, red, vp8
 from mcu.codecs.inspect import keyframe_detector
 
 from ..harness import Crash, Input
@@ -81,3 +81,14 @@ def h264_payload(data: bytes) -> None:
         voice, level = opus.audio_level_dbov(bytes((level_byte,)))
         if not 0 <= level <= 127 or voice is not bool(level_byte & 0x80):
             raise Crash("audio level out of range")
+    # What is left is a RED payload (RFC 2198): both readings agree on its primary block.
+    rest = source.take(source.left)
+    primary, blocks = red.red_primary(rest), red.red_blocks(rest)
+    if (primary is None) != (blocks is None):
+        raise Crash("red_primary and red_blocks disagree on whether the payload is well-formed")
+    if (
+        primary is not None
+        and blocks is not None
+        and primary != (blocks[-1].payload_type, blocks[-1].data)
+    ):
+        raise Crash("red_primary and red_blocks disagree on the primary block")

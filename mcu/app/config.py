@@ -167,6 +167,10 @@ class Config(BaseModel):
     The first key's secret also signs webhook requests."""
     srtp_require_gcm: bool = False
     """Accept only AES-GCM SRTP protection profiles."""
+    opus_fec: bool = True
+    """Ask Opus senders for in-band FEC (``useinbandfec=1``) and take and pass on RED."""
+    opus_dtx: bool = True
+    """Ask Opus senders to stop sending during silence (``usedtx=1``)."""
     tls_cert: Path | None = None
     """PEM certificate chain for HTTPS; set together with ``tls_key``."""
     tls_key: Path | None = None

@@ -117,6 +117,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="accept only AES-GCM SRTP profiles (env MCU_SRTP_REQUIRE_GCM; default off)",
     )
     add(
+        "--opus-fec",
+        dest="opus_fec",
+        action=argparse.BooleanOptionalAction,
+        help="ask Opus senders for in-band FEC and accept and forward RED redundancy "
+        "(env MCU_OPUS_FEC; default on)",
+    )
+    add(
+        "--opus-dtx",
+        dest="opus_dtx",
+        action=argparse.BooleanOptionalAction,
+        help="ask Opus senders to stop sending during silence (env MCU_OPUS_DTX; default on)",
+    )
+    add(
         "--encrypt-recordings",
         dest="encrypt_recordings",
         action=argparse.BooleanOptionalAction,

@@ -305,7 +305,8 @@ async def index_page(request: web.Request) -> web.Response:
 
 
 def apply_media_policy(config: Config) -> None:
-    """Process-wide media settings: ICE candidate policy, SRTP profiles, decode counting."""
+    """Process-wide media settings: ICE candidate policy, SRTP profiles, Opus FEC/RED and DTX,
+    decode counting."""
     aiortc_adapter.install()
     addresses = tuple(config.media_addresses)
     if not addresses and config.host not in ("0.0.0.0", "::", ""):
@@ -320,6 +321,7 @@ def apply_media_policy(config: Config) -> None:
     )
     if config.srtp_require_gcm:
         aiortc_adapter.require_gcm_srtp()
+    aiortc_adapter.configure_opus(fec=config.opus_fec, dtx=config.opus_dtx)
 
 
 def ice_servers(config: Config) -> list[IceServerConfig]:

@@ -32,6 +32,10 @@ DECODED_FRAMES = Counter(
 PACKETS_DISCARDED = Counter(
     "mcu_rtp_packets_discarded_total", "Incoming RTP packets not forwarded, by reason.", ["reason"]
 )
+RED_RECEIVED = Counter(
+    "mcu_red_packets_received_total",
+    "Opus packets publishers sent as RED (RFC 2198), each carrying earlier frames again.",
+)
 RTX_RECEIVED = Counter(
     "mcu_rtx_packets_received_total", "Retransmissions received from publishers."
 )
@@ -72,7 +76,7 @@ for _role in ("chair", "participant"):
     PARTICIPANTS.labels(_role)
 for _kind in ("audio", "video"):
     TRACKS.labels(_kind)
-for _reason in ("malformed", "unroutable", "unknown_payload_type"):
+for _reason in ("malformed", "unroutable", "unknown_payload_type", "malformed_red"):
     PACKETS_DISCARDED.labels(_reason)
 for _reason in ("not_ready", "closing", "queue_full", "error"):
     SEND_REFUSED.labels(_reason)

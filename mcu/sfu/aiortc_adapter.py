@@ -26,12 +26,13 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiortc.rtcrtpreceiver
 import pylibsrtp
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
-from aiortc.codecs import is_rtx
+from aiortc.codecs import CODECS, is_rtx
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import (
     SRTP_AEAD_AES_128_GCM,
@@ -56,6 +57,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from mcu.codecs.red import red_primary
 from mcu.infra import metrics
 from mcu.media import CodecInfo
 from mcu.sfu.consumer import Consumer, ConsumerLeg, PayloadTypes
@@ -68,6 +70,7 @@ logger = logging.getLogger(__name__)
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+RED_MIME_TYPE = "audio/red"
 
 # Beyond this many bytes queued in user space for one subscriber, packets are dropped (and the
 # subscriber's NACK/PLI recovers) instead of growing memory for a stalled peer.
@@ -118,6 +121,28 @@ def require_gcm_srtp() -> None:
         raise RuntimeError("libsrtp was built without AES-GCM support")
 
 
+@dataclass
+class OpusSettings:
+    """How this process negotiates Opus (:func:`configure_opus`)."""
+
+    red: bool = False
+    "Accept RED from publishers and offer it to subscribers (RFC 2198); set with FEC."
+
+
+OPUS = OpusSettings()
+
+
+def configure_opus(fec: bool, dtx: bool) -> None:
+    """The Opus fmtp of every answer and offer: ``useinbandfec=1`` (Chromium then adds FEC as
+    its receiver reports loss), ``usedtx=1`` (it stops sending during silence); RED goes with
+    FEC. aiortc answers with its codec table's parameters, and producers' codec descriptions
+    come from it too."""
+    opus = next(c for c in CODECS["audio"] if c.mimeType.lower() == "audio/opus")
+    wanted = {"useinbandfec": fec, "usedtx": dtx}
+    opus.parameters = {name: "1" for name, on in wanted.items() if on}
+    OPUS.red = fec
+
+
 def srtp_profile_names() -> list[str]:
     """The SRTP profiles offered in DTLS, most preferred first."""
     return [p.openssl_profile.decode() for p in SRTP_PROFILES]
@@ -150,7 +175,14 @@ class _Ingress:
     """Routes one receiver's packets (RTX unwrapped) to its producer, and notes what is missing
     (video; audio is never asked for again)."""
 
-    __slots__ = ("nacks", "payload_type", "producer", "rtx_payload_type", "ssrc")
+    __slots__ = (
+        "nacks",
+        "payload_type",
+        "producer",
+        "red_payload_type",
+        "rtx_payload_type",
+        "ssrc",
+    )
 
     def __init__(
         self,
@@ -158,11 +190,13 @@ class _Ingress:
         payload_type: int,
         rtx_payload_type: int | None,
         nacks: NackRequester | None,
+        red_payload_type: int | None = None,
     ):
         self.producer = producer
         self.payload_type = payload_type
         self.rtx_payload_type = rtx_payload_type
         self.nacks = nacks
+        self.red_payload_type = red_payload_type
         self.ssrc: int | None = None
 
     def on_packet(self, packet: RtpPacket, now: float, lateness: float) -> None:
@@ -182,6 +216,9 @@ class _Ingress:
                 now,
                 lateness,
             )
+        elif pt == self.red_payload_type:
+            self.ssrc = packet.ssrc
+            self._on_red(packet, audio_level, now, lateness)
         elif pt == self.rtx_payload_type:
             payload = packet.payload
             if len(payload) <= 2:
@@ -201,6 +238,19 @@ class _Ingress:
             )
         else:
             metrics.PACKETS_DISCARDED.labels("unknown_payload_type").inc()
+
+    def _on_red(self, packet: RtpPacket, level: int | None, now: float, lateness: float) -> None:
+        # Parsed once: the primary block is the plain Opus for every sink that did not negotiate
+        # RED (recorder, mixer, relays, aiortc clients); the whole payload rides along.
+        primary = red_primary(packet.payload)
+        if primary is None or primary[0] != self.payload_type or not primary[1]:
+            metrics.PACKETS_DISCARDED.labels("malformed_red").inc()
+            return
+        metrics.RED_RECEIVED.inc()
+        marker, sequence, payload = bool(packet.marker), packet.sequence_number, packet.payload
+        self.producer.on_rtp(
+            sequence, packet.timestamp, marker, primary[1], level, now, lateness, red=payload
+        )
 
 
 NTP_UNIX_OFFSET = 2_208_988_800
@@ -280,8 +330,13 @@ class PublisherTap:
         primary, rtx = negotiated_codecs(transceiver)
         # Video only, as aiortc's own generator (audio has no retransmission in WebRTC).
         nacks = NackRequester() if producer.kind == "video" else None
+        red = red_codec(transceiver)
         ingress = _Ingress(
-            producer, payload_type(primary), payload_type(rtx) if rtx else None, nacks
+            producer,
+            payload_type(primary),
+            payload_type(rtx) if rtx else None,
+            nacks,
+            payload_type(red) if red else None,
         )
         self._ingress[receiver] = ingress
 
@@ -311,12 +366,35 @@ def negotiated_codecs(
 ) -> tuple[RTCRtpCodecParameters, RTCRtpCodecParameters | None]:
     """The transceiver's primary codec and its RTX codec, if negotiated."""
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
-    primary = next(c for c in codecs if not is_rtx(c))
+    primary = next(c for c in codecs if not is_rtx(c) and c.mimeType.lower() != RED_MIME_TYPE)
     rtx = next(
         (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == primary.payloadType),
         None,
     )
     return primary, rtx
+
+
+def red_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
+    """The RED codec (RFC 2198) negotiated on this section, if any (see :func:`accept_red`)."""
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    return next((c for c in codecs if c.mimeType.lower() == RED_MIME_TYPE), None)
+
+
+def accept_red(transceiver: RTCRtpTransceiver, red_payload_type: int) -> None:
+    """Answer a publisher's offered RED for the section's Opus (aiortc would leave it out).
+    Put first, it makes Chromium send RED; called after :func:`narrow_to_first_codec`."""
+    primary, _ = negotiated_codecs(transceiver)
+    opus = payload_type(primary)
+    red = RTCRtpCodecParameters(
+        mimeType=RED_MIME_TYPE,
+        clockRate=primary.clockRate,
+        channels=primary.channels,
+        payloadType=red_payload_type,
+        parameters={f"{opus}/{opus}": None},
+    )
+    transceiver._codecs = [red] + [
+        c for c in transceiver._codecs if c is not red_codec(transceiver)
+    ]
 
 
 def payload_type(codec: RTCRtpCodecParameters) -> int:
@@ -431,7 +509,8 @@ def offer_codec(transceiver: RTCRtpTransceiver, codec: CodecInfo) -> None:
         for c in capabilities
         if c.mimeType.lower() == codec.mime_type.lower()
         and c.clockRate == codec.clock_rate
-        and {str(k): str(v) for k, v in c.parameters.items()} == params
+        # Opus's fmtp says what its receiver prefers (FEC, DTX), not what the stream is.
+        and (codec.kind == "audio" or {str(k): str(v) for k, v in c.parameters.items()} == params)
     ]
     if not wanted:
         raise ValueError(f"codec {codec.mime_type} {params} cannot be offered")

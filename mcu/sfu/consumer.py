@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from mcu.codecs.red import red_with_payload_type
 from mcu.infra.metrics import FORWARDING_SAMPLER
 from mcu.media import IncomingPacket, KeyframeSource
 from mcu.sfu.estimate import DownlinkEstimate
@@ -82,6 +83,8 @@ class ConsumerLeg:
     "Header-extension id of abs-send-time on this leg (0: not negotiated)."
     audio_level_id: int = 0
     "Header-extension id of ssrc-audio-level on this leg (0: not negotiated)."
+    red_payload_type: int | None = None
+    "Payload type of RED (RFC 2198) for the leg's Opus when the subscriber negotiated it."
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +220,11 @@ class Consumer:
             if slot >= 0:
                 self._send_padding(slot, packet)
             return
-        self._forward(packet, layers.payload(packet))
+        self._forward(packet, layers.payload(packet), self._payload_type)
 
-    def _forward(self, packet: IncomingPacket, payload: bytes | bytearray) -> None:
+    def _forward(
+        self, packet: IncomingPacket, payload: bytes | bytearray, payload_type: int
+    ) -> None:
         rewriter = self._rewriter
         sequence = rewriter.forward(packet)
         if sequence < 0:
@@ -232,7 +237,7 @@ class Consumer:
         if packet.keyframe:
             self._keyframe_timestamp = packet.timestamp
         data = self._build(
-            self._payload_type,
+            payload_type,
             packet.marker,
             sequence,
             (packet.timestamp + rewriter.timestamp_offset) & 0xFFFFFFFF,
@@ -489,3 +494,29 @@ class Consumer:
     def close(self) -> None:
         """Stop forwarding for good."""
         self._closed = True
+
+
+class RedConsumer(Consumer):
+    """A consumer whose subscriber negotiated RED for Opus (``leg.red_payload_type``).
+
+    Packets the publisher sent as RED go on as RED, on the leg's RED payload type and with its
+    blocks numbered as this leg's Opus, so the subscriber's decoder gets the redundant copies
+    too; plain Opus packets go on as Opus. Only these consumers look at
+    :attr:`~mcu.media.IncomingPacket.red`: every other one forwards the primary block without a
+    further test.
+    """
+
+    def on_packet(self, packet: IncomingPacket) -> None:
+        """Rewrite and send one packet, as RED when it came as RED."""
+        red = packet.red
+        if red is None or self._closed or self.layers is not None:
+            super().on_packet(packet)
+            return
+        if not self._rewriter.started and not self._transmitter.ready():
+            return
+        assert self.leg.red_payload_type is not None
+        red = red_with_payload_type(red, self._payload_type)
+        if red is None:  # checked at ingress already; a packet that fails is sent as Opus
+            super().on_packet(packet)
+            return
+        self._forward(packet, red, self.leg.red_payload_type)

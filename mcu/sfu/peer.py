@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +23,8 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from mcu.media import CodecInfo, TrackSource
 from mcu.sfu import aiortc_adapter as adapter
-from mcu.sfu.consumer import Consumer
+from mcu.sfu import redsdp
+from mcu.sfu.consumer import Consumer, RedConsumer
 from mcu.sfu.downlink import Downlink, LinkState
 from mcu.sfu.ladder import NO_MIX, MixOffer
 from mcu.sfu.producer import Producer
@@ -138,6 +140,11 @@ class PublisherConnection:
             codec = adapter.narrow_to_first_codec(
                 transceiver, prefer_video if transceiver.kind == "video" else None
             )
+            if adapter.OPUS.red and codec.mime_type.lower() == "audio/opus":
+                opus = adapter.payload_type(adapter.negotiated_codecs(transceiver)[0])
+                red = redsdp.offered_red(offer_sdp, mid, opus)
+                if red is not None:  # Chromium's redundancy: its previous frame in each packet
+                    adapter.accept_red(transceiver, red)
             offered.append(OfferedTrack(mid, source, codec, transceiver))
         try:
             answer = await self.pc.createAnswer()
@@ -225,6 +232,12 @@ class SubscriberConnection:
             )
             self._slots[track_id] = _Slot(producer, transceiver)
         offer = await self.pc.createOffer()
+        if adapter.OPUS.red:  # RED goes on as RED to browsers that keep it in their answer
+            opus = {
+                p.track_id for p in wanted.values() if p.codec.mime_type.lower() == "audio/opus"
+            }
+            if opus:
+                offer = RTCSessionDescription(sdp=redsdp.with_red(offer.sdp, opus), type="offer")
         await self.pc.setLocalDescription(offer)
         self.offer_outstanding = True
         carried = [(s.transceiver.mid or "", s.producer) for s in self._slots.values()]
@@ -246,15 +259,19 @@ class SubscriberConnection:
         except Exception as exc:
             raise NegotiationError(f"answer rejected: {exc}") from exc
         self.offer_outstanding = False
+        red = redsdp.answered_red(answer_sdp) if adapter.OPUS.red else {}
         for slot in self._slots.values():
             if slot.consumer is None:
-                self._start_consumer(slot)
+                self._start_consumer(slot, red.get(slot.transceiver.mid or ""))
 
-    def _start_consumer(self, slot: _Slot) -> None:
+    def _start_consumer(self, slot: _Slot, red_payload_type: int | None = None) -> None:
         transceiver = slot.transceiver
         sender = transceiver.sender
-        consumer = Consumer(
-            adapter.consumer_leg(transceiver),
+        leg = adapter.consumer_leg(transceiver)
+        if red_payload_type is not None:
+            leg = dataclasses.replace(leg, red_payload_type=red_payload_type)
+        consumer = (RedConsumer if red_payload_type is not None else Consumer)(
+            leg,
             adapter.SrtpTransmitter(adapter.dtls_transport(transceiver)),
             slot.producer.history,
             slot.producer,

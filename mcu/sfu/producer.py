@@ -90,8 +90,12 @@ class Producer:
         audio_level: int | None,
         arrival: float,
         lateness: float = 0.0,
+        red: bytes | None = None,
     ) -> None:
         """Take one (already decrypted, RTX-unwrapped) packet and forward it to every sink.
+
+        ``red``: the packet's whole RED payload when it came as RED (``payload`` is then its
+        primary block), for the consumers that negotiated RED.
 
         ``lateness``: how far behind its ingress the server was when it got to this packet
         (seconds, :mod:`mcu.sfu.lateness`); beyond a bound, packets are shed
@@ -106,7 +110,7 @@ class Producer:
         keyframe = self._video and bool(payload) and self._is_keyframe(payload)
         packet = IncomingPacket(
             self._unwrapper.unwrap(sequence), timestamp, marker, payload, keyframe, audio_level,
-            arrival,
+            arrival, red=red,
         )  # fmt: skip
         if self._layer_of is not None:
             # Read once here for every consumer that forwards fewer layers (mcu.sfu.layers).

@@ -46,6 +46,8 @@ async function inboundOf(pc, describeMid) {
       totalFreezesDuration: s.totalFreezesDuration ?? 0,
       concealedSamples: s.concealedSamples ?? 0,
       totalSamplesReceived: s.totalSamplesReceived ?? 0,
+      // Audio packets the decoder rebuilt from redundancy: Opus in-band FEC and RED copies.
+      fecPacketsReceived: s.fecPacketsReceived ?? 0,
       trackIdentifier: s.trackIdentifier ?? null,
       mid,
       // Who sends it and what it is (camera or content); null for a section that carries

@@ -45,7 +45,7 @@ RATE_KBIT = 2000
 LOSS_PERCENT = 3
 WINDOW_S = 12.0
 "How long the thin line is measured for, once the clinic's rung has settled."
-RAMP_LIMIT_S = 45.0
+RAMP_LIMIT_S = 60.0
 ADAPT_LIMIT_S = 30.0
 CLIMB_LIMIT_S = 90.0
 """Bounds on waiting, never asserted on as times: climbing from the speaker only to everything

@@ -80,3 +80,23 @@ def test_arrival_times_share_aiortcs_clock() -> None:
     # arrival-time clock (milliseconds since 1900): an aiortc that changed its clock would make
     # every packet look minutes late or early.
     assert abs(current_ms() - int((time.time() + NTP_UNIX_OFFSET) * 1000)) < 1000
+
+
+def test_configure_opus_sets_what_is_answered_and_offered() -> None:
+    from mcu.sfu.aiortc_adapter import OPUS, configure_opus
+
+    def opus_fmtp() -> dict[str, str]:
+        codecs = RTCRtpSender.getCapabilities("audio").codecs
+        opus = next(c for c in codecs if c.mimeType.lower() == "audio/opus")
+        return {k: str(v) for k, v in opus.parameters.items()}
+
+    try:
+        configure_opus(fec=True, dtx=True)
+        assert opus_fmtp() == {"useinbandfec": "1", "usedtx": "1"} and OPUS.red
+        configure_opus(fec=False, dtx=True)
+        assert opus_fmtp() == {"usedtx": "1"} and not OPUS.red
+        configure_opus(fec=False, dtx=False)
+        assert opus_fmtp() == {}
+    finally:
+        configure_opus(fec=False, dtx=False)
+        OPUS.red = False
