@@ -85,6 +85,8 @@ class Downlink:
         self._sent_bytes: int | None = None
         self._sent_at = 0.0
         self._fitted: tuple[int, float] | None = None
+        self._shown_speaker: str | None = None
+        "The last active speaker whose camera this subscriber receives."
         "The estimate fitted when the link was last found congested, and when."
 
     def adapt(
@@ -100,6 +102,7 @@ class Downlink:
             StreamRate(p.track_id, p.participant_id, p.source, p.layer_rates(now))
             for p, _ in carried
         ]
+        speaker = self._speaker_to_show(speaker, streams)
         sent = self._sent_rate(now, carried)
         estimate = self._fitting_estimate(now, sent)
         rung = self.ladder.decide(now, estimate, streams, speaker, mix)
@@ -136,6 +139,17 @@ class Downlink:
         until the next tick would be a second of video the link cannot carry."""
         if self.ladder.rung == Rung.AUDIO_CONTENT and producer.source is TrackSource.CAMERA:
             consumer.set_paused(True)
+
+    def _speaker_to_show(self, speaker: str | None, streams: Sequence[StreamRate]) -> str | None:
+        """The speaker whose camera the speaker-only rung shows: while the active speaker is
+        someone this subscriber receives no camera of (the subscriber itself, most often: a
+        clinic whose doctor is talking), the one it was shown before, not another camera
+        (each switch costs a keyframe wait and flickers the picture)."""
+        cameras = {s.participant_id for s in streams if s.source is TrackSource.CAMERA}
+        if speaker in cameras:
+            self._shown_speaker = speaker
+            return speaker
+        return self._shown_speaker if self._shown_speaker in cameras else speaker
 
     def _sent_rate(self, now: float, carried: Sequence[tuple[Producer, Consumer]]) -> float | None:
         """Bits per second of media sent to the subscriber since the last tick (None on the

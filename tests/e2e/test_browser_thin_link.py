@@ -28,6 +28,7 @@ from tests.e2e.thin_room import (
     ramped,
     thin_room,
     wait_for_rung,
+    wait_settled,
 )
 from tests.support.impair import impair_available
 
@@ -46,7 +47,9 @@ LOSS_PERCENT = 3
 WINDOW_S = 12.0
 "How long the thin line is measured for, once the clinic's rung has settled."
 RAMP_LIMIT_S = 60.0
-ADAPT_LIMIT_S = 30.0
+SETTLED_S = 4.0
+"The clinic's rung is taken as settled once unchanged this long (steps come 3 s apart)."
+ADAPT_LIMIT_S = 40.0
 CLIMB_LIMIT_S = 90.0
 """Bounds on waiting, never asserted on as times: climbing from the speaker only to everything
 takes three holds of 5 s at least, more after failed climbs (docs/thin-links.md)."""
@@ -59,16 +62,17 @@ async def test_thin_line_gets_the_speaker_smoothly_and_climbs_back(tmp_path: Pat
             assert rate >= RAMPED_BPS, f"the cameras send only {rate / 1e6:.2f} Mbit/s"
             await room.link.set_rate(RATE_KBIT)
             await room.link.set_loss(LOSS_PERCENT)
-            rung = await wait_for_rung(room.far, room.far_id, False, ADAPT_LIMIT_S)
+            rung = await wait_settled(room.far, room.far_id, SETTLED_S, ADAPT_LIMIT_S)
             assert rung != "full", "the clinic was never thinned"
-            await asyncio.sleep(3)  # the first keyframes after the step down
             clinic, near = await measure([room.far, room.near[0]], WINDOW_S)
             rung = await latest_rung(room.far, room.far_id)
             print(f"\n{RATE_KBIT} kbit/s, {LOSS_PERCENT} % loss, rung {rung}")
             print(f"  clinic:   {clinic.describe()}\n  loopback: {near.describe()}")
             assert clinic.best_fps >= 15, clinic
             assert clinic.freezes <= 3, clinic
-            assert clinic.concealed <= 0.02, clinic
+            # What the line adds: a loaded test machine makes even the loopback tab conceal
+            # some audio (its decoder starved of CPU), and the clinic's tab shares that.
+            assert clinic.concealed <= near.concealed + 0.02, (clinic, near)
             assert len(near.camera_fps) == CAMERAS, near
             assert min(near.camera_fps.values()) >= 15, near
             assert await latest_rung(room.near[0], room.near_ids[0]) == "full"

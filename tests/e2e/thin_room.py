@@ -101,6 +101,20 @@ async def wait_for_rung(page: Page, participant_id: str, full: bool, limit: floa
         await asyncio.sleep(0.5)
 
 
+async def wait_settled(page: Page, participant_id: str, quiet: float, limit: float) -> str:
+    """Poll (at most `limit` s) until the rung has been told and not changed for `quiet` s."""
+    deadline = time.monotonic() + limit
+    rung, since = await latest_rung(page, participant_id), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = await latest_rung(page, participant_id)
+        if now != rung:
+            rung, since = now, time.monotonic()
+        elif rung != "full" and time.monotonic() - since >= quiet:
+            break
+    return rung
+
+
 def by_stream(stats: Stats, kind: str, source: str | None = None) -> dict[str, Stats]:
     """The page's inbound streams of `kind` (and `source`), by sender and track."""
     return {
@@ -125,6 +139,15 @@ def delta(before: Stats, after: Stats, kind: str, field: str) -> float:
     return sum(
         s[field] - first.get(key, {}).get(field, 0) for key, s in by_stream(after, kind).items()
     )
+
+
+def freezes_by_camera(before: Stats, after: Stats) -> dict[str, float]:
+    """Chromium's freezeCount each camera added between the two samples."""
+    first = by_stream(before, "video", "camera")
+    return {
+        key: s["freezeCount"] - first.get(key, {}).get("freezeCount", 0)
+        for key, s in by_stream(after, "video", "camera").items()
+    }
 
 
 async def camera_rate(page: Page, seconds: float = 2.0) -> float:
@@ -154,8 +177,8 @@ class Sample:
     seconds: float
     camera_fps: dict[str, float]
     "Frames decoded per second, per camera."
-    freezes: float
-    "Chromium's freezeCount over every video."
+    camera_freezes: dict[str, float]
+    "Chromium's freezeCount per camera."
     concealed: float
     "Share of audio samples the decoder invented, over every audio stream."
     kbit_per_s: float
@@ -165,6 +188,14 @@ class Sample:
     def best_fps(self) -> float:
         """The smoothest camera (the speaker's, when only the speaker is sent)."""
         return max(self.camera_fps.values(), default=0.0)
+
+    @property
+    def freezes(self) -> float:
+        """Freezes of the smoothest camera (the others may have been paused meanwhile)."""
+        if not self.camera_fps:
+            return 0.0
+        best = max(self.camera_fps, key=lambda key: self.camera_fps[key])
+        return self.camera_freezes.get(best, 0.0)
 
     def describe(self) -> str:
         cameras = " ".join(f"{fps:4.1f}" for fps in sorted(self.camera_fps.values(), reverse=True))
@@ -190,7 +221,7 @@ async def measure(pages: list[Page], seconds: float) -> list[Sample]:
             Sample(
                 seconds=elapsed,
                 camera_fps=rates(first, last, elapsed, "camera"),
-                freezes=delta(first, last, "video", "freezeCount"),
+                camera_freezes=freezes_by_camera(first, last),
                 concealed=delta(first, last, "audio", "concealedSamples") / max(1.0, total),
                 kbit_per_s=received * 8 / elapsed / 1000,
             )

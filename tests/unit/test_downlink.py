@@ -18,7 +18,7 @@ from mcu.media import TrackSource
 from mcu.sfu.aiortc_adapter import apply_feedback
 from mcu.sfu.consumer import Consumer
 from mcu.sfu.downlink import SETTLE_SECONDS, Downlink
-from mcu.sfu.ladder import Rung
+from mcu.sfu.ladder import Rung, StreamRate
 from mcu.sfu.peer import SubscriberConnection
 from mcu.sfu.producer import Producer
 from tests.unit.test_layers import LEG, VP8, Capture, Stream, read
@@ -174,3 +174,16 @@ def test_one_congestion_episode_is_one_step_until_the_reports_catch_up() -> None
     assert [tick(2.0), tick(3.0)] == [first, first]
     # Past it, a link still losing that much is fitted again, to what reaches it now.
     assert tick(4.5) > first
+
+
+def test_while_the_subscriber_itself_speaks_it_keeps_seeing_the_last_speaker() -> None:
+    link = Downlink()
+    streams = [
+        StreamRate(f"t{n}", f"p{n}", TrackSource.CAMERA, (400_000.0, 0.0, 0.0, 0.0))
+        for n in (1, 2, 3)
+    ]
+    assert link._speaker_to_show("p2", streams) == "p2"
+    # The subscriber (p9, whose own camera it does not receive) talks: still p2, not p1.
+    assert link._speaker_to_show("p9", streams) == "p2"
+    assert link._speaker_to_show("p3", streams) == "p3"
+    assert link._speaker_to_show(None, streams) == "p3"
