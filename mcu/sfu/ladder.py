@@ -206,6 +206,11 @@ class Ladder:
             return self.rung
         if now - max(self._stepped_up_at, self._stepped_down_at) > MAX_HOLD_SECONDS:
             self._hold = UP_HOLD_SECONDS  # a minute without a move: the link has settled
+        if self._stepped_down_at < self._stepped_up_at <= now - FAILED_CLIMB_SECONDS:
+            # The last climb held: the link has room again, and the next rungs need not wait
+            # the longer holds of the failed climbs before it (a line that came back climbed
+            # one rung a minute).
+            self._hold = UP_HOLD_SECONDS
         place = rungs.index(self.rung)
         if place == 0:
             return self.rung

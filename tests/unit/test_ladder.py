@@ -5,6 +5,7 @@ from __future__ import annotations
 from mcu.media import TrackSource
 from mcu.sfu.estimate import RISE_SECONDS, DownlinkEstimate
 from mcu.sfu.ladder import (
+    FAILED_CLIMB_SECONDS,
     NO_MIX,
     UP_HOLD_SECONDS,
     Ladder,
@@ -159,6 +160,10 @@ def test_a_climb_that_does_not_fit_makes_the_next_wait_longer() -> None:
     assert ladder.decide(t + 1 + 2 * UP_HOLD_SECONDS, 10_000_000, streams, "p1") is (
         Rung.FEWER_FRAMES
     )
+    # That climb held: the next rung waits the short hold again, not the doubled one.
+    t += 1 + 2 * UP_HOLD_SECONDS + FAILED_CLIMB_SECONDS
+    assert ladder.decide(t, 10_000_000, streams, "p1") is Rung.FEWER_FRAMES
+    assert ladder.decide(t + UP_HOLD_SECONDS, 10_000_000, streams, "p1") is Rung.FULL
 
 
 # The mixer's bitrates (mcu.mixer.specs.BITRATE_LADDER), as the room offers them.
