@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -89,6 +90,10 @@ async def line(room: LossyRoom, kbit: int, loss: int, args: argparse.Namespace) 
         after["mcu_keyframe_requests_sent_total"] - counters["mcu_keyframe_requests_sent_total"]
     ) / clinic.seconds
     rung = await latest_rung(room.far, room.far_id)
+    estimates = await room.far.evaluate(
+        "window.mcu.messages.filter(m => m.type === 'link'"
+        f" && m.participant_id === {json.dumps(room.far_id)}).map(m => m.estimate_bps)"
+    )
     adapt = await moved
     await room.link.set_rate(None)
     await room.link.set_loss(0)
@@ -103,6 +108,7 @@ async def line(room: LossyRoom, kbit: int, loss: int, args: argparse.Namespace) 
         f"  freezes {clinic.freezes:3.0f}  audio concealed {clinic.concealed:6.2%}"
         f"  received {clinic.kbit_per_s:5.0f} kbit/s  server CPU {cpu:5.1%}"
         f"  keyframes asked {keyframes:4.2f}/s"
+        f"  estimates told (kbit/s) {[round((e or 0) / 1000) for e in estimates[-4:]]}"
         f"  climb {f'{climb:4.1f} s' if back == 'full' else 'not within limit'}"
     )
 

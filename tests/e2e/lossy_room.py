@@ -116,13 +116,15 @@ async def lossy_room(
     link_index: int = 1,
     publish_only: int = 0,
     server_args: tuple[str, ...] = (),
+    near_args: tuple[str, ...] = (),
 ) -> AsyncIterator[LossyRoom]:
     """Start a server, a link and the browsers; join everyone and wait until media flows both
     ways at every page (on a clean link). Everything is stopped and removed on the way out.
 
     The last `publish_only` near pages receive nothing (a room of many cameras costs the test
     machine one decoder per stream per page): the others still wait until they decode them.
-    `server_args`: more flags for the server (`--no-adapt-downlinks`)."""
+    `server_args`: more flags for the server (`--no-adapt-downlinks`); `near_args`: for the
+    near pages' browser."""
     server = ServerProcess(
         work_dir / "server", list(server_args), host="0.0.0.0", media_addresses=[]
     )
@@ -145,7 +147,7 @@ async def lossy_room(
                 ),
             )
         )
-        near_browser = await stack.enter_async_context(Chromium())
+        near_browser = await stack.enter_async_context(Chromium(extra_args=near_args))
         room_id = "lossy-consult"
         await server.create_room(room_id, "lossy-room-pass", title="Over a bad line")
         far_link = await server.invite(room_id, role="chair")
