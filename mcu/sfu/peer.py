@@ -112,6 +112,10 @@ class PublisherConnection:
     def __init__(self, ice_servers: list[IceServerConfig]) -> None:
         self.pc = new_peer_connection(ice_servers)
         self._taps: dict[int, adapter.PublisherTap] = {}
+        self.red_allowed = True
+        """Take the browser's RED (when the server's ``opus_fec`` is on). Not in an end-to-end
+        encrypted room: Chromium's receiver runs its frame decryption on the RED payload, which
+        it did not encrypt as one (measured: frames failed to decrypt as soon as RED was on)."""
 
     async def negotiate(
         self, offer_sdp: str, sources: dict[str, TrackSource], prefer_video: str | None = None
@@ -140,7 +144,8 @@ class PublisherConnection:
             codec = adapter.narrow_to_first_codec(
                 transceiver, prefer_video if transceiver.kind == "video" else None
             )
-            if adapter.OPUS.red and codec.mime_type.lower() == "audio/opus":
+            red_on = adapter.OPUS.red and self.red_allowed
+            if red_on and codec.mime_type.lower() == "audio/opus":
                 opus = adapter.payload_type(adapter.negotiated_codecs(transceiver)[0])
                 red = redsdp.offered_red(offer_sdp, mid, opus)
                 if red is not None:  # Chromium's redundancy: its previous frame in each packet
@@ -193,6 +198,8 @@ class SubscriberConnection:
         self._watching_dtls = False
         self.downlink = Downlink()
         "What the subscriber's link carries, and what it is sent for it (mcu.sfu.ladder)."
+        self.red_allowed = True
+        "Offer RED to the subscriber (see :attr:`PublisherConnection.red_allowed`)."
 
     @property
     def track_ids(self) -> set[str]:
@@ -232,7 +239,7 @@ class SubscriberConnection:
             )
             self._slots[track_id] = _Slot(producer, transceiver)
         offer = await self.pc.createOffer()
-        if adapter.OPUS.red:  # RED goes on as RED to browsers that keep it in their answer
+        if adapter.OPUS.red and self.red_allowed:  # as RED to browsers that keep it
             opus = {
                 p.track_id for p in wanted.values() if p.codec.mime_type.lower() == "audio/opus"
             }
@@ -259,7 +266,7 @@ class SubscriberConnection:
         except Exception as exc:
             raise NegotiationError(f"answer rejected: {exc}") from exc
         self.offer_outstanding = False
-        red = redsdp.answered_red(answer_sdp) if adapter.OPUS.red else {}
+        red = redsdp.answered_red(answer_sdp) if adapter.OPUS.red and self.red_allowed else {}
         for slot in self._slots.values():
             if slot.consumer is None:
                 self._start_consumer(slot, red.get(slot.transceiver.mid or ""))

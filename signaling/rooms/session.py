@@ -144,6 +144,7 @@ class Room:
     def attach_subscriber(self, participant: Participant) -> None:
         """Give ``participant`` a (new) subscribe connection; offers follow from ``resubscribe``."""
         participant.subscriber = SubscriberConnection(self.ice_servers, _count_consumers)
+        participant.subscriber.red_allowed = not self.e2ee
         self._watch(participant, participant.subscriber.pc)
         self.links.start()
 
@@ -269,6 +270,7 @@ class Room:
         async with participant.negotiation_lock:
             if participant.publisher is None:
                 participant.publisher = PublisherConnection(self.ice_servers)
+                participant.publisher.red_allowed = not self.e2ee
                 self._watch(participant, participant.publisher.pc)
             try:
                 # A recorded room prefers H.264: MP4 then holds a copy instead of a transcode.

@@ -29,7 +29,7 @@ def token(role: AccessRole, department: str | None = None, jti: str | None = Non
     room = "cardio-1" if role in ("chair", "participant", "viewer") else None
     return issue_access_token(
         KEY, subject="u-9", role=role, room=room, department=department, ttl_seconds=600,
-        now=NOW, jti=jti,
+        now=time.time(), jti=jti,
     )  # fmt: skip
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket, is_rtcp
 
@@ -36,6 +39,19 @@ class LossyLeg:
         elif packet.payload_type == self.rtx_pt and len(packet.payload) > 2:
             self.recovered.add(int.from_bytes(packet.payload[:2], "big"))
         await self._inner(data, arrival_time_ms)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """The server without downlink adaptation: the viewers here drop one video packet in seven
+    on purpose, which the ladder would rightly answer by thinning them, down to the mix (which
+    decodes); this file is about repairing what is lost."""
+    process = ServerProcess(tmp_path / "server", ["--no-adapt-downlinks"])
+    await process.start()
+    try:
+        yield process
+    finally:
+        assert await process.stop() == 0, process.log()[-4000:]
 
 
 async def test_nacked_packets_are_retransmitted(server: ServerProcess) -> None:
