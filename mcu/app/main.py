@@ -188,10 +188,12 @@ async def serve(config: Config) -> None:
     """
     from mcu.app.cluster import worker
     from mcu.app.server import begin_shutdown, create_app
+    from mcu.sfu.closing import filter_close_races
     from mcu.signaling.endpoints.keys import ROOMS
     from mcu.signaling.endpoints.whip import BROADCASTING
     from mcu.signaling.rooms.recording import wait_for_composites
 
+    filter_close_races(asyncio.get_running_loop())
     stop = _stop_on_signals()
     if config.worker_index is not None:
         config = worker.worker_config(config)
