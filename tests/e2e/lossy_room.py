@@ -22,12 +22,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.chromium import Chromium, ChromiumError, Page
+import pytest
+
+from tests.e2e.chromium import CHROMIUM_PATH, Chromium, ChromiumError, Page, chromium_available
 from tests.e2e.room_page import JOIN_TIMEOUT, describe, wait_for_media, with_name
-from tests.support.impair import ImpairedLink
+from tests.support.impair import ImpairedLink, impair_available
 from tests.support.server import ServerProcess
 
 Stats = dict[str, Any]
+
+NEEDS_BROWSER_AND_LINKS = [
+    pytest.mark.skipif(
+        not chromium_available(),
+        reason=f"no Chromium at {CHROMIUM_PATH} (Debian package `chromium`; CI installs it)",
+    ),
+    pytest.mark.skipif(
+        impair_available() is not None, reason=f"no impaired links here: {impair_available()}"
+    ),
+]
+"The marks of every test module that puts a browser behind an impaired link."
 
 SERVER_COUNTERS = (
     "mcu_nacks_received_total",

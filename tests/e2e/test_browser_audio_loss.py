@@ -13,21 +13,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
+from tests.e2e.lossy_room import NEEDS_BROWSER_AND_LINKS, inbound_audio, lossy_room
 
-from tests.e2e.chromium import CHROMIUM_PATH, chromium_available
-from tests.e2e.lossy_room import inbound_audio, lossy_room
-from tests.support.impair import impair_available
-
-pytestmark = [
-    pytest.mark.skipif(
-        not chromium_available(),
-        reason=f"no Chromium at {CHROMIUM_PATH} (Debian package `chromium`; CI installs it)",
-    ),
-    pytest.mark.skipif(
-        impair_available() is not None, reason=f"no impaired links here: {impair_available()}"
-    ),
-]
+pytestmark = NEEDS_BROWSER_AND_LINKS
 
 # How long the link is lossy (a bound on waiting, never asserted on).
 LOSSY_WINDOW_S = 8.0

@@ -14,21 +14,10 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
+from tests.e2e.chromium import Page
+from tests.e2e.lossy_room import NEEDS_BROWSER_AND_LINKS, inbound_video, lossy_room
 
-from tests.e2e.chromium import CHROMIUM_PATH, Page, chromium_available
-from tests.e2e.lossy_room import inbound_video, lossy_room
-from tests.support.impair import impair_available
-
-pytestmark = [
-    pytest.mark.skipif(
-        not chromium_available(),
-        reason=f"no Chromium at {CHROMIUM_PATH} (Debian package `chromium`; CI installs it)",
-    ),
-    pytest.mark.skipif(
-        impair_available() is not None, reason=f"no impaired links here: {impair_available()}"
-    ),
-]
+pytestmark = NEEDS_BROWSER_AND_LINKS
 
 OUTAGE_S = 5.0
 # A bound on waiting, never asserted on: generous for a loaded 2-core machine.

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.chromium import CHROMIUM_PATH, chromium_available
+from tests.e2e.lossy_room import NEEDS_BROWSER_AND_LINKS
 from tests.e2e.room_page import describe
 from tests.e2e.thin_room import (
     CAMERAS,
@@ -30,17 +28,8 @@ from tests.e2e.thin_room import (
     wait_for_rung,
     wait_settled,
 )
-from tests.support.impair import impair_available
 
-pytestmark = [
-    pytest.mark.skipif(
-        not chromium_available(),
-        reason=f"no Chromium at {CHROMIUM_PATH} (Debian package `chromium`; CI installs it)",
-    ),
-    pytest.mark.skipif(
-        impair_available() is not None, reason=f"no impaired links here: {impair_available()}"
-    ),
-]
+pytestmark = NEEDS_BROWSER_AND_LINKS
 
 RATE_KBIT = 2000
 LOSS_PERCENT = 3
