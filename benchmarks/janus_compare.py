@@ -45,6 +45,7 @@ NETNS = os.environ.get("NETNS", "mcu-bench")
 ADDR = "10.99.0.1"
 JANUS_URL = "http://127.0.0.1:8088/janus"
 OURS_PORT = 8080
+BASE_PORT = 8081  # --baseline: our server from another checkout, beside the current one
 SERVER_CPU, CLIENT_CPU = "0", "1"
 READY_TIMEOUT = 30.0
 MAX_N = 2000
@@ -80,6 +81,11 @@ def _window(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, list[fl
     return total, losses
 
 
+def _p95(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else None
+
+
 async def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Join 1 publisher and N subscribers, print STEADY/END around the window, return figures."""
     import aiohttp
@@ -98,6 +104,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {os.environ.get('MCU_ADMIN_TOKEN', '')}"}
     async with aiohttp.ClientSession(connector=connector) as http:
         clients: list[Any]
+        port = BASE_PORT if args.worker == "base" else OURS_PORT
         if args.worker == "janus":
             room, admin, handle = await create_room(http, JANUS_URL, 1, clip.video_codec)
             room_id = str(room)
@@ -107,11 +114,11 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         else:
             room_id = f"jc-{secrets.token_hex(3)}"
             password = secrets.token_urlsafe(12)
-            base = f"http://{ADDR}:{OURS_PORT}"
+            base = f"http://{ADDR}:{port}"
             rooms = [{"id": room_id, "password": password, "max_participants": args.n + 1}]
             async with aiohttp.ClientSession(headers=headers) as api:
                 await create_rooms(api, base, rooms)
-            ws = f"ws://{ADDR}:{OURS_PORT}/ws"
+            ws = f"ws://{ADDR}:{port}/ws"
             clients = [LoadClient(ClientSpec("pub0", PUBLISHER, room_id, password), ws, clip)]
         publisher = clients[0]
         t0 = time.monotonic()
@@ -132,6 +139,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
             subscribers = clients[1:]
             await join_paced(subscribers, args.join_rate, READY_TIMEOUT)
             joined_s = time.monotonic() - t0
+            _, join_losses = _window({}, _snapshot(subscribers))  # each one's life so far
             await asyncio.sleep(1.0)  # let the last joins' keyframes and bursts pass
             before, cpu0 = _snapshot(subscribers), resource.getrusage(resource.RUSAGE_SELF)
             print("STEADY", flush=True)
@@ -160,6 +168,18 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         "window_s": window,
         "join_s": joined_s,
         "ready": sum(c.ready_s is not None for c in subscribers),
+        # join -> first packet of any track (the server's part of a join: signalling, ICE,
+        # DTLS), and -> a packet of every track (video waits for the clip's next keyframe, every
+        # 2 s: the pre-encoded clip cannot answer a keyframe request)
+        "first_p95_s": _p95(
+            [
+                min(st.first_at for st in c.streams.values()) - c.started_at
+                for c in subscribers
+                if c.streams and c.started_at is not None
+            ]
+        ),
+        "join_p95_s": _p95([c.ready_s for c in subscribers if c.ready_s is not None]),
+        "join_loss_max": max(join_losses, default=1.0),
         "packets": packets,
         "loss_max": max(losses, default=1.0),
         "loss_mean": sum(losses) / len(losses) if losses else 1.0,
@@ -183,17 +203,23 @@ def netns_exec(*command: str) -> list[str]:
     return ["ip", "netns", "exec", NETNS, *command]
 
 
-def start_ours(data_dir: str, token: str) -> subprocess.Popen[bytes]:
-    """``python -m mcu`` in the namespace on core 0; returns once /metrics answers."""
-    env = os.environ | {"MCU_ADMIN_TOKEN": token}
+def start_ours(
+    data_dir: str, token: str, root: Path = ROOT, port: int = OURS_PORT
+) -> subprocess.Popen[bytes]:
+    """``python -m mcu`` from the checkout ``root`` in the namespace on core 0; returns once
+    /metrics answers."""
+    # every subscriber of the comparison comes from the one worker address
+    env = os.environ | {"MCU_ADMIN_TOKEN": token, "MCU_MAX_WEBSOCKETS_PER_ADDRESS": str(MAX_N + 10)}
     command = netns_exec(
         "taskset", "-c", SERVER_CPU, sys.executable, "-m", "mcu", "--host", ADDR,
-        "--port", str(OURS_PORT), "--media-address", ADDR, "--data-dir", data_dir,
+        "--port", str(port), "--media-address", ADDR, "--data-dir", data_dir,
         "--log-level", "warning",
     )  # fmt: skip
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
     log = open(Path(data_dir) / "mcu.log", "wb")  # closed with the process
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-    url = f"http://{ADDR}:{OURS_PORT}/metrics"
+    # cwd first on sys.path: the checkout's own mcu package is the one imported
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=log)
+    url = f"http://{ADDR}:{port}/metrics"
     for _ in range(100):  # 100 x 0.2 s
         if server.poll() is not None:
             raise RuntimeError(f"our server exited; see {data_dir}/mcu.log")
@@ -222,6 +248,7 @@ def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[
     limit = n / args.join_rate + 2 * READY_TIMEOUT + args.duration + 60
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     marks: dict[str, tuple[float, float]] = {}
+    profiler: subprocess.Popen[bytes] | None = None
     deadline = time.monotonic() + limit
     try:
         assert proc.stdout is not None
@@ -229,6 +256,8 @@ def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[
             word = line.strip()
             if word in ("STEADY", "END"):
                 marks[word] = (time.monotonic(), cpu_seconds(pid))
+            if word == "STEADY" and args.profile and server != "janus":
+                profiler = start_profiler(pid, n, args, server)
             if time.monotonic() > deadline:
                 break
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -236,6 +265,8 @@ def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if profiler is not None:
+            profiler.wait(timeout=60)
     result: dict[str, Any] = {"server": server, "n": n, "errors": []}
     with contextlib.suppress(OSError, ValueError):
         result = json.loads(Path(result_path).read_text())
@@ -252,6 +283,29 @@ def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[
     return result
 
 
+def start_profiler(
+    pid: int, n: int, args: argparse.Namespace, server: str
+) -> subprocess.Popen[bytes]:
+    """py-spy sampling our server's Python stacks over the steady window, from core 1.
+
+    Non-blocking (the server is never paused; time in C is charged to the Python line calling
+    it): py-spy's ``--native`` must stop the process per sample, and at 200 subscribers that
+    alone cut forwarding tenfold. Writes collapsed stacks to ``<profile>/<server>-N<n>-<k>.txt``
+    (read by ``profile_stages.py``)."""
+    args.profile.mkdir(parents=True, exist_ok=True)
+    k = 1 + len(list(args.profile.glob(f"{server}-N{n}-*.txt")))
+    out = args.profile / f"{server}-N{n}-{k}.txt"
+    command = [
+        "taskset", "-c", CLIENT_CPU, "py-spy", "record", "--pid", str(pid), "--nonblocking",
+        "--idle", "--rate", str(args.profile_rate), "--duration", str(int(args.duration)),
+        "--format", "raw", "--output", str(out),
+    ]  # fmt: skip
+    venv_bin = str(Path(sys.executable).parent)
+    env = os.environ | {"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
+    log = open(out.with_suffix(".log"), "wb")  # closed with the process
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+
 def holds(result: dict[str, Any], max_loss: float) -> bool:
     return (
         result.get("ready") == result["n"]
@@ -264,49 +318,74 @@ def fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def print_table(results: list[dict[str, Any]], max_loss: float) -> dict[str, Any]:
     print()
     print(
-        f"{'server':6} {'N':>5} {'ready':>6} {'rx pkt/s':>9} {'worst loss':>10}"
-        f" {'srv cpu':>8} {'cpu/sub':>8} {'us/pkt':>7} {'client cpu':>10} {'errors':>6}"
+        f"{'server':6} {'N':>5} {'ready':>6} {'1st p95':>7} {'all p95':>7} {'join loss':>9}"
+        f" {'rx pkt/s':>9}"
+        f" {'worst loss':>10} {'srv cpu':>8} {'cpu/sub':>8} {'us/pkt':>7} {'client cpu':>10}"
+        f" {'errors':>6}"
     )
     for r in results:
         rate = r.get("packets", 0) / r["window_s"] if r.get("window_s") else None
         print(
-            f"{r['server']:6} {r['n']:>5} {r.get('ready', 0):>6} {fmt(rate, '{:,.0f}'):>9}"
+            f"{r['server']:6} {r['n']:>5} {r.get('ready', 0):>6}"
+            f" {fmt(r.get('first_p95_s'), '{:.2f}s'):>7} {fmt(r.get('join_p95_s'), '{:.2f}s'):>7}"
+            f" {fmt(r.get('join_loss_max'), '{:.2%}'):>9} {fmt(rate, '{:,.0f}'):>9}"
             f" {fmt(r.get('loss_max'), '{:.2%}'):>10}"
             f" {fmt(r.get('server_cpu_percent'), '{:.1f}%'):>8}"
             f" {fmt(r.get('server_cpu_per_sub_percent'), '{:.3f}%'):>8}"
             f" {fmt(r.get('server_us_per_packet'), '{:.1f}'):>7}"
             f" {fmt(r.get('client_cpu_percent'), '{:.0f}%'):>10} {len(r.get('errors', [])):>6}"
         )
-    summary: dict[str, Any] = {}
-    for server in ("janus", "ours"):
-        mine = [r for r in results if r["server"] == server]
-        passed = [r["n"] for r in mine if holds(r, max_loss)]
-        per_sub = [r["server_cpu_per_sub_percent"] for r in mine if holds(r, max_loss)]
-        per_pkt = [r["server_us_per_packet"] for r in mine if r.get("server_us_per_packet")]
-        summary[server] = {
-            "max_n_held": max(passed, default=0),
-            "cpu_per_sub_percent_median": sorted(per_sub)[len(per_sub) // 2] if per_sub else None,
-            "us_per_packet_median": sorted(per_pkt)[len(per_pkt) // 2] if per_pkt else None,
-        }
-    j, o = summary["janus"], summary["ours"]
+    servers = [s for s in ("janus", "ours", "base") if any(r["server"] == s for r in results)]
+    # Per N: each server's median over its runs, and ours (and base) / janus of the medians.
+    cells: dict[int, dict[str, dict[str, float | None]]] = {}
+    for n in sorted({r["n"] for r in results}):
+        for server in servers:
+            mine = [r for r in results if r["server"] == server and r["n"] == n]
+            held = [r for r in mine if holds(r, max_loss)]
+            cells.setdefault(n, {})[server] = {
+                "runs": len(mine),
+                "held": len(held),
+                "cpu_per_sub_percent": _median([r["server_cpu_per_sub_percent"] for r in held]),
+                "us_per_packet": _median([r["server_us_per_packet"] for r in held]),
+                "join_p95_s": _median([r["join_p95_s"] for r in mine if r.get("join_p95_s")]),
+            }
     print()
-    ratio_n = f", ours/janus = {o['max_n_held'] / j['max_n_held']:.2f}" if j["max_n_held"] else ""
+    print("medians per N over the runs that held (cpu/sub % of a core, us per forwarded packet):")
+    for n, by_server in cells.items():
+        parts = []
+        for server in servers:
+            c = by_server[server]
+            parts.append(
+                f"{server} {c['held']}/{c['runs']} held, {fmt(c['cpu_per_sub_percent'], '{:.3f}')}"
+                f" %/sub, {fmt(c['us_per_packet'], '{:.1f}')} us/pkt"
+            )
+        for server in servers[1:]:
+            a = by_server.get("janus", {}).get("cpu_per_sub_percent")
+            b = by_server[server]["cpu_per_sub_percent"]
+            if a and b and servers[0] == "janus":
+                parts.append(f"{server}/janus {b / a:.2f}")
+        print(f"  N={n}: " + "; ".join(parts))
+    summary: dict[str, Any] = {"cells": {str(n): c for n, c in cells.items()}}
+    for server in servers:
+        mine = [r for r in results if r["server"] == server]
+        summary[server] = {"max_n_held": max((r["n"] for r in mine if holds(r, max_loss)),
+                                             default=0)}  # fmt: skip
+    print()
     print(
-        f"held at <= {max_loss:.0%} loss on one core: janus N={j['max_n_held']},"
-        f" ours N={o['max_n_held']}{ratio_n}"
+        f"held at <= {max_loss:.0%} loss on one core: "
+        + ", ".join(f"{server} N={summary[server]['max_n_held']}" for server in servers)
     )
-    labels = (
-        ("cpu_per_sub_percent_median", "CPU per subscriber (% of a core)"),
-        ("us_per_packet_median", "server CPU per forwarded packet (us)"),
-    )
-    for key, label in labels:
-        a, b = j[key], o[key]
-        ratio = f", ours/janus = {b / a:.2f}" if a and b else ""
-        print(f"{label}, median over N: janus {fmt(a, '{:.3f}')}, ours {fmt(b, '{:.3f}')}{ratio}")
-    summary["ratio_max_n"] = o["max_n_held"] / j["max_n_held"] if j["max_n_held"] else None
     return summary
 
 
@@ -335,21 +414,30 @@ def orchestrate(args: argparse.Namespace) -> int:
     Path(clip_path).write_bytes(pickle.dumps(clip))
     token = secrets.token_urlsafe(24)
     env = os.environ | {"MCU_ADMIN_TOKEN": token}
-    ours: subprocess.Popen[bytes] | None = None
+    ours: list[subprocess.Popen[bytes]] = []
     results: list[dict[str, Any]] = []
+    servers = list(args.servers) + (["base"] if args.baseline else [])
     try:
         subprocess.run([str(RUN_JANUS), "start"], check=True, env=env | {"JANUS_CPU": SERVER_CPU})
-        ours = start_ours(work, token)
-        pids = {"janus": janus_pid(), "ours": ours.pid}
-        print(f"janus pid {pids['janus']}, ours pid {pids['ours']}, both on core {SERVER_CPU};"
-              f" clients on core {CLIENT_CPU}", flush=True)  # fmt: skip
+        pids = {"janus": janus_pid()}
+        if "ours" in servers:
+            ours.append(start_ours(str(Path(work) / "ours"), token))
+            pids["ours"] = ours[-1].pid
+        if args.baseline:
+            base_dir = str(Path(work) / "base")
+            ours.append(start_ours(base_dir, token, args.baseline.resolve(), BASE_PORT))
+            pids["base"] = ours[-1].pid
+        print(f"server pids {pids}, all on core {SERVER_CPU}; clients on core {CLIENT_CPU}",
+              flush=True)  # fmt: skip
         failed: set[str] = set()
-        for step, n in enumerate(args.n):
-            order = ["janus", "ours"] if step % 2 == 0 else ["ours", "janus"]
-            for server in order:
-                if server in failed:
-                    continue
-                for _ in range(args.repeat):
+        step = 0
+        for n in args.n:
+            for _ in range(args.repeat):  # alternating: every server once, then again
+                order = servers[step % len(servers) :] + servers[: step % len(servers)]
+                step += 1
+                for server in order:
+                    if server in failed:
+                        continue
                     print(f"-- {server} N={n} ...", flush=True)
                     result = run_once(server, pids[server], n, args, env, clip_path)
                     results.append(result)
@@ -363,13 +451,13 @@ def orchestrate(args: argparse.Namespace) -> int:
                     if not holds(result, args.max_loss):
                         failed.add(server)
     finally:
-        if ours is not None:
-            ours.terminate()
+        for server_process in ours:
+            server_process.terminate()
             try:
-                ours.wait(10)
+                server_process.wait(10)
             except subprocess.TimeoutExpired:
-                ours.kill()
-                ours.wait()
+                server_process.kill()
+                server_process.wait()
         subprocess.run([str(RUN_JANUS), "stop"], check=False)
         shutil.rmtree(work, ignore_errors=True)
     summary = print_table(results, args.max_loss)
@@ -397,9 +485,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-loss", type=float, default=0.01, help="worst subscriber loss a server may show")
     add("--video-codec", choices=("vp8", "h264"), default="vp8")
     add("--video-bitrate", type=int, default=800_000, help="target bit/s of the clip (640x360)")
+    add("--servers", nargs="+", choices=("janus", "ours"), default=["janus", "ours"])
+    add("--baseline", type=Path, help="also run our server from this checkout (as 'base')")
+    add("--profile", type=Path, help="py-spy our server's steady windows into this directory")
+    add("--profile-rate", type=int, default=100, help="py-spy samples per second")
     add("--json", type=Path, help="write every run and the summary here")
     add("--json-subscribers", action="store_true", help="keep per-subscriber rows in --json")
-    add("--worker", choices=("janus", "ours"), help=argparse.SUPPRESS)
+    add("--worker", choices=("janus", "ours", "base"), help=argparse.SUPPRESS)
     add("--clip", help=argparse.SUPPRESS)
     add("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

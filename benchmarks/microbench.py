@@ -155,11 +155,11 @@ class Capture:
     __slots__ = ("last", "sent")
 
     def __init__(self) -> None:
-        self.last = b""
+        self.last: tuple[bytes, bytes | bytearray] = (b"", b"")
         self.sent = 0
 
-    def send(self, packet: bytes) -> bool:
-        self.last = packet
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        self.last = (header, payload)  # what a transmitter is handed; it copies them itself
         self.sent += 1
         return True
 
@@ -393,7 +393,8 @@ def nack_rows(b: Budget) -> list[Row]:
             packet.arrival = FRESH_ARRIVAL + 1e9  # never too old to resend
             history.put(packet)
             consumer.on_packet(packet)
-            sent[int.from_bytes(capture.last[2:4], "big")] = capture.last
+            header, payload = capture.last
+            sent[int.from_bytes(header[2:4], "big")] = header + payload
         # The subscriber's NACK: 10 of the last 100 packets, in its (outgoing) numbering.
         recent = sorted(sent)[-100:]
         lost = recent[::10][:NACK_COUNT]
@@ -437,7 +438,7 @@ def fanout_rows(b: Budget) -> list[Row]:
     class NoOp:
         __slots__ = ()
 
-        def send(self, packet: bytes) -> bool:
+        def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
             return True
 
         def ready(self) -> bool:

@@ -81,8 +81,8 @@ class _Wire:
     def ready(self) -> bool:
         return True
 
-    def send(self, packet: bytes) -> bool:
-        self.sent.append(packet)
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        self.sent.append(header + payload)
         return True
 
 

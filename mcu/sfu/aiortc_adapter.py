@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiortc.rtcrtpreceiver
-import pylibsrtp
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
 from aiortc.codecs import CODECS, is_rtx
 from aiortc.mediastreams import MediaStreamError
@@ -60,6 +59,7 @@ from aiortc.rtp import (
 from mcu.codecs.red import red_primary
 from mcu.infra import metrics
 from mcu.media import CodecInfo
+from mcu.sfu.aiortc_send import SrtpTransmitter as SrtpTransmitter  # the send half
 from mcu.sfu.consumer import Consumer, ConsumerLeg, PayloadTypes
 from mcu.sfu.lateness import INGRESS, LatenessProbe, last_arrival
 from mcu.sfu.nack import NackRequester
@@ -71,10 +71,6 @@ MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 RED_MIME_TYPE = "audio/red"
-
-# Beyond this many bytes queued in user space for one subscriber, packets are dropped (and the
-# subscriber's NACK/PLI recovers) instead of growing memory for a stalled peer.
-MAX_SEND_BUFFER_BYTES = 512 * 1024
 
 _GCM_PROFILES = (SRTP_AEAD_AES_256_GCM, SRTP_AEAD_AES_128_GCM)
 _installed = False
@@ -534,49 +530,6 @@ def consumer_leg(transceiver: RTCRtpTransceiver) -> ConsumerLeg:
         abs_send_time_id=ids.get(ABS_SEND_TIME_URI, 0),
         audio_level_id=ids.get(AUDIO_LEVEL_URI, 0),
     )
-
-
-class SrtpTransmitter:
-    """Protects and sends RTP on a subscriber's DTLS transport, bypassing aiortc's await chain."""
-
-    __slots__ = ("_addr", "_connection", "_dtls", "_pair", "_transport")
-
-    def __init__(self, dtls: RTCDtlsTransport) -> None:
-        self._dtls = dtls
-        self._connection = dtls.transport._connection
-        self._pair: Any = None
-        self._transport: Any = None
-        self._addr: Any = None
-
-    def ready(self) -> bool:
-        return self._dtls._tx_srtp is not None and self._connection._nominated.get(1) is not None
-
-    def send(self, packet: bytes) -> bool:
-        srtp = self._dtls._tx_srtp
-        if srtp is None:
-            metrics.SEND_REFUSED.labels("not_ready").inc()
-            return False
-        pair = self._connection._nominated.get(1)
-        if pair is not self._pair:  # first packet, or ICE chose another pair: re-bind
-            if pair is None:
-                metrics.SEND_REFUSED.labels("not_ready").inc()
-                return False
-            self._pair = pair
-            self._transport = pair.protocol.transport
-            self._addr = pair.remote_addr
-        transport = self._transport
-        if transport.is_closing():
-            metrics.SEND_REFUSED.labels("closing").inc()
-            return False
-        if transport.get_write_buffer_size() > MAX_SEND_BUFFER_BYTES:
-            metrics.SEND_REFUSED.labels("queue_full").inc()
-            return False
-        try:
-            transport.sendto(srtp.protect(packet), self._addr)
-        except (pylibsrtp.Error, OSError, ValueError):
-            metrics.SEND_REFUSED.labels("error").inc()
-            return False
-        return True
 
 
 def sender_report_sink(sender: RTCRtpSender) -> Callable[[int, int, int, int], None]:

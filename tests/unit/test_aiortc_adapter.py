@@ -1,6 +1,7 @@
 """Fails loudly if an aiortc/aioice upgrade moves the private internals the adapter enters.
 
-mcu/sfu/aiortc_adapter.py and mcu/sfu/ice.py are the only modules that touch these names.
+mcu/sfu/aiortc_adapter.py (with its send half, mcu/sfu/aiortc_send.py) and mcu/sfu/ice.py are the
+only modules that touch these names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ from mcu.sfu.aiortc_adapter import NTP_UNIX_OFFSET
 
 def test_pinned_versions() -> None:
     assert aiortc.__version__ == "1.16.0"
+
+
+def test_pylibsrtp_binding_the_transmitter_calls() -> None:
+    # aiortc_send calls libsrtp's srtp_protect on the session's own srtp_t (Session._srtp[0])
+    import pylibsrtp
+    from pylibsrtp._binding import lib
+
+    assert callable(lib.srtp_protect)
+    assert pylibsrtp.SRTP_MAX_TRAILER_LEN == 144
+    assert "self._srtp = ffi.gc(srtp" in inspect.getsource(pylibsrtp.Session.__init__)
 
 
 def test_dtls_transport_entry_points() -> None:

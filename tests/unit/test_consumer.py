@@ -21,7 +21,8 @@ class CapturingTransmitter:
     def ready(self) -> bool:
         return self.is_ready
 
-    def send(self, packet: bytes) -> bool:
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        packet = header + payload
         self.sent.append(packet)
         return True
 

@@ -41,7 +41,8 @@ class DrainingBuffer:
     def ready(self) -> bool:
         return True
 
-    def send(self, packet: bytes) -> bool:
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        packet = header + payload
         if self.queued + len(packet) > self.capacity:
             self.refused += 1
             return False

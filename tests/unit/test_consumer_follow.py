@@ -28,7 +28,8 @@ class StallingTransmitter:
     def ready(self) -> bool:
         return True
 
-    def send(self, packet: bytes) -> bool:
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        packet = header + payload
         if self.refusing:
             return False
         self.sent.append(packet)

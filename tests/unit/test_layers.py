@@ -50,7 +50,8 @@ class Capture:
     def ready(self) -> bool:
         return True
 
-    def send(self, packet: bytes) -> bool:
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        packet = header + payload
         self.sent.append(packet)
         return True
 

@@ -31,7 +31,8 @@ class Wire:
     def ready(self) -> bool:
         return True
 
-    def send(self, packet: bytes) -> bool:
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        packet = header + payload
         _, _, sequence, timestamp, _, offset = parse_fixed_header(packet)
         self.sent.append((sequence, timestamp, packet[offset:]))
         return True

@@ -50,7 +50,8 @@ class _Wire:
     def ready(self) -> bool:
         return True
 
-    def send(self, data: bytes) -> bool:
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        data = header + payload
         self.sent.append(data)
         return True
 

@@ -1,0 +1,124 @@
+"""The send half of the aiortc adapter: SRTP-protect a forwarded packet and put it on the wire.
+
+This runs once per packet per subscriber, the server's hottest line, so it skips the layers a
+plain call would cross:
+
+- ``pylibsrtp.Session.protect`` is three Python calls deep and allocates a C ``int`` per packet
+  (about a quarter of its cost); the transmitter calls libsrtp's ``srtp_protect`` from the same
+  binding directly, on the same session, with its own buffer and length cell made once;
+- the packet is written into that buffer in pieces (header, then payload), so it is not first
+  joined into a new ``bytes`` only to be copied again;
+- the nominated ICE pair's datagram transport, its ``sendto`` and its write-buffer size are
+  bound once and re-bound only when DTLS re-keys or ICE changes the pair.
+
+Like :mod:`mcu.sfu.aiortc_adapter` it reaches into aiortc's and pylibsrtp's private parts
+(``RTCDtlsTransport._tx_srtp``, aioice's ``_nominated``, ``Session._srtp``, the cffi binding);
+``tests/unit/test_aiortc_adapter.py`` fails if an upgrade moves them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from pylibsrtp import SRTP_MAX_TRAILER_LEN
+from pylibsrtp._binding import ffi, lib
+
+from mcu.infra import metrics
+
+MAX_SEND_BUFFER_BYTES = 512 * 1024
+"""Beyond this many bytes queued in user space for one subscriber, packets are dropped (and the
+subscriber's NACK/PLI recovers) instead of growing memory for a stalled peer."""
+BUFFER_BYTES = 1500
+MAX_PLAIN_BYTES = BUFFER_BYTES - SRTP_MAX_TRAILER_LEN
+"The longest RTP packet protected (pylibsrtp's own limit for a 1,500-byte buffer)."
+
+_protect = lib.srtp_protect
+_UNBOUND = object()
+_NOT_READY = metrics.SEND_REFUSED.labels("not_ready")
+_CLOSING = metrics.SEND_REFUSED.labels("closing")
+_QUEUE_FULL = metrics.SEND_REFUSED.labels("queue_full")
+_ERROR = metrics.SEND_REFUSED.labels("error")
+
+
+class SrtpTransmitter:
+    """Protects and sends RTP on a subscriber's DTLS transport, bypassing aiortc's await chain."""
+
+    __slots__ = (
+        "_addr",
+        "_buffer",
+        "_cdata",
+        "_closing",
+        "_connection",
+        "_dtls",
+        "_length",
+        "_pair",
+        "_queued",
+        "_sendto",
+        "_session",
+        "_srtp",
+        "_transport",
+    )
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._connection = dtls.transport._connection
+        self._cdata = ffi.new("char[]", BUFFER_BYTES)
+        self._buffer = ffi.buffer(self._cdata)
+        self._length = ffi.new("int *")
+        self._session: Any = None  # the pylibsrtp.Session self._srtp belongs to (kept alive)
+        # Bound at the first send with a nominated pair (nothing else compares equal to it).
+        self._srtp: Any = None
+        self._pair: Any = _UNBOUND
+        self._transport: Any = None
+        self._sendto: Any = None
+        self._queued: Any = None
+        self._closing: Any = None
+        self._addr: Any = None
+
+    def ready(self) -> bool:
+        return self._dtls._tx_srtp is not None and self._connection._nominated.get(1) is not None
+
+    def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
+        """Protect and send the RTP packet ``header + payload``; False when it could not leave
+        (not connected yet, closing, the subscriber's queue full, or SRTP refused it)."""
+        session = self._dtls._tx_srtp
+        if session is not self._session:  # first packet, or DTLS keyed again: re-bind
+            if session is None:
+                _NOT_READY.inc()
+                return False
+            self._session, self._srtp = session, session._srtp[0]
+        pair = self._connection._nominated.get(1)
+        if pair is not self._pair:  # first packet, or ICE chose another pair: re-bind
+            if pair is None:
+                _NOT_READY.inc()
+                return False
+            transport: Any = pair.protocol.transport
+            self._pair, self._transport, self._addr = pair, transport, pair.remote_addr
+            self._sendto, self._queued = transport.sendto, transport.get_write_buffer_size
+            self._closing = transport.is_closing
+        if self._closing():  # a closed transport drops sends silently, and logs them
+            _CLOSING.inc()
+            return False
+        if self._queued() > MAX_SEND_BUFFER_BYTES:
+            _QUEUE_FULL.inc()
+            return False
+        head = len(header)
+        size = head + len(payload)
+        if size > MAX_PLAIN_BYTES:
+            _ERROR.inc()
+            return False
+        buffer = self._buffer
+        buffer[0:head] = header
+        buffer[head:size] = payload
+        length = self._length
+        length[0] = size
+        if _protect(self._srtp, self._cdata, length):
+            _ERROR.inc()
+            return False
+        try:
+            self._sendto(buffer[0 : length[0]], self._addr)
+        except (OSError, ValueError):
+            _ERROR.inc()
+            return False
+        return True

@@ -1,0 +1,78 @@
+"""The transmitter's direct libsrtp path sends what ``pylibsrtp.Session.protect`` would, over a
+real UDP socket, and refuses what it must (too long, not keyed, nothing nominated, closed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pylibsrtp import Policy, Session
+
+from mcu.sfu.aiortc_send import MAX_PLAIN_BYTES, SrtpTransmitter
+
+KEY = os.urandom(32 + 12)
+PROFILE = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
+
+
+def _session(direction: int) -> Session:
+    return Session(Policy(key=KEY, ssrc_type=direction, srtp_profile=PROFILE))
+
+
+def _rtp(sequence: int, payload: bytes) -> tuple[bytes, bytes]:
+    header = bytes((0x80, 96)) + sequence.to_bytes(2, "big") + bytes(4) + b"\x12\x34\x56\x78"
+    return header, payload
+
+
+async def test_sends_what_pylibsrtp_would_and_refuses_what_it_must() -> None:
+    loop = asyncio.get_running_loop()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    connection = SimpleNamespace(_nominated={})
+    dtls: Any = SimpleNamespace(transport=SimpleNamespace(_connection=connection), _tx_srtp=None)
+    sender = SrtpTransmitter(dtls)
+    try:
+        assert not sender.ready() and not sender.send(*_rtp(1, b"x"))  # not keyed yet
+        dtls._tx_srtp = _session(Policy.SSRC_ANY_OUTBOUND)
+        assert not sender.send(*_rtp(1, b"x"))  # keyed, but no candidate pair nominated
+        pair = SimpleNamespace(protocol=SimpleNamespace(transport=transport))
+        pair.remote_addr = receiver.getsockname()
+        connection._nominated[1] = pair
+        assert sender.ready()
+        reference = _session(Policy.SSRC_ANY_OUTBOUND)
+        unprotect = _session(Policy.SSRC_ANY_INBOUND)
+        for sequence, size in enumerate((1, 200, 1180, 0), start=1):
+            header, payload = _rtp(sequence, os.urandom(size))
+            assert sender.send(header, payload)
+            wire = await loop.run_in_executor(None, receiver.recv, 2048)
+            assert wire == reference.protect(header + payload)  # the same bytes, byte for byte
+            assert unprotect.unprotect(wire) == header + payload
+        assert not sender.send(header, payload)  # libsrtp refuses to protect a number twice
+        header, payload = _rtp(5, b"whole")
+        assert sender.send(header + payload)  # a whole packet in one piece
+        wire = await loop.run_in_executor(None, receiver.recv, 2048)
+        assert unprotect.unprotect(wire) == header + payload
+        assert not sender.send(*_rtp(9, bytes(MAX_PLAIN_BYTES)))  # too long to protect
+        dtls._tx_srtp = _session(Policy.SSRC_ANY_OUTBOUND)  # DTLS keyed again: re-bound
+        header, payload = _rtp(10, b"after rekey")
+        assert sender.send(header, payload)
+        wire = await loop.run_in_executor(None, receiver.recv, 2048)
+        assert _session(Policy.SSRC_ANY_INBOUND).unprotect(wire) == header + payload
+        transport.close()
+        assert not sender.send(*_rtp(11, b"closed"))
+    finally:
+        transport.close()
+        receiver.close()
+
+
+@pytest.mark.parametrize("size", [MAX_PLAIN_BYTES - 12])
+def test_the_longest_packet_fits_pylibsrtps_own_limit(size: int) -> None:
+    header, payload = _rtp(1, bytes(size))
+    assert len(_session(Policy.SSRC_ANY_OUTBOUND).protect(header + payload)) > size
