@@ -5,7 +5,7 @@ plain call would cross:
 
 - ``pylibsrtp.Session.protect`` is three Python calls deep and allocates a C ``int`` per packet
   (about a quarter of its cost); the transmitter calls libsrtp's ``srtp_protect`` from the same
-  binding directly, on the same session, with its own buffer and length cell made once;
+  binding directly, on the same session, with one buffer and length cell for the process;
 - the packet is written into that buffer in pieces (header, then payload), so it is not first
   joined into a new ``bytes`` only to be copied again;
 - the nominated ICE pair's datagram transport, its ``sendto`` and its write-buffer size are
@@ -35,6 +35,12 @@ MAX_PLAIN_BYTES = BUFFER_BYTES - SRTP_MAX_TRAILER_LEN
 
 _protect = lib.srtp_protect
 _UNBOUND = object()
+# One buffer and length cell for every transmitter of the process: each packet is protected and
+# copied out before the next one is written, all on the event loop's thread, and one buffer stays
+# in the CPU's cache where hundreds of per-subscriber ones would not.
+_CDATA = ffi.new("char[]", BUFFER_BYTES)
+_BUFFER = ffi.buffer(_CDATA)
+_LENGTH = ffi.new("int *")
 _NOT_READY = metrics.SEND_REFUSED.labels("not_ready")
 _CLOSING = metrics.SEND_REFUSED.labels("closing")
 _QUEUE_FULL = metrics.SEND_REFUSED.labels("queue_full")
@@ -46,12 +52,9 @@ class SrtpTransmitter:
 
     __slots__ = (
         "_addr",
-        "_buffer",
-        "_cdata",
         "_closing",
         "_connection",
         "_dtls",
-        "_length",
         "_pair",
         "_queued",
         "_sendto",
@@ -63,9 +66,6 @@ class SrtpTransmitter:
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
         self._connection = dtls.transport._connection
-        self._cdata = ffi.new("char[]", BUFFER_BYTES)
-        self._buffer = ffi.buffer(self._cdata)
-        self._length = ffi.new("int *")
         self._session: Any = None  # the pylibsrtp.Session self._srtp belongs to (kept alive)
         # Bound at the first send with a nominated pair (nothing else compares equal to it).
         self._srtp: Any = None
@@ -108,16 +108,14 @@ class SrtpTransmitter:
         if size > MAX_PLAIN_BYTES:
             _ERROR.inc()
             return False
-        buffer = self._buffer
-        buffer[0:head] = header
-        buffer[head:size] = payload
-        length = self._length
-        length[0] = size
-        if _protect(self._srtp, self._cdata, length):
+        _BUFFER[0:head] = header
+        _BUFFER[head:size] = payload
+        _LENGTH[0] = size
+        if _protect(self._srtp, _CDATA, _LENGTH):
             _ERROR.inc()
             return False
         try:
-            self._sendto(buffer[0 : length[0]], self._addr)
+            self._sendto(_BUFFER[0 : _LENGTH[0]], self._addr)
         except (OSError, ValueError):
             _ERROR.inc()
             return False
