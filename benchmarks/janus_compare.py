@@ -137,11 +137,13 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
                     sub = LoadClient(spec, ws, clip)
                 clients.append(sub)
             subscribers = clients[1:]
+            print("JOINING", flush=True)
             await join_paced(subscribers, args.join_rate, READY_TIMEOUT)
             joined_s = time.monotonic() - t0
             _, join_losses = _window({}, _snapshot(subscribers))  # each one's life so far
             await asyncio.sleep(1.0)  # let the last joins' keyframes and bursts pass
             before, cpu0 = _snapshot(subscribers), resource.getrusage(resource.RUSAGE_SELF)
+            published0 = await publisher.sent()
             print("STEADY", flush=True)
             w0 = time.monotonic()
             await asyncio.sleep(args.duration)
@@ -149,6 +151,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
             window = time.monotonic() - w0
             after, cpu1 = _snapshot(subscribers), resource.getrusage(resource.RUSAGE_SELF)
             sent = await publisher.sent()
+            published = sum(sent[k][0] - published0.get(k, (0, 0))[0] for k in sent)
         finally:
             await asyncio.wait_for(
                 asyncio.gather(*(c.close() for c in clients), return_exceptions=True), 30
@@ -182,6 +185,9 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         "join_loss_max": max(join_losses, default=1.0),
         "packets": packets,
         "loss_max": max(losses, default=1.0),
+        # what reached the subscribers of what the publisher sent in the window: a server that
+        # runs behind sheds whole frames (and renumbers), which no subscriber sees as loss
+        "delivered": packets / (args.n * published) if published else 0.0,
         "loss_mean": sum(losses) / len(losses) if losses else 1.0,
         "client_cpu_percent": 100 * client_cpu / window,
         "publisher_sent": sent,
@@ -256,8 +262,13 @@ def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[
             word = line.strip()
             if word in ("STEADY", "END"):
                 marks[word] = (time.monotonic(), cpu_seconds(pid))
-            if word == "STEADY" and args.profile and server != "janus":
-                profiler = start_profiler(pid, n, args, server)
+            if args.profile and server != "janus" and word in ("JOINING", "STEADY"):
+                if profiler is not None:
+                    profiler.wait(timeout=60)
+                joins = word == "JOINING"  # the join phase, then the steady window
+                seconds = n / args.join_rate + 2 if joins else args.duration
+                profiler = start_profiler(pid, f"{server}-N{n}" + ("-joins" if joins else ""),
+                                          seconds, args)  # fmt: skip
             if time.monotonic() > deadline:
                 break
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -284,20 +295,20 @@ def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[
 
 
 def start_profiler(
-    pid: int, n: int, args: argparse.Namespace, server: str
+    pid: int, name: str, seconds: float, args: argparse.Namespace
 ) -> subprocess.Popen[bytes]:
     """py-spy sampling our server's Python stacks over the steady window, from core 1.
 
     Non-blocking (the server is never paused; time in C is charged to the Python line calling
     it): py-spy's ``--native`` must stop the process per sample, and at 200 subscribers that
-    alone cut forwarding tenfold. Writes collapsed stacks to ``<profile>/<server>-N<n>-<k>.txt``
-    (read by ``profile_stages.py``)."""
+    alone cut forwarding tenfold. Writes collapsed stacks to ``<profile>/<name>-<k>.txt``
+    (``ours-N200-1``, the join phase as ``ours-N200-joins-1``; read by ``profile_stages.py``)."""
     args.profile.mkdir(parents=True, exist_ok=True)
-    k = 1 + len(list(args.profile.glob(f"{server}-N{n}-*.txt")))
-    out = args.profile / f"{server}-N{n}-{k}.txt"
+    k = 1 + len(list(args.profile.glob(f"{name}-[0-9]*.txt")))
+    out = args.profile / f"{name}-{k}.txt"
     command = [
         "taskset", "-c", CLIENT_CPU, "py-spy", "record", "--pid", str(pid), "--nonblocking",
-        "--idle", "--rate", str(args.profile_rate), "--duration", str(int(args.duration)),
+        "--idle", "--rate", str(args.profile_rate), "--duration", str(max(1, round(seconds))),
         "--format", "raw", "--output", str(out),
     ]  # fmt: skip
     venv_bin = str(Path(sys.executable).parent)
@@ -310,6 +321,7 @@ def holds(result: dict[str, Any], max_loss: float) -> bool:
     return (
         result.get("ready") == result["n"]
         and result.get("loss_max", 1.0) <= max_loss
+        and result.get("delivered", 0.0) >= 1 - max_loss
         and "server_cpu_percent" in result
     )
 
@@ -330,7 +342,7 @@ def print_table(results: list[dict[str, Any]], max_loss: float) -> dict[str, Any
     print()
     print(
         f"{'server':6} {'N':>5} {'ready':>6} {'1st p95':>7} {'all p95':>7} {'join loss':>9}"
-        f" {'rx pkt/s':>9}"
+        f" {'rx pkt/s':>9} {'delivered':>9}"
         f" {'worst loss':>10} {'srv cpu':>8} {'cpu/sub':>8} {'us/pkt':>7} {'client cpu':>10}"
         f" {'errors':>6}"
     )
@@ -340,6 +352,7 @@ def print_table(results: list[dict[str, Any]], max_loss: float) -> dict[str, Any
             f"{r['server']:6} {r['n']:>5} {r.get('ready', 0):>6}"
             f" {fmt(r.get('first_p95_s'), '{:.2f}s'):>7} {fmt(r.get('join_p95_s'), '{:.2f}s'):>7}"
             f" {fmt(r.get('join_loss_max'), '{:.2%}'):>9} {fmt(rate, '{:,.0f}'):>9}"
+            f" {fmt(r.get('delivered'), '{:.1%}'):>9}"
             f" {fmt(r.get('loss_max'), '{:.2%}'):>10}"
             f" {fmt(r.get('server_cpu_percent'), '{:.1f}%'):>8}"
             f" {fmt(r.get('server_cpu_per_sub_percent'), '{:.3f}%'):>8}"
@@ -442,6 +455,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                     result = run_once(server, pids[server], n, args, env, clip_path)
                     results.append(result)
                     print(f"   ready {result.get('ready')}/{n},"
+                          f" delivered {fmt(result.get('delivered'), '{:.1%}')},"
                           f" worst loss {fmt(result.get('loss_max'), '{:.2%}')},"
                           f" server cpu {fmt(result.get('server_cpu_percent'), '{:.1f}%')},"
                           f" client cpu {fmt(result.get('client_cpu_percent'), '{:.0f}%')},"

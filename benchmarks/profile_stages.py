@@ -36,6 +36,41 @@ STAGES: list[tuple[str, str]] = [
 ]
 
 
+# The join phase (``-joins-`` files, or --joins): where a subscriber's join goes.
+JOIN_STAGES: list[tuple[str, str]] = [
+    ("certificate: a new key and self-signed certificate per connection", "certificate"),
+    ("DTLS handshake (OpenSSL)", "dtls"),
+    ("ICE: gathering, checks, consent", "ice"),
+    ("SDP: offers, answers, transceivers", "sdp"),
+    ("signalling: WebSocket, JSON, rooms, subscriptions", "signalling"),
+    ("forwarding to the subscribers already joined", "forwarding"),
+    ("RTCP", "rtcp"),
+    ("other", "other"),
+]
+
+
+def classify_join(frames: list[str]) -> str:
+    """The rule name of the join-phase stage a main-thread stack belongs to."""
+    text = ";".join(frames)
+    if len(frames) <= 7 and "mcu/app/main.py" in text:
+        return "idle"
+    if "generateCertificate" in text or "generate_certificate" in text:
+        return "certificate"
+    if any(k in text for k in ("Producer.on_rtp", "Consumer.on_packet", "_handle_rtp_data")):
+        return "forwarding"
+    if "rtcdtlstransport" in text or "OpenSSL" in text:
+        return "dtls"
+    if "aioice" in text:
+        return "ice"
+    if any(k in text for k in ("aiortc/sdp.py", "Offer", "Answer", "Description", "Transceiver")):
+        return "sdp"
+    if any(k in text for k in ("signaling/", "aiohttp", "json")):
+        return "signalling"
+    if "rtcp" in text.lower():
+        return "rtcp"
+    return "other"
+
+
 def classify(frames: list[str]) -> str:
     """The rule name of the stage a main-thread stack belongs to."""
     names = [f.split(" (")[0] for f in frames]
@@ -89,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--source", type=Path, help="the checkout the profiled server ran from (--baseline)"
     )
+    parser.add_argument(
+        "--joins", action="store_true", help="join-phase stages (default for -joins- files)"
+    )
     args = parser.parse_args(argv)
+    joins = args.joins or "-joins-" in args.raw.name
+    rule, stages = (classify_join, JOIN_STAGES) if joins else (classify, STAGES)
     if args.source:
         SOURCE_ROOT[0] = args.source.resolve()
     counts: collections.Counter[str] = collections.Counter()
@@ -98,16 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         if "mcu/__main__.py" not in stack:  # other threads: executor and decoder workers
             continue
         frames = stack.split(";")
-        counts[classify(frames)] += int(count)
+        counts[rule(frames)] += int(count)
     total = sum(counts.values())
     busy = total - counts["idle"]
     if not busy:
         print("no busy main-thread samples", file=sys.stderr)
         return 1
     print(f"{args.raw.name}: {total} main-thread samples, {busy / total:.0%} busy")
+    if joins:
+        print("(--us-per-packet does not apply to a join phase)" if args.us_per_packet else "")
+        args.us_per_packet = None
     print(f"{'stage':66} {'share':>6} {'us/pkt':>7}")
-    for label, rule in STAGES:
-        share = counts[rule] / busy
+    for label, name in stages:
+        share = counts[name] / busy
         us = f"{share * args.us_per_packet:.1f}" if args.us_per_packet else "-"
         print(f"{label:66} {share:>6.1%} {us:>7}")
     return 0

@@ -8,8 +8,9 @@ plain call would cross:
   binding directly, on the same session, with one buffer and length cell for the process;
 - the packet is written into that buffer in pieces (header, then payload), so it is not first
   joined into a new ``bytes`` only to be copied again;
-- the nominated ICE pair's datagram transport, its ``sendto`` and its write-buffer size are
-  bound once and re-bound only when DTLS re-keys or ICE changes the pair.
+- the packet is written straight to the nominated ICE pair's UDP socket, connected to the
+  remote address (:func:`direct_descriptor`), while the transport has nothing queued; the
+  transport's ``sendto``, write-buffer size and state are bound once per pair.
 
 Like :mod:`mcu.sfu.aiortc_adapter` it reaches into aiortc's and pylibsrtp's private parts
 (``RTCDtlsTransport._tx_srtp``, aioice's ``_nominated``, ``Session._srtp``, the cffi binding);
@@ -18,8 +19,13 @@ Like :mod:`mcu.sfu.aiortc_adapter` it reaches into aiortc's and pylibsrtp's priv
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import weakref
 from typing import Any
 
+from aioice.ice import StunProtocol
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi, lib
@@ -33,13 +39,17 @@ BUFFER_BYTES = 1500
 MAX_PLAIN_BYTES = BUFFER_BYTES - SRTP_MAX_TRAILER_LEN
 "The longest RTP packet protected (pylibsrtp's own limit for a 1,500-byte buffer)."
 
+logger = logging.getLogger(__name__)
+
 _protect = lib.srtp_protect
+_write = os.write
 _UNBOUND = object()
 # One buffer and length cell for every transmitter of the process: each packet is protected and
 # copied out before the next one is written, all on the event loop's thread, and one buffer stays
 # in the CPU's cache where hundreds of per-subscriber ones would not.
 _CDATA = ffi.new("char[]", BUFFER_BYTES)
 _BUFFER = ffi.buffer(_CDATA)
+_VIEW = memoryview(_BUFFER)  # written out by os.write at once: a view, no copy
 _LENGTH = ffi.new("int *")
 _NOT_READY = metrics.SEND_REFUSED.labels("not_ready")
 _CLOSING = metrics.SEND_REFUSED.labels("closing")
@@ -55,6 +65,7 @@ class SrtpTransmitter:
         "_closing",
         "_connection",
         "_dtls",
+        "_fd",
         "_pair",
         "_queued",
         "_sendto",
@@ -74,6 +85,7 @@ class SrtpTransmitter:
         self._sendto: Any = None
         self._queued: Any = None
         self._closing: Any = None
+        self._fd = -1
         self._addr: Any = None
 
     def ready(self) -> bool:
@@ -97,10 +109,12 @@ class SrtpTransmitter:
             self._pair, self._transport, self._addr = pair, transport, pair.remote_addr
             self._sendto, self._queued = transport.sendto, transport.get_write_buffer_size
             self._closing = transport.is_closing
+            self._fd = direct_descriptor(pair)
         if self._closing():  # a closed transport drops sends silently, and logs them
             _CLOSING.inc()
             return False
-        if self._queued() > MAX_SEND_BUFFER_BYTES:
+        queued = self._queued()
+        if queued > MAX_SEND_BUFFER_BYTES:
             _QUEUE_FULL.inc()
             return False
         head = len(header)
@@ -114,9 +128,55 @@ class SrtpTransmitter:
         if _protect(self._srtp, _CDATA, _LENGTH):
             _ERROR.inc()
             return False
+        if self._fd >= 0 and not queued:
+            try:
+                _write(self._fd, _VIEW[0 : _LENGTH[0]])
+                return True
+            except BlockingIOError:
+                pass  # the socket's buffer is full: the transport queues it, in order
+            except OSError:  # e.g. refused: the subscriber's port is gone (ICMP)
+                _ERROR.inc()
+                return False
         try:
             self._sendto(_BUFFER[0 : _LENGTH[0]], self._addr)
         except (OSError, ValueError):
             _ERROR.inc()
             return False
         return True
+
+
+def direct_descriptor(pair: Any) -> int:
+    """A descriptor of the ICE pair's UDP socket, connected to the pair's remote address, that
+    the transmitter writes to with ``os.write`` (-1 for a relayed pair, or when that failed).
+
+    Written this way a packet skips the event loop's datagram transport (its address
+    conversion, a context copy per send) and the kernel's per-datagram route lookup of an
+    unconnected socket. Connecting filters what the socket receives to the nominated remote,
+    which is all a connection hears from once ICE has nominated. The descriptor is a duplicate,
+    one per pair (shared by the pair's audio and video), closed with the pair; it keeps the
+    socket open after aioice closes its own, so every send checks the transport first.
+    """
+    fd: int | None = getattr(pair, "_mcu_direct_fd", None)
+    if fd is not None:
+        return fd
+    fd = -1
+    protocol = pair.protocol
+    sock = None
+    if type(protocol) is StunProtocol and pair.local_candidate.type != "relay":
+        sock = protocol.transport.get_extra_info("socket")  # None for a TURN transport
+    if sock is not None and sock.type == socket.SOCK_DGRAM:
+        try:
+            direct = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError as exc:
+            logger.warning("cannot duplicate a media socket: %s", exc)
+        else:
+            try:
+                direct.connect(pair.remote_addr)
+            except OSError as exc:
+                logger.warning("cannot connect a media socket to %s: %s", pair.remote_addr, exc)
+                direct.close()
+            else:
+                fd = direct.detach()
+                weakref.finalize(pair, os.close, fd)
+    pair._mcu_direct_fd = fd
+    return fd

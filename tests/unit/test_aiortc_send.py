@@ -1,5 +1,6 @@
 """The transmitter's direct libsrtp path sends what ``pylibsrtp.Session.protect`` would, over a
-real UDP socket, and refuses what it must (too long, not keyed, nothing nominated, closed)."""
+real UDP socket (through the transport, or written to the socket connected to the remote), and
+refuses what it must (too long, not keyed, nothing nominated, closed)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aioice.ice import StunProtocol
 from pylibsrtp import Policy, Session
 
 from mcu.sfu.aiortc_send import MAX_PLAIN_BYTES, SrtpTransmitter
@@ -27,7 +29,16 @@ def _rtp(sequence: int, payload: bytes) -> tuple[bytes, bytes]:
     return header, payload
 
 
-async def test_sends_what_pylibsrtp_would_and_refuses_what_it_must() -> None:
+class Pair:
+    """An aioice candidate pair as far as the transmitter reads one."""
+
+    def __init__(self, protocol: Any, remote_addr: Any, kind: str = "host") -> None:
+        self.protocol, self.remote_addr = protocol, remote_addr
+        self.local_candidate = SimpleNamespace(type=kind)
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["transport", "connected-socket"])
+async def test_sends_what_pylibsrtp_would_and_refuses_what_it_must(direct: bool) -> None:
     loop = asyncio.get_running_loop()
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
@@ -42,8 +53,12 @@ async def test_sends_what_pylibsrtp_would_and_refuses_what_it_must() -> None:
         assert not sender.ready() and not sender.send(*_rtp(1, b"x"))  # not keyed yet
         dtls._tx_srtp = _session(Policy.SSRC_ANY_OUTBOUND)
         assert not sender.send(*_rtp(1, b"x"))  # keyed, but no candidate pair nominated
-        pair = SimpleNamespace(protocol=SimpleNamespace(transport=transport))
-        pair.remote_addr = receiver.getsockname()
+        if direct:  # aioice's protocol on a host candidate: written to the connected socket
+            protocol: Any = StunProtocol.__new__(StunProtocol)
+            protocol.transport = transport
+        else:  # anything else (a relayed pair) goes through the transport's sendto
+            protocol = SimpleNamespace(transport=transport)
+        pair = Pair(protocol, receiver.getsockname())
         connection._nominated[1] = pair
         assert sender.ready()
         reference = _session(Policy.SSRC_ANY_OUTBOUND)
@@ -65,6 +80,8 @@ async def test_sends_what_pylibsrtp_would_and_refuses_what_it_must() -> None:
         assert sender.send(header, payload)
         wire = await loop.run_in_executor(None, receiver.recv, 2048)
         assert _session(Policy.SSRC_ANY_INBOUND).unprotect(wire) == header + payload
+        peer = transport.get_extra_info("socket").getpeername() if direct else None
+        assert peer == (receiver.getsockname() if direct else None)
         transport.close()
         assert not sender.send(*_rtp(11, b"closed"))
     finally:
