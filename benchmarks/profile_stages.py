@@ -23,7 +23,7 @@ from pathlib import Path
 
 # (stage, test on the stack's frames): first match wins, so the order matters.
 STAGES: list[tuple[str, str]] = [
-    ("egress: sendto (uvloop + kernel, loopback delivery included)", "send-line"),
+    ("egress: send syscall (kernel, loopback delivery included)", "send-line"),
     ("egress: SRTP protect (libsrtp through cffi)", "protect"),
     ("egress: rewrite + header (Consumer, SequenceRewriter)", "consumer"),
     ("fan-out loop + history (Producer.on_rtp)", "producer"),
@@ -81,7 +81,7 @@ def classify(frames: list[str]) -> str:
             return "idle"
     if "Consumer.on_packet" in text or "Consumer._forward" in text:
         source = _line_of(leaf) if "SrtpTransmitter.send" in names[-1] else ""
-        if "sendto(" in source:
+        if "sendto(" in source or "_write(" in source:
             return "send-line"
         if "_protect(" in source or any("pylibsrtp" in f for f in frames):
             return "protect"

@@ -37,7 +37,7 @@ from mcu.library.api import MASTER_KEY_NAME, setup_library
 from mcu.mixer.session import MixedVideo
 from mcu.recorder.catalogue import Catalogue
 from mcu.recorder.writer import TrackWriter
-from mcu.sfu import aiortc_adapter, ice
+from mcu.sfu import aiortc_adapter, aiortc_joins, ice
 from mcu.sfu.consumer import Consumer
 from mcu.sfu.lateness import INGRESS
 from mcu.sfu.peer import IceServerConfig
@@ -306,8 +306,9 @@ async def index_page(request: web.Request) -> web.Response:
 
 def apply_media_policy(config: Config) -> None:
     """Process-wide media settings: ICE candidate policy, SRTP profiles, Opus FEC/RED and DTX,
-    decode counting."""
+    decode counting, one DTLS certificate for the process."""
     aiortc_adapter.install()
+    aiortc_joins.install()
     addresses = tuple(config.media_addresses)
     if not addresses and config.host not in ("0.0.0.0", "::", ""):
         addresses = (config.host,)

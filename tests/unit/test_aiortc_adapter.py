@@ -1,7 +1,7 @@
 """Fails loudly if an aiortc/aioice upgrade moves the private internals the adapter enters.
 
-mcu/sfu/aiortc_adapter.py (with its send half, mcu/sfu/aiortc_send.py) and mcu/sfu/ice.py are the
-only modules that touch these names.
+mcu/sfu/aiortc_adapter.py (with its parts mcu/sfu/aiortc_send.py and mcu/sfu/aiortc_joins.py)
+and mcu/sfu/ice.py are the only modules that touch these names.
 """
 
 from __future__ import annotations
@@ -25,6 +25,20 @@ from mcu.sfu.aiortc_adapter import NTP_UNIX_OFFSET
 
 def test_pinned_versions() -> None:
     assert aiortc.__version__ == "1.16.0"
+
+
+def test_what_aiortc_joins_replaces() -> None:
+    # mcu/sfu/aiortc_joins.py: the certificate a connection makes, the context a transport
+    # builds from it, the estimator a receiver makes (and only calls add on)
+    import aiortc.rtcpeerconnection
+
+    pc_init = inspect.getsource(aiortc.rtcpeerconnection.RTCPeerConnection.__init__)
+    assert "RTCCertificate.generateCertificate()" in pc_init
+    assert "_create_ssl_context(" in inspect.getsource(RTCDtlsTransport.start)
+    receiver = inspect.getsource(RTCRtpReceiver)
+    assert "RemoteBitrateEstimator()" in receiver
+    assert receiver.count("__remote_bitrate_estimator.") == 1
+    assert "__remote_bitrate_estimator.add(" in receiver
 
 
 def test_pylibsrtp_binding_the_transmitter_calls() -> None:
