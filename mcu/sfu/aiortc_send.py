@@ -10,7 +10,10 @@ plain call would cross:
   joined into a new ``bytes`` only to be copied again;
 - the packet is written straight to the nominated ICE pair's UDP socket, connected to the
   remote address (:func:`direct_descriptor`), while the transport has nothing queued; the
-  transport's ``sendto``, write-buffer size and state are bound once per pair.
+  transport's ``sendto``, write-buffer size and state are bound once per pair;
+- DTLS, the nominated pair and the transport's state are looked at every 32nd packet, not every
+  one: with hundreds of subscribers each of those objects is cold in the CPU's cache by the
+  time its subscriber's turn comes, and the fast path touches only the transmitter.
 
 Like :mod:`mcu.sfu.aiortc_adapter` it reaches into aiortc's and pylibsrtp's private parts
 (``RTCDtlsTransport._tx_srtp``, aioice's ``_nominated``, ``Session._srtp``, the cffi binding);
@@ -41,6 +44,9 @@ MAX_PLAIN_BYTES = BUFFER_BYTES - SRTP_MAX_TRAILER_LEN
 
 logger = logging.getLogger(__name__)
 
+CHECK_EVERY = 32
+"Packets sent on the fast path between two full checks of DTLS, ICE and the transport."
+
 _protect = lib.srtp_protect
 _write = os.write
 _UNBOUND = object()
@@ -62,6 +68,7 @@ class SrtpTransmitter:
 
     __slots__ = (
         "_addr",
+        "_budget",
         "_closing",
         "_connection",
         "_dtls",
@@ -86,6 +93,7 @@ class SrtpTransmitter:
         self._queued: Any = None
         self._closing: Any = None
         self._fd = -1
+        self._budget = 0  # packets the fast path may still send before the next full check
         self._addr: Any = None
 
     def ready(self) -> bool:
@@ -93,7 +101,46 @@ class SrtpTransmitter:
 
     def send(self, header: bytes, payload: bytes | bytearray = b"") -> bool:
         """Protect and send the RTP packet ``header + payload``; False when it could not leave
-        (not connected yet, closing, the subscriber's queue full, or SRTP refused it)."""
+        (not connected yet, closing, the subscriber's queue full, or SRTP refused it).
+
+        The fast path touches this object only: every :data:`CHECK_EVERY` packets (and
+        whenever it cannot write straight to the socket) :meth:`_checked` looks at DTLS, the
+        nominated pair and the transport again. A transport closed meanwhile still gets up to
+        that many packets on its socket, which the peer that closed it ignores.
+        """
+        if not self._budget:
+            return self._checked(header, payload)
+        self._budget -= 1
+        head = len(header)
+        size = head + len(payload)
+        if size > MAX_PLAIN_BYTES:
+            _ERROR.inc()
+            return False
+        _BUFFER[0:head] = header
+        _BUFFER[head:size] = payload
+        _LENGTH[0] = size
+        if _protect(self._srtp, _CDATA, _LENGTH):
+            _ERROR.inc()
+            return False
+        try:
+            _write(self._fd, _VIEW[0 : _LENGTH[0]])
+        except BlockingIOError:  # the socket's buffer is full: the transport queues it, in order
+            self._budget = 0
+            try:
+                self._sendto(_BUFFER[0 : _LENGTH[0]], self._addr)
+            except (OSError, ValueError):
+                _ERROR.inc()
+                return False
+        except OSError:  # e.g. refused: the subscriber's port is gone (ICMP)
+            self._budget = 0
+            _ERROR.inc()
+            return False
+        return True
+
+    def _checked(self, header: bytes, payload: bytes | bytearray) -> bool:
+        # send() with every check: re-binds after DTLS keys or ICE changes the pair, refuses on
+        # a closing transport or a full queue, and sends through the transport while it has
+        # packets queued (or the pair is relayed); otherwise hands back to the fast path.
         session = self._dtls._tx_srtp
         if session is not self._session:  # first packet, or DTLS keyed again: re-bind
             if session is None:
@@ -117,6 +164,9 @@ class SrtpTransmitter:
         if queued > MAX_SEND_BUFFER_BYTES:
             _QUEUE_FULL.inc()
             return False
+        if self._fd >= 0 and not queued:
+            self._budget = CHECK_EVERY
+            return self.send(header, payload)
         head = len(header)
         size = head + len(payload)
         if size > MAX_PLAIN_BYTES:
@@ -128,15 +178,6 @@ class SrtpTransmitter:
         if _protect(self._srtp, _CDATA, _LENGTH):
             _ERROR.inc()
             return False
-        if self._fd >= 0 and not queued:
-            try:
-                _write(self._fd, _VIEW[0 : _LENGTH[0]])
-                return True
-            except BlockingIOError:
-                pass  # the socket's buffer is full: the transport queues it, in order
-            except OSError:  # e.g. refused: the subscriber's port is gone (ICMP)
-                _ERROR.inc()
-                return False
         try:
             self._sendto(_BUFFER[0 : _LENGTH[0]], self._addr)
         except (OSError, ValueError):

@@ -14,14 +14,15 @@ import pytest
 from aioice.ice import StunProtocol
 from pylibsrtp import Policy, Session
 
-from mcu.sfu.aiortc_send import MAX_PLAIN_BYTES, SrtpTransmitter
+from mcu.sfu.aiortc_send import CHECK_EVERY, MAX_PLAIN_BYTES, SrtpTransmitter
 
 KEY = os.urandom(32 + 12)
+OTHER_KEY = os.urandom(32 + 12)
 PROFILE = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
 
 
-def _session(direction: int) -> Session:
-    return Session(Policy(key=KEY, ssrc_type=direction, srtp_profile=PROFILE))
+def _session(direction: int, key: bytes = KEY) -> Session:
+    return Session(Policy(key=key, ssrc_type=direction, srtp_profile=PROFILE))
 
 
 def _rtp(sequence: int, payload: bytes) -> tuple[bytes, bytes]:
@@ -75,15 +76,20 @@ async def test_sends_what_pylibsrtp_would_and_refuses_what_it_must(direct: bool)
         wire = await loop.run_in_executor(None, receiver.recv, 2048)
         assert unprotect.unprotect(wire) == header + payload
         assert not sender.send(*_rtp(9, bytes(MAX_PLAIN_BYTES)))  # too long to protect
-        dtls._tx_srtp = _session(Policy.SSRC_ANY_OUTBOUND)  # DTLS keyed again: re-bound
-        header, payload = _rtp(10, b"after rekey")
-        assert sender.send(header, payload)
-        wire = await loop.run_in_executor(None, receiver.recv, 2048)
-        assert _session(Policy.SSRC_ANY_INBOUND).unprotect(wire) == header + payload
+        # DTLS keyed again: the fast path notices at its next full check, CHECK_EVERY at most
+        dtls._tx_srtp = _session(Policy.SSRC_ANY_OUTBOUND, OTHER_KEY)
+        for sequence in range(10, 11 + CHECK_EVERY):
+            header, payload = _rtp(sequence, b"after rekey")
+            assert sender.send(header, payload)
+            wire = await loop.run_in_executor(None, receiver.recv, 2048)
+        assert _session(Policy.SSRC_ANY_INBOUND, OTHER_KEY).unprotect(wire) == header + payload
         peer = transport.get_extra_info("socket").getpeername() if direct else None
         assert peer == (receiver.getsockname() if direct else None)
-        transport.close()
-        assert not sender.send(*_rtp(11, b"closed"))
+        transport.close()  # refused by the next full check too
+        sent = [
+            sender.send(*_rtp(sequence, b"closed")) for sequence in range(100, 101 + CHECK_EVERY)
+        ]
+        assert not sent[-1] and sent.count(False) >= 1
     finally:
         transport.close()
         receiver.close()
