@@ -22,6 +22,7 @@ Like :mod:`mcu.sfu.aiortc_adapter` it reaches into aiortc's and pylibsrtp's priv
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -205,6 +206,10 @@ def direct_descriptor(pair: Any) -> int:
     sock = None
     if type(protocol) is StunProtocol and pair.local_candidate.type != "relay":
         sock = protocol.transport.get_extra_info("socket")  # None for a TURN transport
+    try:
+        ipaddress.ip_address(pair.remote_addr[0])
+    except ValueError:  # a name: connect() would resolve it, blocking the event loop
+        sock = None
     if sock is not None and sock.type == socket.SOCK_DGRAM:
         try:
             direct = socket.socket(fileno=os.dup(sock.fileno()))

@@ -14,7 +14,12 @@ import pytest
 from aioice.ice import StunProtocol
 from pylibsrtp import Policy, Session
 
-from mcu.sfu.aiortc_send import CHECK_EVERY, MAX_PLAIN_BYTES, SrtpTransmitter
+from mcu.sfu.aiortc_send import (
+    CHECK_EVERY,
+    MAX_PLAIN_BYTES,
+    SrtpTransmitter,
+    direct_descriptor,
+)
 
 KEY = os.urandom(32 + 12)
 OTHER_KEY = os.urandom(32 + 12)
@@ -99,3 +104,14 @@ async def test_sends_what_pylibsrtp_would_and_refuses_what_it_must(direct: bool)
 def test_the_longest_packet_fits_pylibsrtps_own_limit(size: int) -> None:
     header, payload = _rtp(1, bytes(size))
     assert len(_session(Policy.SSRC_ANY_OUTBOUND).protect(header + payload)) > size
+
+
+def test_only_an_address_is_connected_to_never_a_name() -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        protocol: Any = StunProtocol.__new__(StunProtocol)
+        protocol.transport = SimpleNamespace(get_extra_info=lambda name: udp)
+        assert direct_descriptor(Pair(protocol, ("peer.local", 5000))) == -1
+        assert direct_descriptor(Pair(protocol, ("127.0.0.1", 5000), kind="relay")) == -1
+    finally:
+        udp.close()
