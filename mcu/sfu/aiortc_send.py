@@ -104,14 +104,16 @@ class SrtpTransmitter:
         """Protect and send the RTP packet ``header + payload``; False when it could not leave
         (not connected yet, closing, the subscriber's queue full, or SRTP refused it).
 
-        The fast path touches this object only: every :data:`CHECK_EVERY` packets (and
-        whenever it cannot write straight to the socket) :meth:`_checked` looks at DTLS, the
+        The fast path touches this object only: every :data:`CHECK_EVERY` packets (and for
+        every packet it cannot write straight to the socket) :meth:`_check` looks at DTLS, the
         nominated pair and the transport again. A transport closed meanwhile still gets up to
         that many packets on its socket, which the peer that closed it ignores.
         """
-        if not self._budget:
-            return self._checked(header, payload)
-        self._budget -= 1
+        budget = self._budget
+        if not budget:
+            if not self._check():
+                return False
+            budget = self._budget  # CHECK_EVERY to write to the socket, 0 through the transport
         head = len(header)
         size = head + len(payload)
         if size > MAX_PLAIN_BYTES:
@@ -123,25 +125,29 @@ class SrtpTransmitter:
         if _protect(self._srtp, _CDATA, _LENGTH):
             _ERROR.inc()
             return False
-        try:
-            _write(self._fd, _VIEW[0 : _LENGTH[0]])
-        except BlockingIOError:  # the socket's buffer is full: the transport queues it, in order
-            self._budget = 0
+        if budget:
+            self._budget = budget - 1
             try:
-                self._sendto(_BUFFER[0 : _LENGTH[0]], self._addr)
-            except (OSError, ValueError):
+                _write(self._fd, _VIEW[0 : _LENGTH[0]])
+                return True
+            except BlockingIOError:  # the socket's buffer is full: the transport queues it
+                self._budget = 0
+            except OSError:  # e.g. refused: the subscriber's port is gone (ICMP)
+                self._budget = 0
                 _ERROR.inc()
                 return False
-        except OSError:  # e.g. refused: the subscriber's port is gone (ICMP)
-            self._budget = 0
+        try:
+            self._sendto(_BUFFER[0 : _LENGTH[0]], self._addr)
+        except (OSError, ValueError):
             _ERROR.inc()
             return False
         return True
 
-    def _checked(self, header: bytes, payload: bytes | bytearray) -> bool:
-        # send() with every check: re-binds after DTLS keys or ICE changes the pair, refuses on
-        # a closing transport or a full queue, and sends through the transport while it has
-        # packets queued (or the pair is relayed); otherwise hands back to the fast path.
+    def _check(self) -> bool:
+        # Re-binds after DTLS keys or ICE changes the pair; False (counted) on no keys or pair
+        # yet, a closing transport or a full queue. Leaves the fast path a budget only when the
+        # packet may be written straight to the socket (a host pair, nothing queued in order
+        # before it); otherwise it goes through the transport's sendto.
         session = self._dtls._tx_srtp
         if session is not self._session:  # first packet, or DTLS keyed again: re-bind
             if session is None:
@@ -165,25 +171,7 @@ class SrtpTransmitter:
         if queued > MAX_SEND_BUFFER_BYTES:
             _QUEUE_FULL.inc()
             return False
-        if self._fd >= 0 and not queued:
-            self._budget = CHECK_EVERY
-            return self.send(header, payload)
-        head = len(header)
-        size = head + len(payload)
-        if size > MAX_PLAIN_BYTES:
-            _ERROR.inc()
-            return False
-        _BUFFER[0:head] = header
-        _BUFFER[head:size] = payload
-        _LENGTH[0] = size
-        if _protect(self._srtp, _CDATA, _LENGTH):
-            _ERROR.inc()
-            return False
-        try:
-            self._sendto(_BUFFER[0 : _LENGTH[0]], self._addr)
-        except (OSError, ValueError):
-            _ERROR.inc()
-            return False
+        self._budget = CHECK_EVERY if self._fd >= 0 and not queued else 0
         return True
 
 
