@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from mcu.app.config import Config, ConfigError, load_config
+from mcu.infra import native
 
 # Attributes every LogRecord has; anything else on a record came from the call's ``extra``.
 _RECORD_ATTRIBUTES = frozenset(
@@ -134,6 +135,15 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def _log_forwarding_build() -> None:
+    """Say whether packets are forwarded by the compiled build or the (slower) source."""
+    log = logging.getLogger("mcu")
+    if native.STALE:
+        log.warning("forwarding path: %s", native.STATUS)
+    else:
+        log.info("forwarding path: %s", native.STATUS)
+
+
 async def _public_site(runner: web.AppRunner, config: Config) -> web.TCPSite:
     """Listen on the public address and say so."""
     ssl_context = _ssl_context(config)
@@ -194,6 +204,7 @@ async def serve(config: Config) -> None:
     from mcu.signaling.rooms.recording import wait_for_composites
 
     filter_close_races(asyncio.get_running_loop())
+    _log_forwarding_build()
     stop = _stop_on_signals()
     if config.worker_index is not None:
         config = worker.worker_config(config)

@@ -18,6 +18,7 @@ from typing import Protocol
 from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from mcu import __version__
+from mcu.infra import native
 
 # The *_created series double the exposition for no use on a dashboard.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -125,6 +126,9 @@ def set_worker(index: int) -> None:
             "worker": WORKER,
             "version": __version__,
             "python": ".".join(map(str, sys.version_info[:3])),
+            # "compiled" or "python: <why>" (mcu.infra.native): a compiled build out of date
+            # forwards at about half the packets per core.
+            "forwarding": native.STATUS,
         }
     )
 
