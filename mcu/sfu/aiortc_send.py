@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import weakref
-from typing import Any
+from typing import Any, Final
 
 from aioice.ice import StunProtocol
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -36,32 +36,32 @@ from pylibsrtp._binding import ffi, lib
 
 from mcu.infra import metrics
 
-MAX_SEND_BUFFER_BYTES = 512 * 1024
+MAX_SEND_BUFFER_BYTES: Final = 512 * 1024
 """Beyond this many bytes queued in user space for one subscriber, packets are dropped (and the
 subscriber's NACK/PLI recovers) instead of growing memory for a stalled peer."""
-BUFFER_BYTES = 1500
-MAX_PLAIN_BYTES = BUFFER_BYTES - SRTP_MAX_TRAILER_LEN
+BUFFER_BYTES: Final = 1500
+MAX_PLAIN_BYTES: Final = BUFFER_BYTES - SRTP_MAX_TRAILER_LEN
 "The longest RTP packet protected (pylibsrtp's own limit for a 1,500-byte buffer)."
 
 logger = logging.getLogger(__name__)
 
-CHECK_EVERY = 32
+CHECK_EVERY: Final = 32
 "Packets sent on the fast path between two full checks of DTLS, ICE and the transport."
 
-_protect = lib.srtp_protect
-_write = os.write
-_UNBOUND = object()
+_protect: Final = lib.srtp_protect
+_write: Final = os.write
+_UNBOUND: Final = object()
 # One buffer and length cell for every transmitter of the process: each packet is protected and
 # copied out before the next one is written, all on the event loop's thread, and one buffer stays
 # in the CPU's cache where hundreds of per-subscriber ones would not.
-_CDATA = ffi.new("char[]", BUFFER_BYTES)
-_BUFFER = ffi.buffer(_CDATA)
-_VIEW = memoryview(_BUFFER)  # written out by os.write at once: a view, no copy
-_LENGTH = ffi.new("int *")
-_NOT_READY = metrics.SEND_REFUSED.labels("not_ready")
-_CLOSING = metrics.SEND_REFUSED.labels("closing")
-_QUEUE_FULL = metrics.SEND_REFUSED.labels("queue_full")
-_ERROR = metrics.SEND_REFUSED.labels("error")
+_CDATA: Final = ffi.new("char[]", BUFFER_BYTES)
+_BUFFER: Final = ffi.buffer(_CDATA)
+_VIEW: Final = memoryview(_BUFFER)  # written out by os.write at once: a view, no copy
+_LENGTH: Final = ffi.new("int *")
+_NOT_READY: Final = metrics.SEND_REFUSED.labels("not_ready")
+_CLOSING: Final = metrics.SEND_REFUSED.labels("closing")
+_QUEUE_FULL: Final = metrics.SEND_REFUSED.labels("queue_full")
+_ERROR: Final = metrics.SEND_REFUSED.labels("error")
 
 
 class SrtpTransmitter:

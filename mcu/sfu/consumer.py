@@ -20,7 +20,7 @@ import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from mcu.codecs.red import red_with_payload_type
 from mcu.infra.metrics import FORWARDING_SAMPLER
@@ -45,18 +45,18 @@ from mcu.sfu.rtp import (
 logger = logging.getLogger(__name__)
 
 # The fixed RTP header, packed inline on the hot path (pack_fixed_header elsewhere).
-_pack_header = struct.Struct("!BBHII").pack
+_pack_header: Final = struct.Struct("!BBHII").pack
 
 # While a video consumer waits for its first keyframe it asks again this often (the producer
 # coalesces requests from all consumers).
-KEYFRAME_RETRY_INTERVAL = 1.0
+KEYFRAME_RETRY_INTERVAL: Final = 1.0
 # A jump this large in the publisher's numbering (a long outage) is bridged by renumbering rather
 # than passed on: SRTP refuses indexes more than 2^15 behind, and receivers would NACK the gap.
-MAX_SEQUENCE_JUMP = 3000
+MAX_SEQUENCE_JUMP: Final = 3000
 # RTP padding (RFC 3550 5.1) that fills the number of a packet left out after its neighbours
 # went: the last octet counts the padding octets. Receivers take a payload-less packet as filler
 # (Chromium's packet buffer marks the number as received) instead of asking for it.
-_PADDING = b"\x00\x00\x00\x04"
+_PADDING: Final = b"\x00\x00\x00\x04"
 
 
 class Transmitter(Protocol):
@@ -167,7 +167,13 @@ class Consumer:
         self._rtx_payload_type = leg.rtx_payload_type
         self._ssrc = leg.ssrc
         self._mid_element = mid_element(leg.mid_id, leg.mid)
-        self._profile = (leg.abs_send_time_id, leg.audio_level_id, self._mid_element)
+        # Typed as a tuple of any length: kept as one Python object (a fixed-length tuple is
+        # unpacked by the compiled build, and would be packed again for every lookup).
+        self._profile: tuple[int | bytes, ...] = (
+            leg.abs_send_time_id,
+            leg.audio_level_id,
+            self._mid_element,
+        )
         self._has_extensions = bool(leg.mid_id or leg.abs_send_time_id or leg.audio_level_id)
         self._first_byte = RTP_VERSION_BITS | (EXTENSION_BIT if self._has_extensions else 0)
 

@@ -21,21 +21,23 @@ pays nothing for it.
 
 from __future__ import annotations
 
+from typing import Final
+
 from mcu.media import IncomingPacket
 from mcu.sfu.rtp import extend_sequence
 
 # What forward() returns instead of a sequence number when the packet must not be sent. Plain
 # negative ints (a sequence number never is one), so the hot path compares once and allocates
 # nothing.
-WAITING = -1
+WAITING: Final = -1
 "Halted until a keyframe: the packet is not sent (ask the source for a keyframe)."
-LATE = -2
+LATE: Final = -2
 "Numbered before the packet the rewriter started at: not sent, nothing maps to it."
-RESTART = -3
+RESTART: Final = -3
 "The incoming numbering jumped by more than ``max_jump``: the rewriter halted; offer it again."
 
-_NO_LIMIT = 1 << 62
-MAX_SHIFTS = 64
+_NO_LIMIT: Final = 1 << 62
+MAX_SHIFTS: Final = 64
 """Runs of dropped packets remembered for mapping reordered packets and NACKs: at 30 fps with
 only the base layer of three kept, about eight seconds, far beyond what is still repaired."""
 
