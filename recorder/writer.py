@@ -47,6 +47,7 @@ from av.container import OutputContainer
 from av.stream import Stream
 from av.video.stream import VideoStream
 
+from mcu.infra.metrics import new_metrics_id
 from mcu.media import CodecInfo, IncomingPacket, KeyframeSource
 from mcu.recorder.frames import EncodedFrame, FrameAssembler, assembler_for
 from mcu.recorder.timeline import RecordingClock, RtpTimeline
@@ -267,6 +268,7 @@ class TrackWriter:
     ) -> None:
         self.codec = codec
         self.name = name
+        self.metrics_id = new_metrics_id()  # the metrics' sums tell writers apart by it
         self.kind = codec.kind
         self._assembler: FrameAssembler = assembler_for(codec.mime_type)
         self._timeline = RtpTimeline(clock, codec.clock_rate)

@@ -9,9 +9,9 @@ time. ``docs/operations.md`` lists every metric.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -190,75 +190,70 @@ def observe_receiver_report(fraction_lost: int) -> None:
     SUBSCRIBER_LOSS.observe(fraction_lost / 256.0)
 
 
-class _Tracked:
-    __slots__ = ("last", "ref")
+_METRICS_IDS = itertools.count(1)
 
-    def __init__(self, ref: weakref.ref[object], last: tuple[int, ...]) -> None:
-        self.ref = ref
-        self.last = last
+
+def new_metrics_id() -> int:
+    """A number no other object of this process gets: how :class:`CounterSweep` tells the
+    objects it sums apart (``id()`` is reused after an object is freed, and the compiled
+    forwarding classes cannot be weakly referenced)."""
+    return next(_METRICS_IDS)
+
+
+class Swept(Protocol):
+    """What :class:`CounterSweep` sums: an object with a :func:`new_metrics_id` number."""
+
+    @property
+    def metrics_id(self) -> int: ...
 
 
 class CounterSweep:
     """Monotonic totals over short-lived objects that count in plain integer attributes.
 
     Each :meth:`collect` (a scrape) reads the named attributes of every live object and
-    remembers them with a weak reference. An object missing from a later scrape has left
-    (its track ended, its subscriber unsubscribed or left): if it is still in memory its final
-    values are read, otherwise the last values seen; either way they move into a retired total
-    that only grows, so the sums never decrease. At most the traffic of an object that was both
-    closed and garbage-collected since the previous scrape is lost, unless whoever closes it
-    calls :meth:`retire` first, which makes the totals exact.
+    remembers them by the object's ``metrics_id``. An object missing from a later scrape has left
+    (its track ended, its subscriber unsubscribed or left): the last values seen of it move into
+    a retired total that only grows, so the sums never decrease. What it counted between that
+    scrape and leaving is lost, unless whoever closes it calls :meth:`retire` first, which makes
+    the totals exact. Nothing here keeps an object alive.
     """
 
     def __init__(self, fields: Sequence[str]) -> None:
         self.fields = tuple(fields)
         self._retired = [0] * len(self.fields)
-        self._live: dict[int, _Tracked] = {}
-        self._done: weakref.WeakSet[object] = weakref.WeakSet()
+        self._last: dict[int, tuple[int, ...]] = {}
+        # Retired objects, until a scrape no longer lists them.
+        self._done: set[int] = set()
 
-    def _values(self, obj: object) -> tuple[int, ...]:
+    def _values(self, obj: Swept) -> tuple[int, ...]:
         return tuple(int(getattr(obj, name)) for name in self.fields)
 
     def _add_retired(self, values: Iterable[int]) -> None:
         self._retired = [a + b for a, b in zip(self._retired, values, strict=True)]
 
-    def retire(self, obj: object) -> None:
+    def retire(self, obj: Swept) -> None:
         """``obj`` will count no more (it closed): add its final values to the totals now."""
-        if obj in self._done:
+        key = obj.metrics_id
+        if key in self._done:
             return
-        self._done.add(obj)
-        self._live.pop(id(obj), None)
+        self._done.add(key)
+        self._last.pop(key, None)
         self._add_retired(self._values(obj))
 
-    def collect(self, objects: Iterable[object]) -> list[int]:
+    def collect(self, objects: Iterable[Swept]) -> list[int]:
         """The totals: everything retired plus the current values of ``objects``."""
-        previous, live = self._live, {}
+        previous, live, done = self._last, {}, set()
         for obj in objects:
-            if obj in self._done:
+            key = obj.metrics_id
+            if key in self._done:
+                done.add(key)
                 continue
-            key = id(obj)
-            values = self._values(obj)
-            tracked = previous.pop(key, None)
-            if tracked is not None and tracked.ref() is not obj:
-                self._retire_tracked(tracked)  # the id was reused by a new object
-                tracked = None
-            if tracked is None:
-                tracked = _Tracked(weakref.ref(obj), values)
-            else:
-                tracked.last = values
-            live[key] = tracked
-        for tracked in previous.values():
-            self._retire_tracked(tracked)
-        self._live = live
+            live[key] = self._values(obj)
+            previous.pop(key, None)
+        for values in previous.values():  # left since the last scrape
+            self._add_retired(values)
+        self._last, self._done = live, done
         totals = list(self._retired)
-        for tracked in live.values():
-            totals = [a + b for a, b in zip(totals, tracked.last, strict=True)]
+        for values in live.values():
+            totals = [a + b for a, b in zip(totals, values, strict=True)]
         return totals
-
-    def _retire_tracked(self, tracked: _Tracked) -> None:
-        obj = tracked.ref()
-        if obj is None:
-            self._add_retired(tracked.last)
-        elif obj not in self._done:
-            self._done.add(obj)
-            self._add_retired(self._values(obj))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from mcu.codecs.red import red_with_payload_type
-from mcu.infra.metrics import FORWARDING_SAMPLER
+from mcu.infra.metrics import FORWARDING_SAMPLER, new_metrics_id
 from mcu.media import IncomingPacket, KeyframeSource
 from mcu.sfu.estimate import DownlinkEstimate
 from mcu.sfu.history import PacketHistory
@@ -128,6 +128,8 @@ class Consumer:
         sender_report_sink: SenderReportSink | None = None,
     ) -> None:
         self.leg = leg
+        self.metrics_id = new_metrics_id()
+        "Tells this consumer apart in the metrics' sums (mcu.infra.metrics.CounterSweep)."
         self.packets_sent = 0
         self.bytes_sent = 0
         self.packets_dropped = 0

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from mcu.codecs.inspect import keyframe_detector, layer_reader
+from mcu.infra.metrics import new_metrics_id
 from mcu.media import CodecInfo, IncomingPacket, PacketSink, TrackSource
 from mcu.sfu.history import PacketHistory
 from mcu.sfu.rtp import SequenceUnwrapper
@@ -44,6 +45,8 @@ class Producer:
         keyframe_interval: float = KEYFRAME_REQUEST_INTERVAL,
     ) -> None:
         self.track_id = track_id
+        self.metrics_id = new_metrics_id()
+        "Tells this producer apart in the metrics' sums (mcu.infra.metrics.CounterSweep)."
         self.participant_id = participant_id
         self.source = source
         self.codec = codec

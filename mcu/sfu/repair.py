@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import enum
 
+from mcu.infra.metrics import new_metrics_id
+
 __all__ = [
     "BURST_BYTES",
     "MAX_AGE_S",
@@ -59,19 +61,19 @@ class Skip(enum.Enum):
 class RepairBudget:
     """One consumer's repair rules (see the module's docstring)."""
 
-    # __weakref__: the metrics sweep (mcu.infra.metrics.CounterSweep) tracks budgets weakly.
     __slots__ = (
-        "__weakref__",
         "_counted",
         "_credit",
         "_seq",
         "_time",
         "just_resent",
+        "metrics_id",
         "over_budget",
         "too_old",
     )
 
     def __init__(self) -> None:
+        self.metrics_id = new_metrics_id()  # the metrics' sums tell budgets apart by it
         self._credit = float(BURST_BYTES)
         self._counted = 0  # the consumer's bytes_sent when credit was last earned
         self._seq = [-1] * _GUARD_SLOTS

@@ -7,13 +7,14 @@ import gc
 import io
 import json
 import logging
+import weakref
 from dataclasses import dataclass, field
 
 import pytest
 
 from mcu.app.main import JsonFormatter
 from mcu.infra.looplag import SUSTAINED_SAMPLES, LoopLagMonitor
-from mcu.infra.metrics import CounterSweep, LatencySampler
+from mcu.infra.metrics import CounterSweep, LatencySampler, new_metrics_id
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Counting:
     """Stands for a consumer: plain integer counters."""
 
     def __init__(self, packets: int = 0, octets: int = 0) -> None:
+        self.metrics_id = new_metrics_id()
         self.packets = packets
         self.octets = octets
 
@@ -116,13 +118,24 @@ def test_sweep_sums_live_objects() -> None:
     assert sweep.collect([a, b]) == [9, 900]
 
 
-def test_sweep_keeps_final_values_of_an_object_that_left_but_lives() -> None:
+def test_sweep_keeps_last_seen_values_of_an_object_that_left() -> None:
     sweep = CounterSweep(("packets", "octets"))
     a, b = Counting(3, 300), Counting(4, 400)
     sweep.collect([a, b])
-    b.packets = 10  # counted more after the last scrape, then closed and left the room
-    assert sweep.collect([a]) == [13, 700]
-    assert sweep.collect([a]) == [13, 700]  # retired once, not again
+    b.packets = 10  # counted more after the last scrape, then left without being retired
+    assert sweep.collect([a]) == [7, 700]
+    assert sweep.collect([a]) == [7, 700]  # retired once, not again
+
+
+def test_sweep_keeps_nothing_alive() -> None:
+    sweep = CounterSweep(("packets",))
+    a = Counting(3)
+    sweep.collect([a])
+    ref = weakref.ref(a)
+    del a
+    gc.collect()
+    assert ref() is None
+    assert sweep.collect([]) == [3]
 
 
 def test_sweep_keeps_last_seen_values_of_a_collected_object() -> None:
