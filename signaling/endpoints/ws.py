@@ -47,7 +47,7 @@ from mcu.signaling.rooms.e2ee import E2eeRefused, check_client
 from mcu.signaling.rooms.entrance import Entrance
 from mcu.signaling.rooms.errors import ResumeRefused, RoomError
 from mcu.signaling.rooms.mixing import parse_spec
-from mcu.signaling.rooms.participant import Participant
+from mcu.signaling.rooms.participant import Participant, SharedMessage
 from mcu.signaling.rooms.session import Room, Rooms
 from mcu.signaling.rooms.store import StoreUnavailable
 
@@ -134,7 +134,11 @@ class ClientConnection:
         while True:
             message = await self._outbox.get()
             try:
-                if not self.ws.closed:
+                if self.ws.closed:
+                    pass
+                elif isinstance(message, SharedMessage):
+                    await self.ws.send_str(message.text())
+                else:
                     await self.ws.send_json(message)
             except Exception:  # a dead socket is cleaned up by the reader
                 logger.debug("send to %s failed", self.address, exc_info=True)

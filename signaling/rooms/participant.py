@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,22 @@ logger = logging.getLogger(__name__)
 
 Role = Literal["chair", "participant", "viewer"]
 SendFn = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SharedMessage(dict[str, Any]):
+    """A message that goes to many participants (a broadcast): the WebSocket writers send its
+    JSON text, encoded once for all of them, instead of encoding the same dict per recipient.
+    Like any message handed to ``send``, it is not changed after it is sent."""
+
+    __slots__ = ("_text",)
+
+    def text(self) -> str:
+        """The message as ``json.dumps`` gives it (what ``send_json`` would send)."""
+        try:
+            return self._text
+        except AttributeError:
+            self._text: str = json.dumps(self)
+            return self._text
 
 
 @dataclass

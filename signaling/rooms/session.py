@@ -44,6 +44,7 @@ from mcu.signaling.rooms.participant import (
     PublishedTrack,
     Role,
     SendFn,
+    SharedMessage,
     send_quietly,
 )
 from mcu.signaling.rooms.reconnect import Reconnects, resume_tracks
@@ -214,9 +215,10 @@ class Room:
         """Send ``message`` to every participant but ``exclude``."""
         if self.ending:
             return
+        shared = SharedMessage(message)  # encoded once, by the first writer, for everyone
         for participant in list(self.participants.values()):
             if participant.id != exclude:
-                await send_quietly(participant, message)
+                await send_quietly(participant, shared)
 
     def emit(self, event: RoomEvent) -> None:
         """Tell the world outside the room (the platform's webhooks) what happened in it."""

@@ -4,6 +4,7 @@ peaks rate-limited (time as data)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from mcu.media import CodecInfo, TrackSource
@@ -19,7 +20,7 @@ from mcu.signaling.rooms.events import (
     RoomStarted,
     ViewerPeak,
 )
-from mcu.signaling.rooms.participant import Participant
+from mcu.signaling.rooms.participant import Participant, SharedMessage
 from mcu.signaling.rooms.session import Room
 from tests.unit.test_room_features import PlainRoom, _join
 
@@ -174,3 +175,23 @@ async def test_a_lesson_counts_its_audience_and_names_its_speakers() -> None:
     assert sink.events[2] == ViewerPeak("stroke-4", 1)
     assert sink.events[4] == ParticipantLeft("stroke-4", viewers[0].id, "participant", "demoted")
     assert sink.events[-1] == RoomFinished("stroke-4", "ended by the chair")
+
+
+async def test_a_broadcast_is_one_message_encoded_once_for_everyone() -> None:
+    room = Room("cardio-2", "Cardiology", [], None, "meeting", events=Recorder())
+    inboxes: list[list[dict[str, Any]]] = [[], [], []]
+
+    def inbox(box: list[dict[str, Any]]) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            box.append(message)
+
+        return send
+
+    for i, box in enumerate(inboxes):
+        await room.add(f"Doctor {i}", "participant", inbox(box), subscribe=False)
+    joined = [box[-1] for box in inboxes[:2]]  # the first two heard of the third
+    assert joined[0]["type"] == "participant_joined"
+    assert joined[0] is joined[1] and isinstance(joined[0], SharedMessage)
+    text = joined[0].text()
+    assert json.loads(text) == joined[0] and joined[1].text() is text  # encoded once
+    assert text == json.dumps(dict(joined[0]))  # what send_json would have written
