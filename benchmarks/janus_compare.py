@@ -115,7 +115,14 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
             room_id = f"jc-{secrets.token_hex(3)}"
             password = secrets.token_urlsafe(12)
             base = f"http://{ADDR}:{port}"
-            rooms = [{"id": room_id, "password": password, "max_participants": args.n + 1}]
+            rooms: list[dict[str, Any]] = [
+                {"id": room_id, "password": password, "max_participants": args.n + 1}
+            ]
+            if args.room == "lecture":  # subscribers join as its viewers
+                viewers = secrets.token_urlsafe(12)
+                rooms[0] |= {"kind": "lecture", "viewer_password": viewers}
+            else:
+                viewers = password  # every subscriber a participant of the meeting
             async with aiohttp.ClientSession(headers=headers) as api:
                 await create_rooms(api, base, rooms)
             ws = f"ws://{ADDR}:{port}/ws"
@@ -128,7 +135,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"publisher not ready: {publisher.errors}")
             for s in range(args.n):
                 spec = ClientSpec(
-                    f"sub{s}", SUBSCRIBER, room_id, "" if args.worker == "janus" else password
+                    f"sub{s}", SUBSCRIBER, room_id, "" if args.worker == "janus" else viewers
                 )
                 spec.expected_tracks = 2
                 if args.worker == "janus":
@@ -250,6 +257,7 @@ def run_once(server: str, pid: int, n: int, args: argparse.Namespace, env: dict[
         "taskset", "-c", CLIENT_CPU, sys.executable, str(Path(__file__).resolve()),
         "--worker", server, "--n", str(n), "--duration", str(args.duration),
         "--join-rate", str(args.join_rate), "--clip", clip_path, "--result", result_path,
+        "--room", args.room,
     )  # fmt: skip
     limit = n / args.join_rate + 2 * READY_TIMEOUT + args.duration + 60
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -500,6 +508,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--video-codec", choices=("vp8", "h264"), default="vp8")
     add("--video-bitrate", type=int, default=800_000, help="target bit/s of the clip (640x360)")
     add("--servers", nargs="+", choices=("janus", "ours"), default=["janus", "ours"])
+    add(
+        "--room",
+        choices=("meeting", "lecture"),
+        default="meeting",
+        help="ours: subscribers join a meeting as participants (each join announced to all) "
+        "or a lecture as its viewers (counted, never listed: Janus's subscribers)",
+    )
     add("--baseline", type=Path, help="also run our server from this checkout (as 'base')")
     add("--profile", type=Path, help="py-spy our server's steady windows into this directory")
     add("--profile-rate", type=int, default=100, help="py-spy samples per second")

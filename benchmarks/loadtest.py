@@ -290,6 +290,8 @@ async def create_rooms(
             "password": room["password"],
             "max_participants": room["max_participants"],
         }
+        # A lecture: the password admits the lecturer, the viewer password its audience.
+        body |= {k: room[k] for k in ("kind", "viewer_password") if k in room}
         async with session.post(f"{base}/api/rooms", json=body) as response:
             if response.status != 201:
                 raise RuntimeError(
