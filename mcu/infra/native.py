@@ -49,6 +49,7 @@ ENVIRONMENT = "MCU_NATIVE"
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 "The ``mcu/`` folder: module files and stamp paths are relative to it."
+STAMP = PACKAGE_DIR / STAMP_NAME
 
 COMPILED_STATUS = "compiled"
 STATUS = "python: not built"
@@ -81,9 +82,9 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_stamp(package_dir: Path = PACKAGE_DIR) -> dict[str, object] | None:
+def read_stamp() -> dict[str, object] | None:
     try:
-        stamp = json.loads((package_dir / STAMP_NAME).read_text())
+        stamp = json.loads(STAMP.read_text())
     except (OSError, ValueError):
         return None
     return stamp if isinstance(stamp, dict) else None
