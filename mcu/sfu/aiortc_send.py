@@ -107,7 +107,8 @@ class SrtpTransmitter:
         The fast path touches this object only: every :data:`CHECK_EVERY` packets (and for
         every packet it cannot write straight to the socket) :meth:`_check` looks at DTLS, the
         nominated pair and the transport again. A transport closed meanwhile still gets up to
-        that many packets on its socket, which the peer that closed it ignores.
+        that many packets on its socket, which the peer that closed it ignores; an ICE
+        connection that closes stops the fast path first (:func:`release_direct`).
         """
         budget = self._budget
         if not budget:
@@ -163,7 +164,14 @@ class SrtpTransmitter:
             self._pair, self._transport, self._addr = pair, transport, pair.remote_addr
             self._sendto, self._queued = transport.sendto, transport.get_write_buffer_size
             self._closing = transport.is_closing
-            self._fd = direct_descriptor(pair)
+            connection: Any = self._connection
+            users = getattr(connection, "_mcu_transmitters", [])
+            self._fd = -1 if users is None else direct_descriptor(pair)  # None: released
+            if self._fd >= 0:
+                if not users:
+                    connection._mcu_transmitters = users
+                if self not in users:
+                    users.append(self)
         if self._closing():  # a closed transport drops sends silently, and logs them
             _CLOSING.inc()
             return False
@@ -175,6 +183,21 @@ class SrtpTransmitter:
         return True
 
 
+class _Direct:
+    """The duplicate of a pair's socket the transmitters write to (:func:`direct_descriptor`)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        """Close the descriptor, once (the connection's close, or else the pair's collection)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 def direct_descriptor(pair: Any) -> int:
     """A descriptor of the ICE pair's UDP socket, connected to the pair's remote address, that
     the transmitter writes to with ``os.write`` (-1 for a relayed pair, or when that failed).
@@ -183,12 +206,14 @@ def direct_descriptor(pair: Any) -> int:
     conversion, a context copy per send) and the kernel's per-datagram route lookup of an
     unconnected socket. Connecting filters what the socket receives to the nominated remote,
     which is all a connection hears from once ICE has nominated. The descriptor is a duplicate,
-    one per pair (shared by the pair's audio and video), closed with the pair; it keeps the
-    socket open after aioice closes its own, so every send checks the transport first.
+    one per pair (shared by the pair's audio and video): it keeps the socket open after aioice
+    closes its own, so every full check looks at the transport first. The ICE connection's
+    close releases it (:func:`release_direct`); a pair of a connection that never closes
+    releases it when collected.
     """
-    fd: int | None = getattr(pair, "_mcu_direct_fd", None)
-    if fd is not None:
-        return fd
+    direct: _Direct | None = getattr(pair, "_mcu_direct", None)
+    if direct is not None:
+        return direct.fd
     fd = -1
     protocol = pair.protocol
     sock = None
@@ -200,17 +225,41 @@ def direct_descriptor(pair: Any) -> int:
         sock = None
     if sock is not None and sock.type == socket.SOCK_DGRAM:
         try:
-            direct = socket.socket(fileno=os.dup(sock.fileno()))
+            duplicate = socket.socket(fileno=os.dup(sock.fileno()))
         except OSError as exc:
             logger.warning("cannot duplicate a media socket: %s", exc)
         else:
             try:
-                direct.connect(pair.remote_addr)
+                duplicate.connect(pair.remote_addr)
             except OSError as exc:
                 logger.warning("cannot connect a media socket to %s: %s", pair.remote_addr, exc)
-                direct.close()
+                duplicate.close()
             else:
-                fd = direct.detach()
-                weakref.finalize(pair, os.close, fd)
-    pair._mcu_direct_fd = fd
+                fd = duplicate.detach()
+    direct = pair._mcu_direct = _Direct(fd)
+    if fd >= 0:
+        weakref.finalize(pair, direct.close)
     return fd
+
+
+def release_direct(connection: Any) -> None:
+    """Close the duplicated sockets of an aioice connection's pairs as the connection closes.
+
+    Every transmitter writing to one is first sent back to its full check (which then finds the
+    transport closing), so none writes to a descriptor number the process may reuse for
+    another socket or a file. Left to the garbage collector, a closed subscriber's descriptors
+    (and its bound port) would stay open until the next full collection, which a busy server
+    runs rarely (a soak saw ~3 more per cycle of joins and WHEP viewers).
+    """
+    for transmitter in getattr(connection, "_mcu_transmitters", None) or ():
+        transmitter._fd = -1
+        transmitter._budget = 0
+    connection._mcu_transmitters = None  # no transmitter takes the fast path from now on
+    pairs = [
+        *getattr(connection, "_check_list", ()),
+        *getattr(connection, "_nominated", {}).values(),
+    ]
+    for pair in pairs:
+        direct: _Direct | None = getattr(pair, "_mcu_direct", None)
+        if direct is not None:
+            direct.close()

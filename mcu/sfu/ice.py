@@ -22,6 +22,8 @@ import aioice.ice
 import ifaddr
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 
+from mcu.sfu.aiortc_send import release_direct
+
 logger = logging.getLogger(__name__)
 
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
@@ -63,7 +65,15 @@ def gather_addresses(policy: IcePolicy) -> list[str]:
 
 
 class ServerIceConnection(aioice.Connection):
-    """aioice's connection with the server's address, port-range and public-address policy."""
+    """aioice's connection with the server's address, port-range and public-address policy.
+
+    Its close also closes the duplicates of its sockets that the transmitters write to
+    (:func:`mcu.sfu.aiortc_send.release_direct`), at once rather than at a garbage collection.
+    """
+
+    async def close(self) -> None:
+        release_direct(self)
+        await super().close()
 
     async def get_component_candidates(
         self, component: int, addresses: list[str], timeout: int = 5

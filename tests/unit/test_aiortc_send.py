@@ -115,3 +115,54 @@ def test_only_an_address_is_connected_to_never_a_name() -> None:
         assert direct_descriptor(Pair(protocol, ("127.0.0.1", 5000), kind="relay")) == -1
     finally:
         udp.close()
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_closing_the_ice_connection_closes_the_duplicate_and_stops_the_fast_path() -> None:
+    # Two of the server's ICE connections over loopback; the controlling one's transmitter
+    # writes to a duplicate of its socket. The connection's close must close that duplicate at
+    # once (with the garbage collector off, as a busy server's rarely runs), and the
+    # transmitter must never write to the descriptor number again: opened anew, it may be
+    # another subscriber's socket or a recording's file.
+    import gc
+
+    from mcu.sfu import ice
+
+    a = ice.ServerIceConnection(ice_controlling=True)
+    b = ice.ServerIceConnection(ice_controlling=False)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gc.disable()
+    try:
+        for one in (a, b):
+            await one.gather_candidates()
+        for one, other in ((a, b), (b, a)):
+            for candidate in other.local_candidates:
+                await one.add_remote_candidate(candidate)
+            await one.add_remote_candidate(None)
+            one.remote_username, one.remote_password = other.local_username, other.local_password
+        await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 10)
+        before = _open_descriptors()
+        dtls: Any = SimpleNamespace(transport=SimpleNamespace(_connection=a), _tx_srtp=None)
+        dtls._tx_srtp = _session(Policy.SSRC_ANY_OUTBOUND)
+        sender = SrtpTransmitter(dtls)
+        assert sender.send(*_rtp(1, b"to b"))
+        duplicated = direct_descriptor(a._nominated[1])
+        assert duplicated >= 0 and _open_descriptors() == before + 1
+        await a.close()
+        assert _open_descriptors() == before - 1  # the duplicate and aioice's own socket
+        # The lowest free number is taken next: the duplicate's, or aioice's socket's.
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        receiver.connect(receiver.getsockname())  # a datagram written to its number loops back
+        sent = [sender.send(*_rtp(seq, b"after close")) for seq in range(2, 3 + CHECK_EVERY)]
+        assert not any(sent)
+        with pytest.raises(BlockingIOError):
+            receiver.recv(2048)
+    finally:
+        gc.enable()
+        receiver.close()
+        await a.close()
+        await b.close()
