@@ -28,6 +28,7 @@ from mcu.crypto.tokens import InviteSigner, ShareSigner
 from mcu.infra import metrics
 from mcu.infra.auditfiles import AUDIT_DIRNAME
 from mcu.infra.auditlog import AuditLog
+from mcu.infra.heaptrim import HeapTrimmer
 from mcu.infra.httpapi import MetricsAccess
 from mcu.infra.looplag import LoopLagMonitor
 from mcu.infra.redisconn import connect_redis, parse_redis_url
@@ -458,6 +459,7 @@ async def create_app(config: Config) -> web.Application:
     runtime_collector = RuntimeCollector()
     REGISTRY.register(runtime_collector)
     loop_lag = LoopLagMonitor()
+    heap_trimmer = HeapTrimmer()
     broadcasting.busy = lambda: (
         loop_lag.sustained_lag() >= WHEP_REFUSE_LAG_SECONDS or INGRESS.behind(time.monotonic())
     )
@@ -510,6 +512,7 @@ async def create_app(config: Config) -> web.Application:
 
     async def startup(app: web.Application) -> None:
         loop_lag.start()
+        heap_trimmer.start()
         if shared is not None:
             shared.start()
         context = app.get(WORKER_CONTEXT)
@@ -526,6 +529,7 @@ async def create_app(config: Config) -> web.Application:
 
     async def cleanup(app: web.Application) -> None:
         await loop_lag.stop()
+        await heap_trimmer.stop()
         await broadcasting.stop_relaying()
         if node_peers is not None:
             await node_peers.close()

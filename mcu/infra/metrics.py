@@ -97,6 +97,12 @@ EVENT_LOOP_LAG = Histogram(
 EVENT_LOOP_LAST_LAG = Gauge(
     "mcu_event_loop_lag_last_seconds", "The event loop's most recent scheduling delay."
 )
+HEAP_TRIMS = Counter(
+    "mcu_heap_trims_total", "Times freed memory was handed back to the system (malloc_trim)."
+)
+HEAP_TRIMMED_BYTES = Counter(
+    "mcu_heap_trimmed_bytes_total", "Resident memory the process gave back by trimming its heaps."
+)
 SUBSCRIBER_LOSS = Histogram(
     "mcu_subscriber_loss_ratio",
     "Fraction of packets lost towards subscribers, per RTCP receiver report block.",

@@ -34,3 +34,8 @@ class PacketHistory:
         if packet is not None and packet.ext_sequence == ext_sequence:
             return packet
         return None
+
+    def clear(self) -> None:
+        """Forget every packet (the producer closed: nothing is repaired from it any more)."""
+        self._slots = [None] * len(self._slots)
+        self.highest = -1

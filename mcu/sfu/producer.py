@@ -278,6 +278,10 @@ class Producer:
         if self._closed:
             return
         self._closed = True
+        # The last ~1,024 packets (1.3 MB of video) go now, not when the garbage collector
+        # frees a producer that its publisher's connection and consumers hold in cycles.
+        self.history.clear()
+        self._restarted_after = None
         sinks, self.sinks, self._whole = self.sinks, [], []
         for sink in sinks:
             try:

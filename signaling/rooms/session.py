@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from mcu.infra import metrics
+from mcu.infra import heaptrim, metrics
 from mcu.media import CodecInfo, TrackSource
 from mcu.sfu.peer import (
     MAX_PUBLISH_SECTIONS,
@@ -187,6 +187,7 @@ class Room:
         if not self.participants:
             self.speaker.stop()
             self.audience.stop()
+            heaptrim.released()  # its buffers and connections: back to the system soon
             if self._session_live:  # once, though removals of the last ones may overlap
                 self._session_live = False
                 self.emit(RoomFinished(self.id, self._end_reason))

@@ -65,6 +65,8 @@ async def test_metrics_move_with_media_and_never_go_back(server: ServerProcess) 
             "mcu_forwarding_latency_seconds:histogram",
             "mcu_event_loop_lag_seconds:histogram",
             "mcu_event_loop_lag_last_seconds:gauge",
+            "mcu_heap_trims:counter",
+            "mcu_heap_trimmed_bytes:counter",
             "mcu_subscriber_loss_ratio:histogram",
             "mcu_recordings_active:gauge",
             "mcu_recording_tracks:gauge",
@@ -141,6 +143,15 @@ async def test_metrics_move_with_media_and_never_go_back(server: ServerProcess) 
         again, _ = await scrape(server)
         for name in ("mcu_rtp_packets_received_total", "mcu_rtp_packets_sent_total"):
             assert again[name] >= after[name], name
+        # The room empties: what it freed goes back to the system a second later (bounded).
+        await a.send({"type": "leave"})
+        for _ in range(100):
+            emptied, _ = await scrape(server)
+            if emptied["mcu_heap_trims_total"] > again["mcu_heap_trims_total"]:
+                break
+            await asyncio.sleep(0.1)
+        assert emptied["mcu_heap_trims_total"] > again["mcu_heap_trims_total"]
+        assert emptied["mcu_heap_trimmed_bytes_total"] >= again["mcu_heap_trimmed_bytes_total"]
     finally:
         for client in clients:
             with contextlib.suppress(Exception):
