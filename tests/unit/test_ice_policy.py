@@ -57,3 +57,26 @@ async def test_relay_policy_gathers_no_host_candidate(policy: None) -> None:
 
 def test_default_includes_loopback() -> None:
     assert "127.0.0.1" in ice.gather_addresses(ice.IcePolicy())
+
+
+def test_interface_addresses_are_read_once_per_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Enumerating interfaces costs most of a millisecond: every join of a server gathering on
+    # all interfaces would pay it. Within the TTL the last list is reused; after it, re-read.
+    reads = []
+    real = ice.ifaddr.get_adapters
+
+    def counted() -> object:
+        reads.append(1)
+        return real()
+
+    now = [1000.0]
+    monkeypatch.setattr(ice.ifaddr, "get_adapters", counted)
+    monkeypatch.setattr(ice.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(ice, "_interfaces", (float("-inf"), []))
+    first = ice.all_interface_addresses()
+    first.append("mutated by a caller")
+    now[0] += ice.ADDRESSES_TTL_SECONDS / 2
+    assert "mutated by a caller" not in ice.all_interface_addresses()
+    assert len(reads) == 1
+    now[0] += ice.ADDRESSES_TTL_SECONDS
+    assert "127.0.0.1" in ice.all_interface_addresses() and len(reads) == 2
