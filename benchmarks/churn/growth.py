@@ -11,7 +11,8 @@ reference median:
 
 - sizes (resident memory, SQLite files) against the **middle** third: memory settles slowly
   (allocator arenas, caches), so growth is what is still happening at the end; it fails above
-  ``tolerance`` (10 %) of the reference, or above an absolute floor for tiny values;
+  ``tolerance`` (10 %) of the reference and above an absolute floor (one allocator step for
+  memory, :data:`RSS_STEP_MIB`);
 - counts (file descriptors, asyncio tasks, threads, processes) against the **first** third: they
   should come back to the same value after every cycle, so any rise beyond a small slack
   (a scrape's own connection, a timer in flight) fails.
@@ -28,6 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .resources import RESOURCES, Sample
+
+RSS_STEP_MIB = 20.0
+"""Memory growth always allowed: a process whose counts all come back still moves in steps of
+10-18 MiB now and then (the allocators' arenas reaching a new high-water mark; measured at the
+ends of 150 s soaks after every room's memory is collected and trimmed), so on a ~150 MiB
+worker 10 % alone would call one such step a leak. Over the CI run's 11 boundaries a leak of
+~5 MiB a cycle or more still fails; the long runs judge against 10 % of ~700 MiB anyway."""
 
 WAL_LIMIT_KIB = 3 * 4096.0
 "A write-ahead log past this (three times the ~4 MiB autocheckpoint) is not being checkpointed."
@@ -49,7 +57,7 @@ def rule_for(series: str, tolerance: float) -> Rule:
     """The rule for ``series`` (``resource:process``)."""
     resource = series.split(":", 1)[0]
     if resource == "rss_mib":
-        return Rule("middle", tolerance, 2.0)
+        return Rule("middle", tolerance, RSS_STEP_MIB)
     if resource == "sqlite_kib":
         return Rule("middle", tolerance, 64.0)
     slack = {"fds": 2.0, "tasks": 2.0, "threads": 1.0, "procs": 0.0}.get(resource, 0.0)

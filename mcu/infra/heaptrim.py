@@ -9,10 +9,20 @@ every ~11 s) the worker sat at 190-250 MiB at the ends of cycles and kept creepi
 ``malloc_trim(0)``, which returns every free page of every heap (``madvise``), brought it back
 to 127-163 MiB each time.
 
+A closed peer connection is a web of reference cycles (aiortc's objects), freed only by the
+cyclic garbage collector, whose full collections come when the process's object count has
+grown by a quarter, i.e. at moments unrelated to rooms ending. So the trim after a room
+empties first runs a full collection: what the room held is then really gone, and the
+resident memory after a room ends is the same whatever the collector happened to do before
+(in the soak, boundaries otherwise varied by ~25 MiB between cycles). The objects the server
+made while starting are frozen out of every collection (``gc.freeze`` in ``mcu.app.main``),
+so a full collection walks only what rooms and connections made.
+
 So the server trims a second after a room empties (when most is freed; :func:`released`) and
 once a minute anyway (a lesson whose viewers come and go never empties), never twice within
-five seconds. A trim runs on the event loop's thread: 4-9 ms for the 26-50 MiB it gave back
-in that soak (2-core VM). On a C library without ``malloc_trim`` (musl, macOS) nothing is done.
+two seconds. A trim runs on the event loop's thread: 4-9 ms for the 26-50 MiB it gave back
+in that soak (2-core VM), 2-13 ms with the collection before it. On a C library without
+``malloc_trim`` (musl, macOS) nothing is done.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +45,7 @@ INTERVAL_SECONDS = 60.0
 "A trim at least this often while the server runs."
 AFTER_RELEASE_SECONDS = 1.0
 "How long after a room empties its trim runs (rooms ending together share one)."
-MIN_GAP_SECONDS = 5.0
+MIN_GAP_SECONDS = 2.0
 "Never two trims closer than this."
 
 _STATM = Path("/proc/self/statm")
@@ -70,12 +81,14 @@ class HeapTrimmer:
         min_gap: float = MIN_GAP_SECONDS,
         *,
         trim: Callable[[int], int] | None = None,
+        collect: Callable[[], object] = gc.collect,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = interval
         self.after_release = after_release
         self.min_gap = min_gap
         self._trim = trim if trim is not None else _libc_trim()
+        self._collect = collect
         self._clock = clock
         self._last = float("-inf")
         self._soon: asyncio.TimerHandle | None = None
@@ -87,26 +100,34 @@ class HeapTrimmer:
         """Whether the C library can trim at all."""
         return self._trim is not None
 
-    def trim(self) -> int:
-        """Trim now (unless one ran within ``min_gap``); the resident bytes given back."""
+    def trim(self, *, collect: bool = False) -> int:
+        """Trim now (unless one ran within ``min_gap``), after a full garbage collection if
+        ``collect``; the resident bytes given back."""
         now = self._clock()
         if self._trim is None or now - self._last < self.min_gap:
             return 0
         self._last = now
         before = resident_bytes()
         started = time.perf_counter()
+        if collect:
+            self._collect()
         self._trim(0)
         took = time.perf_counter() - started
         returned = max(0, before - resident_bytes())
         self.trims += 1
         metrics.HEAP_TRIMS.inc()
         metrics.HEAP_TRIMMED_BYTES.inc(returned)
-        logger.debug("heap trimmed: %.1f MiB back in %.1f ms", returned / 2**20, took * 1e3)
+        logger.debug(
+            "heap trimmed%s: %.1f MiB back in %.1f ms",
+            " after a collection" if collect else "",
+            returned / 2**20,
+            took * 1e3,
+        )
         return returned
 
     def released(self) -> None:
-        """Much was just freed (a room emptied): trim ``after_release`` seconds from now, or
-        once ``min_gap`` has passed since the last trim if that is later."""
+        """Much was just freed (a room emptied): collect and trim ``after_release`` seconds
+        from now, or once ``min_gap`` has passed since the last trim if that is later."""
         if self._trim is None or self._soon is not None:
             return
         try:
@@ -119,7 +140,7 @@ class HeapTrimmer:
 
     def _trim_soon(self) -> None:
         self._soon = None
-        self.trim()
+        self.trim(collect=True)
 
     async def run(self) -> None:
         """Trim every ``interval`` seconds until cancelled."""

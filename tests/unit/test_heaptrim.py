@@ -47,7 +47,15 @@ async def test_released_trims_soon_and_defers_past_the_minimum_gap() -> None:
         return 1
 
     clock = Clock()
-    trimmer = HeapTrimmer(interval=3600, after_release=0.01, min_gap=0.3, trim=trim, clock=clock)
+    collections: list[int] = []
+    trimmer = HeapTrimmer(
+        interval=3600,
+        after_release=0.01,
+        min_gap=0.3,
+        trim=trim,
+        collect=lambda: collections.append(len(calls)),
+        clock=clock,
+    )
     trimmer.start()
     try:
         trimmer.released()
@@ -62,6 +70,7 @@ async def test_released_trims_soon_and_defers_past_the_minimum_gap() -> None:
         clock.now += 0.5
         await asyncio.wait_for(done.wait(), 5)
         assert calls == [0, 0]
+        assert collections == [0, 1]  # a full collection before each: the room's cycles too
     finally:
         await trimmer.stop()
     assert heaptrim._active is None
@@ -79,10 +88,13 @@ async def test_periodic_trims_while_started() -> None:
             two.set()
         return 0
 
-    trimmer = HeapTrimmer(interval=0.01, min_gap=5.0, trim=trim, clock=clock)
+    collections: list[int] = []
+    trimmer = HeapTrimmer(
+        interval=0.01, min_gap=5.0, trim=trim, collect=lambda: collections.append(1), clock=clock
+    )
     trimmer.start()
     try:
         await asyncio.wait_for(two.wait(), 5)
     finally:
         await trimmer.stop()
-    assert len(calls) >= 2
+    assert len(calls) >= 2 and collections == []  # periodic trims leave the collector be
