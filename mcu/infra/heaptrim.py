@@ -140,6 +140,10 @@ class HeapTrimmer:
 
     def _trim_soon(self) -> None:
         self._soon = None
+        wait = self._last + self.min_gap - self._clock()
+        if wait > 0:  # a periodic trim ran meanwhile: this one (with its collection) comes next
+            self._soon = asyncio.get_running_loop().call_later(wait, self._trim_soon)
+            return
         self.trim(collect=True)
 
     async def run(self) -> None:

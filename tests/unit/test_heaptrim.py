@@ -71,6 +71,16 @@ async def test_released_trims_soon_and_defers_past_the_minimum_gap() -> None:
         await asyncio.wait_for(done.wait(), 5)
         assert calls == [0, 0]
         assert collections == [0, 1]  # a full collection before each: the room's cycles too
+        clock.now += 1.0
+        trimmer.released()  # due in 0.01 s, but a periodic trim runs first ...
+        trimmer.trim()
+        assert calls == [0, 0, 0] and collections == [0, 1]
+        done.clear()
+        await asyncio.sleep(0.05)  # the room's turn came within the gap: not dropped, deferred
+        assert calls == [0, 0, 0] and trimmer._soon is not None
+        clock.now += 0.5  # ... so the room's collection and trim follow past the gap
+        await asyncio.wait_for(done.wait(), 5)
+        assert calls == [0, 0, 0, 0] and collections == [0, 1, 3]
     finally:
         await trimmer.stop()
     assert heaptrim._active is None
