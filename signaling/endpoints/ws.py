@@ -134,12 +134,11 @@ class ClientConnection:
         while True:
             message = await self._outbox.get()
             try:
-                if self.ws.closed:
-                    pass
-                elif isinstance(message, SharedMessage):
-                    await self.ws.send_str(message.text())
-                else:
-                    await self.ws.send_json(message)
+                if not self.ws.closed:
+                    if isinstance(message, SharedMessage):  # encoded once, for everyone
+                        await self.ws.send_str(message.text())
+                    else:
+                        await self.ws.send_json(message)
             except Exception:  # a dead socket is cleaned up by the reader
                 logger.debug("send to %s failed", self.address, exc_info=True)
             finally:
