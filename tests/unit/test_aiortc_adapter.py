@@ -98,6 +98,12 @@ def test_decoder_and_ice_hooks_exist() -> None:
     assert "self._nominated" in source and "self._protocols" in source
     assert "self._transport_policy = transport_policy" in source  # relay-only clients (ice.py)
     assert "remote_addr" in inspect.getsource(aioice.ice.CandidatePair)
+    # ServerIceConnection.gather_candidates does aioice's bookkeeping itself.
+    gather = inspect.getsource(aioice.Connection.gather_candidates)
+    for name in ("_local_candidates_start", "_local_candidates_end", "_components"):
+        assert f"self.{name}" in gather, name
+    assert "self._local_candidates +=" in gather
+    assert "server_reflexive_candidate(protocol, self.stun_server)" in source
 
 
 def test_arrival_times_share_aiortcs_clock() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import aioice
@@ -53,6 +54,31 @@ async def test_relay_policy_gathers_no_host_candidate(policy: None) -> None:
         assert connection.local_candidates == []
     finally:
         await connection.close()
+
+
+async def test_gathering_binds_every_address_without_resolving_or_enumerating(
+    policy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aioice reads every interface's addresses per connection and binds through
+    # create_datagram_endpoint(local_addr=...), which resolves the address on the loop's thread
+    # pool: a dozen loop turns per address, each tens of milliseconds when the server is busy.
+    # The server's gathering does neither, and still offers each policy address once.
+    def refused(*args: object, **kwargs: object) -> object:
+        raise AssertionError("not on a join's path")
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", refused)
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", refused, raising=False)
+    ice.install(ice.IcePolicy(addresses=("127.0.0.1", "::1")))
+    candidates = await _gather()
+    assert sorted((h, t) for h, _, t in candidates) == [("127.0.0.1", "host"), ("::1", "host")]
+    assert all(port > 0 for _, port, _ in candidates)
+
+
+async def test_an_address_that_cannot_be_bound_is_left_out(policy: None) -> None:
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: the others are still offered.
+    ice.install(ice.IcePolicy(addresses=("192.0.2.1", "127.0.0.1")))
+    assert [(h, t) for h, _, t in await _gather()] == [("127.0.0.1", "host")]
 
 
 def test_default_includes_loopback() -> None:
