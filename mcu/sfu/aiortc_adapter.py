@@ -59,6 +59,7 @@ from aiortc.rtp import (
 from mcu.codecs.red import red_primary
 from mcu.infra import metrics
 from mcu.media import CodecInfo
+from mcu.sfu import aiortc_reports
 from mcu.sfu.aiortc_send import SrtpTransmitter as SrtpTransmitter  # the send half
 from mcu.sfu.consumer import Consumer, ConsumerLeg, PayloadTypes
 from mcu.sfu.lateness import INGRESS, LatenessProbe, last_arrival
@@ -532,25 +533,21 @@ def consumer_leg(transceiver: RTCRtpTransceiver) -> ConsumerLeg:
     )
 
 
-def sender_report_sink(sender: RTCRtpSender) -> Callable[[int, int, int, int], None]:
-    """Feeds a subscriber-side sender's RTCP loop with the translated clock mapping."""
-
-    def update(ntp_time: int, rtp_time: int, packets: int, octets: int) -> None:
-        sender._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = rtp_time  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count = packets  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
-
-    return update
+def sender_report_sink(
+    sender: RTCRtpSender, transmitter: SrtpTransmitter
+) -> Callable[[int, int, int, int], None]:
+    """Where a subscriber leg's translated clock mapping goes: its connection's sender reports,
+    sent on the shared timer through ``transmitter`` (:mod:`mcu.sfu.aiortc_reports`)."""
+    return aiortc_reports.shared_sender_reports(sender, transmitter)
 
 
 def bind_feedback(sender: RTCRtpSender, consumer: Consumer) -> None:
     """Route the subscriber's NACK, PLI/FIR and REMB for this sender to ``consumer``."""
-    original = sender._handle_rtcp_packet
 
     async def handle_rtcp(packet: Any) -> None:
-        if not apply_feedback(packet, consumer, time.monotonic()):
-            await original(packet)  # receiver reports: round-trip time and loss for getStats
+        # Everything else (receiver reports past their loss, SDES, BYE) aiortc's sender would
+        # only turn into getStats entries, which the server never reads.
+        apply_feedback(packet, consumer, time.monotonic())
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
 

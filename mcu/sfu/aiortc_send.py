@@ -144,6 +144,20 @@ class SrtpTransmitter:
             return False
         return True
 
+    def send_rtcp(self, packet: bytes) -> bool:
+        """SRTCP-protect and send the compound RTCP ``packet`` (sender reports); False when it
+        could not leave. Rare (a connection's reports, about once a second): through the
+        transport, and pylibsrtp's own call."""
+        if not self._check():
+            return False
+        try:
+            data = self._session.protect_rtcp(packet)
+            self._sendto(data, self._addr)
+        except (OSError, ValueError, TypeError):  # pylibsrtp raises Error, a ValueError
+            _ERROR.inc()
+            return False
+        return True
+
     def _check(self) -> bool:
         # Re-binds after DTLS keys or ICE changes the pair; False (counted) on no keys or pair
         # yet, a closing transport or a full queue. Leaves the fast path a budget only when the

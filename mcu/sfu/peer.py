@@ -277,13 +277,14 @@ class SubscriberConnection:
         leg = adapter.consumer_leg(transceiver)
         if red_payload_type is not None:
             leg = dataclasses.replace(leg, red_payload_type=red_payload_type)
+        transmitter = adapter.SrtpTransmitter(adapter.dtls_transport(transceiver))
         consumer = (RedConsumer if red_payload_type is not None else Consumer)(
             leg,
-            adapter.SrtpTransmitter(adapter.dtls_transport(transceiver)),
+            transmitter,
             slot.producer.history,
             slot.producer,
             video=slot.producer.kind == "video",
-            sender_report_sink=adapter.sender_report_sink(sender),
+            sender_report_sink=adapter.sender_report_sink(sender, transmitter),
         )
         consumer.estimate = self.downlink.estimate
         self.downlink.admit(slot.producer, consumer)

@@ -231,11 +231,12 @@ class ViewerConnection:
         except Exception as exc:
             raise NegotiationError(f"cannot answer the offer: {exc}") from exc
         for kind, index, codecs, transceiver in plans:
+            transmitter = adapter.SrtpTransmitter(adapter.dtls_transport(transceiver))
             consumer = Consumer(
                 adapter.consumer_leg(transceiver),
-                adapter.SrtpTransmitter(adapter.dtls_transport(transceiver)),
+                transmitter,
                 video=kind == "video",
-                sender_report_sink=adapter.sender_report_sink(transceiver.sender),
+                sender_report_sink=adapter.sender_report_sink(transceiver.sender, transmitter),
             )
             adapter.bind_feedback(transceiver.sender, consumer)
             self._sections.append(_Section(kind, index, codecs, transceiver, consumer))

@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from mcu.media import CodecInfo, TrackSource
+from mcu.sfu import aiortc_reports
 from mcu.sfu.peer import NegotiationError, PublisherConnection
 from mcu.sfu.producer import Producer
 from mcu.sfu.stage import Stage
@@ -332,3 +333,40 @@ async def test_h264_section_prefers_packetization_mode_1() -> None:
     finally:
         await connection.close()
         await player.close()
+
+
+async def test_a_viewers_streams_get_sender_reports_together_on_the_shared_timer(
+    publishers: tuple[Publisher, Publisher],
+) -> None:
+    # The publisher's aiortc sends its own sender reports; the server translates each into the
+    # viewer's timestamps and sends the viewer's audio and video reports as one compound packet
+    # per connection from one timer for all connections (no RTCP task per sender).
+    red, _ = publishers
+    stage = Stage("lecture-sr")
+    stage.set([red.producers[TrackSource.CAMERA]], [red.producers[TrackSource.MICROPHONE]])
+    viewer = Viewer()
+    connection = ViewerConnection([], stage, lambda delta: None)
+    try:
+        answer = await connection.answer(await viewer.offer("audio", "video"))
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        shared = aiortc_reports.reports()
+        await _until(lambda: len(shared) == 1)  # both legs, one connection
+
+        async def reported() -> dict[str, int]:
+            sent = {}
+            for transceiver in viewer.pc.getTransceivers():
+                for stats in (await transceiver.receiver.getStats()).values():
+                    if stats.type == "remote-outbound-rtp":
+                        sent[transceiver.kind] = stats.packetsSent
+            return sent
+
+        deadline = time.monotonic() + 15
+        while set(sent := await reported()) != {"audio", "video"} or min(sent.values()) == 0:
+            assert time.monotonic() < deadline, f"sender reports seen: {sent}"
+            await asyncio.sleep(0.2)
+        audio, video = connection.consumers()
+        assert sent["audio"] <= audio.packets_sent and sent["video"] <= video.packets_sent
+    finally:
+        await connection.close()
+        await viewer.close()
+    assert len(aiortc_reports.reports()) == 0  # the connection's legs left with it

@@ -82,6 +82,12 @@ async def test_receiver_and_sender_internals() -> None:
             assert hasattr(sender, f"_RTCRtpSender__{name}"), name
         assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
         assert callable(sender._handle_rtcp_packet)
+        # aiortc_reports: a quiet stand-in for the RTCP task, started by send(), stopped by stop()
+        for name in ("started", "rtcp_started", "rtcp_exited", "cname"):
+            assert hasattr(sender, f"_RTCRtpSender__{name}"), name
+        assert "asyncio.ensure_future(self._run_rtcp())" in inspect.getsource(RTCRtpSender.send)
+        assert "self.__rtcp_exited.wait()" in inspect.getsource(RTCRtpSender.stop)
+        assert callable(sender._send_rtcp)
         assert "self.__track.recv()" in inspect.getsource(RTCRtpSender._next_encoded_frame)
         for name in ("_codecs", "_headerExtensions", "_offerDirection"):
             assert hasattr(transceiver, name), name
