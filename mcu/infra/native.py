@@ -40,6 +40,9 @@ COMPILED = (
     "mcu.sfu.aiortc_send",
 )
 "The modules compiled, all under the ``mcu/`` folder."
+HELPERS = ("mcu.sfu._wire",)
+"""C extension modules the compiled ones call, built from the ``.c`` file of the same name with
+them (and used only with them: the source runs without)."""
 GROUP = "mcu.forwarding"
 "mypyc's group: its shared library is ``mcu/forwarding__mypyc.<abi>.so``."
 STAMP_NAME = "forwarding.json"
@@ -64,6 +67,11 @@ def source_path(module: str) -> Path:
     if parts[0] != "mcu" or len(parts) < 2:
         raise ValueError(f"{module} is not a module of the mcu package")
     return PACKAGE_DIR.joinpath(*parts[1:]).with_suffix(".py")
+
+
+def helper_source_path(module: str) -> Path:
+    """The ``.c`` file of one of :data:`HELPERS`."""
+    return source_path(module).with_suffix(".c")
 
 
 def extension_path(module: str) -> Path:
@@ -108,7 +116,7 @@ def build_is_current(stamp: dict[str, object] | None) -> str | None:
             return f"{relative} is gone"
         if actual != expected:
             return f"{relative} changed since the build"
-    missing = [m for m in COMPILED if not extension_path(m).exists()]
+    missing = [m for m in COMPILED + HELPERS if not extension_path(m).exists()]
     if missing or not shared_library_path().exists():
         return "part of the build is missing"
     return None

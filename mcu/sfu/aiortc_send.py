@@ -34,7 +34,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi, lib
 
-from mcu.infra import metrics
+from mcu.infra import metrics, native
 
 MAX_SEND_BUFFER_BYTES: Final = 512 * 1024
 """Beyond this many bytes queued in user space for one subscriber, packets are dropped (and the
@@ -58,6 +58,25 @@ _CDATA: Final = ffi.new("char[]", BUFFER_BYTES)
 _BUFFER: Final = ffi.buffer(_CDATA)
 _VIEW: Final = memoryview(_BUFFER)  # written out by os.write at once: a view, no copy
 _LENGTH: Final = ffi.new("int *")
+
+
+def _load_wire() -> Any:
+    """The C helper (``_wire.c``): with the compiled build only, and bound to the same libsrtp."""
+    if native.STATUS != native.COMPILED_STATUS:
+        return None
+    from mcu.sfu import _wire
+
+    _wire.bind(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))), MAX_PLAIN_BYTES)
+    return _wire
+
+
+_wire: Final = _load_wire()
+_wire_send: Final = None if _wire is None else _wire.send
+"Copy, protect and write in one call; None where the source runs (then cffi does it here)."
+_wire_pending: Final = None if _wire is None else _wire.pending
+_WIRE_SENT: Final = 0  # _wire.c's results
+_WIRE_BLOCKED: Final = 1
+_WIRE_FAILED: Final = 2
 _NOT_READY: Final = metrics.SEND_REFUSED.labels("not_ready")
 _CLOSING: Final = metrics.SEND_REFUSED.labels("closing")
 _QUEUE_FULL: Final = metrics.SEND_REFUSED.labels("queue_full")
@@ -72,6 +91,7 @@ class SrtpTransmitter:
         "_budget",
         "_closing",
         "_connection",
+        "_context",
         "_dtls",
         "_fd",
         "_pair",
@@ -88,6 +108,7 @@ class SrtpTransmitter:
         self._session: Any = None  # the pylibsrtp.Session self._srtp belongs to (kept alive)
         # Bound at the first send with a nominated pair (nothing else compares equal to it).
         self._srtp: Any = None
+        self._context = 0  # self._srtp's address, for _wire.c
         self._pair: Any = _UNBOUND
         self._transport: Any = None
         self._sendto: Any = None
@@ -115,6 +136,12 @@ class SrtpTransmitter:
             if not self._check():
                 return False
             budget = self._budget  # CHECK_EVERY to write to the socket, 0 through the transport
+        if budget and _wire_send is not None:  # the compiled build: one call into _wire.c
+            status = _wire_send(self._fd, self._context, header, payload)
+            if status == _WIRE_SENT:
+                self._budget = budget - 1
+                return True
+            return self._wire_missed(status)
         head = len(header)
         size = head + len(payload)
         if size > MAX_PLAIN_BYTES:
@@ -144,6 +171,21 @@ class SrtpTransmitter:
             return False
         return True
 
+    def _wire_missed(self, status: int) -> bool:
+        # What send() does when _wire.c could not write the packet: the same as on its own path.
+        if status == _WIRE_BLOCKED and _wire_pending is not None:  # socket full: the transport
+            self._budget = 0  # queues it, and the next packets in order behind it
+            try:
+                self._sendto(_wire_pending(), self._addr)
+            except (OSError, ValueError):
+                _ERROR.inc()
+                return False
+            return True
+        if status == _WIRE_FAILED:  # e.g. refused: the subscriber's port is gone (ICMP)
+            self._budget = 0
+        _ERROR.inc()  # or too long, or libsrtp refused to protect it
+        return False
+
     def send_rtcp(self, packet: bytes) -> bool:
         """SRTCP-protect and send the compound RTCP ``packet`` (sender reports); False when it
         could not leave. Rare (a connection's reports, about once a second): through the
@@ -169,6 +211,7 @@ class SrtpTransmitter:
                 _NOT_READY.inc()
                 return False
             self._session, self._srtp = session, session._srtp[0]
+            self._context = int(ffi.cast("uintptr_t", self._srtp))
         pair = self._connection._nominated.get(1)
         if pair is not self._pair:  # first packet, or ICE chose another pair: re-bind
             if pair is None:

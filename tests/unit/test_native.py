@@ -7,6 +7,7 @@ that the forwarding tests pass on the source too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import os
@@ -14,10 +15,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pylibsrtp import Policy, Session
+from pylibsrtp._binding import ffi
 
 from mcu.infra import native
+from mcu.sfu.aiortc_send import MAX_PLAIN_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -26,6 +31,11 @@ needs_build = pytest.mark.skipif(
     native.STATUS != native.COMPILED_STATUS,
     reason=f"the forwarding path is not compiled here ({native.STATUS})",
 )
+
+
+def _rtp(sequence: int, payload: bytes) -> tuple[bytes, bytes]:
+    return bytes((0x80, 96)) + sequence.to_bytes(2, "big") + bytes(8), payload
+
 
 PROBE = (
     "import sys, mcu.infra.native as n\n"
@@ -62,6 +72,40 @@ def test_the_forwarding_modules_run_compiled() -> None:
     for module in native.COMPILED:
         origin = importlib.import_module(module).__spec__.origin
         assert origin is not None and origin.endswith(SUFFIX), (module, origin)
+    from mcu.sfu import aiortc_send
+
+    assert aiortc_send._wire_send is not None  # and the transmitter writes through _wire.c
+
+
+@needs_build
+def test_the_c_helper_keeps_a_blocked_packet_and_reports_a_failed_write() -> None:
+    # A full non-blocking pipe stands in for a socket whose buffer is full: the protected packet
+    # stays available for the transport to queue; a descriptor that cannot be written fails.
+    from mcu.sfu import aiortc_send
+
+    wire: Any = aiortc_send._wire
+    key = os.urandom(32 + 12)
+    policy = {"key": key, "srtp_profile": Policy.SRTP_PROFILE_AEAD_AES_256_GCM}
+    session = Session(Policy(ssrc_type=Policy.SSRC_ANY_OUTBOUND, **policy))
+    reference = Session(Policy(ssrc_type=Policy.SSRC_ANY_OUTBOUND, **policy))
+    context = int(ffi.cast("uintptr_t", session._srtp[0]))
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(write_end, bytes(65536))
+        header, payload = _rtp(1, b"blocked")
+        assert wire.send(write_end, context, header, payload) == wire.BLOCKED
+        assert wire.pending() == reference.protect(header + payload)
+        header, payload = _rtp(2, b"failed")
+        assert wire.send(read_end, context, header, payload) == wire.FAILED  # EBADF
+        assert wire.send(write_end, context, header, payload) == wire.REFUSED  # number reused
+        assert wire.pending() == b""
+        assert wire.send(write_end, context, *_rtp(3, bytes(MAX_PLAIN_BYTES))) == wire.REFUSED
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 @needs_build

@@ -1,0 +1,9 @@
+# The C helper of mcu/sfu/_wire.c (built by scripts/build_native).
+SENT: int
+BLOCKED: int
+FAILED: int
+REFUSED: int
+
+def bind(protect_address: int, max_plain_bytes: int, /) -> None: ...
+def send(fd: int, context: int, header: bytes, payload: bytes | bytearray, /) -> int: ...
+def pending() -> bytes: ...
