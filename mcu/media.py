@@ -68,9 +68,9 @@ class IncomingPacket:
     "RFC 6464 level in -dBov (0 loudest, 127 silence), if the publisher sent it."
     arrival: float
     "Arrival time in seconds (monotonic clock)."
-    ext_cache: dict[tuple[int | bytes, ...], bytes] = field(default_factory=dict)
+    ext_cache: dict[int, bytes] = field(default_factory=dict)
     """The header-extension block built for a consumer profile (its abs-send-time and audio-level
-    ids and mid element), shared by the consumers with that profile."""
+    ids and mid element, numbered once per process), shared by the consumers with that profile."""
     temporal_id: int = -1
     "Temporal layer of the frame (VP8 TID, 0 is the base layer); -1 when the stream has none."
     layer_sync: bool = False

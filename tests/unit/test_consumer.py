@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from mcu.media import IncomingPacket
-from mcu.sfu.consumer import Consumer, ConsumerLeg
+from mcu.sfu.consumer import MAX_PROFILES, Consumer, ConsumerLeg, profile_number
 from mcu.sfu.history import PacketHistory
 from mcu.sfu.rtp import SequenceUnwrapper, parse_fixed_header
 
@@ -186,3 +186,16 @@ def test_a_long_outage_is_bridged_without_a_sequence_jump() -> None:
     consumer.on_packet(feed.packet(20_000, 960 * 20_000))
     seqs = [parse_fixed_header(p)[2] for p in tx.sent]
     assert (seqs[2] - seqs[1]) & 0xFFFF == 1
+
+
+def test_profile_numbers_are_shared_and_never_reused() -> None:
+    # Consumers with one header-extension profile share a packet's extension block under its
+    # number; a forgotten profile that comes back gets a new number, never another's.
+    first = profile_number(3, 1, b"mid-a")
+    assert profile_number(3, 1, b"mid-a") == first
+    assert profile_number(3, 2, b"mid-a") != first
+    seen = {first}
+    for i in range(MAX_PROFILES + 1):
+        seen.add(profile_number(4, 1, f"m{i}".encode()))
+    again = profile_number(3, 1, b"mid-a")  # pushed out by the thousand since
+    assert again not in seen
